@@ -1,0 +1,383 @@
+//! The admin API's request and response shapes, shared by the scheduler and the CLI.
+//!
+//! Field names and meanings here are fixed by the brief; adding fields is fine, renaming is not.
+//! Requests carry validated types, so a body that deserializes is already well-formed; range and
+//! placement checks that need the database happen in the scheduler.
+
+use crate::{
+    AppId, ContainerId, Domain, Endpoint, HostName, InstanceId, PortRange, TenantName, Version,
+};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// The body of every error answer: `{"error": {"code", "message"}}`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ErrorBody {
+    /// The error.
+    pub error: ErrorDetail,
+}
+
+/// A stable machine-readable code and a human message.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ErrorDetail {
+    /// Stable code, e.g. `not_found`, `conflict`, `unplaceable`, `invalid`.
+    pub code: String,
+    /// One line for a person.
+    pub message: String,
+}
+
+/// `POST /v1/apps`
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct CreateApp {
+    /// The new app's id.
+    pub id: AppId,
+    /// Roll the running deployment to a newly pushed tag automatically.
+    #[serde(default)]
+    pub auto_deploy: bool,
+}
+
+/// An app as the API shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct App {
+    /// The app id.
+    pub id: AppId,
+    /// Where the gateway serves it: `{appId}.{gateway-domain}`.
+    pub domain: String,
+    /// The owning tenant, if any (apps created with the operator token have none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<TenantName>,
+    /// Custom domains routed to it.
+    #[serde(default)]
+    pub domains: Vec<Domain>,
+    /// Its deployments (only in single-app answers).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deployments: Vec<Deployment>,
+}
+
+/// How instances are placed on hosts.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Placement {
+    /// What "best host" means.
+    #[serde(default)]
+    pub rank: Rank,
+    /// Put instances of one deployment on distinct hosts where possible.
+    #[serde(default)]
+    pub spread: bool,
+    /// Host labels that must match exactly, e.g. `{"zone": "a"}`.
+    #[serde(default)]
+    pub constraints: BTreeMap<String, String>,
+    /// Only hosts that already run an instance of this app.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub colocate_with: Option<AppId>,
+    /// One instance on every ready host (the instance count is ignored).
+    #[serde(default)]
+    pub global: bool,
+}
+
+/// The ranking policy.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Rank {
+    /// Most free memory first (default).
+    #[default]
+    Memory,
+    /// Most free CPU first.
+    Cpu,
+}
+
+/// What to do with an instance that fails its health checks.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum OnFailure {
+    /// Restart the container in place (default).
+    #[default]
+    Restart,
+    /// Stop it and place a new instance.
+    Replace,
+}
+
+/// Health-check settings of a deployment.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HealthSpec {
+    /// Path polled on the instance; must start with `/`.
+    pub path: String,
+    /// Time between checks.
+    pub interval_ms: u64,
+    /// Time a check may take.
+    pub timeout_ms: u64,
+    /// Consecutive failures before the instance leaves ZooKeeper.
+    pub failures: u32,
+    /// Consecutive successes before it comes back.
+    pub successes: u32,
+    /// Restart in place or replace.
+    pub on_failure: OnFailure,
+}
+
+impl Default for HealthSpec {
+    fn default() -> Self {
+        HealthSpec {
+            path: "/_ping".into(),
+            interval_ms: 1000,
+            timeout_ms: 500,
+            failures: 3,
+            successes: 1,
+            on_failure: OnFailure::Restart,
+        }
+    }
+}
+
+/// `POST /v1/apps/{app}/deployments`
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CreateDeployment {
+    /// The image tag to deploy.
+    pub version: Version,
+    /// How many instances (ignored when `placement.global`).
+    #[serde(default = "one")]
+    pub instances: u32,
+    /// Memory limit per instance, MiB.
+    pub memory_mb: u64,
+    /// CPU limit per instance, cores.
+    pub cpus: f64,
+    /// The port the app listens on inside its container.
+    #[serde(default = "default_port")]
+    pub port: u16,
+    /// Environment variables.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// Placement policy.
+    #[serde(default)]
+    pub placement: Placement,
+    /// Health-check policy.
+    #[serde(default)]
+    pub health: HealthSpec,
+}
+
+fn one() -> u32 {
+    1
+}
+
+fn default_port() -> u16 {
+    8080
+}
+
+/// `PUT /v1/apps/{app}/deployments/{version}`
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Scale {
+    /// The new instance count.
+    pub instances: u32,
+}
+
+/// A deployment as the API shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Deployment {
+    /// The app.
+    pub app: AppId,
+    /// The version.
+    pub version: Version,
+    /// The image reference.
+    pub image: String,
+    /// Desired instance count.
+    pub instances: u32,
+    /// Memory limit per instance, MiB.
+    pub memory_mb: u64,
+    /// CPU limit per instance, cores.
+    pub cpus: f64,
+    /// Container port.
+    pub port: u16,
+    /// Its instances.
+    #[serde(default)]
+    pub instance_list: Vec<Instance>,
+}
+
+/// The life-cycle state of an instance.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum InstanceState {
+    /// Claimed on a host; nothing started yet.
+    Pending,
+    /// Container created or starting, not yet healthy.
+    Starting,
+    /// Healthy and registered in ZooKeeper.
+    Running,
+    /// Failing its health checks; not in ZooKeeper.
+    Unhealthy,
+    /// Being drained and stopped.
+    Stopping,
+}
+
+/// An instance as the API shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Instance {
+    /// Instance id.
+    pub id: InstanceId,
+    /// App id.
+    pub app: AppId,
+    /// Version.
+    pub version: Version,
+    /// Host name.
+    pub host: HostName,
+    /// `{hostIP}:{hostPort}`.
+    pub address: Endpoint,
+    /// Docker container id, once created.
+    pub container_id: Option<ContainerId>,
+    /// Life-cycle state.
+    pub state: InstanceState,
+    /// Whether its last health checks passed.
+    pub healthy: bool,
+}
+
+/// `POST /v1/hosts`
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CreateHost {
+    /// Host name.
+    pub name: HostName,
+    /// The IP that instance ports are bound to and that gateways connect to.
+    pub address: std::net::IpAddr,
+    /// Docker endpoint URL: `unix:///var/run/docker.sock`, `tcp://h:2375`, `https://h:2376`.
+    #[serde(default = "default_docker")]
+    pub docker: String,
+    /// Memory capacity, MiB.
+    pub memory_mb: u64,
+    /// CPU capacity, cores.
+    pub cpus: f64,
+    /// Labels for placement constraints.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Host ports handed to instances.
+    #[serde(default)]
+    pub ports: PortRange,
+}
+
+fn default_docker() -> String {
+    "unix:///var/run/docker.sock".into()
+}
+
+/// `PATCH /v1/hosts/{name}`: every field optional.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateHost {
+    /// New state: `ready`, `draining` or `down`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<HostState>,
+    /// New labels (replaces all).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<BTreeMap<String, String>>,
+}
+
+/// A host's scheduling state.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum HostState {
+    /// Accepts new instances.
+    Ready,
+    /// Keeps its instances, takes no new ones.
+    Draining,
+    /// Unreachable; its instances are re-created elsewhere.
+    Down,
+}
+
+/// A host as the API shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Host {
+    /// Host name.
+    pub name: HostName,
+    /// Instance address.
+    pub address: std::net::IpAddr,
+    /// Docker endpoint URL.
+    pub docker: String,
+    /// Memory capacity, MiB.
+    pub memory_mb: u64,
+    /// Free memory, MiB.
+    pub memory_free_mb: u64,
+    /// CPU capacity, cores.
+    pub cpus: f64,
+    /// Free CPU, cores.
+    pub cpus_free: f64,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+    /// Port range.
+    pub ports: PortRange,
+    /// State.
+    pub state: HostState,
+}
+
+/// `POST /v1/tenants`
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTenant {
+    /// Tenant name.
+    pub name: TenantName,
+}
+
+/// A tenant, with its token only in the answer to its creation.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Tenant {
+    /// Tenant name.
+    pub name: TenantName,
+    /// Bearer token; shown once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+}
+
+/// `POST /v1/apps/{app}/domains`
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct AddDomain {
+    /// The custom domain (a CNAME of the app's gateway name).
+    pub domain: Domain,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deployment_request_with_defaults() {
+        let d: CreateDeployment =
+            serde_json::from_str(r#"{"version":"v1","memory_mb":128,"cpus":0.5}"#).expect("valid");
+        assert_eq!(d.instances, 1);
+        assert_eq!(d.port, 8080);
+        assert_eq!(d.health.path, "/_ping");
+        assert_eq!(d.placement.rank, Rank::Memory);
+    }
+
+    #[test]
+    fn deployment_request_full_shape_from_the_brief() {
+        let body = r#"{"version": "v1", "instances": 3, "memory_mb": 128, "cpus": 0.5, "port": 8080,
+            "env": {"K": "V"},
+            "placement": {"rank": "cpu", "spread": true, "constraints": {"zone": "a"},
+                          "colocate_with": "otherapp", "global": false},
+            "health": {"path": "/_ping", "interval_ms": 1000, "timeout_ms": 500,
+                       "failures": 3, "successes": 1, "on_failure": "replace"}}"#;
+        let d: CreateDeployment = serde_json::from_str(body).expect("valid");
+        assert_eq!(d.placement.rank, Rank::Cpu);
+        assert_eq!(d.health.on_failure, OnFailure::Replace);
+        assert_eq!(
+            d.placement.colocate_with.as_ref().map(AppId::as_str),
+            Some("otherapp")
+        );
+    }
+
+    #[test]
+    fn bad_bodies_are_refused() {
+        for bad in [
+            r#"{"version":"../x","memory_mb":128,"cpus":0.5}"#,
+            r#"{"version":"v1","memory_mb":128,"cpus":0.5,"surprise":1}"#,
+            r#"{"version":"v1","memory_mb":-1,"cpus":0.5}"#,
+            r#"{"version":"v1","memory_mb":128,"cpus":0.5,"port":70000}"#,
+            r#"{"version":"v1","memory_mb":128,"cpus":0.5,"placement":{"rank":"disk"}}"#,
+        ] {
+            assert!(
+                serde_json::from_str::<CreateDeployment>(bad).is_err(),
+                "{bad}"
+            );
+        }
+        assert!(serde_json::from_str::<CreateApp>(r#"{"id":"Bad_App"}"#).is_err());
+    }
+}

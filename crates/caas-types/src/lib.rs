@@ -1,0 +1,35 @@
+//! The vocabulary every caas crate shares.
+//!
+//! Every type here is built by parsing (`FromStr`, `TryFrom<String>`, and serde through the same
+//! checks), so a value that exists is valid: an [`AppId`] is always a DNS label, a [`Version`] is
+//! always a Docker tag, a [`ContainerId`] is always hex. Code further in (Docker, ZooKeeper, SQL)
+//! can therefore splice them into names, paths and queries without re-checking.
+
+mod error;
+mod ids;
+mod net;
+mod resources;
+
+pub mod api;
+pub mod zk;
+
+pub use error::{Error, Result};
+pub use ids::{AppId, ContainerId, Domain, HostName, InstanceId, TenantName, Version};
+pub use net::{Endpoint, PortRange};
+pub use resources::{Cpus, Memory, Resources};
+
+/// Label keys the platform puts on every container it starts. The reconciler finds "our"
+/// containers by these, so they are part of the contract between deployer and scheduler.
+pub mod labels {
+    /// Marks a container as managed by caas; its value is the platform's namespace
+    /// (`caas` by default, a per-test namespace in tests).
+    pub const MANAGED: &str = "caas.managed";
+    /// The app id.
+    pub const APP: &str = "caas.app";
+    /// The deployment version.
+    pub const VERSION: &str = "caas.version";
+    /// The instance id (also the container name's suffix).
+    pub const INSTANCE: &str = "caas.instance";
+    /// The host name the scheduler placed the instance on.
+    pub const HOST: &str = "caas.host";
+}
