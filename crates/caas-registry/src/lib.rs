@@ -2,5 +2,7 @@
 //! the watched route cache, the `_ping` health checker and leader election.
 
 mod error;
+mod snapshot;
 
 pub use error::{Error, Result};
+pub use snapshot::{IpRule, RouteEntry, RouteSnapshot};
