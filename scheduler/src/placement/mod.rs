@@ -1,0 +1,1 @@
+//! Placement: filter → rank → pick → claim with optimistic locking.

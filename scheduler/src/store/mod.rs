@@ -1,0 +1,1 @@
+//! The MySQL store: hosts, apps, deployments, instances, tenants.
