@@ -1,18 +1,25 @@
 //! `caas`: the command-line client of the admin API.
+//!
+//! A thin client: every command is one or two admin API calls. Errors print as one line on stderr
+//! with a non-zero exit code (2 for usage errors, 1 for everything else).
+
+mod cli;
+mod client;
+mod commands;
+mod config;
+mod table;
 
 use clap::Parser;
 
-/// caas: push, deploy and reach containers.
-#[derive(Debug, Parser)]
-#[command(version, about)]
-struct Cli {
-    /// Admin API URL.
-    #[arg(long, env = "CAAS_API", default_value = "http://127.0.0.1:7070")]
-    api: String,
-}
-
-fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
-    println!("caas: admin API at {}", cli.api);
-    Ok(())
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> std::process::ExitCode {
+    let cli = cli::Cli::parse();
+    match commands::run(cli).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // One clear line: the chain of causes, joined.
+            eprintln!("caas: {}", format!("{e:#}").replace('\n', " "));
+            std::process::ExitCode::FAILURE
+        }
+    }
 }

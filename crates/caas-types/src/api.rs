@@ -333,6 +333,49 @@ pub struct AddDomain {
     pub domain: Domain,
 }
 
+/// One line of a streamed deploy (`POST .../deployments` with `Accept: application/x-ndjson`):
+/// progress while images pull and containers start, then exactly one `done` or `failed`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "event", rename_all = "lowercase")]
+pub enum DeployEvent {
+    /// A step of one instance's deploy.
+    Progress {
+        /// The instance, once it has an id.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        instance: Option<InstanceId>,
+        /// `placed`, `pulling`, `pulled`, `starting`, `healthy`, `registered`, ...
+        stage: String,
+        /// A line for a person (e.g. layer progress).
+        message: String,
+    },
+    /// The deployment is up; the same body a non-streamed request gets.
+    Done {
+        /// The deployment with its instances.
+        deployment: Deployment,
+    },
+    /// The deploy failed and everything it started was rolled back.
+    Failed {
+        /// The error, as in an error answer.
+        error: ErrorDetail,
+    },
+}
+
+/// `GET /v1/blacklist`, and the body of `PUT /v1/blacklist`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Blacklist {
+    /// IPs and CIDR blocks, e.g. `["10.0.0.0/8", "192.0.2.7"]`.
+    pub rules: Vec<String>,
+}
+
+/// `POST /v1/blacklist`: add one rule.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct BlacklistRule {
+    /// An IP or CIDR block.
+    pub rule: String,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,326 @@
+//! The command line: flags, subcommands and their arguments (clap).
+
+use caas_types::{AppId, Cpus, Domain, HostName, Memory, PortRange, TenantName, Version};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// caas: push, deploy and reach containers.
+#[derive(Debug, Parser)]
+#[command(name = "caas", version, about)]
+pub struct Cli {
+    /// Admin API URL [env: CAAS_API; default http://127.0.0.1:7070, or the config file's].
+    #[arg(long, global = true)]
+    pub api: Option<String>,
+    /// Bearer token [env: CAAS_TOKEN, or the config file's].
+    #[arg(long, global = true, hide_env_values = true)]
+    pub token: Option<String>,
+    /// A file of `export CAAS_X=...` lines (as written by scripts/up) [env: CAAS_CONFIG;
+    /// default ./.caas/env, then ~/.config/caas/env].
+    #[arg(long, global = true)]
+    pub config: Option<std::path::PathBuf>,
+    /// Output format of listings.
+    #[arg(long, short = 'o', global = true, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    /// Aligned columns for people.
+    Table,
+    /// The API's JSON, for scripts.
+    Json,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Apps: list, create, remove.
+    #[command(subcommand)]
+    Apps(AppsCmd),
+    /// Deploy a version of an app (its image is {registry}/{app}:{version}).
+    Deploy(DeployArgs),
+    /// Change the number of instances of a deployed version.
+    Scale {
+        /// App id.
+        app: AppId,
+        /// Version.
+        version: Version,
+        /// New instance count.
+        instances: u32,
+    },
+    /// Undeploy one version of an app.
+    Undeploy {
+        /// App id.
+        app: AppId,
+        /// Version.
+        version: Version,
+    },
+    /// List instances (of one app, or of every app).
+    Ps {
+        /// App id.
+        app: Option<AppId>,
+    },
+    /// Hosts (operator only).
+    #[command(subcommand)]
+    Hosts(HostsCmd),
+    /// Custom domains routed to an app.
+    #[command(subcommand)]
+    Domains(DomainsCmd),
+    /// Client IPs/CIDRs the gateway refuses.
+    #[command(subcommand)]
+    Blacklist(BlacklistCmd),
+    /// Tenants (operator only).
+    #[command(subcommand)]
+    Tenants(TenantsCmd),
+}
+
+/// `caas apps ...`
+#[derive(Debug, Subcommand)]
+pub enum AppsCmd {
+    /// List apps.
+    #[command(alias = "list")]
+    Ls,
+    /// Create an app.
+    Create {
+        /// App id (a DNS label: lowercase letters, digits, '-').
+        id: AppId,
+        /// Roll the running deployment to each newly pushed tag.
+        #[arg(long)]
+        auto_deploy: bool,
+    },
+    /// Undeploy everything of an app and delete it.
+    #[command(alias = "delete")]
+    Rm {
+        /// App id.
+        id: AppId,
+    },
+}
+
+/// `caas deploy ...`
+#[derive(Debug, Args)]
+pub struct DeployArgs {
+    /// App id.
+    pub app: AppId,
+    /// Version (the image tag).
+    pub version: Version,
+    /// Number of instances.
+    #[arg(long, short = 'n', default_value_t = 1)]
+    pub instances: u32,
+    /// Memory limit per instance (256m, 1g, ...).
+    #[arg(long, short = 'm', default_value = "128m")]
+    pub memory: Memory,
+    /// CPU limit per instance (0.5, 2, 500m).
+    #[arg(long, default_value = "0.5")]
+    pub cpus: Cpus,
+    /// The port the app listens on in its container.
+    #[arg(long, short = 'p', default_value_t = 8080)]
+    pub port: u16,
+    /// Environment variable K=V (repeatable).
+    #[arg(long, short = 'e', value_parser = parse_kv)]
+    pub env: Vec<(String, String)>,
+    /// Put instances on distinct hosts where possible.
+    #[arg(long)]
+    pub spread: bool,
+    /// Host label that must match, K=V (repeatable).
+    #[arg(long, value_parser = parse_kv)]
+    pub constraint: Vec<(String, String)>,
+    /// Rank hosts by free memory or free CPU.
+    #[arg(long, value_enum, default_value_t = RankArg::Memory)]
+    pub rank: RankArg,
+    /// Only hosts that already run this app.
+    #[arg(long)]
+    pub colocate_with: Option<AppId>,
+    /// One instance on every ready host.
+    #[arg(long)]
+    pub global: bool,
+    /// Health-check path.
+    #[arg(long, default_value = "/_ping")]
+    pub health_path: String,
+    /// What to do when an instance keeps failing its health check.
+    #[arg(long, value_enum, default_value_t = OnFailureArg::Restart)]
+    pub on_failure: OnFailureArg,
+    /// Don't show progress; print only the result.
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+}
+
+/// `--rank`
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RankArg {
+    /// Most free memory first.
+    Memory,
+    /// Most free CPU first.
+    Cpu,
+}
+
+/// `--on-failure`
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OnFailureArg {
+    /// Restart the container in place.
+    Restart,
+    /// Replace the instance on a new placement.
+    Replace,
+}
+
+/// `caas hosts ...`
+#[derive(Debug, Subcommand)]
+pub enum HostsCmd {
+    /// List hosts with capacity and free amounts.
+    #[command(alias = "list")]
+    Ls,
+    /// Register a host.
+    Add {
+        /// Host name.
+        name: HostName,
+        /// IP that instance ports bind to and gateways connect to.
+        #[arg(long)]
+        address: std::net::IpAddr,
+        /// Docker endpoint URL.
+        #[arg(long, default_value = "unix:///var/run/docker.sock")]
+        docker: String,
+        /// Memory capacity (4g, 4096m).
+        #[arg(long)]
+        memory: Memory,
+        /// CPU capacity (cores).
+        #[arg(long)]
+        cpus: Cpus,
+        /// Label K=V (repeatable).
+        #[arg(long, value_parser = parse_kv)]
+        label: Vec<(String, String)>,
+        /// Host port range for instances.
+        #[arg(long, default_value = "25700-25999")]
+        ports: PortRange,
+    },
+    /// Stop placing new instances on a host (it keeps its instances).
+    Drain {
+        /// Host name.
+        name: HostName,
+    },
+    /// Make a drained host take new instances again.
+    Ready {
+        /// Host name.
+        name: HostName,
+    },
+    /// Remove a host (it must have no instances).
+    #[command(alias = "delete")]
+    Rm {
+        /// Host name.
+        name: HostName,
+    },
+}
+
+/// `caas domains ...`
+#[derive(Debug, Subcommand)]
+pub enum DomainsCmd {
+    /// Route a custom domain (a CNAME of {app}.{gateway-domain}) to an app.
+    Add {
+        /// App id.
+        app: AppId,
+        /// Domain.
+        domain: Domain,
+    },
+    /// Stop routing a custom domain.
+    Rm {
+        /// App id.
+        app: AppId,
+        /// Domain.
+        domain: Domain,
+    },
+}
+
+/// `caas blacklist ...`
+#[derive(Debug, Subcommand)]
+pub enum BlacklistCmd {
+    /// List the rules.
+    #[command(alias = "list")]
+    Ls,
+    /// Refuse an IP or CIDR block.
+    Add {
+        /// IP or CIDR, e.g. 10.0.0.0/8.
+        rule: String,
+    },
+    /// Remove a rule.
+    Rm {
+        /// IP or CIDR, as listed.
+        rule: String,
+    },
+}
+
+/// `caas tenants ...`
+#[derive(Debug, Subcommand)]
+pub enum TenantsCmd {
+    /// List tenants.
+    #[command(alias = "list")]
+    Ls,
+    /// Create a tenant and print its token (shown once).
+    Create {
+        /// Tenant name.
+        name: TenantName,
+    },
+    /// Delete a tenant.
+    Rm {
+        /// Tenant name.
+        name: TenantName,
+    },
+}
+
+fn parse_kv(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
+        _ => Err(format!("expected KEY=VALUE, got {s:?}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn deploy_parses_docker_like_flags() {
+        let cli = Cli::try_parse_from([
+            "caas",
+            "deploy",
+            "hello",
+            "v1",
+            "--instances",
+            "3",
+            "--memory",
+            "256m",
+            "--cpus",
+            "0.5",
+            "--port",
+            "8080",
+            "--env",
+            "A=b=c",
+            "--spread",
+            "--constraint",
+            "zone=a",
+        ])
+        .expect("valid command line");
+        let Command::Deploy(d) = cli.command else {
+            panic!("not a deploy")
+        };
+        assert_eq!(d.instances, 3);
+        assert_eq!(d.memory.mib(), 256);
+        assert_eq!(d.cpus.millis(), 500);
+        assert_eq!(d.env, vec![("A".into(), "b=c".into())]);
+        assert!(d.spread);
+    }
+
+    #[test]
+    fn bad_ids_are_refused_before_any_request() {
+        assert!(Cli::try_parse_from(["caas", "deploy", "Bad_App", "v1"]).is_err());
+        assert!(Cli::try_parse_from(["caas", "deploy", "app", "../v1"]).is_err());
+        assert!(Cli::try_parse_from(["caas", "deploy", "app", "v1", "--memory", "lots"]).is_err());
+        assert!(Cli::try_parse_from(["caas", "deploy", "app", "v1", "--env", "novalue"]).is_err());
+    }
+}

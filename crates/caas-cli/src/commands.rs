@@ -1,0 +1,463 @@
+//! What each subcommand does: build the request, call the admin API, print the answer.
+
+use crate::cli::{
+    AppsCmd, BlacklistCmd, Cli, Command, DeployArgs, DomainsCmd, HostsCmd, OnFailureArg, Output,
+    RankArg, TenantsCmd,
+};
+use crate::client::Client;
+use crate::config;
+use crate::table::Table;
+use anyhow::{bail, Context, Result};
+use caas_types::api::{
+    AddDomain, App, Blacklist, BlacklistRule, CreateApp, CreateDeployment, CreateHost,
+    CreateTenant, DeployEvent, Deployment, HealthSpec, Host, HostState, Instance, OnFailure,
+    Placement, Rank, Scale, Tenant, UpdateHost,
+};
+use caas_types::AppId;
+use futures::StreamExt;
+use reqwest::Method;
+use serde::Serialize;
+
+/// Runs one parsed command line.
+pub async fn run(cli: Cli) -> Result<()> {
+    let env = |k: &str| std::env::var(k).ok();
+    let settings = config::resolve(cli.api, cli.token, cli.config, &env)?;
+    let client = Client::new(settings)?;
+    let out = cli.output;
+    match cli.command {
+        Command::Apps(cmd) => apps(&client, out, cmd).await,
+        Command::Deploy(args) => deploy(&client, out, args).await,
+        Command::Scale {
+            app,
+            version,
+            instances,
+        } => {
+            let path = format!("/v1/apps/{app}/deployments/{version}");
+            let v = client
+                .call(Method::PUT, &path, Some(&Scale { instances }))
+                .await?;
+            print_value(out, &v, || {
+                format!("{app} {version}: {instances} instance(s)")
+            })
+        }
+        Command::Undeploy { app, version } => {
+            client
+                .call::<()>(
+                    Method::DELETE,
+                    &format!("/v1/apps/{app}/deployments/{version}"),
+                    None,
+                )
+                .await?;
+            println!("undeployed {app} {version}");
+            Ok(())
+        }
+        Command::Ps { app } => ps(&client, out, app).await,
+        Command::Hosts(cmd) => hosts(&client, out, cmd).await,
+        Command::Domains(cmd) => domains(&client, cmd).await,
+        Command::Blacklist(cmd) => blacklist(&client, out, cmd).await,
+        Command::Tenants(cmd) => tenants(&client, out, cmd).await,
+    }
+}
+
+fn print_json<T: Serialize>(v: &T) -> Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
+fn print_value(out: Output, v: &serde_json::Value, human: impl FnOnce() -> String) -> Result<()> {
+    match out {
+        Output::Json => print_json(v),
+        Output::Table => {
+            println!("{}", human());
+            Ok(())
+        }
+    }
+}
+
+async fn apps(client: &Client, out: Output, cmd: AppsCmd) -> Result<()> {
+    match cmd {
+        AppsCmd::Ls => {
+            let apps: Vec<App> = client.get("/v1/apps").await?;
+            if out == Output::Json {
+                return print_json(&apps);
+            }
+            let mut t = Table::new(&["APP", "DOMAIN", "CUSTOM DOMAINS"]);
+            for a in apps {
+                let custom: Vec<String> = a.domains.iter().map(ToString::to_string).collect();
+                t.row(vec![a.id.to_string(), a.domain, custom.join(",")]);
+            }
+            print!("{}", t.render());
+            Ok(())
+        }
+        AppsCmd::Create { id, auto_deploy } => {
+            let v = client
+                .call(
+                    Method::POST,
+                    "/v1/apps",
+                    Some(&CreateApp {
+                        id: id.clone(),
+                        auto_deploy,
+                    }),
+                )
+                .await?;
+            let domain = v
+                .get("domain")
+                .and_then(|d| d.as_str())
+                .unwrap_or_default()
+                .to_owned();
+            print_value(out, &v, || format!("created {id}: http://{domain}/"))
+        }
+        AppsCmd::Rm { id } => {
+            client
+                .call::<()>(Method::DELETE, &format!("/v1/apps/{id}"), None)
+                .await?;
+            println!("removed {id}");
+            Ok(())
+        }
+    }
+}
+
+fn deployment_request(a: &DeployArgs) -> CreateDeployment {
+    CreateDeployment {
+        version: a.version.clone(),
+        instances: a.instances,
+        memory_mb: a.memory.mib(),
+        cpus: a.cpus.cores(),
+        port: a.port,
+        env: a.env.iter().cloned().collect(),
+        placement: Placement {
+            rank: match a.rank {
+                RankArg::Memory => Rank::Memory,
+                RankArg::Cpu => Rank::Cpu,
+            },
+            spread: a.spread,
+            constraints: a.constraint.iter().cloned().collect(),
+            colocate_with: a.colocate_with.clone(),
+            global: a.global,
+        },
+        health: HealthSpec {
+            path: a.health_path.clone(),
+            on_failure: match a.on_failure {
+                OnFailureArg::Restart => OnFailure::Restart,
+                OnFailureArg::Replace => OnFailure::Replace,
+            },
+            ..HealthSpec::default()
+        },
+    }
+}
+
+async fn deploy(client: &Client, out: Output, args: DeployArgs) -> Result<()> {
+    if args.memory.bytes() % (1 << 20) != 0 {
+        bail!("memory must be a whole number of MiB");
+    }
+    let body = deployment_request(&args);
+    let path = format!("/v1/apps/{}/deployments", args.app);
+    let mut req = client.request(Method::POST, &path).json(&body);
+    if !args.quiet {
+        req = req.header(reqwest::header::ACCEPT, "application/x-ndjson");
+    }
+    let resp = client.send(req).await?;
+    let streamed = resp
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-ndjson"));
+    let deployment = if streamed {
+        follow_progress(resp).await?
+    } else {
+        resp.json::<Deployment>()
+            .await
+            .context("the admin API answered with unexpected JSON")?
+    };
+    if out == Output::Json {
+        return print_json(&deployment);
+    }
+    println!(
+        "deployed {} {} ({} instance(s))",
+        deployment.app,
+        deployment.version,
+        deployment.instance_list.len()
+    );
+    print!("{}", instance_table(&deployment.instance_list).render());
+    Ok(())
+}
+
+/// Prints progress lines to stderr until the stream says `done` or `failed`.
+async fn follow_progress(resp: reqwest::Response) -> Result<Deployment> {
+    let mut stream = resp.bytes_stream();
+    let mut buf: Vec<u8> = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        buf.extend_from_slice(&chunk.context("the deploy stream broke off")?);
+        while let Some(nl) = buf.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = buf.drain(..=nl).collect();
+            if line.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            match serde_json::from_slice::<DeployEvent>(&line)
+                .context("unexpected line in the deploy stream")?
+            {
+                DeployEvent::Progress {
+                    instance,
+                    stage,
+                    message,
+                } => {
+                    let who = instance.map(|i| format!("{i}: ")).unwrap_or_default();
+                    eprintln!("  {who}{stage} {message}");
+                }
+                DeployEvent::Done { deployment } => return Ok(deployment),
+                DeployEvent::Failed { error } => bail!("{} ({})", error.message, error.code),
+            }
+        }
+    }
+    bail!("the deploy stream ended without a result; check `caas ps`")
+}
+
+fn instance_table(instances: &[Instance]) -> Table {
+    let mut t = Table::new(&[
+        "INSTANCE",
+        "APP",
+        "VERSION",
+        "HOST",
+        "ADDRESS",
+        "STATE",
+        "HEALTH",
+        "CONTAINER",
+    ]);
+    for i in instances {
+        let container = i
+            .container_id
+            .as_ref()
+            .map(|c| c.as_str()[..12.min(c.as_str().len())].to_owned());
+        t.row(vec![
+            i.id.to_string(),
+            i.app.to_string(),
+            i.version.to_string(),
+            i.host.to_string(),
+            i.address.to_string(),
+            serde_json::to_value(i.state)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default(),
+            if i.healthy { "healthy" } else { "unhealthy" }.into(),
+            container.unwrap_or_else(|| "-".into()),
+        ]);
+    }
+    t
+}
+
+async fn ps(client: &Client, out: Output, app: Option<AppId>) -> Result<()> {
+    let apps = match app {
+        Some(a) => vec![a],
+        None => client
+            .get::<Vec<App>>("/v1/apps")
+            .await?
+            .into_iter()
+            .map(|a| a.id)
+            .collect(),
+    };
+    let mut all = Vec::new();
+    for a in apps {
+        let list: Vec<Instance> = client.get(&format!("/v1/apps/{a}/instances")).await?;
+        all.extend(list);
+    }
+    match out {
+        Output::Json => print_json(&all),
+        Output::Table => {
+            print!("{}", instance_table(&all).render());
+            Ok(())
+        }
+    }
+}
+
+async fn hosts(client: &Client, out: Output, cmd: HostsCmd) -> Result<()> {
+    match cmd {
+        HostsCmd::Ls => {
+            let hosts: Vec<Host> = client.get("/v1/hosts").await?;
+            if out == Output::Json {
+                return print_json(&hosts);
+            }
+            let mut t = Table::new(&[
+                "HOST",
+                "ADDRESS",
+                "STATE",
+                "MEMORY FREE",
+                "CPUS FREE",
+                "PORTS",
+                "LABELS",
+                "DOCKER",
+            ]);
+            for h in hosts {
+                let labels: Vec<String> =
+                    h.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                t.row(vec![
+                    h.name.to_string(),
+                    h.address.to_string(),
+                    serde_json::to_value(h.state)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_owned))
+                        .unwrap_or_default(),
+                    format!("{}/{} MiB", h.memory_free_mb, h.memory_mb),
+                    format!("{}/{}", h.cpus_free, h.cpus),
+                    h.ports.to_string(),
+                    labels.join(","),
+                    h.docker,
+                ]);
+            }
+            print!("{}", t.render());
+            Ok(())
+        }
+        HostsCmd::Add {
+            name,
+            address,
+            docker,
+            memory,
+            cpus,
+            label,
+            ports,
+        } => {
+            let body = CreateHost {
+                name: name.clone(),
+                address,
+                docker,
+                memory_mb: memory.mib(),
+                cpus: cpus.cores(),
+                labels: label.into_iter().collect(),
+                ports,
+            };
+            let v = client.call(Method::POST, "/v1/hosts", Some(&body)).await?;
+            print_value(out, &v, || format!("added host {name}"))
+        }
+        HostsCmd::Drain { name } => set_host_state(client, out, name, HostState::Draining).await,
+        HostsCmd::Ready { name } => set_host_state(client, out, name, HostState::Ready).await,
+        HostsCmd::Rm { name } => {
+            client
+                .call::<()>(Method::DELETE, &format!("/v1/hosts/{name}"), None)
+                .await?;
+            println!("removed host {name}");
+            Ok(())
+        }
+    }
+}
+
+async fn set_host_state(
+    client: &Client,
+    out: Output,
+    name: caas_types::HostName,
+    state: HostState,
+) -> Result<()> {
+    let body = UpdateHost {
+        state: Some(state),
+        labels: None,
+    };
+    let v = client
+        .call(Method::PATCH, &format!("/v1/hosts/{name}"), Some(&body))
+        .await?;
+    print_value(out, &v, || {
+        format!(
+            "host {name}: {}",
+            serde_json::to_string(&state)
+                .unwrap_or_default()
+                .trim_matches('"')
+        )
+    })
+}
+
+async fn domains(client: &Client, cmd: DomainsCmd) -> Result<()> {
+    match cmd {
+        DomainsCmd::Add { app, domain } => {
+            client
+                .call(
+                    Method::POST,
+                    &format!("/v1/apps/{app}/domains"),
+                    Some(&AddDomain {
+                        domain: domain.clone(),
+                    }),
+                )
+                .await?;
+            println!("{domain} → {app}");
+        }
+        DomainsCmd::Rm { app, domain } => {
+            client
+                .call::<()>(
+                    Method::DELETE,
+                    &format!("/v1/apps/{app}/domains/{domain}"),
+                    None,
+                )
+                .await?;
+            println!("removed {domain}");
+        }
+    }
+    Ok(())
+}
+
+async fn blacklist(client: &Client, out: Output, cmd: BlacklistCmd) -> Result<()> {
+    match cmd {
+        BlacklistCmd::Ls => {
+            let list: Blacklist = client.get("/v1/blacklist").await?;
+            match out {
+                Output::Json => print_json(&list)?,
+                Output::Table => list.rules.iter().for_each(|r| println!("{r}")),
+            }
+        }
+        BlacklistCmd::Add { rule } => {
+            client
+                .call(
+                    Method::POST,
+                    "/v1/blacklist",
+                    Some(&BlacklistRule { rule: rule.clone() }),
+                )
+                .await?;
+            println!("refusing {rule}");
+        }
+        BlacklistCmd::Rm { rule } => {
+            client
+                .send(
+                    client
+                        .request(Method::DELETE, "/v1/blacklist")
+                        .query(&[("rule", &rule)]),
+                )
+                .await?;
+            println!("no longer refusing {rule}");
+        }
+    }
+    Ok(())
+}
+
+async fn tenants(client: &Client, out: Output, cmd: TenantsCmd) -> Result<()> {
+    match cmd {
+        TenantsCmd::Ls => {
+            let list: Vec<Tenant> = client.get("/v1/tenants").await?;
+            match out {
+                Output::Json => print_json(&list)?,
+                Output::Table => list.iter().for_each(|t| println!("{}", t.name)),
+            }
+        }
+        TenantsCmd::Create { name } => {
+            let resp = client
+                .send(
+                    client
+                        .request(Method::POST, "/v1/tenants")
+                        .json(&CreateTenant { name }),
+                )
+                .await?;
+            let tenant: Tenant = resp
+                .json()
+                .await
+                .context("the admin API answered with unexpected JSON")?;
+            match out {
+                Output::Json => print_json(&tenant)?,
+                Output::Table => {
+                    println!("created tenant {}; its token (shown once):", tenant.name);
+                    println!("{}", tenant.token.unwrap_or_default());
+                }
+            }
+        }
+        TenantsCmd::Rm { name } => {
+            client
+                .call::<()>(Method::DELETE, &format!("/v1/tenants/{name}"), None)
+                .await?;
+            println!("removed tenant {name}");
+        }
+    }
+    Ok(())
+}
