@@ -1,0 +1,287 @@
+//! What to run: [`RunSpec`] and its translation into the engine's create request, with the
+//! platform's hardened defaults. Pure data, so the translation is unit-tested without an engine.
+
+use bollard::container::Config;
+use bollard::models::{
+    HostConfig, PortBinding, RestartPolicy as DockerRestart, RestartPolicyNameEnum,
+};
+use caas_types::{labels, AppId, Endpoint, InstanceId, Resources, Version};
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+
+/// The default pids limit: plenty for a web app, small enough that a fork bomb stays contained.
+pub const DEFAULT_PIDS_LIMIT: i64 = 256;
+
+/// What the engine does when the container's process exits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RestartPolicy {
+    /// Never restart: the scheduler's health checker decides (the default).
+    #[default]
+    No,
+    /// Restart after a non-zero exit, at most this many times.
+    OnFailure(u32),
+    /// Restart unless stopped through the API.
+    UnlessStopped,
+    /// Always restart.
+    Always,
+}
+
+/// Credentials for a private registry, passed to the engine with a pull.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RegistryCredentials {
+    /// User name.
+    pub username: String,
+    /// Password or token.
+    pub password: String,
+    /// The registry's `host:port`.
+    pub server: String,
+}
+
+impl std::fmt::Debug for RegistryCredentials {
+    // Never print the password, even in debug logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistryCredentials")
+            .field("username", &self.username)
+            .field("server", &self.server)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One container to create and start.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunSpec {
+    /// Container name, `caas-{instanceId}`: deterministic so a retried create finds the first.
+    pub name: String,
+    /// `{registry}/{appId}:{version}`.
+    pub image: String,
+    /// The port the app listens on inside the container (also passed as `$PORT`).
+    pub container_port: u16,
+    /// The host address the port is bound to (the host's address; loopback aliases in tests).
+    pub host_ip: IpAddr,
+    /// The host port, claimed by the scheduler from the host's range.
+    pub host_port: u16,
+    /// Memory (and memory+swap) and CPU limits.
+    pub resources: Resources,
+    /// Environment of the app.
+    pub env: BTreeMap<String, String>,
+    /// Labels besides `caas.managed` (which [`RunSpec::namespace`] sets): app, version, instance...
+    pub labels: BTreeMap<String, String>,
+    /// Value of the `caas.managed` label: the platform's namespace (`caas`), or a test's own.
+    pub namespace: String,
+    /// Restart policy.
+    pub restart: RestartPolicy,
+    /// Maximum number of processes in the container.
+    pub pids_limit: i64,
+    /// Capabilities to keep after dropping all (none needed for a non-root app on a high port).
+    pub cap_add: Vec<String>,
+    /// Mount the root filesystem read-only.
+    pub read_only_rootfs: bool,
+    /// Run an init process as PID 1 so SIGTERM reaches the app and zombies are reaped.
+    pub init: bool,
+}
+
+impl RunSpec {
+    /// The spec of one instance with the platform's defaults: name `caas-{instance}`, labels
+    /// `caas.app`, `caas.version`, `caas.instance`, `$PORT` set to the container port, no
+    /// restart by the engine, [`DEFAULT_PIDS_LIMIT`], all capabilities dropped (plus
+    /// `NET_BIND_SERVICE` only for a port below 1024), an init process.
+    #[allow(clippy::too_many_arguments)]
+    pub fn for_instance(
+        namespace: &str,
+        app: &AppId,
+        version: &Version,
+        instance: &InstanceId,
+        image: String,
+        container_port: u16,
+        host: Endpoint,
+        resources: Resources,
+    ) -> RunSpec {
+        let labels = BTreeMap::from([
+            (labels::APP.to_owned(), app.to_string()),
+            (labels::VERSION.to_owned(), version.to_string()),
+            (labels::INSTANCE.to_owned(), instance.to_string()),
+        ]);
+        RunSpec {
+            name: container_name(instance),
+            image,
+            container_port,
+            host_ip: host.ip(),
+            host_port: host.port(),
+            resources,
+            env: BTreeMap::new(),
+            labels,
+            namespace: namespace.to_owned(),
+            restart: RestartPolicy::No,
+            pids_limit: DEFAULT_PIDS_LIMIT,
+            cap_add: if container_port < 1024 {
+                vec!["NET_BIND_SERVICE".to_owned()]
+            } else {
+                Vec::new()
+            },
+            read_only_rootfs: false,
+            init: true,
+        }
+    }
+
+    /// Every label the container carries, `caas.managed` included.
+    pub fn all_labels(&self) -> HashMap<String, String> {
+        let mut all: HashMap<String, String> = self.labels.clone().into_iter().collect();
+        all.insert(labels::MANAGED.to_owned(), self.namespace.clone());
+        all
+    }
+
+    /// The `{port}/tcp` key Docker uses for the container port.
+    pub(crate) fn port_key(&self) -> String {
+        format!("{}/tcp", self.container_port)
+    }
+
+    /// The engine's create request.
+    pub(crate) fn to_config(&self) -> Config<String> {
+        let mut env: Vec<String> = Vec::with_capacity(self.env.len() + 1);
+        if !self.env.contains_key("PORT") {
+            env.push(format!("PORT={}", self.container_port));
+        }
+        env.extend(self.env.iter().map(|(k, v)| format!("{k}={v}")));
+        let port_key = self.port_key();
+        let bindings = HashMap::from([(
+            port_key.clone(),
+            Some(vec![PortBinding {
+                host_ip: Some(self.host_ip.to_string()),
+                host_port: Some(self.host_port.to_string()),
+            }]),
+        )]);
+        let memory = self.resources.memory.docker_bytes();
+        let host_config = HostConfig {
+            port_bindings: Some(bindings),
+            memory: Some(memory),
+            // Equal to memory: no swap on top, so the limit is the real one.
+            memory_swap: Some(memory),
+            nano_cpus: Some(self.resources.cpus.docker_nano_cpus()),
+            cpu_shares: Some(self.resources.cpus.docker_cpu_shares()),
+            pids_limit: Some(self.pids_limit),
+            privileged: Some(false),
+            network_mode: Some("bridge".to_owned()),
+            security_opt: Some(vec!["no-new-privileges".to_owned()]),
+            cap_drop: Some(vec!["ALL".to_owned()]),
+            cap_add: (!self.cap_add.is_empty()).then(|| self.cap_add.clone()),
+            readonly_rootfs: Some(self.read_only_rootfs),
+            init: Some(self.init),
+            restart_policy: Some(docker_restart(self.restart)),
+            ..Default::default()
+        };
+        Config {
+            image: Some(self.image.clone()),
+            env: Some(env),
+            labels: Some(self.all_labels()),
+            exposed_ports: Some(HashMap::from([(port_key, HashMap::new())])),
+            host_config: Some(host_config),
+            ..Default::default()
+        }
+    }
+}
+
+/// The container name of an instance.
+pub fn container_name(instance: &InstanceId) -> String {
+    format!("caas-{instance}")
+}
+
+fn docker_restart(policy: RestartPolicy) -> DockerRestart {
+    let (name, retries) = match policy {
+        RestartPolicy::No => (RestartPolicyNameEnum::NO, None),
+        RestartPolicy::OnFailure(n) => (RestartPolicyNameEnum::ON_FAILURE, Some(i64::from(n))),
+        RestartPolicy::UnlessStopped => (RestartPolicyNameEnum::UNLESS_STOPPED, None),
+        RestartPolicy::Always => (RestartPolicyNameEnum::ALWAYS, None),
+    };
+    DockerRestart {
+        name: Some(name),
+        maximum_retry_count: retries,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use caas_types::{Cpus, Memory};
+
+    fn spec() -> RunSpec {
+        let app: AppId = "shop".parse().expect("valid");
+        let version: Version = "v1".parse().expect("valid");
+        let instance: InstanceId = "shop-abc123".parse().expect("valid");
+        RunSpec::for_instance(
+            "caas",
+            &app,
+            &version,
+            &instance,
+            app.image("127.0.0.1:5000", &version),
+            8080,
+            "127.0.0.2:25700".parse().expect("valid"),
+            Resources {
+                memory: Memory::from_mib(64).expect("valid"),
+                cpus: Cpus::from_millis(500).expect("valid"),
+            },
+        )
+    }
+
+    #[test]
+    fn hardened_defaults_and_limits() {
+        let spec = spec();
+        assert_eq!(spec.name, "caas-shop-abc123");
+        let config = spec.to_config();
+        let host = config.host_config.expect("host config");
+        assert_eq!(host.memory, Some(64 << 20));
+        assert_eq!(host.memory_swap, Some(64 << 20));
+        assert_eq!(host.nano_cpus, Some(500_000_000));
+        assert_eq!(host.cpu_shares, Some(512));
+        assert_eq!(host.pids_limit, Some(DEFAULT_PIDS_LIMIT));
+        assert_eq!(host.privileged, Some(false));
+        assert_eq!(host.cap_drop, Some(vec!["ALL".to_owned()]));
+        assert_eq!(host.cap_add, None);
+        assert_eq!(
+            host.security_opt,
+            Some(vec!["no-new-privileges".to_owned()])
+        );
+        assert_eq!(host.init, Some(true));
+        let binding = host
+            .port_bindings
+            .and_then(|mut b| b.remove("8080/tcp"))
+            .flatten()
+            .expect("binding");
+        assert_eq!(binding[0].host_ip.as_deref(), Some("127.0.0.2"));
+        assert_eq!(binding[0].host_port.as_deref(), Some("25700"));
+        let labels = config.labels.expect("labels");
+        assert_eq!(labels.get("caas.managed").map(String::as_str), Some("caas"));
+        assert_eq!(labels.get("caas.app").map(String::as_str), Some("shop"));
+        assert_eq!(
+            labels.get("caas.instance").map(String::as_str),
+            Some("shop-abc123")
+        );
+        assert_eq!(config.env, Some(vec!["PORT=8080".to_owned()]));
+    }
+
+    #[test]
+    fn low_port_keeps_only_bind_capability() {
+        let mut s = spec();
+        s.container_port = 80;
+        let s = RunSpec::for_instance(
+            &s.namespace,
+            &"shop".parse().expect("valid"),
+            &"v1".parse().expect("valid"),
+            &"shop-abc123".parse().expect("valid"),
+            s.image.clone(),
+            80,
+            "127.0.0.2:25700".parse().expect("valid"),
+            s.resources,
+        );
+        assert_eq!(s.cap_add, vec!["NET_BIND_SERVICE".to_owned()]);
+    }
+
+    #[test]
+    fn credentials_never_print_the_password() {
+        let c = RegistryCredentials {
+            username: "u".into(),
+            password: "hunter2".into(),
+            server: "r:5000".into(),
+        };
+        assert!(!format!("{c:?}").contains("hunter2"));
+    }
+}
