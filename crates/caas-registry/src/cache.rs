@@ -1,0 +1,382 @@
+//! The reader side: the route cache a gateway keeps of the whole routing tree, fed by one
+//! persistent recursive ZooKeeper watch on `/caas` and published as immutable snapshots behind
+//! an atomic pointer.
+//!
+//! Architecture invariant: the watch is armed *before* the full read, so every change after the
+//! read is seen as an event; after any reconnection (where ZooKeeper may drop events,
+//! ZOOKEEPER-4698) and after session expiry the cache re-reads everything instead of replaying.
+//! On disconnect the last snapshot keeps being served.
+
+use crate::config::{open_session, ZkConfig};
+use crate::error::{Error, Result};
+use crate::snapshot::RouteSnapshot;
+use crate::tree::{self, Node, Tree};
+use arc_swap::ArcSwap;
+use caas_types::{zk, AppId};
+use futures::FutureExt as _;
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::watch;
+use zookeeper_client::{
+    AddWatchMode, Client, EventType, PersistentWatcher, SessionState, WatchedEvent,
+};
+
+/// Most events applied in one batch before a snapshot is published.
+const MAX_BATCH: usize = 4096;
+
+/// The gateway's view of the routing tree. Cheap to clone; all clones share one background task,
+/// which stops when the last clone is dropped.
+#[derive(Clone)]
+pub struct RouteCache {
+    state: Arc<State>,
+    _task: Arc<AbortOnDrop>,
+}
+
+impl std::fmt::Debug for RouteCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RouteCache")
+            .field("generation", &self.state.current.load().generation)
+            .field("connected", &self.is_connected())
+            .finish()
+    }
+}
+
+/// What the background task and the handles share.
+struct State {
+    current: ArcSwap<RouteSnapshot>,
+    tx: watch::Sender<Arc<RouteSnapshot>>,
+    connected: AtomicBool,
+    /// The live session, for tests that force its expiry.
+    session: Mutex<Option<zookeeper_client::SessionInfo>>,
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl RouteCache {
+    /// Connects with `cfg` (normally the read-only credential), reads the whole tree, then keeps
+    /// it current from a background task. Fails only if the first connection or read fails.
+    pub async fn start(cfg: &ZkConfig) -> Result<RouteCache> {
+        let (client, watcher, tree) = load(cfg).await?;
+        let publisher = Publisher::new(&tree);
+        let first = Arc::new(publisher.snapshot.clone());
+        let (tx, _) = watch::channel(first.clone());
+        let state = Arc::new(State {
+            current: ArcSwap::new(first),
+            tx,
+            connected: AtomicBool::new(true),
+            session: Mutex::new(Some(client.session().clone())),
+        });
+        let task = tokio::spawn(run(
+            cfg.clone(),
+            state.clone(),
+            client,
+            watcher,
+            tree,
+            publisher,
+        ));
+        Ok(RouteCache {
+            state,
+            _task: Arc::new(AbortOnDrop(task)),
+        })
+    }
+
+    /// The current snapshot: one atomic load, no lock. Hold the `Arc` for as long as one
+    /// request needs a consistent view.
+    pub fn snapshot(&self) -> Arc<RouteSnapshot> {
+        self.state.current.load_full()
+    }
+
+    /// A receiver that is notified with each new snapshot.
+    pub fn subscribe(&self) -> watch::Receiver<Arc<RouteSnapshot>> {
+        self.state.tx.subscribe()
+    }
+
+    /// Whether the cache's session is connected right now (if not, it serves the last snapshot).
+    pub fn is_connected(&self) -> bool {
+        self.state.connected.load(Ordering::Acquire)
+    }
+
+    /// The current ZooKeeper session (id and password). Only for tests that force a session
+    /// expiry by closing the session from a second client.
+    #[doc(hidden)]
+    pub fn session_info(&self) -> Option<zookeeper_client::SessionInfo> {
+        self.state.session.lock().ok().and_then(|s| s.clone())
+    }
+}
+
+/// Connects, arms the recursive watch, then reads everything.
+async fn load(cfg: &ZkConfig) -> Result<(Client, PersistentWatcher, Tree)> {
+    let auths: Vec<_> = cfg.auth.iter().collect();
+    let client = open_session(cfg, &auths).await?;
+    let watcher = client
+        .watch(zk::ROOT, AddWatchMode::PersistentRecursive)
+        .await
+        .map_err(|e| Error::zk("watch", zk::ROOT, e))?;
+    let tree = tree::read_tree(&client).await?;
+    Ok((client, watcher, tree))
+}
+
+/// The background task: serve one session until it ends, then reconnect and re-read.
+async fn run(
+    cfg: ZkConfig,
+    state: Arc<State>,
+    mut client: Client,
+    mut watcher: PersistentWatcher,
+    mut tree: Tree,
+    mut publisher: Publisher,
+) {
+    loop {
+        serve_session(&client, &mut watcher, &mut tree, &mut publisher, &state).await;
+        state.connected.store(false, Ordering::Release);
+        tracing::warn!("route cache session ended; reconnecting (serving the last snapshot)");
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            match load(&cfg).await {
+                Ok((c, w, t)) => {
+                    client = c;
+                    watcher = w;
+                    tree = t;
+                    break;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "route cache reconnect failed");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(2));
+                }
+            }
+        }
+        if let Ok(mut s) = state.session.lock() {
+            *s = Some(client.session().clone());
+        }
+        publisher.replace_all(&tree);
+        publisher.publish(&tree, &state);
+        state.connected.store(true, Ordering::Release);
+        tracing::info!("route cache reconnected and re-read the tree");
+    }
+}
+
+/// Applies events of one session until the session ends (expired, closed, auth failed).
+async fn serve_session(
+    client: &Client,
+    watcher: &mut PersistentWatcher,
+    tree: &mut Tree,
+    publisher: &mut Publisher,
+    state: &State,
+) {
+    loop {
+        let first = watcher.changed().await;
+        let mut batch = vec![first];
+        // Take whatever else is already queued so a burst becomes one snapshot; stop at a
+        // session event, after which the watcher must not be polled blindly.
+        while batch.len() < MAX_BATCH
+            && batch
+                .last()
+                .is_some_and(|e| e.event_type != EventType::Session)
+        {
+            match watcher.changed().now_or_never() {
+                Some(ev) => batch.push(ev),
+                None => break,
+            }
+        }
+        let session_event = batch
+            .last()
+            .filter(|e| e.event_type == EventType::Session)
+            .map(|e| e.session_state);
+        let nodes: Vec<WatchedEvent> = batch
+            .into_iter()
+            .filter(|e| e.event_type != EventType::Session)
+            .collect();
+        if !nodes.is_empty() {
+            apply(client, &nodes, tree, publisher).await;
+            publisher.publish(tree, state);
+        }
+        match session_event {
+            None => {}
+            Some(SessionState::Disconnected) => {
+                state.connected.store(false, Ordering::Release);
+                tracing::warn!("route cache disconnected; serving the last snapshot");
+            }
+            Some(SessionState::SyncConnected) | Some(SessionState::ConnectedReadOnly) => {
+                // Events may be lost across a reconnection: re-read instead of trusting replay.
+                match tree::read_tree(client).await {
+                    Ok(fresh) => {
+                        *tree = fresh;
+                        publisher.replace_all(tree);
+                        publisher.publish(tree, state);
+                        state.connected.store(true, Ordering::Release);
+                        tracing::info!("route cache reconnected and re-read the tree");
+                    }
+                    // Another Disconnected/SyncConnected pair will follow and retry.
+                    Err(e) => tracing::warn!(error = %e, "route cache re-read failed"),
+                }
+            }
+            Some(_) => return,
+        }
+    }
+}
+
+/// Applies node events in order. Data reads for the whole batch are pipelined; each read
+/// returns the node's data as of after the event, so applying in order converges on the
+/// latest state.
+async fn apply(
+    client: &Client,
+    events: &[WatchedEvent],
+    tree: &mut Tree,
+    publisher: &mut Publisher,
+) {
+    let reads = futures::future::join_all(events.iter().map(|ev| {
+        let wants_data = matches!(
+            ev.event_type,
+            EventType::NodeCreated | EventType::NodeDataChanged
+        ) && matches!(
+            Node::classify(&ev.path),
+            Node::Instance(..) | Node::Domain(_) | Node::Blacklist
+        );
+        async move {
+            if wants_data {
+                tree::data(client, &ev.path).await.map(Some)
+            } else {
+                Ok(None)
+            }
+        }
+    }))
+    .await;
+    for (ev, read) in events.iter().zip(reads) {
+        let deleted = ev.event_type == EventType::NodeDeleted;
+        let data = match read {
+            Ok(d) => d.flatten(),
+            Err(e) => {
+                // A lost connection is followed by a full re-read; nothing to do here.
+                tracing::warn!(path = %ev.path, error = %e, "route cache read failed");
+                continue;
+            }
+        };
+        match Node::classify(&ev.path) {
+            Node::Instance(a, v, c) => {
+                let parsed = data.and_then(|d| match tree::parse_endpoint(&ev.path, &d) {
+                    Ok(e) => Some(e),
+                    Err(err) => {
+                        tracing::warn!(error = %err, "ignoring malformed address node");
+                        None
+                    }
+                });
+                let changed = match (deleted, parsed) {
+                    (false, Some(e)) => tree.put_instance(a.clone(), v, c, e),
+                    _ => tree.remove_instance(&a, &v, &c),
+                };
+                if changed {
+                    publisher.dirty_apps.insert(a);
+                }
+            }
+            Node::Version(a, v) if deleted && tree.remove_version(&a, &v) => {
+                publisher.dirty_apps.insert(a);
+            }
+            Node::App(a) if deleted && tree.apps.remove(&a).is_some() => {
+                publisher.dirty_apps.insert(a);
+            }
+            Node::Domain(d) => {
+                let app = data.and_then(|x| tree::parse_domain_app(&ev.path, &x).ok());
+                match (deleted, app) {
+                    (false, Some(app)) => {
+                        tree.domains.insert(d, app);
+                    }
+                    _ => {
+                        tree.domains.remove(&d);
+                    }
+                }
+                publisher.domains = true;
+            }
+            Node::Blacklist => {
+                tree.blacklist = match (deleted, data) {
+                    (false, Some(d)) => tree::parse_blacklist(&ev.path, &d).unwrap_or_else(|err| {
+                        tracing::warn!(error = %err, "ignoring malformed blacklist");
+                        Vec::new()
+                    }),
+                    _ => Vec::new(),
+                };
+                publisher.blacklist = true;
+            }
+            Node::Ancestor(path) if deleted => {
+                let under = |deep: &str| deep == path || deep.starts_with(&format!("{path}/"));
+                if under(zk::ADDRESS_ROOT) {
+                    publisher
+                        .dirty_apps
+                        .extend(tree.apps.drain().map(|(a, _)| a));
+                }
+                if under(zk::DOMAINS_ROOT) {
+                    tree.domains.clear();
+                    publisher.domains = true;
+                }
+                if under(zk::BLACKLIST) {
+                    tree.blacklist.clear();
+                    publisher.blacklist = true;
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Turns tree changes into snapshots, rebuilding only the apps that changed.
+struct Publisher {
+    snapshot: RouteSnapshot,
+    dirty_apps: HashSet<AppId>,
+    domains: bool,
+    blacklist: bool,
+}
+
+impl Publisher {
+    fn new(tree: &Tree) -> Publisher {
+        Publisher {
+            snapshot: tree.to_snapshot(1),
+            dirty_apps: HashSet::new(),
+            domains: false,
+            blacklist: false,
+        }
+    }
+
+    /// Marks everything for rebuild (after a full re-read).
+    fn replace_all(&mut self, tree: &Tree) {
+        let generation = self.snapshot.generation;
+        self.snapshot = tree.to_snapshot(generation);
+        self.dirty_apps.clear();
+        self.blacklist = false;
+        // Publish even if nothing differs, so subscribers see the re-read happened.
+        self.domains = true;
+    }
+
+    /// Publishes a new snapshot if anything changed since the last one.
+    fn publish(&mut self, tree: &Tree, state: &State) {
+        if self.dirty_apps.is_empty() && !self.domains && !self.blacklist {
+            return;
+        }
+        for app in self.dirty_apps.drain() {
+            let entries = tree.entries(&app);
+            if entries.is_empty() {
+                self.snapshot.apps.remove(&app);
+            } else {
+                self.snapshot.apps.insert(app, entries);
+            }
+        }
+        if self.domains {
+            self.snapshot.domains = tree.domains.clone();
+        }
+        if self.blacklist {
+            self.snapshot.blacklist = tree.blacklist.clone();
+        }
+        self.domains = false;
+        self.blacklist = false;
+        self.snapshot.generation += 1;
+        let next = Arc::new(self.snapshot.clone());
+        state.current.store(next.clone());
+        state.tx.send_replace(next);
+    }
+}

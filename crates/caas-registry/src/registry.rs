@@ -1,0 +1,241 @@
+//! The writer side: the platform's session that registers instances, custom domains and the
+//! blacklist, creating every node with the digest ACL of an [`AclPolicy`].
+
+use crate::config::{open_session, AclPolicy, ZkConfig};
+use crate::error::{Error, Result};
+use crate::snapshot::IpRule;
+use crate::tree;
+use caas_types::{zk, AppId, ContainerId, Domain, Endpoint, Version};
+use std::sync::Arc;
+use tokio::sync::Mutex;
+use zookeeper_client::{Acl, Acls, Client, CreateMode, Error as Z};
+
+/// How many times a write retries when a concurrent prune or a session expiry gets in its way.
+const ATTEMPTS: usize = 5;
+
+/// The writer side of the registry (used by the scheduler). Cheap to clone; clones share one
+/// ZooKeeper session, which is replaced transparently if it expires.
+#[derive(Clone)]
+pub struct Registry {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    cfg: ZkConfig,
+    policy: AclPolicy,
+    acls: Vec<Acl>,
+    /// The live session; swapped for a new one after expiry.
+    client: Mutex<Client>,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry")
+            .field("connect", &self.inner.cfg.connect)
+            .field("chroot", &self.inner.cfg.chroot)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Registry {
+    /// Opens the platform's session. It authenticates with `acl.writer` (and `cfg.auth`, if it
+    /// names another credential) and writes every node with `acl`'s ACL.
+    pub async fn connect(cfg: &ZkConfig, acl: AclPolicy) -> Result<Registry> {
+        let client = Self::open(cfg, &acl).await?;
+        Ok(Registry {
+            inner: Arc::new(Inner {
+                cfg: cfg.clone(),
+                acls: acl.acls(),
+                policy: acl,
+                client: Mutex::new(client),
+            }),
+        })
+    }
+
+    async fn open(cfg: &ZkConfig, acl: &AclPolicy) -> Result<Client> {
+        let mut auths = vec![&acl.writer];
+        if let Some(extra) = cfg.auth.as_ref().filter(|a| **a != acl.writer) {
+            auths.push(extra);
+        }
+        open_session(cfg, &auths).await
+    }
+
+    /// The current session, replaced by a fresh one if it has expired or been closed.
+    async fn client(&self) -> Result<Client> {
+        let mut guard = self.inner.client.lock().await;
+        if guard.state().is_terminated() {
+            tracing::warn!(state = %guard.state(), "registry session ended; reconnecting");
+            *guard = Self::open(&self.inner.cfg, &self.inner.policy).await?;
+        }
+        Ok(guard.clone())
+    }
+
+    fn acls(&self) -> Acls<'_> {
+        Acls::new(&self.inner.acls)
+    }
+
+    /// Creates the layout's fixed nodes (address root, domains root, gateway config with an
+    /// empty blacklist, election parent). Idempotent.
+    pub async fn ensure_layout(&self) -> Result<()> {
+        let client = self.client().await?;
+        let opts = CreateMode::Persistent.with_acls(self.acls());
+        for dir in [
+            zk::ADDRESS_ROOT,
+            zk::DOMAINS_ROOT,
+            parent(zk::BLACKLIST),
+            zk::SCHEDULER_ELECTION,
+        ] {
+            client
+                .mkdir(dir, &opts)
+                .await
+                .map_err(|e| Error::zk("mkdir", dir, e))?;
+        }
+        match client.create(zk::BLACKLIST, b"[]", &opts).await {
+            Ok(_) | Err(Z::NodeExists) => Ok(()),
+            Err(e) => Err(Error::zk("create", zk::BLACKLIST, e)),
+        }
+    }
+
+    /// Registers one healthy instance: a persistent node at
+    /// `/caas/service/address/{app}/{version}/{container}` holding `"{ip}:{port}"`. Registering
+    /// the same instance again is not an error (a changed endpoint is overwritten).
+    pub async fn register(
+        &self,
+        app: &AppId,
+        version: &Version,
+        container: &ContainerId,
+        endpoint: Endpoint,
+    ) -> Result<()> {
+        let path = zk::instance(app, version, container);
+        self.put(&path, endpoint.to_string().as_bytes()).await?;
+        tracing::debug!(%path, %endpoint, "registered");
+        Ok(())
+    }
+
+    /// Removes one instance's node, then its version and app nodes if they became empty.
+    /// Removing an instance that is not there is not an error.
+    pub async fn deregister(
+        &self,
+        app: &AppId,
+        version: &Version,
+        container: &ContainerId,
+    ) -> Result<()> {
+        let path = zk::instance(app, version, container);
+        self.delete(&path).await?;
+        // Prune empty parents; a concurrent register that loses its parent here recreates it.
+        for dir in [zk::version(app, version), zk::app(app)] {
+            if !self.delete_if_empty(&dir).await? {
+                break;
+            }
+        }
+        tracing::debug!(%path, "deregistered");
+        Ok(())
+    }
+
+    /// Every registered instance, read straight from ZooKeeper (for the reconciler).
+    pub async fn instances(&self) -> Result<Vec<(AppId, Version, ContainerId, Endpoint)>> {
+        let client = self.client().await?;
+        tree::read_instances(&client).await
+    }
+
+    /// Routes the custom domain `domain` to `app` (`/caas/domains/{domain}` = `"{app}"`).
+    pub async fn set_domain(&self, domain: &Domain, app: &AppId) -> Result<()> {
+        self.put(&zk::domain(domain), app.as_str().as_bytes()).await
+    }
+
+    /// Removes a custom domain; removing one that is not there is not an error.
+    pub async fn remove_domain(&self, domain: &Domain) -> Result<()> {
+        self.delete(&zk::domain(domain)).await
+    }
+
+    /// Replaces the gateway blacklist.
+    pub async fn set_blacklist(&self, rules: &[IpRule]) -> Result<()> {
+        self.put(zk::BLACKLIST, &tree::render_blacklist(rules))
+            .await
+    }
+
+    /// The gateway blacklist as stored (empty if the node is missing).
+    pub async fn blacklist(&self) -> Result<Vec<IpRule>> {
+        let client = self.client().await?;
+        match tree::data(&client, zk::BLACKLIST).await? {
+            Some(d) => tree::parse_blacklist(zk::BLACKLIST, &d),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// Creates `path` with `data`, or overwrites it if its data differs; creates missing parents.
+    async fn put(&self, path: &str, data: &[u8]) -> Result<()> {
+        let opts = CreateMode::Persistent.with_acls(self.acls());
+        let mut last = None;
+        for _ in 0..ATTEMPTS {
+            let client = self.client().await?;
+            let err = match client.create(path, data, &opts).await {
+                Ok(_) => return Ok(()),
+                Err(Z::NodeExists) => match client.get_data(path).await {
+                    Ok((current, _)) if current == data => return Ok(()),
+                    Ok((_, stat)) => match client.set_data(path, data, Some(stat.version)).await {
+                        Ok(_) => return Ok(()),
+                        // Changed or deleted under us: go round again.
+                        Err(Z::BadVersion) | Err(Z::NoNode) => continue,
+                        Err(e) => Error::zk("set", path, e),
+                    },
+                    Err(Z::NoNode) => continue,
+                    Err(e) => Error::zk("get", path, e),
+                },
+                Err(Z::NoNode) => {
+                    let dir = parent(path);
+                    match client.mkdir(dir, &opts).await {
+                        Ok(()) => continue,
+                        Err(e) => Error::zk("mkdir", dir, e),
+                    }
+                }
+                Err(e) => Error::zk("create", path, e),
+            };
+            if !err.is_transient() {
+                return Err(err);
+            }
+            last = Some(err);
+        }
+        Err(last.unwrap_or_else(|| Error::Malformed {
+            path: path.to_owned(),
+            reason: "kept changing while being written".into(),
+        }))
+    }
+
+    /// Deletes `path`; a missing node is fine.
+    async fn delete(&self, path: &str) -> Result<()> {
+        let mut last = None;
+        for _ in 0..2 {
+            let client = self.client().await?;
+            match client.delete(path, None).await {
+                Ok(()) | Err(Z::NoNode) => return Ok(()),
+                Err(e) => {
+                    let err = Error::zk("delete", path, e);
+                    if !err.is_transient() {
+                        return Err(err);
+                    }
+                    last = Some(err);
+                }
+            }
+        }
+        Err(last.unwrap_or(Error::Stopped))
+    }
+
+    /// Deletes `path` if it has no children; returns whether it is gone now.
+    async fn delete_if_empty(&self, path: &str) -> Result<bool> {
+        let client = self.client().await?;
+        match client.delete(path, None).await {
+            Ok(()) | Err(Z::NoNode) => Ok(true),
+            Err(Z::NotEmpty) => Ok(false),
+            Err(e) => Err(Error::zk("delete", path, e)),
+        }
+    }
+}
+
+/// The parent of an absolute path (`/` for top-level nodes).
+pub(crate) fn parent(path: &str) -> &str {
+    match path.rfind('/') {
+        Some(0) | None => "/",
+        Some(i) => &path[..i],
+    }
+}

@@ -1,0 +1,367 @@
+//! The layout as data: which node a path names, how each node's data parses, and the full read
+//! of the routing tree that both the route cache and the reconciler start from.
+
+use crate::error::{Error, Result};
+use crate::snapshot::{IpRule, RouteEntry, RouteSnapshot};
+use caas_types::{zk, AppId, ContainerId, Domain, Endpoint, Version};
+use std::collections::{BTreeMap, HashMap};
+use zookeeper_client::Client;
+
+/// What a path of the layout names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Node {
+    /// `/caas/service/address/{app}/{version}/{container}`
+    Instance(AppId, Version, ContainerId),
+    /// `/caas/service/address/{app}/{version}`
+    Version(AppId, Version),
+    /// `/caas/service/address/{app}`
+    App(AppId),
+    /// `/caas/domains/{domain}`
+    Domain(Domain),
+    /// `/caas/config/gateway/blacklist`
+    Blacklist,
+    /// `/caas`, `/caas/service`, `/caas/service/address`, `/caas/domains`, `/caas/config`, ...:
+    /// an ancestor whose deletion takes whatever below it with it.
+    Ancestor(String),
+    /// Anything else (foreign or malformed names).
+    Other,
+}
+
+impl Node {
+    /// Classifies a chroot-relative path.
+    pub(crate) fn classify(path: &str) -> Node {
+        if let Some(rest) = strip_dir(path, zk::ADDRESS_ROOT) {
+            let parts: Vec<&str> = rest.split('/').collect();
+            return match parts.as_slice() {
+                [app] => app.parse().map(Node::App).unwrap_or(Node::Other),
+                [app, version] => match (app.parse(), version.parse()) {
+                    (Ok(a), Ok(v)) => Node::Version(a, v),
+                    _ => Node::Other,
+                },
+                [app, version, container] => {
+                    match (app.parse(), version.parse(), container.parse()) {
+                        (Ok(a), Ok(v), Ok(c)) => Node::Instance(a, v, c),
+                        _ => Node::Other,
+                    }
+                }
+                _ => Node::Other,
+            };
+        }
+        if let Some(rest) = strip_dir(path, zk::DOMAINS_ROOT) {
+            return if rest.contains('/') {
+                Node::Other
+            } else {
+                rest.parse().map(Node::Domain).unwrap_or(Node::Other)
+            };
+        }
+        if path == zk::BLACKLIST {
+            return Node::Blacklist;
+        }
+        let ancestor_of = |deep: &str| {
+            deep.strip_prefix(path)
+                .is_some_and(|tail| tail.starts_with('/'))
+                || deep == path
+        };
+        if ancestor_of(zk::ADDRESS_ROOT)
+            || ancestor_of(zk::DOMAINS_ROOT)
+            || ancestor_of(zk::BLACKLIST)
+        {
+            return Node::Ancestor(path.to_owned());
+        }
+        Node::Other
+    }
+}
+
+/// `Some(rest)` when `path` is strictly below `dir`.
+fn strip_dir<'a>(path: &'a str, dir: &str) -> Option<&'a str> {
+    path.strip_prefix(dir)?
+        .strip_prefix('/')
+        .filter(|r| !r.is_empty())
+}
+
+/// Parses an address node's data: `"{hostIP}:{hostPort}"`.
+pub(crate) fn parse_endpoint(path: &str, data: &[u8]) -> Result<Endpoint> {
+    let text = std::str::from_utf8(data).map_err(|_| malformed(path, "not utf-8"))?;
+    text.trim()
+        .parse()
+        .map_err(|e: caas_types::Error| malformed(path, &e.to_string()))
+}
+
+/// Parses a domain node's data: the app id.
+pub(crate) fn parse_domain_app(path: &str, data: &[u8]) -> Result<AppId> {
+    let text = std::str::from_utf8(data).map_err(|_| malformed(path, "not utf-8"))?;
+    text.trim()
+        .parse()
+        .map_err(|e: caas_types::Error| malformed(path, &e.to_string()))
+}
+
+/// Parses the blacklist: a JSON list of addresses or CIDR blocks. An empty node is an empty
+/// list; an entry that does not parse is skipped (and logged) so one typo cannot unblock all.
+pub(crate) fn parse_blacklist(path: &str, data: &[u8]) -> Result<Vec<IpRule>> {
+    if data.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Vec::new());
+    }
+    let raw: Vec<String> = serde_json::from_slice(data)
+        .map_err(|e| malformed(path, &format!("expected a JSON list of strings: {e}")))?;
+    let mut rules = Vec::with_capacity(raw.len());
+    for entry in raw {
+        match entry.parse::<IpRule>() {
+            Ok(rule) => rules.push(rule),
+            Err(e) => tracing::warn!(%path, %entry, error = %e, "skipping bad blacklist entry"),
+        }
+    }
+    Ok(rules)
+}
+
+/// Serializes blacklist rules the way [`parse_blacklist`] reads them.
+pub(crate) fn render_blacklist(rules: &[IpRule]) -> Vec<u8> {
+    let raw: Vec<String> = rules.iter().map(ToString::to_string).collect();
+    serde_json::to_vec(&raw).unwrap_or_else(|_| b"[]".to_vec())
+}
+
+fn malformed(path: &str, reason: &str) -> Error {
+    Error::Malformed {
+        path: path.to_owned(),
+        reason: reason.to_owned(),
+    }
+}
+
+/// The routing tree in memory, in the shape the watches update it.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Tree {
+    pub(crate) apps: HashMap<AppId, BTreeMap<(Version, ContainerId), Endpoint>>,
+    pub(crate) domains: HashMap<Domain, AppId>,
+    pub(crate) blacklist: Vec<IpRule>,
+}
+
+impl Tree {
+    /// Sets one instance; returns whether anything changed.
+    pub(crate) fn put_instance(
+        &mut self,
+        a: AppId,
+        v: Version,
+        c: ContainerId,
+        e: Endpoint,
+    ) -> bool {
+        let versions = self.apps.entry(a).or_default();
+        versions.insert((v, c), e) != Some(e)
+    }
+
+    /// Removes one instance; returns whether it was there.
+    pub(crate) fn remove_instance(&mut self, a: &AppId, v: &Version, c: &ContainerId) -> bool {
+        let Some(versions) = self.apps.get_mut(a) else {
+            return false;
+        };
+        let removed = versions.remove(&(v.clone(), c.clone())).is_some();
+        if versions.is_empty() {
+            self.apps.remove(a);
+        }
+        removed
+    }
+
+    /// Removes every instance of one version; returns whether any was there.
+    pub(crate) fn remove_version(&mut self, a: &AppId, v: &Version) -> bool {
+        let Some(versions) = self.apps.get_mut(a) else {
+            return false;
+        };
+        let before = versions.len();
+        versions.retain(|(ver, _), _| ver != v);
+        let changed = versions.len() != before;
+        if versions.is_empty() {
+            self.apps.remove(a);
+        }
+        changed
+    }
+
+    /// The entries of one app, sorted, as the snapshot holds them.
+    pub(crate) fn entries(&self, app: &AppId) -> Vec<RouteEntry> {
+        self.apps
+            .get(app)
+            .into_iter()
+            .flatten()
+            .map(|((version, container), endpoint)| RouteEntry {
+                version: version.clone(),
+                container: container.clone(),
+                endpoint: *endpoint,
+            })
+            .collect()
+    }
+
+    /// A whole snapshot of this tree.
+    pub(crate) fn to_snapshot(&self, generation: u64) -> RouteSnapshot {
+        RouteSnapshot {
+            apps: self
+                .apps
+                .keys()
+                .map(|app| (app.clone(), self.entries(app)))
+                .filter(|(_, e)| !e.is_empty())
+                .collect(),
+            domains: self.domains.clone(),
+            blacklist: self.blacklist.clone(),
+            generation,
+        }
+    }
+}
+
+/// Children of `path`, or none if it does not exist.
+pub(crate) async fn children(client: &Client, path: &str) -> Result<Vec<String>> {
+    match client.list_children(path).await {
+        Ok(c) => Ok(c),
+        Err(zookeeper_client::Error::NoNode) => Ok(Vec::new()),
+        Err(e) => Err(Error::zk("list", path, e)),
+    }
+}
+
+/// Data of `path`, or `None` if it does not exist.
+pub(crate) async fn data(client: &Client, path: &str) -> Result<Option<Vec<u8>>> {
+    match client.get_data(path).await {
+        Ok((d, _)) => Ok(Some(d)),
+        Err(zookeeper_client::Error::NoNode) => Ok(None),
+        Err(e) => Err(Error::zk("get", path, e)),
+    }
+}
+
+/// Reads every instance under the address root. Requests of one level are pipelined (the
+/// client sends each request when its future is created), so 10,000 instances cost a few
+/// round trips per level, not 10,000 sequential ones. Malformed names and data are skipped.
+pub(crate) async fn read_instances(
+    client: &Client,
+) -> Result<Vec<(AppId, Version, ContainerId, Endpoint)>> {
+    let apps: Vec<AppId> = children(client, zk::ADDRESS_ROOT)
+        .await?
+        .into_iter()
+        .filter_map(|name| name.parse().ok())
+        .collect();
+    let version_lists = futures::future::try_join_all(apps.iter().map(|a| {
+        let path = zk::app(a);
+        async move { children(client, &path).await }
+    }))
+    .await?;
+    let versions: Vec<(AppId, Version)> = apps
+        .iter()
+        .zip(version_lists)
+        .flat_map(|(a, vs)| {
+            vs.into_iter()
+                .filter_map(|v| v.parse().ok())
+                .map(move |v| (a.clone(), v))
+        })
+        .collect();
+    let instance_lists = futures::future::try_join_all(versions.iter().map(|(a, v)| {
+        let path = zk::version(a, v);
+        async move { children(client, &path).await }
+    }))
+    .await?;
+    let instances: Vec<(AppId, Version, ContainerId)> = versions
+        .into_iter()
+        .zip(instance_lists)
+        .flat_map(|((a, v), cs)| {
+            cs.into_iter()
+                .filter_map(|c| c.parse().ok())
+                .map(move |c| (a.clone(), v.clone(), c))
+        })
+        .collect();
+    let datas = futures::future::try_join_all(instances.iter().map(|(a, v, c)| {
+        let path = zk::instance(a, v, c);
+        async move { data(client, &path).await.map(|d| (path, d)) }
+    }))
+    .await?;
+    let mut out = Vec::with_capacity(instances.len());
+    for ((a, v, c), (path, d)) in instances.into_iter().zip(datas) {
+        let Some(d) = d else { continue };
+        match parse_endpoint(&path, &d) {
+            Ok(e) => out.push((a, v, c, e)),
+            Err(err) => tracing::warn!(error = %err, "skipping malformed address node"),
+        }
+    }
+    Ok(out)
+}
+
+/// Reads the whole routing tree: instances, domains and the blacklist.
+pub(crate) async fn read_tree(client: &Client) -> Result<Tree> {
+    let mut tree = Tree::default();
+    for (a, v, c, e) in read_instances(client).await? {
+        tree.put_instance(a, v, c, e);
+    }
+    let domains: Vec<Domain> = children(client, zk::DOMAINS_ROOT)
+        .await?
+        .into_iter()
+        .filter_map(|name| name.parse().ok())
+        .collect();
+    let datas = futures::future::try_join_all(domains.iter().map(|d| {
+        let path = zk::domain(d);
+        async move { data(client, &path).await.map(|x| (path, x)) }
+    }))
+    .await?;
+    for (domain, (path, d)) in domains.into_iter().zip(datas) {
+        let Some(d) = d else { continue };
+        match parse_domain_app(&path, &d) {
+            Ok(app) => {
+                tree.domains.insert(domain, app);
+            }
+            Err(err) => tracing::warn!(error = %err, "skipping malformed domain node"),
+        }
+    }
+    if let Some(d) = data(client, zk::BLACKLIST).await? {
+        tree.blacklist = parse_blacklist(zk::BLACKLIST, &d).unwrap_or_else(|err| {
+            tracing::warn!(error = %err, "ignoring malformed blacklist");
+            Vec::new()
+        });
+    }
+    Ok(tree)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_layout_paths() {
+        let a: AppId = "app01".parse().expect("valid");
+        let v: Version = "v1".parse().expect("valid");
+        let c: ContainerId = "abc123abc123".parse().expect("valid");
+        assert_eq!(
+            Node::classify("/caas/service/address/app01/v1/abc123abc123"),
+            Node::Instance(a.clone(), v.clone(), c)
+        );
+        assert_eq!(
+            Node::classify("/caas/service/address/app01/v1"),
+            Node::Version(a.clone(), v)
+        );
+        assert_eq!(Node::classify("/caas/service/address/app01"), Node::App(a));
+        assert_eq!(
+            Node::classify("/caas/domains/shop.example.com"),
+            Node::Domain("shop.example.com".parse().expect("valid"))
+        );
+        assert_eq!(
+            Node::classify("/caas/config/gateway/blacklist"),
+            Node::Blacklist
+        );
+        for anc in [
+            "/caas",
+            "/caas/service",
+            "/caas/service/address",
+            "/caas/domains",
+            "/caas/config/gateway",
+        ] {
+            assert_eq!(Node::classify(anc), Node::Ancestor(anc.into()), "{anc}");
+        }
+        assert_eq!(Node::classify("/caas/election/scheduler"), Node::Other);
+        assert_eq!(Node::classify("/caas/service/address/Bad_App"), Node::Other);
+        assert_eq!(Node::classify("/caasx"), Node::Other);
+    }
+
+    #[test]
+    fn parses_node_data() {
+        let e = parse_endpoint("/p", b"127.0.0.2:25700").expect("valid");
+        assert_eq!(e.to_string(), "127.0.0.2:25700");
+        assert!(parse_endpoint("/p", b"nope").is_err());
+        let rules = parse_blacklist("/b", br#"["10.0.0.0/8","127.0.0.9","junk"]"#).expect("list");
+        assert_eq!(rules.len(), 2);
+        assert_eq!(
+            parse_blacklist("/b", &render_blacklist(&rules)).expect("list"),
+            rules
+        );
+        assert!(parse_blacklist("/b", b"").expect("empty").is_empty());
+        assert!(parse_blacklist("/b", b"{").is_err());
+    }
+}
