@@ -1,0 +1,42 @@
+//! The caas gateway: the front door every user request goes through.
+//!
+//! It routes `{appId}.{domain}` (and custom domains) round-robin over the app's registered
+//! instances, from a table rebuilt whenever the registry's route cache publishes a new
+//! [`RouteSnapshot`]. The request path reads that table with one lock-free load and never
+//! calls ZooKeeper.
+//!
+//! Modules: `config` (flags), `server` (listeners, connections, shutdown), `proxy` (the request
+//! path), `table` (routing table, round-robin, passive health), `headers` (proxy hygiene),
+//! `body` (streaming bodies), `idle` (idle timeout), `metrics` and `admin` (stats), `tls`.
+
+mod admin;
+mod body;
+mod config;
+mod error;
+mod headers;
+mod idle;
+mod metrics;
+mod proxy;
+mod server;
+mod table;
+mod tls;
+
+pub use body::ProxyBody;
+pub use caas_registry::RouteSnapshot;
+pub use config::Config;
+pub use error::{Error, Result};
+pub use server::Gateway;
+
+use std::future::Future;
+use std::sync::Arc;
+use tokio::sync::watch;
+
+/// Binds the listeners of `config` and serves until `shutdown` completes, routing by the
+/// snapshots `routes` publishes.
+pub async fn run(
+    config: Config,
+    routes: watch::Receiver<Arc<RouteSnapshot>>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<()> {
+    Gateway::bind(config).await?.serve(routes, shutdown).await
+}

@@ -1,0 +1,244 @@
+//! Traffic statistics: per-app counters and a latency histogram made of plain atomics, so the
+//! request path never takes a lock; rendered in the Prometheus text format on scrape.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Upper bounds of the latency histogram buckets, in seconds.
+const BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// One app's counters. The routing table holds an `Arc` to it, so recording is atomics only.
+#[derive(Debug, Default)]
+pub struct AppStats {
+    /// Responses by status class: index 0 is 1xx … 4 is 5xx.
+    status: [AtomicU64; 5],
+    bytes_in: AtomicU64,
+    bytes_out: AtomicU64,
+    upstream_errors: AtomicU64,
+    /// Cumulative-on-render bucket counts; the last slot is +Inf.
+    latency: [AtomicU64; BUCKETS.len() + 1],
+    latency_sum_us: AtomicU64,
+}
+
+impl AppStats {
+    /// Records one response's status and time to response headers.
+    pub(crate) fn response(&self, status: u16, elapsed: Duration) {
+        let class = usize::from(status / 100).clamp(1, 5) - 1;
+        self.status[class].fetch_add(1, Relaxed);
+        let secs = elapsed.as_secs_f64();
+        let slot = BUCKETS
+            .iter()
+            .position(|b| secs <= *b)
+            .unwrap_or(BUCKETS.len());
+        self.latency[slot].fetch_add(1, Relaxed);
+        self.latency_sum_us.fetch_add(
+            u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+            Relaxed,
+        );
+    }
+
+    /// Adds request body bytes received from the client.
+    pub(crate) fn bytes_in(&self, n: u64) {
+        self.bytes_in.fetch_add(n, Relaxed);
+    }
+
+    /// Adds response body bytes sent to the client.
+    pub(crate) fn bytes_out(&self, n: u64) {
+        self.bytes_out.fetch_add(n, Relaxed);
+    }
+
+    /// Counts one failed try at a backend.
+    pub(crate) fn upstream_error(&self) {
+        self.upstream_errors.fetch_add(1, Relaxed);
+    }
+}
+
+/// Counters that belong to no app.
+#[derive(Debug, Default)]
+pub(crate) struct GlobalStats {
+    pub(crate) unknown_host: AtomicU64,
+    pub(crate) blacklisted: AtomicU64,
+    pub(crate) no_backend: AtomicU64,
+    pub(crate) connections: AtomicU64,
+    pub(crate) generation: AtomicU64,
+    pub(crate) routes: AtomicU64,
+}
+
+/// Every app's stats, found by name when the routing table is rebuilt (not per request).
+#[derive(Debug, Default)]
+pub struct Stats {
+    apps: Mutex<BTreeMap<String, Arc<AppStats>>>,
+    pub(crate) global: GlobalStats,
+}
+
+impl Stats {
+    /// The stats of `app`, created on first use. Stats outlive the app's routes so counters never
+    /// go backwards while an app is briefly unrouted.
+    pub(crate) fn app(&self, app: &str) -> Arc<AppStats> {
+        let mut apps = self.apps.lock().unwrap_or_else(|e| e.into_inner());
+        Arc::clone(apps.entry(app.to_owned()).or_default())
+    }
+
+    /// Renders everything in the Prometheus text exposition format.
+    pub fn render(&self) -> String {
+        let mut out = String::with_capacity(4096);
+        let g = &self.global;
+        let globals = [
+            (
+                "caas_gateway_unknown_host_total",
+                "counter",
+                "requests for a host that routes nowhere",
+                &g.unknown_host,
+            ),
+            (
+                "caas_gateway_blacklisted_total",
+                "counter",
+                "requests refused by the blacklist",
+                &g.blacklisted,
+            ),
+            (
+                "caas_gateway_no_backend_total",
+                "counter",
+                "requests for an app with no usable instance",
+                &g.no_backend,
+            ),
+            (
+                "caas_gateway_connections_open",
+                "gauge",
+                "client connections open",
+                &g.connections,
+            ),
+            (
+                "caas_gateway_route_generation",
+                "gauge",
+                "generation of the route snapshot in use",
+                &g.generation,
+            ),
+            (
+                "caas_gateway_routes",
+                "gauge",
+                "apps in the routing table",
+                &g.routes,
+            ),
+        ];
+        for (name, kind, help, v) in globals {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {}",
+                v.load(Relaxed)
+            );
+        }
+        let apps: Vec<(String, Arc<AppStats>)> = {
+            let apps = self.apps.lock().unwrap_or_else(|e| e.into_inner());
+            apps.iter()
+                .map(|(k, v)| (k.clone(), Arc::clone(v)))
+                .collect()
+        };
+        out.push_str("# HELP caas_gateway_requests_total responses sent, by app and status class\n# TYPE caas_gateway_requests_total counter\n");
+        for (app, s) in &apps {
+            for (i, c) in s.status.iter().enumerate() {
+                let _ = writeln!(
+                    out,
+                    "caas_gateway_requests_total{{app=\"{app}\",class=\"{}xx\"}} {}",
+                    i + 1,
+                    c.load(Relaxed)
+                );
+            }
+        }
+        let per_app = [
+            (
+                "caas_gateway_request_bytes_total",
+                "request body bytes received from clients",
+            ),
+            (
+                "caas_gateway_response_bytes_total",
+                "response body bytes sent to clients",
+            ),
+            (
+                "caas_gateway_upstream_errors_total",
+                "failed tries at a backend",
+            ),
+        ];
+        for (idx, (name, help)) in per_app.iter().enumerate() {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+            for (app, s) in &apps {
+                let v = match idx {
+                    0 => &s.bytes_in,
+                    1 => &s.bytes_out,
+                    _ => &s.upstream_errors,
+                };
+                let _ = writeln!(out, "{name}{{app=\"{app}\"}} {}", v.load(Relaxed));
+            }
+        }
+        let name = "caas_gateway_request_duration_seconds";
+        let _ = writeln!(
+            out,
+            "# HELP {name} time to response headers\n# TYPE {name} histogram"
+        );
+        for (app, s) in &apps {
+            let mut cumulative = 0;
+            for (i, b) in BUCKETS.iter().enumerate() {
+                cumulative += s.latency[i].load(Relaxed);
+                let _ = writeln!(
+                    out,
+                    "{name}_bucket{{app=\"{app}\",le=\"{b}\"}} {cumulative}"
+                );
+            }
+            cumulative += s.latency[BUCKETS.len()].load(Relaxed);
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{app=\"{app}\",le=\"+Inf\"}} {cumulative}"
+            );
+            let sum = s.latency_sum_us.load(Relaxed) as f64 / 1e6;
+            let _ = writeln!(
+                out,
+                "{name}_sum{{app=\"{app}\"}} {sum}\n{name}_count{{app=\"{app}\"}} {cumulative}"
+            );
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_and_histogram() {
+        let stats = Stats::default();
+        let a = stats.app("shop");
+        a.response(200, Duration::from_millis(3));
+        a.response(503, Duration::from_secs(20));
+        a.bytes_out(10);
+        let text = stats.render();
+        assert!(
+            text.contains("caas_gateway_requests_total{app=\"shop\",class=\"2xx\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("caas_gateway_requests_total{app=\"shop\",class=\"5xx\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "caas_gateway_request_duration_seconds_bucket{app=\"shop\",le=\"0.005\"} 1"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "caas_gateway_request_duration_seconds_bucket{app=\"shop\",le=\"+Inf\"} 2"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("caas_gateway_response_bytes_total{app=\"shop\"} 10"),
+            "{text}"
+        );
+    }
+}

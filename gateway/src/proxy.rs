@@ -1,0 +1,349 @@
+//! The request path: blacklist, Host → app, limits, round-robin pick, upstream call with bounded
+//! retries and passive health, response streaming, protocol upgrades. Reads the routing table
+//! through one lock-free load; never touches ZooKeeper.
+
+use crate::body::{ProxyBody, UpstreamBody};
+use crate::error::{BodyTooLarge, UpstreamError};
+use crate::headers;
+use crate::metrics::{AppStats, Stats};
+use crate::table::{AppRoute, HealthPolicy, Route, Table, Tried, MAX_TRIES};
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::uri::{PathAndQuery, Scheme, Uri};
+use http::{Method, Request, Response, StatusCode, Version};
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Body, Incoming};
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use hyper_util::rt::TokioIo;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Instant;
+use tracing::Instrument;
+
+/// Bodies up to this size of idempotent requests are read before sending, so the request can be
+/// replayed to the next backend; bigger ones stream and get one try.
+const REPLAY_BUFFER: u64 = 64 * 1024;
+
+/// What every request handler shares.
+#[derive(Debug)]
+pub(crate) struct Shared {
+    pub(crate) table: ArcSwap<Table>,
+    pub(crate) client: Client<HttpConnector, UpstreamBody>,
+    pub(crate) policy: HealthPolicy,
+    pub(crate) stats: Arc<Stats>,
+    pub(crate) max_body: u64,
+    pub(crate) max_headers: usize,
+    pub(crate) max_header_bytes: usize,
+    pub(crate) max_tries: usize,
+}
+
+/// A short plain-text answer from the gateway itself.
+fn plain(status: StatusCode, body: ProxyBody) -> Response<ProxyBody> {
+    let mut r = Response::new(body);
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+fn idempotent(m: &Method) -> bool {
+    matches!(
+        *m,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
+    )
+}
+
+/// Answers one client request.
+pub(crate) async fn handle(
+    shared: Arc<Shared>,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+    https: bool,
+) -> Result<Response<ProxyBody>, Infallible> {
+    let start = Instant::now();
+    let route = {
+        let table = shared.table.load();
+        if table.is_blacklisted(peer.ip()) {
+            shared.stats.global.blacklisted.fetch_add(1, Relaxed);
+            return Ok(plain(StatusCode::FORBIDDEN, ProxyBody::text("forbidden\n")));
+        }
+        let host = req
+            .headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .or_else(|| req.uri().authority().map(|a| a.as_str()));
+        let Some(host) = host else {
+            return Ok(plain(
+                StatusCode::BAD_REQUEST,
+                ProxyBody::text("missing Host header\n"),
+            ));
+        };
+        match table.lookup(host) {
+            Route::App(r) => Arc::clone(r),
+            Route::Unknown => {
+                shared.stats.global.unknown_host.fetch_add(1, Relaxed);
+                return Ok(plain(
+                    StatusCode::NOT_FOUND,
+                    ProxyBody::text("no app is routed at this host\n"),
+                ));
+            }
+        }
+    };
+    let stats = Arc::clone(&route.stats);
+    let resp = forward(&shared, &route, req, peer, https).await;
+    stats.response(resp.status().as_u16(), start.elapsed());
+    Ok(resp)
+}
+
+async fn forward(
+    shared: &Shared,
+    route: &AppRoute,
+    mut req: Request<Incoming>,
+    peer: SocketAddr,
+    https: bool,
+) -> Response<ProxyBody> {
+    if route.is_empty() {
+        shared.stats.global.no_backend.fetch_add(1, Relaxed);
+        return plain(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ProxyBody::owned(format!("app {} has no running instance\n", route.app)),
+        );
+    }
+    if req.version() == Version::HTTP_2 && headers_too_big(shared, req.headers()) {
+        return plain(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            ProxyBody::text("request headers too large\n"),
+        );
+    }
+    let declared_len = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared_len.is_some_and(|n| n > shared.max_body) {
+        return too_large();
+    }
+    let http2 = req.version() == Version::HTTP_2;
+    let upgrade = !http2 && headers::wants_upgrade(req.headers());
+    let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+    let (mut parts, body) = req.into_parts();
+    let original_host = parts.headers.get(header::HOST).cloned().or_else(|| {
+        parts
+            .uri
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+    });
+    headers::strip_hop_by_hop(&mut parts.headers, upgrade);
+    if !parts.headers.contains_key(header::HOST) {
+        if let Some(h) = &original_host {
+            parts.headers.insert(header::HOST, h.clone());
+        }
+    }
+    headers::add_forwarded(&mut parts.headers, peer.ip(), https, original_host, http2);
+    let path = parts
+        .uri
+        .path_and_query()
+        .cloned()
+        .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    let is_idempotent = idempotent(&parts.method);
+
+    // A body we can send again, or the one-shot stream.
+    let mut replay: Option<Bytes> = None;
+    let mut stream: Option<Incoming> = None;
+    if body.is_end_stream() {
+        replay = Some(Bytes::new());
+    } else if is_idempotent && declared_len.is_some_and(|n| n <= REPLAY_BUFFER) {
+        match http_body_util::Limited::new(body, REPLAY_BUFFER as usize)
+            .collect()
+            .await
+        {
+            Ok(b) => {
+                let b = b.to_bytes();
+                route.stats.bytes_in(b.len() as u64);
+                replay = Some(b);
+            }
+            Err(_) => {
+                return plain(
+                    StatusCode::BAD_REQUEST,
+                    ProxyBody::text("request body could not be read\n"),
+                )
+            }
+        }
+    } else {
+        stream = Some(body);
+    }
+
+    let max_tries = shared.max_tries.clamp(1, MAX_TRIES);
+    let mut tried = Tried::default();
+    loop {
+        let Some(slot) = route.pick(&mut tried, &shared.policy) else {
+            shared.stats.global.no_backend.fetch_add(1, Relaxed);
+            return plain(
+                StatusCode::SERVICE_UNAVAILABLE,
+                ProxyBody::text("no backend can take the request\n"),
+            );
+        };
+        let backend = slot.backend();
+        let mut uri = http::uri::Parts::default();
+        uri.scheme = Some(Scheme::HTTP);
+        uri.authority = Some(backend.authority.clone());
+        uri.path_and_query = Some(path.clone());
+        let Ok(uri) = Uri::from_parts(uri) else {
+            return plain(
+                StatusCode::BAD_REQUEST,
+                ProxyBody::text("bad request target\n"),
+            );
+        };
+        let body = match (&replay, stream.take()) {
+            (Some(b), _) => UpstreamBody::Buffered(Full::new(b.clone())),
+            (None, Some(inner)) => UpstreamBody::Stream {
+                inner,
+                seen: 0,
+                limit: shared.max_body,
+                stats: Arc::clone(&route.stats),
+            },
+            (None, None) => UpstreamBody::empty(),
+        };
+        let can_retry = replay.is_some() && tried.count() < max_tries;
+        let mut up = Request::new(body);
+        *up.method_mut() = parts.method.clone();
+        *up.uri_mut() = uri;
+        *up.version_mut() = Version::HTTP_11;
+        *up.headers_mut() = if can_retry {
+            parts.headers.clone()
+        } else {
+            std::mem::take(&mut parts.headers)
+        };
+        let addr = backend.endpoint.addr();
+        let span = tracing::debug_span!("upstream", app = %route.app, backend = %addr);
+        let result = shared.client.request(up).instrument(span).await;
+        match result {
+            Ok(mut resp) => {
+                backend.success();
+                drop(slot);
+                if upgrade && resp.status() == StatusCode::SWITCHING_PROTOCOLS {
+                    return switch_protocols(resp, client_upgrade, Arc::clone(&route.stats));
+                }
+                headers::strip_hop_by_hop(resp.headers_mut(), false);
+                headers::add_via(resp.headers_mut(), http2);
+                let (parts, inner) = resp.into_parts();
+                return Response::from_parts(
+                    parts,
+                    ProxyBody::Upstream {
+                        inner,
+                        stats: Arc::clone(&route.stats),
+                    },
+                );
+            }
+            Err(e) => {
+                if body_too_large(&e) {
+                    return too_large();
+                }
+                let err = if e.is_connect() {
+                    UpstreamError::Connect {
+                        backend: addr,
+                        source: e,
+                    }
+                } else {
+                    UpstreamError::Send {
+                        backend: addr,
+                        source: e,
+                    }
+                };
+                backend.failure(&shared.policy);
+                route.stats.upstream_error();
+                let retry = can_retry && err.retry_safe(is_idempotent);
+                tracing::warn!(app = %route.app, error = %err, retry, "upstream try failed");
+                if !retry {
+                    return plain(
+                        StatusCode::BAD_GATEWAY,
+                        ProxyBody::text("the app's instance failed to answer\n"),
+                    );
+                }
+            }
+        }
+    }
+}
+
+fn too_large() -> Response<ProxyBody> {
+    plain(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        ProxyBody::text("request body too large\n"),
+    )
+}
+
+fn headers_too_big(shared: &Shared, h: &http::HeaderMap) -> bool {
+    if h.len() > shared.max_headers {
+        return true;
+    }
+    let bytes: usize = h.iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum();
+    bytes > shared.max_header_bytes
+}
+
+fn body_too_large(e: &hyper_util::client::legacy::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    while let Some(s) = source {
+        if s.is::<BodyTooLarge>() {
+            return true;
+        }
+        source = s.source();
+    }
+    false
+}
+
+/// Hands the client 101 and splices the two upgraded connections together.
+fn switch_protocols(
+    mut resp: Response<Incoming>,
+    client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+    stats: Arc<AppStats>,
+) -> Response<ProxyBody> {
+    let upstream_upgrade = hyper::upgrade::on(&mut resp);
+    if let Some(client_upgrade) = client_upgrade {
+        tokio::spawn(async move {
+            let (client, upstream) = match tokio::join!(client_upgrade, upstream_upgrade) {
+                (Ok(c), Ok(u)) => (c, u),
+                (c, u) => {
+                    tracing::debug!(client = c.is_ok(), upstream = u.is_ok(), "upgrade failed");
+                    return;
+                }
+            };
+            let mut client = TokioIo::new(client);
+            let mut upstream = TokioIo::new(upstream);
+            match tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+                Ok((up, down)) => {
+                    stats.bytes_in(up);
+                    stats.bytes_out(down);
+                }
+                Err(e) => tracing::debug!(error = %e, "upgraded connection ended"),
+            }
+        });
+    }
+    let (parts, _) = resp.into_parts();
+    Response::from_parts(parts, ProxyBody::empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn idempotent_methods_are_the_rfc_ones() {
+        for m in [
+            Method::GET,
+            Method::HEAD,
+            Method::OPTIONS,
+            Method::PUT,
+            Method::DELETE,
+        ] {
+            assert!(idempotent(&m), "{m}");
+        }
+        for m in [Method::POST, Method::PATCH, Method::CONNECT] {
+            assert!(!idempotent(&m), "{m}");
+        }
+    }
+}

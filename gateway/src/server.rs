@@ -1,0 +1,357 @@
+//! Listeners and connections: binding, accepting, serving HTTP/1.1 + h2c (and h2/HTTP/1.1 over
+//! TLS), applying the header-read and idle timeouts, following route snapshots, and shutting
+//! down gracefully.
+
+use crate::body::ProxyBody;
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::idle::{Activity, IdleIo};
+use crate::metrics::Stats;
+use crate::proxy::Shared;
+use crate::table::{HealthPolicy, Table};
+use crate::{admin, proxy, tls};
+use arc_swap::ArcSwap;
+use caas_registry::RouteSnapshot;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// A gateway whose listeners are bound; [`Gateway::serve`] runs it.
+pub struct Gateway {
+    config: Config,
+    http: TcpListener,
+    tls: Option<(TcpListener, TlsAcceptor)>,
+    admin: TcpListener,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway")
+            .field("http", &self.http_addr())
+            .field("tls", &self.tls_addr())
+            .field("admin", &self.admin_addr())
+            .finish()
+    }
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| Error::Bind { addr, source })
+}
+
+fn local(l: &TcpListener) -> SocketAddr {
+    l.local_addr()
+        .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+}
+
+impl Gateway {
+    /// Checks the configuration and binds every listener (port 0 picks a free port).
+    pub async fn bind(config: Config) -> Result<Gateway> {
+        if config.domain.parse::<caas_types::Domain>().is_err() {
+            return Err(Error::Domain(config.domain.clone()));
+        }
+        let tls = match (&config.tls_cert, &config.tls_key) {
+            (Some(cert), Some(key)) => {
+                let acceptor = tls::acceptor(cert, key)?;
+                Some((bind(config.tls_listen).await?, acceptor))
+            }
+            _ => None,
+        };
+        Ok(Gateway {
+            http: bind(config.listen).await?,
+            admin: bind(config.admin_listen).await?,
+            tls,
+            config,
+        })
+    }
+
+    /// Where plain HTTP is served.
+    pub fn http_addr(&self) -> SocketAddr {
+        local(&self.http)
+    }
+
+    /// Where HTTPS is served, if configured.
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.tls.as_ref().map(|(l, _)| local(l))
+    }
+
+    /// Where `/metrics` and `/healthz` are served.
+    pub fn admin_addr(&self) -> SocketAddr {
+        local(&self.admin)
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting, lets requests in flight finish
+    /// (up to the grace period) and returns. Routes follow `routes`: each published snapshot
+    /// replaces the routing table.
+    pub async fn serve(
+        self,
+        mut routes: watch::Receiver<Arc<RouteSnapshot>>,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<()> {
+        let Gateway {
+            config,
+            http,
+            tls,
+            admin,
+        } = self;
+        let stats = Arc::new(Stats::default());
+        let first = routes.borrow_and_update().clone();
+        let table = Table::build(&first, &Table::empty(&config.domain), &stats);
+        publish_gauges(&stats, &table);
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(config.connect_timeout()));
+        connector.set_nodelay(true);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(config.pool_idle_per_backend)
+            .build(connector);
+        let shared = Arc::new(Shared {
+            table: ArcSwap::from_pointee(table),
+            client,
+            policy: HealthPolicy {
+                eject_after: config.eject_after.max(1),
+                eject_for: Duration::from_millis(config.eject_ms),
+                epoch: Instant::now(),
+                max_inflight: config.max_inflight_per_backend.max(1),
+            },
+            stats: Arc::clone(&stats),
+            max_body: config.max_body_bytes,
+            max_headers: config.max_headers,
+            max_header_bytes: config.max_header_bytes,
+            max_tries: config.max_tries,
+        });
+
+        let token = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        let builder = Arc::new(server_builder(&config));
+
+        // Route updates: rebuild off the request path, publish with one pointer swap.
+        let watcher = {
+            let shared = Arc::clone(&shared);
+            let token = token.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        _ = token.cancelled() => break,
+                        changed = routes.changed() => {
+                            if changed.is_err() {
+                                tracing::warn!("route source closed; keeping the last routes");
+                                break;
+                            }
+                        }
+                    }
+                    let snap = routes.borrow_and_update().clone();
+                    let prev = shared.table.load_full();
+                    let table = Table::build(&snap, &prev, &shared.stats);
+                    publish_gauges(&shared.stats, &table);
+                    tracing::debug!(
+                        generation = table.generation,
+                        apps = table.len(),
+                        "routes updated"
+                    );
+                    shared.table.store(Arc::new(table));
+                }
+            })
+        };
+
+        let ctx = ConnCtx {
+            shared: Arc::clone(&shared),
+            builder,
+            token: token.clone(),
+            tracker: tracker.clone(),
+            idle: config.idle_timeout(),
+            header_timeout: config.header_timeout(),
+        };
+        tracing::info!(http = %local(&http), admin = %local(&admin), https = ?tls.as_ref().map(|(l, _)| local(l)), "gateway listening");
+        let mut loops = vec![tokio::spawn(accept_loop(http, None, ctx.clone()))];
+        if let Some((l, acceptor)) = tls {
+            loops.push(tokio::spawn(accept_loop(l, Some(acceptor), ctx.clone())));
+        }
+        loops.push(tokio::spawn(admin_loop(admin, stats, ctx.clone())));
+
+        shutdown.await;
+        tracing::info!("shutting down: no new connections, finishing requests in flight");
+        token.cancel();
+        for l in loops {
+            let _ = l.await;
+        }
+        let _ = watcher.await;
+        tracker.close();
+        if tokio::time::timeout(config.shutdown_grace(), tracker.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!("grace period over; dropping the remaining connections");
+        }
+        Ok(())
+    }
+}
+
+fn publish_gauges(stats: &Stats, table: &Table) {
+    stats.global.generation.store(table.generation, Relaxed);
+    stats.global.routes.store(table.len() as u64, Relaxed);
+}
+
+fn server_builder(config: &Config) -> auto::Builder<TokioExecutor> {
+    let mut b = auto::Builder::new(TokioExecutor::new());
+    b.http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(config.header_timeout())
+        .max_buf_size(config.max_header_bytes.max(8192))
+        .max_headers(config.max_headers)
+        .keep_alive(true);
+    b.http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(config.max_header_bytes).unwrap_or(u32::MAX))
+        .max_concurrent_streams(256)
+        .keep_alive_interval(Some(Duration::from_secs(30)));
+    b
+}
+
+/// What every connection task needs.
+#[derive(Clone)]
+struct ConnCtx {
+    shared: Arc<Shared>,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    token: CancellationToken,
+    tracker: TaskTracker,
+    idle: Duration,
+    header_timeout: Duration,
+}
+
+async fn accept_loop(listener: TcpListener, tls: Option<TlsAcceptor>, ctx: ConnCtx) {
+    loop {
+        let (stream, peer) = tokio::select! {
+            _ = ctx.token.cancelled() => return,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Usually out of file descriptors: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let ctx2 = ctx.clone();
+        let tls = tls.clone();
+        ctx.tracker.spawn(async move {
+            ctx2.shared.stats.global.connections.fetch_add(1, Relaxed);
+            serve_connection(stream, peer, tls, &ctx2).await;
+            ctx2.shared.stats.global.connections.fetch_sub(1, Relaxed);
+        });
+    }
+}
+
+async fn serve_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    tls: Option<TlsAcceptor>,
+    ctx: &ConnCtx,
+) {
+    let activity = Arc::new(Activity::default());
+    let shared = Arc::clone(&ctx.shared);
+    let https = tls.is_some();
+    let act = Arc::clone(&activity);
+    let svc = service_fn(move |req: hyper::Request<Incoming>| {
+        let guard = act.enter();
+        let shared = Arc::clone(&shared);
+        async move {
+            let r = proxy::handle(shared, req, peer, https).await;
+            drop(guard);
+            r
+        }
+    });
+    match tls {
+        None => {
+            let io = IdleIo::new(TokioIo::new(stream), ctx.idle, activity);
+            drive(ctx, io, svc).await;
+        }
+        Some(acceptor) => {
+            let handshake = tokio::time::timeout(ctx.header_timeout, acceptor.accept(stream));
+            let tls_stream = match handshake.await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => return tracing::debug!(%peer, error = %e, "tls handshake failed"),
+                Err(_) => return tracing::debug!(%peer, "tls handshake timed out"),
+            };
+            let io = IdleIo::new(TokioIo::new(tls_stream), ctx.idle, activity);
+            drive(ctx, io, svc).await;
+        }
+    }
+}
+
+async fn drive<I, S>(ctx: &ConnCtx, io: I, svc: S)
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    S: hyper::service::Service<
+            hyper::Request<Incoming>,
+            Response = hyper::Response<ProxyBody>,
+            Error = std::convert::Infallible,
+        > + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let conn = ctx.builder.serve_connection_with_upgrades(io, svc);
+    tokio::pin!(conn);
+    tokio::select! {
+        r = conn.as_mut() => {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "client connection ended with an error");
+            }
+        }
+        _ = ctx.token.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "client connection ended during shutdown");
+            }
+        }
+    }
+}
+
+async fn admin_loop(listener: TcpListener, stats: Arc<Stats>, ctx: ConnCtx) {
+    loop {
+        let stream = tokio::select! {
+            _ = ctx.token.cancelled() => return,
+            accepted = listener.accept() => match accepted {
+                Ok((s, _)) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, "admin accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let stats = Arc::clone(&stats);
+        let token = ctx.token.clone();
+        ctx.tracker.spawn(async move {
+            let svc = service_fn(move |req| admin::handle(Arc::clone(&stats), req));
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(10))
+                .serve_connection(TokioIo::new(stream), svc);
+            tokio::pin!(conn);
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                _ = token.cancelled() => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
+            }
+        });
+    }
+}
