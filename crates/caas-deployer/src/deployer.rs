@@ -21,7 +21,7 @@ use caas_types::{labels, ContainerId, Endpoint};
 use futures::{Stream, StreamExt, TryStreamExt};
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::OnceCell;
 use tracing::{debug, info, warn};
 
@@ -417,18 +417,34 @@ impl Deployer {
     }
 
     /// The engine's container events (start, die with exit code, oom, stop, destroy, ...) for
-    /// containers carrying all of `labels`, from now on. The stream ends if the engine closes
-    /// it (e.g. a daemon restart); callers re-subscribe and re-list to catch up.
+    /// containers carrying all of `labels`, from the moment of this call (even though the
+    /// request is only sent when the stream is first polled). The stream ends if the engine
+    /// closes it (e.g. a daemon restart); callers re-subscribe and re-list to catch up.
     pub fn events(
         &self,
         labels: &[(&str, &str)],
     ) -> impl Stream<Item = Result<ContainerEvent>> + Send + 'static {
+        self.events_since(labels, SystemTime::now())
+    }
+
+    /// Like [`Deployer::events`], replaying from `since` (the engine's clock: a remote engine's
+    /// skew shifts the window).
+    pub fn events_since(
+        &self,
+        labels: &[(&str, &str)],
+        since: SystemTime,
+    ) -> impl Stream<Item = Result<ContainerEvent>> + Send + 'static {
         let this = self.clone();
         let mut filters = label_filters(labels);
         filters.insert("type".to_owned(), vec!["container".to_owned()]);
+        let since = since
+            .duration_since(UNIX_EPOCH)
+            .map(|d| format!("{}.{:09}", d.as_secs(), d.subsec_nanos()))
+            .ok();
         futures::stream::once(async move {
             let docker = this.docker().await?.clone();
             let options = EventsOptions {
+                since,
                 filters,
                 ..Default::default()
             };
