@@ -1,0 +1,274 @@
+//! The deployer against a second `dockerd` that this test starts on a loopback TCP port with
+//! `--tlsverify` and certificates it generates (openssl CLI): reached with the right client
+//! certificate, refused without one, with one from another CA, over plain HTTP, and when the
+//! engine's certificate is not from the CA we trust. The daemon is stopped by PID at the end.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use caas_deployer::{Deployer, DockerEndpoint, Error, TlsFiles};
+use common::{eventually, free_port};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A temp dir removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new() -> TempDir {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        // Short: the daemon's unix sockets live below it and socket paths are limited to 108 bytes.
+        let dir = std::env::temp_dir().join(format!("cdt-{}-{nanos:x}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The test's own dockerd; SIGTERM by PID on drop (so it stops its own containerd too), then
+/// SIGKILL if it has not exited after 30 s.
+struct Daemon {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("the openssl CLI is needed (Debian package openssl)");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A CA `{name}.pem` / `{name}-key.pem`.
+fn make_ca(dir: &Path, name: &str) {
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            &format!("{name}-key.pem"),
+            "-out",
+            &format!("{name}.pem"),
+            "-days",
+            "2",
+            "-subj",
+            &format!("/CN={name}"),
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+        ],
+    );
+}
+
+/// A leaf `{name}-cert.pem` / `{name}-key.pem` signed by CA `ca`, with extensions `ext`.
+fn make_leaf(dir: &Path, ca: &str, name: &str, ext: &str) {
+    std::fs::write(dir.join(format!("{name}.ext")), ext).unwrap();
+    openssl(
+        dir,
+        &[
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            &format!("{name}-key.pem"),
+            "-out",
+            &format!("{name}.csr"),
+            "-subj",
+            &format!("/CN={name}"),
+        ],
+    );
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &format!("{name}.csr"),
+            "-CA",
+            &format!("{ca}.pem"),
+            "-CAkey",
+            &format!("{ca}-key.pem"),
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-out",
+            &format!("{name}-cert.pem"),
+            "-extfile",
+            &format!("{name}.ext"),
+        ],
+    );
+}
+
+fn start_dockerd(dir: &Path, port: u16) -> Daemon {
+    let p = |s: &str| dir.join(s).to_str().unwrap().to_owned();
+    std::fs::write(dir.join("daemon.json"), "{}").unwrap();
+    let log = dir.join("dockerd.log");
+    let log_file = std::fs::File::create(&log).unwrap();
+    let child = Command::new("dockerd")
+        .args([
+            "--config-file",
+            &p("daemon.json"),
+            "--data-root",
+            &p("data"),
+            "--exec-root",
+            &p("exec"),
+            "--pidfile",
+            &p("dockerd.pid"),
+            "-H",
+            &format!("unix://{}", p("d.sock")),
+            "-H",
+            &format!("tcp://127.0.0.1:{port}"),
+            "--tlsverify",
+            "--tlscacert",
+            &p("ca.pem"),
+            "--tlscert",
+            &p("server-cert.pem"),
+            "--tlskey",
+            &p("server-key.pem"),
+            "--bridge=none",
+            "--iptables=false",
+            "--ip-forward=false",
+            "--storage-driver",
+            "vfs",
+            "--log-level",
+            "warn",
+        ])
+        .stdin(Stdio::null())
+        .stdout(log_file.try_clone().unwrap())
+        .stderr(log_file)
+        .spawn()
+        .expect("dockerd is needed (Debian package docker.io; scripts/up installs it)");
+    Daemon { child, log }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_engine_needs_our_client_certificate() {
+    let tmp = TempDir::new();
+    let dir = tmp.0.clone();
+    make_ca(&dir, "ca");
+    make_ca(&dir, "rogue");
+    make_leaf(
+        &dir,
+        "ca",
+        "server",
+        "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n",
+    );
+    let client_ext = "extendedKeyUsage=clientAuth\nbasicConstraints=CA:FALSE\n";
+    make_leaf(&dir, "ca", "client", client_ext);
+    make_leaf(&dir, "rogue", "intruder", client_ext);
+    std::fs::write(dir.join("empty.pem"), "").unwrap();
+
+    let port = free_port();
+    let mut daemon = start_dockerd(&dir, port);
+    // Ready when its own unix socket answers; fail early with its log if it died.
+    let local: DockerEndpoint = format!("unix://{}", dir.join("d.sock").display())
+        .parse()
+        .unwrap();
+    let log = daemon.log.clone();
+    eventually(
+        "the test's dockerd to start",
+        Duration::from_secs(90),
+        || {
+            let exited = daemon.child.try_wait().ok().flatten();
+            assert!(
+                exited.is_none(),
+                "dockerd exited ({exited:?}): {}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+            let local = local.clone();
+            async move {
+                let d = Deployer::connect(&local).ok()?;
+                d.ping().await.ok()
+            }
+        },
+    )
+    .await;
+
+    let url = format!("https://127.0.0.1:{port}");
+    let files = |ca: &str, cert: &str, key: &str| TlsFiles {
+        ca: dir.join(ca),
+        cert: dir.join(cert),
+        key: dir.join(key),
+    };
+    let connect = |files: TlsFiles| {
+        let endpoint = DockerEndpoint::parse(&url, Some(files)).unwrap();
+        Deployer::connect(&endpoint).unwrap()
+    };
+
+    // With our client certificate: it answers, and lists (nothing).
+    let good = connect(files("ca.pem", "client-cert.pem", "client-key.pem"));
+    good.ping().await.unwrap();
+    assert!(good.list(&[]).await.unwrap().is_empty());
+
+    // Without a client certificate (an empty certificate file: none is sent): refused.
+    let none = connect(files("ca.pem", "empty.pem", "client-key.pem"));
+    let err = none.ping().await.unwrap_err();
+    assert!(matches!(err, Error::TlsRefused(_)), "{err:?}");
+
+    // With a certificate from another CA: refused.
+    let intruder = connect(files("ca.pem", "intruder-cert.pem", "intruder-key.pem"));
+    let err = intruder.ping().await.unwrap_err();
+    assert!(matches!(err, Error::TlsRefused(_)), "{err:?}");
+
+    // Trusting another CA than the engine's: we refuse it.
+    let untrusted = connect(files("rogue.pem", "client-cert.pem", "client-key.pem"));
+    let err = untrusted.ping().await.unwrap_err();
+    assert!(matches!(err, Error::TlsRefused(_)), "{err:?}");
+
+    // Plain HTTP to the TLS port: refused.
+    let plain = Deployer::connect(&format!("tcp://127.0.0.1:{port}").parse().unwrap()).unwrap();
+    let err = plain.ping().await.unwrap_err();
+    assert!(matches!(err, Error::TlsRefused(_)), "{err:?}");
+
+    // Missing files are a configuration error, found at connect.
+    let missing =
+        DockerEndpoint::parse(&url, Some(files("ca.pem", "nope.pem", "client-key.pem"))).unwrap();
+    assert!(matches!(
+        Deployer::connect(&missing),
+        Err(Error::InvalidEndpoint { .. })
+    ));
+
+    drop(daemon);
+    drop(tmp);
+}
