@@ -5,6 +5,7 @@
 use crate::config::{open_session, ZkConfig};
 use crate::error::{Error, Result};
 use caas_types::zk;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{oneshot, watch};
 use zookeeper_client::{Acl, AuthId, Client, CreateMode, Permission, SessionState};
@@ -17,6 +18,7 @@ const PREFIX: &str = "n-";
 #[derive(Debug)]
 pub struct LeaderElection {
     leader: watch::Receiver<bool>,
+    session: Arc<Mutex<Option<zookeeper_client::SessionInfo>>>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -37,9 +39,19 @@ impl LeaderElection {
         let node = enlist(&client, cfg, id).await?;
         let (tx, leader) = watch::channel(false);
         let (stop_tx, stop_rx) = oneshot::channel();
-        let task = tokio::spawn(run(cfg.clone(), id.to_owned(), client, node, tx, stop_rx));
+        let session = Arc::new(Mutex::new(Some(client.session().clone())));
+        let task = tokio::spawn(run(
+            cfg.clone(),
+            id.to_owned(),
+            client,
+            node,
+            tx,
+            stop_rx,
+            session.clone(),
+        ));
         Ok(LeaderElection {
             leader,
+            session,
             stop: Some(stop_tx),
             task: Some(task),
         })
@@ -62,6 +74,12 @@ impl LeaderElection {
     /// A receiver of leadership changes (`true` while leading).
     pub fn subscribe(&self) -> watch::Receiver<bool> {
         self.leader.clone()
+    }
+
+    /// The candidate's current ZooKeeper session. Only for tests that force a session expiry.
+    #[doc(hidden)]
+    pub fn session_info(&self) -> Option<zookeeper_client::SessionInfo> {
+        self.session.lock().ok().and_then(|s| s.clone())
     }
 
     /// Leaves the election: deletes the candidate node and closes the session.
@@ -124,6 +142,7 @@ async fn run(
     mut node: String,
     tx: watch::Sender<bool>,
     mut stop: oneshot::Receiver<()>,
+    session: Arc<Mutex<Option<zookeeper_client::SessionInfo>>>,
 ) {
     loop {
         let outcome = campaign(&client, &node, &tx, &mut stop).await;
@@ -144,7 +163,12 @@ async fn run(
                     tokio::select! {
                         _ = &mut stop => return,
                         res = connect(&cfg) => match res {
-                            Ok(c) => break c,
+                            Ok(c) => {
+                                if let Ok(mut s) = session.lock() {
+                                    *s = Some(c.session().clone());
+                                }
+                                break c;
+                            }
                             Err(e) => {
                                 tracing::warn!(error = %e, "election reconnect failed");
                                 tokio::time::sleep(backoff).await;
@@ -162,7 +186,12 @@ async fn run(
                     tracing::warn!(error = %e, "election enlist failed");
                     if client.state().is_terminated() {
                         match connect(&cfg).await {
-                            Ok(c) => client = c,
+                            Ok(c) => {
+                                if let Ok(mut s) = session.lock() {
+                                    *s = Some(c.session().clone());
+                                }
+                                client = c;
+                            }
                             Err(e) => tracing::warn!(error = %e, "election reconnect failed"),
                         }
                     }

@@ -1,0 +1,198 @@
+//! The route cache follows the tree through watches: creates, data changes, deletes, domains,
+//! the blacklist, and a forced session expiry after which it re-reads what changed meanwhile.
+
+mod common;
+
+use caas_registry::{IpRule, Registry, RouteCache, RouteEntry};
+use caas_types::{AppId, ContainerId, Domain, Endpoint, Version};
+use common::{eventually, Chroot};
+use std::net::IpAddr;
+
+fn app(s: &str) -> AppId {
+    s.parse().expect("app")
+}
+fn ver(s: &str) -> Version {
+    s.parse().expect("version")
+}
+fn cid(s: &str) -> ContainerId {
+    s.parse().expect("container")
+}
+fn ep(s: &str) -> Endpoint {
+    s.parse().expect("endpoint")
+}
+
+fn endpoints(cache: &RouteCache, a: &AppId) -> Vec<String> {
+    cache
+        .snapshot()
+        .endpoints(a)
+        .unwrap_or_default()
+        .iter()
+        .map(|e: &RouteEntry| format!("{}/{}={}", e.version, e.container, e.endpoint))
+        .collect()
+}
+
+#[tokio::test]
+async fn cache_sees_creates_changes_and_deletes() {
+    common::init_tracing();
+    let root = Chroot::new("cache").await;
+    let reg = Registry::connect(&root.platform(), root.policy())
+        .await
+        .expect("connect");
+    reg.ensure_layout().await.expect("layout");
+    let a = app("shop");
+    let (v1, c1) = (ver("v1"), cid("aaaaaaaaaaaa"));
+    reg.register(&a, &v1, &c1, ep("127.0.0.2:25700"))
+        .await
+        .expect("register");
+
+    // Read-only credential, as a gateway runs it; the initial read sees what exists.
+    let cache = RouteCache::start(&root.reader()).await.expect("start");
+    assert!(cache.is_connected());
+    assert_eq!(
+        endpoints(&cache, &a),
+        vec!["v1/aaaaaaaaaaaa=127.0.0.2:25700"]
+    );
+    let mut changes = cache.subscribe();
+    let first = cache.snapshot().generation;
+
+    // Create.
+    let (v2, c2) = (ver("v2"), cid("bbbbbbbbbbbb"));
+    reg.register(&a, &v2, &c2, ep("127.0.0.3:25701"))
+        .await
+        .expect("register v2");
+    eventually("cache sees the new instance", || async {
+        (endpoints(&cache, &a).len() == 2).then_some(())
+    })
+    .await;
+    assert_eq!(
+        endpoints(&cache, &a),
+        vec![
+            "v1/aaaaaaaaaaaa=127.0.0.2:25700",
+            "v2/bbbbbbbbbbbb=127.0.0.3:25701"
+        ]
+    );
+    changes.changed().await.expect("notified");
+    assert!(changes.borrow_and_update().generation > first);
+
+    // Data change.
+    reg.register(&a, &v1, &c1, ep("127.0.0.4:25702"))
+        .await
+        .expect("move");
+    eventually("cache sees the data change", || async {
+        endpoints(&cache, &a)
+            .contains(&"v1/aaaaaaaaaaaa=127.0.0.4:25702".to_owned())
+            .then_some(())
+    })
+    .await;
+
+    // Delete (with parent pruning), then the whole app.
+    reg.deregister(&a, &v1, &c1).await.expect("deregister");
+    eventually("cache sees the delete", || async {
+        (endpoints(&cache, &a) == vec!["v2/bbbbbbbbbbbb=127.0.0.3:25701".to_owned()]).then_some(())
+    })
+    .await;
+    reg.deregister(&a, &v2, &c2).await.expect("deregister v2");
+    eventually("app disappears", || async {
+        cache.snapshot().endpoints(&a).is_none().then_some(())
+    })
+    .await;
+    assert!(!cache.snapshot().apps.contains_key(&a));
+
+    // Domains and blacklist.
+    let d: Domain = "shop.example.com".parse().expect("domain");
+    reg.set_domain(&d, &a).await.expect("domain");
+    eventually("domain appears", || async {
+        (cache.snapshot().domains.get(&d) == Some(&a)).then_some(())
+    })
+    .await;
+    reg.set_domain(&d, &app("other"))
+        .await
+        .expect("domain moves");
+    eventually("domain moves", || async {
+        (cache.snapshot().domains.get(&d) == Some(&app("other"))).then_some(())
+    })
+    .await;
+    reg.remove_domain(&d).await.expect("remove domain");
+    eventually("domain goes", || async {
+        cache.snapshot().domains.is_empty().then_some(())
+    })
+    .await;
+    let rule: IpRule = "10.0.0.0/8".parse().expect("rule");
+    reg.set_blacklist(&[rule]).await.expect("blacklist");
+    let ip: IpAddr = "10.1.2.3".parse().expect("ip");
+    eventually("blacklist applies", || async {
+        cache.snapshot().is_blacklisted(ip).then_some(())
+    })
+    .await;
+    reg.set_blacklist(&[]).await.expect("clear blacklist");
+    eventually("blacklist clears", || async {
+        (!cache.snapshot().is_blacklisted(ip)).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn cache_recovers_from_session_expiry_and_sees_what_changed_meanwhile() {
+    common::init_tracing();
+    let root = Chroot::new("expiry").await;
+    let reg = Registry::connect(&root.platform(), root.policy())
+        .await
+        .expect("connect");
+    reg.ensure_layout().await.expect("layout");
+    let a = app("shop");
+    let v = ver("v1");
+    let (old, new) = (cid("aaaaaaaaaaaa"), cid("cccccccccccc"));
+    reg.register(&a, &v, &old, ep("127.0.0.2:25700"))
+        .await
+        .expect("register");
+
+    let cache = RouteCache::start(&root.reader()).await.expect("start");
+    assert_eq!(
+        endpoints(&cache, &a),
+        vec!["v1/aaaaaaaaaaaa=127.0.0.2:25700"]
+    );
+    let session = cache.session_info().expect("session");
+    let before = session.id();
+
+    // Close the cache's session from a second client that takes it over: the cache's own
+    // connection then finds its session expired.
+    let thief = zookeeper_client::Client::connector()
+        .with_session(session)
+        .connect(&root.env.connect)
+        .await
+        .expect("take over the session");
+    drop(thief);
+
+    // Changes while the cache is cut off: one instance goes, another comes, a domain appears.
+    reg.deregister(&a, &v, &old).await.expect("deregister");
+    reg.register(&a, &v, &new, ep("127.0.0.3:25701"))
+        .await
+        .expect("register");
+    let d: Domain = "shop.example.com".parse().expect("domain");
+    reg.set_domain(&d, &a).await.expect("domain");
+
+    eventually("cache is on a new session", || async {
+        cache
+            .session_info()
+            .filter(|s| s.id() != before && cache.is_connected())
+            .map(|_| ())
+    })
+    .await;
+    eventually("cache re-read the tree", || async {
+        (endpoints(&cache, &a) == vec!["v1/cccccccccccc=127.0.0.3:25701".to_owned()]
+            && cache.snapshot().domains.get(&d) == Some(&a))
+        .then_some(())
+    })
+    .await;
+
+    // And its watches are armed again.
+    let v2 = ver("v2");
+    let c2 = cid("dddddddddddd");
+    reg.register(&a, &v2, &c2, ep("127.0.0.5:25702"))
+        .await
+        .expect("register after");
+    eventually("cache sees changes after recovery", || async {
+        (endpoints(&cache, &a).len() == 2).then_some(())
+    })
+    .await;
+}

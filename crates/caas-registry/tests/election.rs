@@ -1,0 +1,91 @@
+//! Leader election: exactly one leader; leadership passes on when the leader's session ends,
+//! whether it resigns, is dropped, or its session is closed from outside.
+
+mod common;
+
+use caas_registry::LeaderElection;
+use common::{eventually, Chroot};
+
+fn leaders(c: &[&LeaderElection]) -> usize {
+    c.iter().filter(|e| e.is_leader()).count()
+}
+
+#[tokio::test]
+async fn leadership_hands_over_when_the_leader_session_ends() {
+    common::init_tracing();
+    let root = Chroot::new("election").await;
+    let cfg = root.platform();
+    let a = LeaderElection::join(&cfg, "sched-a").await.expect("join a");
+    a.wait_leader().await.expect("first candidate leads");
+    let b = LeaderElection::join(&cfg, "sched-b").await.expect("join b");
+    let c = LeaderElection::join(&cfg, "sched-c").await.expect("join c");
+    let mut b_changes = b.subscribe();
+    assert!(a.is_leader());
+    assert_eq!(leaders(&[&a, &b, &c]), 1, "exactly one leader");
+
+    // The candidate nodes are ephemeral sequential nodes holding each candidate's id.
+    let raw = root.raw(Some(&root.env.platform)).await;
+    let mut nodes = raw
+        .list_children("/caas/election/scheduler")
+        .await
+        .expect("list");
+    nodes.sort();
+    assert_eq!(nodes.len(), 3);
+    let (data, stat) = raw
+        .get_data(&format!("/caas/election/scheduler/{}", nodes[0]))
+        .await
+        .expect("leader node");
+    assert_eq!(data, b"sched-a");
+    assert_ne!(stat.ephemeral_owner, 0, "candidate nodes are ephemeral");
+
+    // The leader's process goes away (its session is closed): the next candidate takes over.
+    drop(a);
+    tokio::time::timeout(common::WAIT, b.wait_leader())
+        .await
+        .expect("b leads in time")
+        .expect("b leads");
+    assert!(*b_changes.borrow_and_update());
+    assert_eq!(leaders(&[&b, &c]), 1);
+
+    // The new leader's session is closed from outside (as when it expires): c takes over,
+    // and b, back on a new session, queues up behind c.
+    let before = b.session_info().expect("session");
+    let before_id = before.id();
+    let thief = zookeeper_client::Client::connector()
+        .with_session(before)
+        .connect(&root.env.connect)
+        .await
+        .expect("take over b's session");
+    drop(thief);
+    tokio::time::timeout(common::WAIT, c.wait_leader())
+        .await
+        .expect("c leads in time")
+        .expect("c leads");
+    eventually("b rejoins on a new session as a follower", || async {
+        let rejoined = b.session_info().is_some_and(|s| s.id() != before_id);
+        let nodes = raw
+            .list_children("/caas/election/scheduler")
+            .await
+            .expect("list");
+        (rejoined && nodes.len() == 2).then_some(())
+    })
+    .await;
+    assert!(c.is_leader());
+    assert!(!b.is_leader(), "b does not lead after losing its session");
+
+    // Resigning deletes the node at once and hands over.
+    c.resign().await;
+    tokio::time::timeout(common::WAIT, b.wait_leader())
+        .await
+        .expect("b leads again in time")
+        .expect("b leads again");
+    b.resign().await;
+    let left = raw
+        .list_children("/caas/election/scheduler")
+        .await
+        .expect("list");
+    assert!(
+        left.is_empty(),
+        "resigned candidates leave no node: {left:?}"
+    );
+}

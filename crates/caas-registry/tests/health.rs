@@ -1,0 +1,218 @@
+//! The health checker against a real HTTP server that the test stops and restarts: the node
+//! leaves ZooKeeper after N failures and comes back after M successes, with events for both;
+//! a hanging instance delays no other.
+
+mod common;
+
+use caas_registry::{HealthChecker, HealthEvent, HealthEventKind, HealthTarget, Registry};
+use caas_types::api::HealthSpec;
+use caas_types::{AppId, ContainerId, Endpoint, Version};
+use common::{eventually, read, Chroot};
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+
+/// A tiny HTTP server answering `GET /_ping` with 200 "pong", until dropped.
+struct PingServer {
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl PingServer {
+    async fn start(addr: SocketAddr) -> PingServer {
+        let listener = eventually("the port can be bound", || async {
+            TcpListener::bind(addr).await.ok()
+        })
+        .await;
+        Self::serve(listener)
+    }
+
+    fn serve(listener: TcpListener) -> PingServer {
+        let task = tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 1024];
+                    let _ = conn.read(&mut buf).await;
+                    let _ = conn
+                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 4\r\nconnection: close\r\n\r\npong")
+                        .await;
+                    let _ = conn.shutdown().await;
+                });
+            }
+        });
+        PingServer { task }
+    }
+}
+
+impl Drop for PingServer {
+    fn drop(&mut self) {
+        // Aborting drops the listener: the port refuses connections from then on.
+        self.task.abort();
+    }
+}
+
+fn spec() -> HealthSpec {
+    HealthSpec {
+        interval_ms: 100,
+        timeout_ms: 1000,
+        failures: 3,
+        successes: 2,
+        ..HealthSpec::default()
+    }
+}
+
+async fn next_event(rx: &mut mpsc::Receiver<HealthEvent>) -> HealthEvent {
+    tokio::time::timeout(common::WAIT, rx.recv())
+        .await
+        .expect("a health event in time")
+        .expect("channel open")
+}
+
+#[tokio::test]
+async fn unhealthy_instance_leaves_zookeeper_and_comes_back() {
+    common::init_tracing();
+    let root = Chroot::new("health").await;
+    let reg = Registry::connect(&root.platform(), root.policy())
+        .await
+        .expect("connect");
+    reg.ensure_layout().await.expect("layout");
+
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let server = PingServer::serve(listener);
+    let app: AppId = "shop".parse().expect("app");
+    let version: Version = "v1".parse().expect("version");
+    let container: ContainerId = "abcdefabcdef".parse().expect("container");
+    let endpoint = Endpoint::new(addr.ip(), addr.port()).expect("endpoint");
+    reg.register(&app, &version, &container, endpoint)
+        .await
+        .expect("register");
+    let node = format!("/caas/service/address/shop/v1/{container}");
+    let raw = root.raw(Some(&root.env.reader)).await;
+
+    let (checker, mut events) = HealthChecker::new(reg.clone(), 4);
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(checker.clone().run(async {
+        let _ = stop_rx.await;
+    }));
+    checker.watch(HealthTarget {
+        app: app.clone(),
+        version: version.clone(),
+        container: container.clone(),
+        endpoint,
+        spec: spec(),
+        registered: true,
+    });
+
+    // Stop the server: after 3 failures the node goes and an event says so.
+    drop(server);
+    let ev = next_event(&mut events).await;
+    assert_eq!(ev.kind, HealthEventKind::Unhealthy);
+    assert_eq!(
+        (&ev.app, &ev.version, &ev.container, ev.endpoint),
+        (&app, &version, &container, endpoint)
+    );
+    assert_eq!(
+        read(&raw, &node).await,
+        None,
+        "node removed before the event"
+    );
+    assert_eq!(
+        read(&raw, "/caas/service/address/shop").await,
+        None,
+        "empty parents pruned"
+    );
+
+    // Bring it back on the same port: after 2 successes the node is back with its address.
+    let server = PingServer::start(addr).await;
+    let ev = next_event(&mut events).await;
+    assert_eq!(ev.kind, HealthEventKind::Healthy);
+    assert_eq!(read(&raw, &node).await, Some(endpoint.to_string()));
+
+    // Unwatched targets are no longer checked: stopping the server changes nothing.
+    checker.unwatch(&container);
+    assert!(checker.watched().is_empty());
+    drop(server);
+    let _ = stop_tx.send(());
+    running.await.expect("checker stops on shutdown");
+    assert!(events.try_recv().is_err(), "no event after unwatch");
+    assert_eq!(read(&raw, &node).await, Some(endpoint.to_string()));
+}
+
+#[tokio::test]
+async fn a_hanging_instance_delays_no_other() {
+    common::init_tracing();
+    let root = Chroot::new("hang").await;
+    let reg = Registry::connect(&root.platform(), root.policy())
+        .await
+        .expect("connect");
+    reg.ensure_layout().await.expect("layout");
+    let app: AppId = "shop".parse().expect("app");
+    let version: Version = "v1".parse().expect("version");
+
+    // One instance accepts connections but never answers; its checks take the full timeout.
+    let hang = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let hang_addr = hang.local_addr().expect("addr");
+    let hang_task = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((conn, _)) = hang.accept().await {
+            held.push(conn);
+        }
+    });
+    // The other answers, then is stopped.
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let server = PingServer::serve(listener);
+
+    let slow: ContainerId = "111111111111".parse().expect("container");
+    let fast: ContainerId = "222222222222".parse().expect("container");
+    for (c, a) in [(&slow, hang_addr), (&fast, addr)] {
+        let e = Endpoint::new(a.ip(), a.port()).expect("endpoint");
+        reg.register(&app, &version, c, e).await.expect("register");
+    }
+    // Bound of 2: the hanging check holds one permit for a long time, the other keeps going.
+    let (checker, mut events) = HealthChecker::new(reg.clone(), 2);
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(checker.clone().run(async {
+        let _ = stop_rx.await;
+    }));
+    let slow_spec = HealthSpec {
+        timeout_ms: 60_000,
+        failures: 1,
+        ..spec()
+    };
+    checker.watch(HealthTarget {
+        app: app.clone(),
+        version: version.clone(),
+        container: slow.clone(),
+        endpoint: Endpoint::new(hang_addr.ip(), hang_addr.port()).expect("endpoint"),
+        spec: slow_spec,
+        registered: true,
+    });
+    checker.watch(HealthTarget {
+        app: app.clone(),
+        version: version.clone(),
+        container: fast.clone(),
+        endpoint: Endpoint::new(addr.ip(), addr.port()).expect("endpoint"),
+        spec: spec(),
+        registered: true,
+    });
+    drop(server);
+    let ev = next_event(&mut events).await;
+    assert_eq!(
+        ev.container, fast,
+        "the stopped instance is detected while the other hangs"
+    );
+    assert_eq!(ev.kind, HealthEventKind::Unhealthy);
+    let raw = root.raw(Some(&root.env.reader)).await;
+    assert!(read(&raw, &format!("/caas/service/address/shop/v1/{slow}"))
+        .await
+        .is_some());
+    let _ = stop_tx.send(());
+    tokio::time::timeout(Duration::from_secs(10), running)
+        .await
+        .expect("shutdown does not wait for the hanging check")
+        .expect("checker task");
+    hang_task.abort();
+}
