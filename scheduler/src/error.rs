@@ -1,11 +1,56 @@
-//! The scheduler library's error type.
+//! The scheduler library's error type: one enum for the store, placement and (later) the
+//! admin API's causes. Messages are lower-case, carry no SQL text and never end with a period;
+//! the admin API maps each variant to a status and a stable code.
 
 /// What went wrong in the scheduler.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The database failed.
+    /// The database failed or is unreachable. The text names what was being done, never the
+    /// driver's message (that is logged where it happens).
     #[error("database error: {0}")]
     Database(String),
+    /// Applying the embedded migrations failed.
+    #[error("database migration failed: {0}")]
+    Migration(String),
+    /// A unique key or a reference refused the write: the thing exists already, or is still in
+    /// use (admin API: 409).
+    #[error("{0}")]
+    Conflict(String),
+    /// The named thing does not exist (admin API: 404).
+    #[error("{0} not found")]
+    NotFound(String),
+    /// No set of hosts can take the request (admin API: 422). Nothing was claimed.
+    #[error("cannot place: {0}")]
+    Unplaceable(String),
+    /// Other schedulers kept winning the same hosts until the retry bound ran out. Nothing was
+    /// claimed; trying again later is safe (admin API: 503).
+    #[error("placement gave up after {attempts} attempts under contention")]
+    Contention {
+        /// How many claim attempts were made.
+        attempts: u32,
+    },
+    /// A value read from or destined to the database is out of range or malformed.
+    #[error("invalid {0}")]
+    Invalid(String),
+    /// The image of a deployment is not in the registry (admin API: 422).
+    #[error("{0}")]
+    ImageNotFound(String),
+    /// A Docker engine or the registry failed (admin API: 502). The text says which host and what.
+    #[error("{0}")]
+    Docker(String),
+    /// ZooKeeper failed or is unreachable (admin API: 503).
+    #[error("{0}")]
+    Zookeeper(String),
+    /// An instance did not become healthy in time (admin API: 502).
+    #[error("{0}")]
+    Timeout(String),
+}
+
+impl Error {
+    /// Whether retrying the same operation later may succeed (database down, contention).
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Error::Database(_) | Error::Contention { .. })
+    }
 }
 
 /// Result with the scheduler's [`Error`].

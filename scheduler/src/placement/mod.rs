@@ -1,1 +1,259 @@
-//! Placement: filter → rank → pick → claim with optimistic locking.
+//! Placement: filter → rank → pick → claim with optimistic locking, and release.
+//!
+//! The pipeline is nomad's: a snapshot of candidate hosts is read without locks
+//! (`snapshot`), the pure `plan` module filters, ranks and picks one host at random among the
+//! best few, and `claim` commits the pick in one transaction guarded by the host's `version`
+//! (`UPDATE hosts ... WHERE id = ? AND version = ?`). Zero rows means another scheduler won:
+//! a new transaction re-reads and re-plans, up to a bound, with jittered back-off.
+//!
+//! Architecture invariants (tested in `tests/placement.rs` with several pools at once):
+//! no host's instance rows exceed its capacity; no (host, host port) is handed out twice; a
+//! host's free amounts equal its capacity minus what its instance rows hold.
+
+mod claim;
+mod metrics;
+mod pessimistic;
+pub mod plan;
+mod random;
+mod snapshot;
+
+pub use metrics::{MetricsSnapshot, PlacementMetrics};
+pub use pessimistic::place_pessimistic;
+
+use crate::error::{Error, Result};
+use crate::store::{DeploymentRow, Store};
+use caas_types::api::Placement;
+use caas_types::{AppId, HostName, InstanceId, Resources};
+use claim::Attempt;
+use snapshot::Scope;
+use std::net::IpAddr;
+
+/// Attempts per instance (and per release) before giving up with [`Error::Contention`].
+pub const MAX_ATTEMPTS: u32 = 40;
+/// How many of the best-ranked hosts a pick chooses among (the "few" of "best few").
+pub const PICK_AMONG: usize = 2;
+/// How many hosts with room a plain request reads per attempt, starting at a random id.
+pub const WINDOW: u32 = 16;
+
+/// What to place: `count` instances of one deployment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlacementRequest {
+    /// The deployment's database id.
+    pub deployment_id: i64,
+    /// Its app (instance ids and co-location use it).
+    pub app: AppId,
+    /// What each instance claims.
+    pub resources: Resources,
+    /// How many instances; ignored when `placement.global`.
+    pub count: u32,
+    /// The deployment's placement policy.
+    pub placement: Placement,
+}
+
+impl PlacementRequest {
+    /// A request for `count` more instances of a stored deployment.
+    pub fn for_deployment(deployment: &DeploymentRow, count: u32) -> PlacementRequest {
+        PlacementRequest {
+            deployment_id: deployment.id,
+            app: deployment.app.clone(),
+            resources: deployment.resources,
+            count,
+            placement: deployment.placement.clone(),
+        }
+    }
+
+    fn ask(&self) -> plan::Ask<'_> {
+        plan::Ask {
+            memory: self.resources.memory.bytes(),
+            cpu: self.resources.cpus.millis(),
+            placement: &self.placement,
+        }
+    }
+
+    /// Memory per instance as the database's signed BIGINT (at most 1 PiB, so it fits).
+    pub(crate) fn memory_i64(&self) -> i64 {
+        i64::try_from(self.resources.memory.bytes()).unwrap_or(i64::MAX)
+    }
+
+    /// Policies that must see every host rather than a random window.
+    fn needs_every_host(&self) -> bool {
+        let p = &self.placement;
+        p.spread || p.global || p.colocate_with.is_some() || !p.constraints.is_empty()
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "{} of memory and {} CPUs",
+            self.resources.memory, self.resources.cpus
+        )
+    }
+}
+
+/// One committed claim: an instance row (state `pending`) holding resources and a host port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    /// The new instance's id.
+    pub instance: InstanceId,
+    /// Its deployment.
+    pub deployment_id: i64,
+    /// Its host's database id.
+    pub host_id: i64,
+    /// Its host's name.
+    pub host: HostName,
+    /// Its host's address.
+    pub address: IpAddr,
+    /// The host port it owns.
+    pub host_port: u16,
+    /// What it holds.
+    pub resources: Resources,
+}
+
+/// Which host one instance may go to.
+#[derive(Debug, Clone, Copy)]
+enum Target {
+    Any,
+    Host(i64),
+}
+
+/// Places `req`: all of its instances or none. On a failure part-way, what was claimed is
+/// released before the error returns. Errors: [`Error::Unplaceable`] (nothing fits; the
+/// message says which dimension ran out), [`Error::Contention`] (retry bound reached),
+/// [`Error::Database`].
+pub async fn place(store: &Store, req: &PlacementRequest) -> Result<Vec<Claim>> {
+    let targets: Vec<Target> = if req.placement.global {
+        global_targets(store, req).await?
+    } else {
+        (0..req.count).map(|_| Target::Any).collect()
+    };
+    let mut claims = Vec::with_capacity(targets.len());
+    for target in targets {
+        match place_one(store, req, target).await {
+            Ok(claim) => claims.push(claim),
+            Err(e) => {
+                release_all(store, &claims).await;
+                return Err(e);
+            }
+        }
+    }
+    tracing::debug!(
+        deployment = req.deployment_id,
+        instances = claims.len(),
+        "placed"
+    );
+    Ok(claims)
+}
+
+/// Global placement: one instance on every ready host that matches the constraints (and
+/// co-location) and has none of this deployment yet.
+async fn global_targets(store: &Store, req: &PlacementRequest) -> Result<Vec<Target>> {
+    let hosts = snapshot::read(store, req, Scope::All).await?;
+    let ask = req.ask();
+    let eligible: Vec<_> = hosts
+        .iter()
+        .filter(|h| {
+            !matches!(
+                plan::feasible(h, &ask),
+                Err(plan::Reason::NotReady | plan::Reason::Constraint | plan::Reason::Colocate)
+            )
+        })
+        .collect();
+    if eligible.is_empty() {
+        store.metrics().unplaceable();
+        return Err(Error::Unplaceable(format!(
+            "no ready host matches the placement ({} hosts)",
+            hosts.len()
+        )));
+    }
+    Ok(eligible
+        .into_iter()
+        .filter(|h| h.same_deployment == 0)
+        .map(|h| Target::Host(h.id))
+        .collect())
+}
+
+/// Places one instance, retrying lost races in new transactions.
+async fn place_one(store: &Store, req: &PlacementRequest, target: Target) -> Result<Claim> {
+    let ask = req.ask();
+    let metrics = store.metrics();
+    for attempt in 0..MAX_ATTEMPTS {
+        if attempt > 0 {
+            metrics.retry();
+            claim::backoff(attempt).await;
+        }
+        let (scope, among) = match target {
+            Target::Host(id) => (Scope::Host(id), 1),
+            Target::Any if req.needs_every_host() => (Scope::All, PICK_AMONG),
+            Target::Any => (Scope::Window(WINDOW), PICK_AMONG),
+        };
+        let mut hosts = snapshot::read(store, req, scope).await?;
+        let mut picked = plan::pick(&hosts, &ask, among, random::next_u64()).cloned();
+        if picked.is_err() && matches!(scope, Scope::Window(_)) {
+            // The window holds only hosts with room; read everything to say precisely why
+            // nothing fits (or to find the host the window missed).
+            hosts = snapshot::read(store, req, Scope::All).await?;
+            picked = plan::pick(&hosts, &ask, among, random::next_u64()).cloned();
+        }
+        let host = match picked {
+            Ok(host) => host,
+            Err(no_fit) => {
+                metrics.unplaceable();
+                return Err(Error::Unplaceable(format!(
+                    "no host can take {} ({no_fit})",
+                    req.describe()
+                )));
+            }
+        };
+        match claim::try_claim(store, req, &host).await? {
+            Attempt::Done(claim) => {
+                metrics.placed();
+                return Ok(claim);
+            }
+            Attempt::Conflict => metrics.conflict(),
+            Attempt::Transient => {}
+        }
+    }
+    metrics.gave_up();
+    Err(Error::Contention {
+        attempts: MAX_ATTEMPTS,
+    })
+}
+
+/// Releases one instance: deletes its row and gives its memory, CPU and host port back, with
+/// the same optimistic host update as a claim. [`Error::NotFound`] if it is not (or no longer)
+/// there.
+pub async fn release(store: &Store, instance: &InstanceId) -> Result<()> {
+    let metrics = store.metrics();
+    for attempt in 0..MAX_ATTEMPTS {
+        if attempt > 0 {
+            metrics.retry();
+            claim::backoff(attempt).await;
+        }
+        match claim::try_release(store, instance).await? {
+            Attempt::Done(()) => {
+                metrics.released();
+                return Ok(());
+            }
+            Attempt::Conflict => metrics.conflict(),
+            Attempt::Transient => {}
+        }
+    }
+    metrics.gave_up();
+    Err(Error::Contention {
+        attempts: MAX_ATTEMPTS,
+    })
+}
+
+/// Releases claims of a failed multi-instance placement, logging what could not be released
+/// (the reconciler finds such rows: pending instances without a container).
+async fn release_all(store: &Store, claims: &[Claim]) {
+    for claim in claims {
+        match release(store, &claim.instance).await {
+            Ok(()) | Err(Error::NotFound(_)) => {}
+            Err(e) => tracing::error!(
+                instance = %claim.instance,
+                error = %e,
+                "could not release a claim after a failed placement"
+            ),
+        }
+    }
+}

@@ -1,1 +1,99 @@
-//! The MySQL store: hosts, apps, deployments, instances, tenants.
+//! The MySQL store: typed functions over the scheduler's tables (tenants, hosts, apps, domains,
+//! deployments, instances). Only this module and `placement` write SQL.
+//!
+//! Architecture invariant: a host's free memory and CPU change only through
+//! `placement::claim` / `placement::release`, inside the optimistic `version` check. Nothing
+//! here updates `mem_free`, `cpu_free` or `version` except host creation.
+
+mod apps;
+mod deployments;
+mod hosts;
+mod instances;
+pub(crate) mod sql;
+mod tenants;
+
+pub use apps::{AppRow, DomainRow};
+pub use deployments::{DeploymentRow, DeploymentState, NewDeployment};
+pub(crate) use hosts::parse_state as hosts_state;
+pub use hosts::{HostRow, NewHost};
+pub use instances::InstanceRow;
+pub use tenants::TenantRow;
+
+use crate::error::{Error, Result};
+use crate::placement::PlacementMetrics;
+use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The migrations in `scheduler/migrations`, embedded in the binary and applied at start.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// The scheduler's handle on MySQL: a connection pool plus the placement counters of this
+/// scheduler process. Cheap to clone; clones share the pool and the counters.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: MySqlPool,
+    metrics: Arc<PlacementMetrics>,
+}
+
+impl Store {
+    /// Connects to `url` (`mysql://user:pw@host:port/db`) with at most `max_connections`
+    /// connections and applies the embedded migrations.
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Store> {
+        let options = MySqlConnectOptions::from_str(url)
+            .map_err(|_| Error::Invalid("database url".into()))?;
+        let pool = MySqlPoolOptions::new()
+            .max_connections(max_connections.max(1))
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options)
+            .await
+            .map_err(|e| sql::db_error("connecting to the database", e))?;
+        let store = Store::from_pool(pool);
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Wraps an existing pool (migrations are not applied; call [`Store::migrate`]).
+    pub fn from_pool(pool: MySqlPool) -> Store {
+        Store {
+            pool,
+            metrics: Arc::new(PlacementMetrics::default()),
+        }
+    }
+
+    /// Applies the embedded migrations that are not applied yet.
+    pub async fn migrate(&self) -> Result<()> {
+        MIGRATOR.run(&self.pool).await.map_err(|e| {
+            tracing::error!(error = %e, "migration failed");
+            Error::Migration(match e {
+                sqlx::migrate::MigrateError::VersionMissing(v) => {
+                    format!("the database has migration {v} that this binary does not know")
+                }
+                sqlx::migrate::MigrateError::VersionMismatch(v) => {
+                    format!("migration {v} was changed after it was applied")
+                }
+                _ => "see the scheduler log".into(),
+            })
+        })
+    }
+
+    /// The connection pool, for health checks and for code that needs its own transaction.
+    pub fn pool(&self) -> &MySqlPool {
+        &self.pool
+    }
+
+    /// This scheduler's placement counters.
+    pub fn metrics(&self) -> &PlacementMetrics {
+        &self.metrics
+    }
+
+    /// Checks that the database answers (for `/healthz`).
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+            .map_err(|e| sql::db_error("pinging the database", e))
+    }
+}

@@ -1,0 +1,264 @@
+//! The write half of placement: one claim transaction (optimistic host update, host port,
+//! instance row), one release transaction, and the retry pacing they share.
+//!
+//! Why a port search is safe without locking `instances`: every transaction that adds or removes
+//! an instance row of a host first updates that host's row, so it holds the host's row lock
+//! until it commits; the port query runs after that lock is taken and therefore sees every
+//! committed row of the host. `UNIQUE (host_id, host_port)` backs this up.
+
+use super::plan::Candidate;
+use super::{random, Claim, PlacementRequest};
+use crate::error::{Error, Result};
+use crate::store::sql::{self, get, Failure};
+use crate::store::Store;
+use caas_types::{InstanceId, PortRange};
+use sqlx::{MySql, Transaction};
+use std::time::Duration;
+
+/// The result of one attempt that did not fail for good.
+#[derive(Debug)]
+pub(crate) enum Attempt<T> {
+    /// Committed.
+    Done(T),
+    /// The optimistic check lost: another scheduler changed the host first.
+    Conflict,
+    /// Deadlock, lock-wait timeout, a port or id taken in between: try the whole thing again.
+    Transient,
+}
+
+/// Maps an error inside an attempt: retryable database failures become [`Attempt::Transient`].
+fn attempt_error<T>(what: &str, e: sqlx::Error) -> Result<Attempt<T>> {
+    match sql::classify(&e) {
+        Failure::Transient | Failure::Duplicate => {
+            tracing::debug!(error = %e, "retrying after a transient failure while {what}");
+            Ok(Attempt::Transient)
+        }
+        _ => Err(sql::db_error(what, e)),
+    }
+}
+
+/// Sleeps a random time that grows with the attempt number ("full jitter"), so schedulers that
+/// just collided do not collide again in lockstep. Not used for correctness.
+pub(crate) async fn backoff(attempt: u32) {
+    const BASE_US: u64 = 500;
+    const CAP_US: u64 = 40_000;
+    let ceiling = BASE_US.saturating_mul(1 << attempt.min(16)).min(CAP_US);
+    tokio::time::sleep(Duration::from_micros(random::below(ceiling + 1))).await;
+}
+
+/// The lowest port of `range` not in `used` (sorted ascending).
+pub(crate) fn free_port(range: PortRange, used: &[u16]) -> Option<u16> {
+    let mut want = range.first();
+    for &p in used {
+        if p < want {
+            continue;
+        }
+        if p > want {
+            return Some(want);
+        }
+        if want == range.last() {
+            return None;
+        }
+        want += 1;
+    }
+    Some(want)
+}
+
+/// Takes a free host port of `host_id` and inserts the instance row, inside `tx` (which must
+/// already hold the host's row lock). `Ok(None)`: every port is taken.
+pub(crate) async fn insert_instance(
+    tx: &mut Transaction<'static, MySql>,
+    req: &PlacementRequest,
+    host_id: i64,
+    instance: &InstanceId,
+) -> std::result::Result<Option<u16>, sqlx::Error> {
+    let range_row = sqlx::query("SELECT port_first, port_last FROM hosts WHERE id = ?")
+        .bind(host_id)
+        .fetch_one(&mut **tx)
+        .await?;
+    let used: Vec<u16> = sqlx::query_scalar::<_, i32>(
+        "SELECT host_port FROM instances WHERE host_id = ? ORDER BY host_port",
+    )
+    .bind(host_id)
+    .fetch_all(&mut **tx)
+    .await?
+    .into_iter()
+    .filter_map(|p| u16::try_from(p).ok())
+    .collect();
+    let first: i32 = sqlx::Row::try_get(&range_row, "port_first")?;
+    let last: i32 = sqlx::Row::try_get(&range_row, "port_last")?;
+    let (Ok(first), Ok(last)) = (u16::try_from(first), u16::try_from(last)) else {
+        return Ok(None);
+    };
+    let Some(port) = PortRange::new(first, last)
+        .ok()
+        .and_then(|r| free_port(r, &used))
+    else {
+        return Ok(None);
+    };
+    sqlx::query(
+        "INSERT INTO instances (id, deployment_id, app_id, host_id, host_port, memory, cpu, state) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, 'pending')",
+    )
+    .bind(instance.as_str())
+    .bind(req.deployment_id)
+    .bind(req.app.as_str())
+    .bind(host_id)
+    .bind(i32::from(port))
+    .bind(req.memory_i64())
+    .bind(i64::from(req.resources.cpus.millis()))
+    .execute(&mut **tx)
+    .await?;
+    Ok(Some(port))
+}
+
+/// One optimistic claim of `host` (as read at `host.version`) in one transaction.
+pub(crate) async fn try_claim(
+    store: &Store,
+    req: &PlacementRequest,
+    host: &Candidate,
+) -> Result<Attempt<Claim>> {
+    const WHAT: &str = "claiming a host";
+    let instance = InstanceId::generate(&req.app, random::next_u64());
+    let mut tx = match store.pool().begin().await {
+        Ok(tx) => tx,
+        Err(e) => return attempt_error(WHAT, e),
+    };
+    let updated = sqlx::query(
+        "UPDATE hosts SET mem_free = mem_free - ?, cpu_free = cpu_free - ?, version = version + 1 \
+         WHERE id = ? AND version = ? AND state = 'ready' AND mem_free >= ? AND cpu_free >= ?",
+    )
+    .bind(req.memory_i64())
+    .bind(i64::from(req.resources.cpus.millis()))
+    .bind(host.id)
+    .bind(host.version)
+    .bind(req.memory_i64())
+    .bind(i64::from(req.resources.cpus.millis()))
+    .execute(&mut *tx)
+    .await;
+    match updated {
+        Ok(done) if done.rows_affected() == 1 => {}
+        Ok(_) => {
+            rollback(tx).await;
+            return Ok(Attempt::Conflict);
+        }
+        Err(e) => {
+            rollback(tx).await;
+            return attempt_error(WHAT, e);
+        }
+    }
+    let port = match insert_instance(&mut tx, req, host.id, &instance).await {
+        Ok(Some(port)) => port,
+        Ok(None) => {
+            // Every port went since the snapshot: the next snapshot shows the host as full.
+            rollback(tx).await;
+            return Ok(Attempt::Transient);
+        }
+        Err(e) => {
+            rollback(tx).await;
+            return attempt_error(WHAT, e);
+        }
+    };
+    if let Err(e) = tx.commit().await {
+        return attempt_error(WHAT, e);
+    }
+    Ok(Attempt::Done(Claim {
+        instance,
+        deployment_id: req.deployment_id,
+        host_id: host.id,
+        host: host.name.clone(),
+        address: host.address,
+        host_port: port,
+        resources: req.resources,
+    }))
+}
+
+/// Rolls back, logging (only) a failure: the connection is dropped and the server rolls back
+/// anyway.
+pub(crate) async fn rollback(tx: Transaction<'static, MySql>) {
+    if let Err(e) = tx.rollback().await {
+        tracing::debug!(error = %e, "rollback failed; the connection is discarded");
+    }
+}
+
+/// One optimistic release of `instance`: give its memory and CPU back to its host under the
+/// host's `version` check and delete its row, in one transaction.
+pub(crate) async fn try_release(store: &Store, instance: &InstanceId) -> Result<Attempt<()>> {
+    const WHAT: &str = "releasing an instance";
+    let row = sqlx::query(
+        "SELECT i.host_id, i.memory, i.cpu, h.version FROM instances i \
+         JOIN hosts h ON h.id = i.host_id WHERE i.id = ?",
+    )
+    .bind(instance.as_str())
+    .fetch_optional(store.pool())
+    .await
+    .map_err(|e| sql::db_error(WHAT, e))?
+    .ok_or_else(|| Error::NotFound(format!("instance {instance}")))?;
+    let host_id: i64 = get(&row, "host_id")?;
+    let memory: i64 = get(&row, "memory")?;
+    let cpu: i64 = get(&row, "cpu")?;
+    let version: i64 = get(&row, "version")?;
+    let mut tx = match store.pool().begin().await {
+        Ok(tx) => tx,
+        Err(e) => return attempt_error(WHAT, e),
+    };
+    let updated = sqlx::query(
+        "UPDATE hosts SET mem_free = mem_free + ?, cpu_free = cpu_free + ?, version = version + 1 \
+         WHERE id = ? AND version = ?",
+    )
+    .bind(memory)
+    .bind(cpu)
+    .bind(host_id)
+    .bind(version)
+    .execute(&mut *tx)
+    .await;
+    match updated {
+        Ok(done) if done.rows_affected() == 1 => {}
+        Ok(_) => {
+            rollback(tx).await;
+            return Ok(Attempt::Conflict);
+        }
+        Err(e) => {
+            rollback(tx).await;
+            return attempt_error(WHAT, e);
+        }
+    }
+    match sqlx::query("DELETE FROM instances WHERE id = ?")
+        .bind(instance.as_str())
+        .execute(&mut *tx)
+        .await
+    {
+        Ok(done) if done.rows_affected() == 1 => {}
+        Ok(_) => {
+            // Released by someone else in between; the next attempt reports NotFound.
+            rollback(tx).await;
+            return Ok(Attempt::Conflict);
+        }
+        Err(e) => {
+            rollback(tx).await;
+            return attempt_error(WHAT, e);
+        }
+    }
+    if let Err(e) = tx.commit().await {
+        return attempt_error(WHAT, e);
+    }
+    Ok(Attempt::Done(()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn free_port_takes_the_lowest_gap() {
+        let r = PortRange::new(25700, 25703).expect("valid range");
+        assert_eq!(free_port(r, &[]), Some(25700));
+        assert_eq!(free_port(r, &[25700, 25701, 25703]), Some(25702));
+        assert_eq!(free_port(r, &[25701]), Some(25700));
+        assert_eq!(free_port(r, &[25700, 25701, 25702, 25703]), None);
+        // Rows outside the range (a range shrunk later) do not count.
+        assert_eq!(free_port(r, &[1500, 25700]), Some(25701));
+        let one = PortRange::new(30000, 30000).expect("valid range");
+        assert_eq!(free_port(one, &[30000]), None);
+    }
+}

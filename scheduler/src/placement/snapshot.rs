@@ -1,0 +1,149 @@
+//! Reads the candidate hosts for one placement attempt from MySQL: either a random window of
+//! hosts that have room (cheap at 10,000 hosts, and different schedulers look at different
+//! windows, so they rarely collide), or every host (policies that need the whole picture:
+//! constraints, spread, co-location, global), or one given host. Reads are plain consistent
+//! reads without locks; the claim's `version` check is what makes them safe to act on.
+
+use super::plan::Candidate;
+use super::{random, PlacementRequest};
+use crate::error::Result;
+use crate::store::sql::{self, get, json, parse, text, unsigned};
+use crate::store::Store;
+use sqlx::mysql::MySqlRow;
+
+/// Which hosts one attempt reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Scope {
+    /// Up to this many ready hosts with room, starting at a random id (wrapping around).
+    Window(u32),
+    /// Every host.
+    All,
+    /// One host.
+    Host(i64),
+}
+
+const CANDIDATE_SELECT: &str = "SELECT h.id, h.name, h.address, h.state, h.labels, h.mem_free, \
+     h.cpu_free, h.port_first, h.port_last, h.version, \
+     (SELECT COUNT(*) FROM instances i WHERE i.host_id = h.id) AS used_ports, \
+     (SELECT COUNT(*) FROM instances i WHERE i.host_id = h.id AND i.deployment_id = ?) \
+        AS same_deployment, \
+     EXISTS (SELECT 1 FROM instances i WHERE i.host_id = h.id AND i.app_id = ?) AS colocated \
+     FROM hosts h";
+
+pub(crate) fn candidate_from_row(row: &MySqlRow, with_counts: bool) -> Result<Candidate> {
+    let first: i64 = get(row, "port_first")?;
+    let last: i64 = get(row, "port_last")?;
+    let range = u32::try_from(last - first + 1).unwrap_or(0);
+    let state = text(row, "state")?;
+    let (used, same, colocated): (u32, u32, bool) = if with_counts {
+        let colocated: i64 = get(row, "colocated")?;
+        (
+            unsigned(row, "used_ports")?,
+            unsigned(row, "same_deployment")?,
+            colocated != 0,
+        )
+    } else {
+        (0, 0, false)
+    };
+    Ok(Candidate {
+        id: get(row, "id")?,
+        name: parse(row, "name")?,
+        address: parse(row, "address")?,
+        state: crate::store::hosts_state(&state)?,
+        labels: json(row, "labels")?,
+        mem_free: unsigned(row, "mem_free")?,
+        cpu_free: unsigned(row, "cpu_free")?,
+        ports_free: range.saturating_sub(used),
+        version: get(row, "version")?,
+        same_deployment: same,
+        colocated,
+    })
+}
+
+/// A random host id between the smallest and the largest, or `None` without hosts.
+pub(crate) async fn random_pivot(store: &Store) -> Result<Option<i64>> {
+    let row = sqlx::query("SELECT MIN(id) AS lo, MAX(id) AS hi FROM hosts")
+        .fetch_one(store.pool())
+        .await
+        .map_err(|e| sql::db_error("reading host ids", e))?;
+    let lo: Option<i64> = get(&row, "lo")?;
+    let hi: Option<i64> = get(&row, "hi")?;
+    Ok(match (lo, hi) {
+        (Some(lo), Some(hi)) if hi >= lo => {
+            let span = u64::try_from(hi - lo + 1).unwrap_or(1);
+            Some(lo + i64::try_from(random::below(span)).unwrap_or(0))
+        }
+        _ => None,
+    })
+}
+
+/// Reads the candidates of one attempt.
+pub(crate) async fn read(
+    store: &Store,
+    req: &PlacementRequest,
+    scope: Scope,
+) -> Result<Vec<Candidate>> {
+    let colocate = req
+        .placement
+        .colocate_with
+        .as_ref()
+        .map(|a| a.as_str().to_owned())
+        .unwrap_or_default();
+    let base = |filter: &str| format!("{CANDIDATE_SELECT} {filter}");
+    let rows = match scope {
+        Scope::All => sqlx::query(&base("ORDER BY h.id"))
+            .bind(req.deployment_id)
+            .bind(&colocate)
+            .fetch_all(store.pool())
+            .await
+            .map_err(|e| sql::db_error("reading hosts", e))?,
+        Scope::Host(id) => sqlx::query(&base("WHERE h.id = ?"))
+            .bind(req.deployment_id)
+            .bind(&colocate)
+            .bind(id)
+            .fetch_all(store.pool())
+            .await
+            .map_err(|e| sql::db_error("reading a host", e))?,
+        Scope::Window(limit) => {
+            let Some(pivot) = random_pivot(store).await? else {
+                return Ok(Vec::new());
+            };
+            let window = base(
+                "WHERE h.state = 'ready' AND h.mem_free >= ? AND h.cpu_free >= ? AND h.id >= ? \
+                 ORDER BY h.id LIMIT ?",
+            );
+            let mut rows = sqlx::query(&window)
+                .bind(req.deployment_id)
+                .bind(&colocate)
+                .bind(req.memory_i64())
+                .bind(i64::from(req.resources.cpus.millis()))
+                .bind(pivot)
+                .bind(i64::from(limit))
+                .fetch_all(store.pool())
+                .await
+                .map_err(|e| sql::db_error("reading hosts", e))?;
+            let short = u32::try_from(rows.len()).unwrap_or(limit);
+            if short < limit {
+                // Wrap around to the start of the id space for the rest of the window.
+                let wrap = base(
+                    "WHERE h.state = 'ready' AND h.mem_free >= ? AND h.cpu_free >= ? \
+                     AND h.id < ? ORDER BY h.id LIMIT ?",
+                );
+                rows.extend(
+                    sqlx::query(&wrap)
+                        .bind(req.deployment_id)
+                        .bind(&colocate)
+                        .bind(req.memory_i64())
+                        .bind(i64::from(req.resources.cpus.millis()))
+                        .bind(pivot)
+                        .bind(i64::from(limit - short))
+                        .fetch_all(store.pool())
+                        .await
+                        .map_err(|e| sql::db_error("reading hosts", e))?,
+                );
+            }
+            rows
+        }
+    };
+    rows.iter().map(|r| candidate_from_row(r, true)).collect()
+}

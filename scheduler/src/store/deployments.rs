@@ -1,0 +1,259 @@
+//! The `deployments` table: one row per (app, version) with its image, per-instance resources,
+//! container port, env, placement and health settings, and desired instance count.
+
+use super::sql::{self, get, json, parse, text, unsigned};
+use super::Store;
+use crate::error::{Error, Result};
+use caas_types::api::{HealthSpec, Placement};
+use caas_types::{AppId, Cpus, Memory, Resources, Version};
+use sqlx::mysql::MySqlRow;
+use std::collections::BTreeMap;
+
+/// Where a deployment is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DeploymentState {
+    /// Being rolled out.
+    Deploying,
+    /// All desired instances were started.
+    Running,
+    /// Being undeployed.
+    Stopping,
+    /// The roll-out failed and was rolled back.
+    Failed,
+}
+
+impl DeploymentState {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeploymentState::Deploying => "deploying",
+            DeploymentState::Running => "running",
+            DeploymentState::Stopping => "stopping",
+            DeploymentState::Failed => "failed",
+        }
+    }
+
+    fn parse(raw: &str) -> Result<Self> {
+        Ok(match raw {
+            "deploying" => DeploymentState::Deploying,
+            "running" => DeploymentState::Running,
+            "stopping" => DeploymentState::Stopping,
+            "failed" => DeploymentState::Failed,
+            other => return Err(Error::Invalid(format!("stored deployment state {other:?}"))),
+        })
+    }
+}
+
+/// A deployment to record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewDeployment {
+    /// The app.
+    pub app: AppId,
+    /// The version (image tag).
+    pub version: Version,
+    /// The image reference, `{registry}/{app}:{version}`.
+    pub image: String,
+    /// What each instance claims.
+    pub resources: Resources,
+    /// The port the app listens on inside its container.
+    pub port: u16,
+    /// Environment variables.
+    pub env: BTreeMap<String, String>,
+    /// Placement policy.
+    pub placement: Placement,
+    /// Health-check policy.
+    pub health: HealthSpec,
+    /// Desired instance count.
+    pub instances: u32,
+}
+
+/// A deployment as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeploymentRow {
+    /// Database id.
+    pub id: i64,
+    /// The app.
+    pub app: AppId,
+    /// The version.
+    pub version: Version,
+    /// The image reference.
+    pub image: String,
+    /// What each instance claims.
+    pub resources: Resources,
+    /// Container port.
+    pub port: u16,
+    /// Environment variables.
+    pub env: BTreeMap<String, String>,
+    /// Placement policy.
+    pub placement: Placement,
+    /// Health-check policy.
+    pub health: HealthSpec,
+    /// Desired instance count.
+    pub instances: u32,
+    /// Life-cycle state.
+    pub state: DeploymentState,
+    /// Last change, milliseconds since the epoch (the reconciler's "stuck" clock).
+    pub updated_ms: i64,
+}
+
+const DEPLOYMENT_COLUMNS: &str =
+    "id, app_id, version, image, memory, cpu, port, env, placement, health, instances, state, \
+     CAST(UNIX_TIMESTAMP(updated_at) * 1000 AS SIGNED) AS updated_ms";
+
+fn deployment_from_row(row: &MySqlRow) -> Result<DeploymentRow> {
+    let memory: u64 = unsigned(row, "memory")?;
+    let cpu: u32 = unsigned(row, "cpu")?;
+    let state = text(row, "state")?;
+    Ok(DeploymentRow {
+        id: get(row, "id")?,
+        app: parse(row, "app_id")?,
+        version: parse(row, "version")?,
+        image: text(row, "image")?,
+        resources: Resources {
+            memory: Memory::from_bytes(memory)
+                .map_err(|_| Error::Invalid("stored memory".into()))?,
+            cpus: Cpus::from_millis(cpu).map_err(|_| Error::Invalid("stored cpu".into()))?,
+        },
+        port: unsigned(row, "port")?,
+        env: json(row, "env")?,
+        placement: json(row, "placement")?,
+        health: json(row, "health")?,
+        instances: unsigned(row, "instances")?,
+        state: DeploymentState::parse(&state)?,
+        updated_ms: get(row, "updated_ms")?,
+    })
+}
+
+impl Store {
+    /// Records a deployment (state `deploying`). An existing (app, version) is
+    /// [`Error::Conflict`]; an unknown app is [`Error::NotFound`].
+    pub async fn create_deployment(&self, d: &NewDeployment) -> Result<DeploymentRow> {
+        let memory = i64::try_from(d.resources.memory.bytes())
+            .map_err(|_| Error::Invalid("memory".into()))?;
+        let result = sqlx::query(
+            "INSERT INTO deployments (app_id, version, image, memory, cpu, port, env, placement, \
+             health, instances, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'deploying')",
+        )
+        .bind(d.app.as_str())
+        .bind(d.version.as_str())
+        .bind(&d.image)
+        .bind(memory)
+        .bind(i64::from(d.resources.cpus.millis()))
+        .bind(i64::from(d.port))
+        .bind(sql::to_json(&d.env, "env")?)
+        .bind(sql::to_json(&d.placement, "placement")?)
+        .bind(sql::to_json(&d.health, "health")?)
+        .bind(i64::from(d.instances))
+        .execute(&self.pool)
+        .await;
+        match result {
+            Ok(_) => self.get_deployment(&d.app, &d.version).await,
+            Err(e) if sql::classify(&e) == sql::Failure::Reference => {
+                Err(Error::NotFound(format!("app {}", d.app)))
+            }
+            Err(e) => Err(sql::write_error(
+                "adding a deployment",
+                || format!("app {} already has version {}", d.app, d.version),
+                e,
+            )),
+        }
+    }
+
+    /// One deployment by app and version.
+    pub async fn get_deployment(&self, app: &AppId, version: &Version) -> Result<DeploymentRow> {
+        let row = sqlx::query(&format!(
+            "SELECT {DEPLOYMENT_COLUMNS} FROM deployments WHERE app_id = ? AND version = ?"
+        ))
+        .bind(app.as_str())
+        .bind(version.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| sql::db_error("reading a deployment", e))?
+        .ok_or_else(|| Error::NotFound(format!("deployment {app}:{version}")))?;
+        deployment_from_row(&row)
+    }
+
+    /// One deployment by database id.
+    pub async fn get_deployment_by_id(&self, id: i64) -> Result<DeploymentRow> {
+        let row = sqlx::query(&format!(
+            "SELECT {DEPLOYMENT_COLUMNS} FROM deployments WHERE id = ?"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| sql::db_error("reading a deployment", e))?
+        .ok_or_else(|| Error::NotFound(format!("deployment #{id}")))?;
+        deployment_from_row(&row)
+    }
+
+    /// An app's deployments, oldest first.
+    pub async fn list_deployments(&self, app: &AppId) -> Result<Vec<DeploymentRow>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {DEPLOYMENT_COLUMNS} FROM deployments WHERE app_id = ? ORDER BY id"
+        ))
+        .bind(app.as_str())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| sql::db_error("listing deployments", e))?;
+        rows.iter().map(deployment_from_row).collect()
+    }
+
+    /// Every deployment (for the reconciler), oldest first.
+    pub async fn list_all_deployments(&self) -> Result<Vec<DeploymentRow>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {DEPLOYMENT_COLUMNS} FROM deployments ORDER BY id"
+        ))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| sql::db_error("listing deployments", e))?;
+        rows.iter().map(deployment_from_row).collect()
+    }
+
+    /// Sets a deployment's desired instance count.
+    pub async fn set_deployment_instances(&self, id: i64, instances: u32) -> Result<()> {
+        let done = sqlx::query("UPDATE deployments SET instances = ? WHERE id = ?")
+            .bind(i64::from(instances))
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| sql::db_error("scaling a deployment", e))?;
+        if done.rows_affected() == 0 {
+            return Err(Error::NotFound(format!("deployment #{id}")));
+        }
+        Ok(())
+    }
+
+    /// Sets a deployment's state.
+    pub async fn set_deployment_state(&self, id: i64, state: DeploymentState) -> Result<()> {
+        let done = sqlx::query("UPDATE deployments SET state = ? WHERE id = ?")
+            .bind(state.as_str())
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| sql::db_error("changing a deployment's state", e))?;
+        if done.rows_affected() == 0 {
+            return Err(Error::NotFound(format!("deployment #{id}")));
+        }
+        Ok(())
+    }
+
+    /// Deletes a deployment. One that still has instances is [`Error::Conflict`]: release them
+    /// first (`placement::release`).
+    pub async fn delete_deployment(&self, id: i64) -> Result<()> {
+        let done = sqlx::query("DELETE FROM deployments WHERE id = ?")
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| {
+                sql::write_error(
+                    "deleting a deployment",
+                    || format!("deployment #{id} still has instances"),
+                    e,
+                )
+            })?;
+        if done.rows_affected() == 0 {
+            return Err(Error::NotFound(format!("deployment #{id}")));
+        }
+        Ok(())
+    }
+}
