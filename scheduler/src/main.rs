@@ -1,13 +1,56 @@
-//! The `caas-scheduler` binary: parses configuration and runs the scheduler.
+//! The `caas-scheduler` binary: parses configuration, sets up logging, and runs the scheduler
+//! until SIGINT or SIGTERM.
 
+use anyhow::Context;
+use caas_scheduler::Config;
 use clap::Parser;
 
-/// caas-scheduler
-#[derive(Debug, Parser)]
-#[command(version, about)]
-struct Config {}
-
-fn main() -> anyhow::Result<()> {
-    let _config = Config::parse();
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let config = Config::parse();
+    init_logging(&config.log_format);
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    caas_scheduler::run(config, listener, shutdown_signal())
+        .await
+        .context("scheduler failed")?;
+    tracing::info!("scheduler stopped");
     Ok(())
+}
+
+fn init_logging(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("info,sqlx=warn,zookeeper_client=warn")
+    });
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+    tracing::info!("shutting down");
 }

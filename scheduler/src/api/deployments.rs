@@ -1,0 +1,166 @@
+//! `/v1/apps/{app}/deployments` and `/v1/apps/{app}/instances`: deploy (optionally streaming
+//! progress as NDJSON), scale, undeploy, list.
+
+use super::apps::visible_app;
+use super::auth::Principal;
+use super::error::{ApiError, ApiResult};
+use super::{parse_path, ApiJson, AppState};
+use crate::deploy::Progress;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use caas_types::api::{self, CreateDeployment, DeployEvent, Scale};
+use caas_types::Version;
+
+fn wants_ndjson(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("application/x-ndjson"))
+}
+
+/// Runs `work` to the end even if the client goes away (a half-finished deploy is never left
+/// behind by a dropped connection), answering with JSON or, when the client accepts
+/// `application/x-ndjson`, with a stream of progress lines ending in `done` or `failed`.
+async fn run_with_progress<F, Fut>(
+    headers: &HeaderMap,
+    status: StatusCode,
+    work: F,
+) -> ApiResult<Response>
+where
+    F: FnOnce(Progress) -> Fut,
+    Fut: std::future::Future<Output = crate::Result<api::Deployment>> + Send + 'static,
+{
+    if !wants_ndjson(headers) {
+        let task = tokio::spawn(work(Progress::silent()));
+        let deployment = task.await.map_err(|_| ApiError::Internal)??;
+        return Ok((status, Json(deployment)).into_response());
+    }
+    let (progress, mut events) = Progress::channel();
+    let task = tokio::spawn(work(progress));
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<String, std::convert::Infallible>>(64);
+    tokio::spawn(async move {
+        let mut client_gone = false;
+        // The channel closes when the work (and every clone of its Progress) is done.
+        while let Some(ev) = events.recv().await {
+            if !client_gone {
+                client_gone = tx.send(Ok(ndjson_line(&ev))).await.is_err();
+            }
+        }
+        let last = match task.await {
+            Ok(Ok(deployment)) => DeployEvent::Done { deployment },
+            Ok(Err(e)) => DeployEvent::Failed {
+                error: ApiError::from(e).body().error,
+            },
+            Err(_) => DeployEvent::Failed {
+                error: ApiError::Internal.body().error,
+            },
+        };
+        let _ = tx.send(Ok(ndjson_line(&last))).await;
+    });
+    let stream = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    });
+    Ok((
+        [(header::CONTENT_TYPE, "application/x-ndjson")],
+        Body::from_stream(stream),
+    )
+        .into_response())
+}
+
+fn ndjson_line(ev: &DeployEvent) -> String {
+    let mut line = serde_json::to_string(ev).unwrap_or_else(|_| "{}".into());
+    line.push('\n');
+    line
+}
+
+/// `POST /v1/apps/{app}/deployments` → 201 with the deployment and its running instances.
+pub async fn create(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(app): Path<String>,
+    headers: HeaderMap,
+    ApiJson(req): ApiJson<CreateDeployment>,
+) -> ApiResult<Response> {
+    let app = visible_app(&state, &who, &app).await?;
+    // Cheap checks first, so bad input is a plain 400 even when progress is streamed.
+    let plan = state.orchestrator.validate(&app.id, &req)?;
+    let orch = state.orchestrator.clone();
+    run_with_progress(&headers, StatusCode::CREATED, move |progress| async move {
+        orch.deploy(plan, progress).await
+    })
+    .await
+}
+
+/// `GET /v1/apps/{app}/deployments`
+pub async fn list(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(app): Path<String>,
+) -> ApiResult<Json<Vec<api::Deployment>>> {
+    let app = visible_app(&state, &who, &app).await?;
+    Ok(Json(state.orchestrator.deployments_of(&app.id).await?))
+}
+
+/// `GET /v1/apps/{app}/deployments/{version}`
+pub async fn show(
+    State(state): State<AppState>,
+    who: Principal,
+    Path((app, version)): Path<(String, String)>,
+) -> ApiResult<Json<api::Deployment>> {
+    let app = visible_app(&state, &who, &app).await?;
+    let version: Version = parse_path("version", &version)?;
+    Ok(Json(
+        state.orchestrator.deployment(&app.id, &version).await?,
+    ))
+}
+
+/// `PUT /v1/apps/{app}/deployments/{version}` `{"instances": N}`: scale up or down.
+pub async fn scale(
+    State(state): State<AppState>,
+    who: Principal,
+    Path((app, version)): Path<(String, String)>,
+    headers: HeaderMap,
+    ApiJson(req): ApiJson<Scale>,
+) -> ApiResult<Response> {
+    let app = visible_app(&state, &who, &app).await?;
+    let version: Version = parse_path("version", &version)?;
+    crate::deploy::check_instance_count(req.instances, true)?;
+    let orch = state.orchestrator.clone();
+    run_with_progress(&headers, StatusCode::OK, move |progress| async move {
+        orch.scale(&app.id, &version, req.instances, progress).await
+    })
+    .await
+}
+
+/// `DELETE /v1/apps/{app}/deployments/{version}` → 204 once every instance is drained and removed.
+pub async fn remove(
+    State(state): State<AppState>,
+    who: Principal,
+    Path((app, version)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    let app = visible_app(&state, &who, &app).await?;
+    let version: Version = parse_path("version", &version)?;
+    let orch = state.orchestrator.clone();
+    tokio::spawn(async move { orch.undeploy(&app.id, &version).await })
+        .await
+        .map_err(|_| ApiError::Internal)??;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET /v1/apps/{app}/instances`: every instance with its state and health.
+pub async fn instances(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(app): Path<String>,
+) -> ApiResult<Json<Vec<api::Instance>>> {
+    let app = visible_app(&state, &who, &app).await?;
+    let rows = state.store.list_instances_by_app(&app.id).await?;
+    let list = rows
+        .iter()
+        .map(|r| r.to_api())
+        .collect::<crate::Result<Vec<_>>>()?;
+    Ok(Json(list))
+}

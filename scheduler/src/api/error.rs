@@ -1,0 +1,135 @@
+//! `ApiError`: every failure of the admin API as a status and `{"error": {"code", "message"}}`.
+//!
+//! The client sees a stable code and a message with no driver text; the cause is logged here.
+
+use axum::extract::rejection::JsonRejection;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use caas_types::api::{ErrorBody, ErrorDetail};
+
+/// An admin API error.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The request is malformed or a value is invalid (400).
+    #[error("{0}")]
+    BadRequest(String),
+    /// No or an unknown bearer token (401).
+    #[error("missing or unknown bearer token")]
+    Unauthorized,
+    /// The token is valid but may not do this (403).
+    #[error("{0}")]
+    Forbidden(String),
+    /// Not found, or not visible to this tenant (404).
+    #[error("{0} not found")]
+    NotFound(String),
+    /// Exists already, or still in use (409).
+    #[error("{0}")]
+    Conflict(String),
+    /// The body is over the size limit (413).
+    #[error("request body too large")]
+    TooLarge,
+    /// No host can take it (422).
+    #[error("cannot place: {0}")]
+    Unplaceable(String),
+    /// The image does not exist in the registry (422: the request names something that isn't there).
+    #[error("{0}")]
+    ImageNotFound(String),
+    /// Docker or the registry failed (502).
+    #[error("{0}")]
+    Upstream(String),
+    /// A dependency (database, ZooKeeper) is down or contended; retry later (503).
+    #[error("{0}")]
+    Unavailable(String),
+    /// A bug or an unexpected state (500). Details are in the log only.
+    #[error("internal error")]
+    Internal,
+}
+
+impl ApiError {
+    /// The HTTP status and stable code of this error.
+    pub fn status_and_code(&self) -> (StatusCode, &'static str) {
+        match self {
+            ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "invalid"),
+            ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            ApiError::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
+            ApiError::Unplaceable(_) => (StatusCode::UNPROCESSABLE_ENTITY, "unplaceable"),
+            ApiError::ImageNotFound(_) => (StatusCode::UNPROCESSABLE_ENTITY, "image_not_found"),
+            ApiError::Upstream(_) => (StatusCode::BAD_GATEWAY, "upstream"),
+            ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+            ApiError::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        }
+    }
+
+    /// The body clients see.
+    pub fn body(&self) -> ErrorBody {
+        let (_, code) = self.status_and_code();
+        ErrorBody {
+            error: ErrorDetail {
+                code: code.to_owned(),
+                message: self.to_string(),
+            },
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, _) = self.status_and_code();
+        if status.is_server_error() {
+            tracing::warn!(%status, error = %self, "admin API request failed");
+        }
+        (status, Json(self.body())).into_response()
+    }
+}
+
+impl From<crate::Error> for ApiError {
+    fn from(e: crate::Error) -> Self {
+        use crate::Error as E;
+        match e {
+            E::Conflict(m) => ApiError::Conflict(m),
+            E::NotFound(m) => ApiError::NotFound(m),
+            E::Unplaceable(m) => ApiError::Unplaceable(m),
+            E::Invalid(m) => ApiError::BadRequest(format!("invalid {m}")),
+            e @ (E::Database(_) | E::Contention { .. }) => ApiError::Unavailable(e.to_string()),
+            other => {
+                tracing::error!(error = %other, "unexpected scheduler error");
+                ApiError::from_other(other)
+            }
+        }
+    }
+}
+
+impl ApiError {
+    /// Maps the deploy-side errors (Docker, registry, ZooKeeper) that the scheduler error wraps.
+    fn from_other(e: crate::Error) -> ApiError {
+        use crate::Error as E;
+        match e {
+            E::ImageNotFound(m) => ApiError::ImageNotFound(m),
+            E::Docker(m) => ApiError::Upstream(m),
+            E::Zookeeper(m) => ApiError::Unavailable(m),
+            E::Timeout(m) => ApiError::Upstream(m),
+            _ => ApiError::Internal,
+        }
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(r: JsonRejection) -> Self {
+        match r {
+            JsonRejection::MissingJsonContentType(_) => {
+                ApiError::BadRequest("expected Content-Type: application/json".into())
+            }
+            JsonRejection::BytesRejection(_) => ApiError::TooLarge,
+            // serde's message says which field and why ("invalid app id: ..."), with no echo of
+            // unbounded input beyond what our validators allow.
+            other => ApiError::BadRequest(other.body_text()),
+        }
+    }
+}
+
+/// Result of a handler.
+pub type ApiResult<T> = std::result::Result<T, ApiError>;

@@ -1,0 +1,111 @@
+//! The admin API (axum): the brief's v1 endpoints with bearer-token auth, body limits and
+//! `{"error": {"code", "message"}}` errors. `router(state)` builds it, so tests drive it with
+//! `oneshot` or over a real socket.
+
+mod apps;
+pub mod auth;
+mod deployments;
+pub mod error;
+mod hosts;
+mod ops;
+mod tenants;
+
+use crate::config::Config;
+use crate::deploy::Orchestrator;
+use crate::store::Store;
+use axum::extract::{FromRequest, Request};
+use axum::routing::{delete, get, post, put};
+use axum::Router;
+use error::ApiError;
+use serde::de::DeserializeOwned;
+use std::sync::Arc;
+
+/// What every handler gets.
+#[derive(Clone)]
+pub struct AppState {
+    /// Configuration.
+    pub config: Arc<Config>,
+    /// The database.
+    pub store: Store,
+    /// Deploys, scales and undeploys.
+    pub orchestrator: Arc<Orchestrator>,
+    /// SHA-256 (hex) of the operator token.
+    pub operator_token_hash: Arc<str>,
+}
+
+impl AppState {
+    /// State for the router.
+    pub fn new(config: Arc<Config>, store: Store, orchestrator: Arc<Orchestrator>) -> AppState {
+        let operator_token_hash = auth::token_hash(&config.token).into();
+        AppState {
+            config,
+            store,
+            orchestrator,
+            operator_token_hash,
+        }
+    }
+}
+
+/// The admin API's router.
+pub fn router(state: AppState) -> Router {
+    let max_body = state.config.max_body_bytes;
+    Router::new()
+        .route("/healthz", get(ops::healthz))
+        .route("/metrics", get(ops::metrics))
+        .route("/v1/apps", get(apps::list).post(apps::create))
+        .route("/v1/apps/{app}", get(apps::show).delete(apps::remove))
+        .route("/v1/apps/{app}/domains", post(apps::add_domain))
+        .route(
+            "/v1/apps/{app}/domains/{domain}",
+            delete(apps::remove_domain),
+        )
+        .route("/v1/apps/{app}/instances", get(deployments::instances))
+        .route(
+            "/v1/apps/{app}/deployments",
+            post(deployments::create).get(deployments::list),
+        )
+        .route(
+            "/v1/apps/{app}/deployments/{version}",
+            put(deployments::scale)
+                .get(deployments::show)
+                .delete(deployments::remove),
+        )
+        .route("/v1/hosts", get(hosts::list).post(hosts::create))
+        .route(
+            "/v1/hosts/{name}",
+            get(hosts::show).patch(hosts::update).delete(hosts::remove),
+        )
+        .route("/v1/tenants", get(tenants::list).post(tenants::create))
+        .route("/v1/tenants/{name}", delete(tenants::remove))
+        .route(
+            "/v1/blacklist",
+            get(ops::blacklist)
+                .post(ops::blacklist_add)
+                .put(ops::blacklist_set)
+                .delete(ops::blacklist_remove),
+        )
+        .fallback(|| async { ApiError::NotFound("route".into()) })
+        .layer(axum::extract::DefaultBodyLimit::max(max_body))
+        .with_state(state)
+}
+
+/// `Json` whose rejections are [`ApiError`]s (400/413 with our error body, never axum's text).
+pub struct ApiJson<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let axum::Json(v) = axum::Json::<T>::from_request(req, state).await?;
+        Ok(ApiJson(v))
+    }
+}
+
+/// Parses a path segment into a validated type, as a 400 (not axum's plain-text 400).
+pub fn parse_path<T>(what: &str, raw: &str) -> Result<T, ApiError>
+where
+    T: std::str::FromStr<Err = caas_types::Error>,
+{
+    raw.parse()
+        .map_err(|e: caas_types::Error| ApiError::BadRequest(format!("{what}: {e}")))
+}

@@ -1,0 +1,112 @@
+//! The scheduler's configuration: one clap struct, every field from a flag or a `CAAS_` variable,
+//! with defaults that work on a laptop after `scripts/up`.
+
+use clap::Parser;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// caas-scheduler: the admin API, placement, deploys, health and reconciliation.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "caas-scheduler", version, about)]
+pub struct Config {
+    /// Address of the admin API.
+    #[arg(long, env = "CAAS_SCHEDULER_LISTEN", default_value = "127.0.0.1:7070")]
+    pub listen: SocketAddr,
+
+    /// MySQL/MariaDB URL of the scheduler's database (mysql://user:pw@host:port/db).
+    #[arg(long, env = "CAAS_DATABASE_URL", hide_env_values = true)]
+    pub database_url: String,
+
+    /// Connections in the database pool.
+    #[arg(long, env = "CAAS_DB_MAX_CONNECTIONS", default_value_t = 16)]
+    pub db_max_connections: u32,
+
+    /// The operator's bearer token: full access, including hosts and tenants.
+    #[arg(long, env = "CAAS_TOKEN", hide_env_values = true)]
+    pub token: String,
+
+    /// ZooKeeper connect string.
+    #[arg(long, env = "CAAS_ZK", default_value = "127.0.0.1:2181")]
+    pub zk: String,
+
+    /// ZooKeeper chroot for everything caas writes (e.g. /prod); empty for none.
+    #[arg(long, env = "CAAS_ZK_CHROOT", default_value = "")]
+    pub zk_chroot: String,
+
+    /// The platform's ZooKeeper digest credential, user:password (write access to the tree).
+    #[arg(long, env = "CAAS_ZK_AUTH", hide_env_values = true)]
+    pub zk_auth: Option<String>,
+
+    /// The gateways' read-only ZooKeeper digest credential, user:password (granted READ).
+    #[arg(long, env = "CAAS_ZK_READ_AUTH", hide_env_values = true)]
+    pub zk_read_auth: Option<String>,
+
+    /// ZooKeeper session timeout, milliseconds.
+    #[arg(long, env = "CAAS_ZK_SESSION_TIMEOUT_MS", default_value_t = 10_000)]
+    pub zk_session_timeout_ms: u64,
+
+    /// The private registry apps are pulled from (host:port); images are {registry}/{app}:{version}.
+    #[arg(long, env = "CAAS_REGISTRY", default_value = "127.0.0.1:5000")]
+    pub registry: String,
+
+    /// Registry user for pulls, if the registry needs auth.
+    #[arg(long, env = "CAAS_REGISTRY_USER")]
+    pub registry_user: Option<String>,
+
+    /// Registry password for pulls.
+    #[arg(long, env = "CAAS_REGISTRY_PASSWORD", hide_env_values = true)]
+    pub registry_password: Option<String>,
+
+    /// The gateway's domain: apps are reached at {app}.{domain}.
+    #[arg(long, env = "CAAS_DOMAIN", default_value = "caas.localhost")]
+    pub domain: String,
+
+    /// The gateway's port, shown in app URLs (0 to leave it out).
+    #[arg(long, env = "CAAS_GATEWAY_PORT", default_value_t = 8080)]
+    pub gateway_port: u16,
+
+    /// Value of the `caas.managed` label on our containers; the reconciler only touches
+    /// containers carrying it. Tests use one per test.
+    #[arg(long, env = "CAAS_NAMESPACE", default_value = "caas")]
+    pub namespace: String,
+
+    /// Time between deregistering an instance and stopping it, so every gateway's cache drops the
+    /// address and requests in flight finish, milliseconds.
+    #[arg(long, env = "CAAS_DRAIN_MS", default_value_t = 1500)]
+    pub drain_ms: u64,
+
+    /// Grace period of `docker stop`, seconds.
+    #[arg(long, env = "CAAS_STOP_GRACE_SECS", default_value_t = 10)]
+    pub stop_grace_secs: u64,
+
+    /// How long a new instance may take to answer its health check, seconds.
+    #[arg(long, env = "CAAS_START_TIMEOUT_SECS", default_value_t = 60)]
+    pub start_timeout_secs: u64,
+
+    /// Time between reconciliation passes, seconds.
+    #[arg(long, env = "CAAS_RECONCILE_SECS", default_value_t = 30)]
+    pub reconcile_secs: u64,
+
+    /// Largest request body the admin API accepts, bytes.
+    #[arg(long, env = "CAAS_MAX_BODY_BYTES", default_value_t = 256 * 1024)]
+    pub max_body_bytes: usize,
+
+    /// Health checks in flight at once.
+    #[arg(long, env = "CAAS_HEALTH_CONCURRENCY", default_value_t = 64)]
+    pub health_concurrency: usize,
+
+    /// Directory with TLS client files for `https://` Docker endpoints (ca.pem, cert.pem, key.pem).
+    #[arg(long, env = "CAAS_DOCKER_CERT_PATH")]
+    pub docker_cert_path: Option<PathBuf>,
+
+    /// Log format: `text` or `json`.
+    #[arg(long, env = "CAAS_LOG_FORMAT", default_value = "text")]
+    pub log_format: String,
+}
+
+impl Config {
+    /// The public URL of an app through the gateway.
+    pub fn app_domain(&self, app: &caas_types::AppId) -> String {
+        format!("{app}.{}", self.domain)
+    }
+}

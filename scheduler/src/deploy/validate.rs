@@ -1,0 +1,181 @@
+//! Checks a deployment request before anything is claimed: sizes, ports, env, health settings.
+//! Everything here is pure, so bad input is a 400 with nothing touched.
+
+use super::Orchestrator;
+use crate::error::{Error, Result};
+use crate::store::NewDeployment;
+use caas_types::api::CreateDeployment;
+use caas_types::{AppId, Cpus, Memory, Resources};
+
+/// Most instances one deployment may ask for.
+pub const MAX_INSTANCES: u32 = 1000;
+const MAX_ENV: usize = 256;
+const MAX_ENV_BYTES: usize = 64 * 1024;
+
+/// A request that passed validation, ready to be deployed.
+#[derive(Debug, Clone)]
+pub struct DeployPlan {
+    /// The deployment row to create.
+    pub new: NewDeployment,
+}
+
+/// Checks an instance count (`allow_zero` for scale-down to nothing).
+pub fn check_instance_count(n: u32, allow_zero: bool) -> Result<()> {
+    if (n == 0 && !allow_zero) || n > MAX_INSTANCES {
+        let low = if allow_zero { 0 } else { 1 };
+        return Err(Error::Invalid(format!(
+            "instances: must be between {low} and {MAX_INSTANCES}"
+        )));
+    }
+    Ok(())
+}
+
+fn invalid(what: &str) -> Error {
+    Error::Invalid(what.to_owned())
+}
+
+/// Validates `req` for `app`, building the image reference from the configured registry.
+pub fn plan(registry: &str, app: &AppId, req: &CreateDeployment) -> Result<DeployPlan> {
+    if !req.placement.global {
+        check_instance_count(req.instances, false)?;
+    }
+    let memory =
+        Memory::from_mib(req.memory_mb).map_err(|e| invalid(&format!("memory_mb: {e}")))?;
+    let cpus = Cpus::from_cores(req.cpus).map_err(|e| invalid(&format!("cpus: {e}")))?;
+    if req.port == 0 {
+        return Err(invalid("port: must be between 1 and 65535"));
+    }
+    if req.env.len() > MAX_ENV {
+        return Err(invalid(&format!("env: at most {MAX_ENV} variables")));
+    }
+    let mut env_bytes = 0;
+    for (k, v) in &req.env {
+        let ok_name = !k.is_empty()
+            && k.len() <= 256
+            && !k.starts_with(|c: char| c.is_ascii_digit())
+            && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !ok_name {
+            return Err(invalid(
+                "env: names use letters, digits and '_' and do not start with a digit",
+            ));
+        }
+        if v.contains('\0') {
+            return Err(invalid(&format!("env: {k} contains a NUL byte")));
+        }
+        env_bytes += k.len() + v.len();
+    }
+    if env_bytes > MAX_ENV_BYTES {
+        return Err(invalid("env: larger than 64 KiB"));
+    }
+    let h = &req.health;
+    let path_ok = h.path.starts_with('/')
+        && h.path.len() <= 512
+        && h.path.chars().all(|c| c.is_ascii_graphic());
+    if !path_ok {
+        return Err(invalid(
+            "health.path: must start with '/' and hold no spaces or control characters",
+        ));
+    }
+    if !(100..=600_000).contains(&h.interval_ms) {
+        return Err(invalid(
+            "health.interval_ms: must be between 100 and 600000",
+        ));
+    }
+    if !(10..=60_000).contains(&h.timeout_ms) {
+        return Err(invalid("health.timeout_ms: must be between 10 and 60000"));
+    }
+    if !(1..=100).contains(&h.failures) || !(1..=100).contains(&h.successes) {
+        return Err(invalid(
+            "health.failures and health.successes: must be between 1 and 100",
+        ));
+    }
+    for (k, v) in &req.placement.constraints {
+        if k.is_empty() || k.len() > 63 || v.len() > 255 {
+            return Err(invalid(
+                "placement.constraints: keys are 1 to 63 characters, values at most 255",
+            ));
+        }
+    }
+    Ok(DeployPlan {
+        new: NewDeployment {
+            app: app.clone(),
+            version: req.version.clone(),
+            image: app.image(registry, &req.version),
+            resources: Resources { memory, cpus },
+            port: req.port,
+            env: req.env.clone(),
+            placement: req.placement.clone(),
+            health: req.health.clone(),
+            instances: if req.placement.global {
+                0
+            } else {
+                req.instances
+            },
+        },
+    })
+}
+
+impl Orchestrator {
+    /// Validates a deployment request of `app`.
+    pub fn validate(&self, app: &AppId, req: &CreateDeployment) -> Result<DeployPlan> {
+        plan(&self.config.registry, app, req)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(body: &str) -> CreateDeployment {
+        serde_json::from_str(body).expect("valid json")
+    }
+
+    #[test]
+    fn a_good_request_becomes_a_plan() {
+        let app: AppId = "hello".parse().expect("valid");
+        let p = plan(
+            "127.0.0.1:5000",
+            &app,
+            &req(r#"{"version":"v1","instances":3,"memory_mb":128,"cpus":0.5}"#),
+        )
+        .expect("valid plan");
+        assert_eq!(p.new.image, "127.0.0.1:5000/hello:v1");
+        assert_eq!(p.new.resources.memory.mib(), 128);
+        assert_eq!(p.new.resources.cpus.millis(), 500);
+        assert_eq!(p.new.instances, 3);
+    }
+
+    #[test]
+    fn bad_requests_are_refused() {
+        let app: AppId = "hello".parse().expect("valid");
+        for body in [
+            r#"{"version":"v1","instances":0,"memory_mb":128,"cpus":0.5}"#,
+            r#"{"version":"v1","instances":100000,"memory_mb":128,"cpus":0.5}"#,
+            r#"{"version":"v1","memory_mb":1,"cpus":0.5}"#,
+            r#"{"version":"v1","memory_mb":128,"cpus":0}"#,
+            r#"{"version":"v1","memory_mb":128,"cpus":-1}"#,
+            r#"{"version":"v1","memory_mb":128,"cpus":0.5,"port":0}"#,
+            r#"{"version":"v1","memory_mb":128,"cpus":0.5,"env":{"1A":"x"}}"#,
+            r#"{"version":"v1","memory_mb":128,"cpus":0.5,"env":{"A B":"x"}}"#,
+            r#"{"version":"v1","memory_mb":128,"cpus":0.5,"health":{"path":"ping"}}"#,
+            r#"{"version":"v1","memory_mb":128,"cpus":0.5,"health":{"interval_ms":1}}"#,
+            r#"{"version":"v1","memory_mb":128,"cpus":0.5,"health":{"failures":0}}"#,
+        ] {
+            assert!(plan("r:5000", &app, &req(body)).is_err(), "{body}");
+        }
+    }
+
+    #[test]
+    fn ten_terabytes_is_valid_input_but_placement_refuses_it() {
+        let app: AppId = "hello".parse().expect("valid");
+        let p = plan(
+            "r:5000",
+            &app,
+            &req(r#"{"version":"v1","memory_mb":10485760,"cpus":0.5}"#),
+        );
+        assert!(
+            p.is_ok(),
+            "10 TiB parses; the scheduler answers 422, not 400"
+        );
+    }
+}

@@ -1,0 +1,27 @@
+//! How deployments look in the admin API.
+
+use super::Orchestrator;
+use crate::error::Result;
+use crate::store::DeploymentRow;
+use caas_types::api;
+
+impl Orchestrator {
+    /// The API view of a deployment with its instances.
+    pub(crate) async fn view(&self, row: &DeploymentRow) -> Result<api::Deployment> {
+        let instances = self.store.list_instances_by_deployment(row.id).await?;
+        let instance_list = instances
+            .iter()
+            .map(|i| i.to_api())
+            .collect::<Result<Vec<_>>>()?;
+        Ok(api::Deployment {
+            app: row.app.clone(),
+            version: row.version.clone(),
+            image: row.image.clone(),
+            instances: row.instances,
+            memory_mb: row.resources.memory.mib(),
+            cpus: row.resources.cpus.cores(),
+            port: row.port,
+            instance_list,
+        })
+    }
+}

@@ -1,0 +1,358 @@
+//! The reconciler: at start and periodically (on the leader only), compare the database, each
+//! host's Docker engine (our containers, found by the `caas.managed` label) and ZooKeeper, and
+//! repair the differences:
+//!
+//! - a transitional instance (`pending`/`starting`) left by a crash is finished if its container
+//!   runs and answers its health check, else rolled back (container removed, claim released);
+//! - a `stopping` instance left by a crash is finished (stopped, removed, released);
+//! - a `running` instance whose container is gone or dead is re-created on its claim;
+//! - a container with no instance row is an orphan and is removed;
+//! - an address node with no instance row is stale and is removed; a healthy running instance
+//!   with no node is registered again;
+//! - instances on a host marked `down` are replaced elsewhere and their claims released;
+//! - a deployment below its desired count is topped up; a deployment stuck in `deploying` or
+//!   `stopping` after a crash is finished.
+
+use crate::deploy::{docker_error, probe, zk_error, Orchestrator, Progress};
+use crate::error::Result;
+use crate::metrics::DeployMetrics;
+use crate::store::{DeploymentState, InstanceRow};
+use caas_deployer::{ContainerState, ContainerSummary};
+use caas_types::api::{HostState, InstanceState};
+use caas_types::{labels, ContainerId};
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// What one pass repaired.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Report {
+    /// Transitional instances finished.
+    pub finished: usize,
+    /// Transitional instances rolled back.
+    pub rolled_back: usize,
+    /// Instances re-created or replaced.
+    pub recreated: usize,
+    /// Orphan containers removed.
+    pub orphans: usize,
+    /// Stale ZooKeeper nodes removed, or missing ones restored.
+    pub nodes: usize,
+    /// Instances added to reach a deployment's desired count.
+    pub topped_up: usize,
+}
+
+impl Report {
+    fn total(&self) -> usize {
+        self.finished
+            + self.rolled_back
+            + self.recreated
+            + self.orphans
+            + self.nodes
+            + self.topped_up
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+impl Orchestrator {
+    /// How long an instance may sit in a transitional state before a crash is assumed.
+    fn stuck_after(&self) -> Duration {
+        Duration::from_secs(self.config.start_timeout_secs + 10)
+            + Duration::from_millis(self.config.drain_ms)
+            + Duration::from_secs(self.config.stop_grace_secs)
+    }
+
+    /// Re-creates the container of an instance whose container is gone, on the same claim.
+    pub(crate) async fn recreate(&self, inst: &InstanceRow) -> Result<()> {
+        if let Some(cid) = &inst.container_id {
+            self.health.unwatch(cid);
+            self.registry
+                .deregister(&inst.app, &inst.version, cid)
+                .await
+                .map_err(zk_error)?;
+            let (host, deployer) = self.engine_of(inst.host_id).await?;
+            deployer
+                .remove(cid)
+                .await
+                .map_err(|e| docker_error(&host.name, e))?;
+            self.store.set_instance_container(&inst.id, None).await?;
+        }
+        let deployment = self.store.get_deployment_by_id(inst.deployment_id).await?;
+        DeployMetrics::inc(&self.metrics.replacements);
+        self.start_instance(&deployment, inst, &Progress::silent())
+            .await
+    }
+
+    /// Places and starts one more instance of a deployment.
+    pub(crate) async fn add_replacement(
+        &self,
+        deployment: &crate::store::DeploymentRow,
+        progress: &Progress,
+    ) -> Result<()> {
+        self.add_instances(deployment, 1, progress).await
+    }
+
+    /// One reconciliation pass.
+    pub async fn reconcile(&self) -> Result<Report> {
+        let mut report = Report::default();
+        let stuck = i64::try_from(self.stuck_after().as_millis()).unwrap_or(i64::MAX);
+        let hosts = self.store.list_hosts().await?;
+
+        // Containers first, then rows: a row is always written before its container, so a
+        // container seen here without a row (read afterwards) is really an orphan.
+        let mut containers: HashMap<i64, HashMap<String, ContainerSummary>> = HashMap::new();
+        for h in hosts.iter().filter(|h| h.state != HostState::Down) {
+            let listed = match self.engines.get(&h.name, &h.docker) {
+                Ok(d) => d.list_managed(&self.config.namespace).await,
+                Err(e) => {
+                    tracing::warn!(host = %h.name, error = %e, "reconciler: engine unusable; skipping host");
+                    continue;
+                }
+            };
+            match listed {
+                Ok(list) => {
+                    let by_instance = list
+                        .into_iter()
+                        .filter_map(|c| c.labels.get(labels::INSTANCE).cloned().map(|i| (i, c)))
+                        .collect();
+                    containers.insert(h.id, by_instance);
+                }
+                Err(e) => {
+                    tracing::warn!(host = %h.name, error = %e, "reconciler: cannot list containers; skipping host")
+                }
+            }
+        }
+        let rows = self.store.list_all_instances().await?;
+        let now = now_ms();
+        let down: HashSet<i64> = hosts
+            .iter()
+            .filter(|h| h.state == HostState::Down)
+            .map(|h| h.id)
+            .collect();
+
+        // Orphans.
+        let known: HashSet<(i64, &str)> = rows.iter().map(|r| (r.host_id, r.id.as_str())).collect();
+        for (host_id, by_instance) in &containers {
+            for (instance, c) in by_instance {
+                if !known.contains(&(*host_id, instance.as_str())) {
+                    if let Ok((host, d)) = self.engine_of(*host_id).await {
+                        tracing::info!(host = %host.name, container = %c.id, instance, "reconciler: removing orphan container");
+                        if d.remove(&c.id).await.is_ok() {
+                            report.orphans += 1;
+                        }
+                    }
+                }
+            }
+        }
+
+        for r in &rows {
+            let age = now - r.updated_ms;
+            if down.contains(&r.host_id) {
+                if r.state != InstanceState::Stopping {
+                    self.replace_lost(r, &mut report).await;
+                }
+                continue;
+            }
+            // A host we could not list: leave its instances alone this pass.
+            let Some(on_host) = containers.get(&r.host_id) else {
+                continue;
+            };
+            let container = on_host.get(r.id.as_str());
+            let alive = container.is_some_and(|c| c.state == ContainerState::Running);
+            match r.state {
+                InstanceState::Pending | InstanceState::Starting if age > stuck => {
+                    self.finish_or_roll_back(
+                        r,
+                        container.map(|c| c.id.clone()),
+                        alive,
+                        &mut report,
+                    )
+                    .await;
+                }
+                InstanceState::Stopping if age > stuck => {
+                    tracing::info!(instance = %r.id, "reconciler: finishing an interrupted stop");
+                    self.teardown(std::slice::from_ref(r), false).await;
+                    report.rolled_back += 1;
+                }
+                // Gone or dead. An `unhealthy` instance is being restarted by the healer: act
+                // on it only once that had its time.
+                InstanceState::Running | InstanceState::Unhealthy
+                    if !alive
+                        && (age > stuck || (r.state == InstanceState::Running && age > 10_000)) =>
+                {
+                    tracing::info!(instance = %r.id, "reconciler: container lost; re-creating");
+                    match self.recreate(r).await {
+                        Ok(()) => report.recreated += 1,
+                        Err(e) => {
+                            tracing::warn!(instance = %r.id, error = %e, "reconciler: re-create failed")
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+
+        self.reconcile_nodes(&mut report).await?;
+        self.reconcile_deployments(stuck, now, &mut report).await?;
+        if report.total() > 0 {
+            for _ in 0..report.total() {
+                DeployMetrics::inc(&self.metrics.reconciler_repairs);
+            }
+            tracing::info!(?report, "reconciler repaired the platform");
+        }
+        Ok(report)
+    }
+
+    async fn finish_or_roll_back(
+        &self,
+        r: &InstanceRow,
+        container: Option<ContainerId>,
+        alive: bool,
+        report: &mut Report,
+    ) {
+        if let (true, Some(cid)) = (alive, &container) {
+            if let Ok(deployment) = self.store.get_deployment_by_id(r.deployment_id).await {
+                if let Ok(endpoint) = r.endpoint() {
+                    let timeout = Duration::from_millis(deployment.health.timeout_ms.max(100));
+                    if probe::check(endpoint, &deployment.health.path, timeout).await {
+                        let done = async {
+                            self.store.set_instance_container(&r.id, Some(cid)).await?;
+                            self.registry
+                                .register(&r.app, &r.version, cid, endpoint)
+                                .await
+                                .map_err(zk_error)?;
+                            self.store
+                                .set_instance_state(&r.id, InstanceState::Running)
+                                .await?;
+                            self.store.set_instance_healthy(&r.id, true).await
+                        }
+                        .await;
+                        if done.is_ok() {
+                            tracing::info!(instance = %r.id, "reconciler: finished an interrupted start");
+                            report.finished += 1;
+                            return;
+                        }
+                    }
+                }
+            }
+        }
+        tracing::info!(instance = %r.id, "reconciler: rolling back an interrupted start");
+        let mut row = r.clone();
+        if row.container_id.is_none() {
+            row.container_id = container;
+        }
+        self.teardown(std::slice::from_ref(&row), false).await;
+        report.rolled_back += 1;
+    }
+
+    async fn replace_lost(&self, r: &InstanceRow, report: &mut Report) {
+        tracing::warn!(instance = %r.id, host = %r.host, "reconciler: host is down; replacing its instance");
+        let result = async {
+            let deployment = self.store.get_deployment_by_id(r.deployment_id).await?;
+            if let Some(cid) = &r.container_id {
+                self.health.unwatch(cid);
+                self.registry
+                    .deregister(&r.app, &r.version, cid)
+                    .await
+                    .map_err(zk_error)?;
+            }
+            // The host is unreachable: its claim is given back without touching it.
+            crate::placement::release(&self.store, &r.id).await?;
+            self.add_replacement(&deployment, &Progress::silent()).await
+        }
+        .await;
+        match result {
+            Ok(()) => report.recreated += 1,
+            Err(e) => {
+                tracing::warn!(instance = %r.id, error = %e, "reconciler: could not replace a lost instance")
+            }
+        }
+    }
+
+    /// Removes address nodes no instance owns; restores nodes of healthy running instances.
+    async fn reconcile_nodes(&self, report: &mut Report) -> Result<()> {
+        let nodes = self.registry.instances().await.map_err(zk_error)?;
+        // Read rows after nodes: a node registered meanwhile has its row already.
+        let rows = self.store.list_all_instances().await?;
+        let owned: HashMap<&ContainerId, &InstanceRow> = rows
+            .iter()
+            .filter_map(|r| r.container_id.as_ref().map(|c| (c, r)))
+            .collect();
+        let present: HashSet<&ContainerId> = nodes.iter().map(|(_, _, c, _)| c).collect();
+        for (app, version, cid, _) in &nodes {
+            let keep = owned
+                .get(cid)
+                .is_some_and(|r| r.state != InstanceState::Stopping);
+            if !keep {
+                tracing::info!(%app, %version, container = %cid, "reconciler: removing a stale address node");
+                self.registry
+                    .deregister(app, version, cid)
+                    .await
+                    .map_err(zk_error)?;
+                report.nodes += 1;
+            }
+        }
+        for r in &rows {
+            let Some(cid) = &r.container_id else { continue };
+            if r.state == InstanceState::Running && r.healthy && !present.contains(cid) {
+                tracing::info!(instance = %r.id, "reconciler: restoring a missing address node");
+                self.registry
+                    .register(&r.app, &r.version, cid, r.endpoint()?)
+                    .await
+                    .map_err(zk_error)?;
+                report.nodes += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Tops deployments up to their desired count; finishes deployments stuck after a crash.
+    async fn reconcile_deployments(&self, stuck: i64, now: i64, report: &mut Report) -> Result<()> {
+        for d in self.store.list_all_deployments().await? {
+            let instances = self.store.list_instances_by_deployment(d.id).await?;
+            let live = instances
+                .iter()
+                .filter(|i| i.state != InstanceState::Stopping)
+                .count();
+            let age = now - d.updated_ms;
+            match d.state {
+                DeploymentState::Running
+                    if !d.placement.global && (live as u64) < u64::from(d.instances) =>
+                {
+                    let missing = u32::try_from(u64::from(d.instances) - live as u64).unwrap_or(0);
+                    tracing::info!(app = %d.app, version = %d.version, missing, "reconciler: topping up a deployment");
+                    match self.add_instances(&d, missing, &Progress::silent()).await {
+                        Ok(()) => report.topped_up += missing as usize,
+                        Err(e) => {
+                            tracing::warn!(app = %d.app, version = %d.version, error = %e, "reconciler: top-up failed")
+                        }
+                    }
+                }
+                DeploymentState::Deploying
+                | DeploymentState::Stopping
+                | DeploymentState::Failed
+                    if age > stuck =>
+                {
+                    // Its deploy or undeploy was interrupted: the user never got a success, so
+                    // the safe end state is "not deployed".
+                    tracing::info!(app = %d.app, version = %d.version, state = ?d.state, "reconciler: removing an interrupted deployment");
+                    self.teardown(&instances, false).await;
+                    if self
+                        .store
+                        .list_instances_by_deployment(d.id)
+                        .await?
+                        .is_empty()
+                    {
+                        self.store.delete_deployment(d.id).await?;
+                        report.rolled_back += 1;
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
