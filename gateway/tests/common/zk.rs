@@ -182,6 +182,8 @@ impl Containers {
         let registry = std::env::var("CAAS_REGISTRY").unwrap_or_else(|_| "127.0.0.1:5000".into());
         let name = unique("caas-gwtest");
         let image = format!("{registry}/hello:{version}");
+        // Remembered before it exists: a failed start can leave a created container behind.
+        self.names.push(name.clone());
         let id = docker(&[
             "run",
             "-d",
@@ -196,7 +198,6 @@ impl Containers {
         .unwrap_or_else(|e| {
             panic!("docker run {image}: {e} ({HOW}; `scripts/build-hello` pushes the image)")
         });
-        self.names.push(name.clone());
         let port =
             docker(&["port", &name, "8080/tcp"]).unwrap_or_else(|e| panic!("docker port: {e}"));
         let addr: SocketAddr = port
