@@ -1,7 +1,8 @@
 //! The deployer against a second `dockerd` that this test starts on a loopback TCP port with
 //! `--tlsverify` and certificates it generates (openssl CLI): reached with the right client
 //! certificate, refused without one, with one from another CA, over plain HTTP, and when the
-//! engine's certificate is not from the CA we trust. The daemon is stopped by PID at the end.
+//! engine's certificate is not from the CA we trust. The daemon runs in its own network namespace
+//! (see [`LAUNCHER`]) and is stopped by PID at the end.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -140,45 +141,56 @@ fn make_leaf(dir: &Path, ca: &str, name: &str, ext: &str) {
     );
 }
 
+/// Binds the TLS port in our network namespace, then execs (same PID throughout) `unshare --net
+/// dockerd -H fd://` with that socket as fd 3 (systemd socket activation): the daemon serves TLS
+/// on our loopback, while everything else it does to networking (with `--bridge=none` it deletes
+/// any `docker0` it sees) stays inside its own, empty network namespace and never touches the
+/// shared engine's bridge. perl-base is Essential on Debian, so the launcher needs nothing more.
+const LAUNCHER: &str = r#"
+use Socket; use POSIX;
+my $port = shift @ARGV;
+$^F = 3; # fds up to 3 survive exec
+socket(my $s, PF_INET, SOCK_STREAM, 0) or die "socket: $!";
+setsockopt($s, SOL_SOCKET, SO_REUSEADDR, 1) or die "setsockopt: $!";
+bind($s, pack_sockaddr_in($port, inet_aton("127.0.0.1"))) or die "bind 127.0.0.1:$port: $!";
+listen($s, 128) or die "listen: $!";
+if (fileno($s) != 3) { POSIX::dup2(fileno($s), 3) or die "dup2: $!"; }
+$ENV{LISTEN_FDS} = "1"; $ENV{LISTEN_PID} = "$$";
+exec { $ARGV[0] } @ARGV or die "exec $ARGV[0]: $!";
+"#;
+
 fn start_dockerd(dir: &Path, port: u16) -> Daemon {
     let p = |s: &str| dir.join(s).to_str().unwrap().to_owned();
     std::fs::write(dir.join("daemon.json"), "{}").unwrap();
+    std::fs::write(dir.join("launch.pl"), LAUNCHER).unwrap();
     let log = dir.join("dockerd.log");
     let log_file = std::fs::File::create(&log).unwrap();
-    let child = Command::new("dockerd")
+    let child = Command::new("perl")
+        .arg(p("launch.pl"))
+        .arg(port.to_string())
+        .args(["unshare", "--net", "dockerd"])
         .args([
-            "--config-file",
-            &p("daemon.json"),
-            "--data-root",
-            &p("data"),
-            "--exec-root",
-            &p("exec"),
-            "--pidfile",
-            &p("dockerd.pid"),
-            "-H",
-            &format!("unix://{}", p("d.sock")),
-            "-H",
-            &format!("tcp://127.0.0.1:{port}"),
+            "--config-file", &p("daemon.json"),
+            "--data-root", &p("data"),
+            "--exec-root", &p("exec"),
+            "--pidfile", &p("dockerd.pid"),
+            "-H", &format!("unix://{}", p("d.sock")),
+            "-H", "fd://",
             "--tlsverify",
-            "--tlscacert",
-            &p("ca.pem"),
-            "--tlscert",
-            &p("server-cert.pem"),
-            "--tlskey",
-            &p("server-key.pem"),
+            "--tlscacert", &p("ca.pem"),
+            "--tlscert", &p("server-cert.pem"),
+            "--tlskey", &p("server-key.pem"),
             "--bridge=none",
             "--iptables=false",
             "--ip-forward=false",
-            "--storage-driver",
-            "vfs",
-            "--log-level",
-            "warn",
+            "--storage-driver", "vfs",
+            "--log-level", "warn",
         ])
         .stdin(Stdio::null())
         .stdout(log_file.try_clone().unwrap())
         .stderr(log_file)
         .spawn()
-        .expect("dockerd is needed (Debian package docker.io; scripts/up installs it)");
+        .expect("perl, unshare (util-linux) and dockerd (docker.io) are needed; scripts/up installs docker.io");
     Daemon { child, log }
 }
 
@@ -199,6 +211,9 @@ async fn tls_engine_needs_our_client_certificate() {
     make_leaf(&dir, "rogue", "intruder", client_ext);
     std::fs::write(dir.join("empty.pem"), "").unwrap();
 
+    // The shared engine's bridge must survive this test (a daemon with --bridge=none deletes it).
+    let docker0 = Path::new("/sys/class/net/docker0");
+    let had_docker0 = docker0.exists();
     let port = free_port();
     let mut daemon = start_dockerd(&dir, port);
     // Ready when its own unix socket answers; fail early with its log if it died.
@@ -271,4 +286,9 @@ async fn tls_engine_needs_our_client_certificate() {
 
     drop(daemon);
     drop(tmp);
+    assert_eq!(
+        docker0.exists(),
+        had_docker0,
+        "the shared docker0 bridge was touched"
+    );
 }
