@@ -332,6 +332,18 @@ impl Orchestrator {
                     }
                 }
                 DeploymentState::Deploying
+                    if age > stuck
+                        && !d.placement.global
+                        && running_count(&instances) >= u64::from(d.instances) =>
+                {
+                    // Its deploy was interrupted after every instance came up: finish it.
+                    tracing::info!(app = %d.app, version = %d.version, "reconciler: finishing an interrupted deploy");
+                    self.store
+                        .set_deployment_state(d.id, DeploymentState::Running)
+                        .await?;
+                    report.finished += 1;
+                }
+                DeploymentState::Deploying
                 | DeploymentState::Stopping
                 | DeploymentState::Failed
                     if age > stuck =>
@@ -355,4 +367,11 @@ impl Orchestrator {
         }
         Ok(())
     }
+}
+
+fn running_count(instances: &[InstanceRow]) -> u64 {
+    instances
+        .iter()
+        .filter(|i| i.state == InstanceState::Running)
+        .count() as u64
 }

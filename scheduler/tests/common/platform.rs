@@ -1,0 +1,364 @@
+//! A whole platform per test: its own database (see `db.rs`), its own ZooKeeper chroot, its own
+//! container namespace and loopback addresses, and a scheduler serving the admin API in-process
+//! on a free port. Everything is removed on drop, even when the test failed.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use super::db::TestDb;
+use caas_deployer::{Deployer, DockerEndpoint};
+use caas_scheduler::Config;
+use clap::Parser;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use std::future::Future;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+use zookeeper_client::{Acl, AuthId, Client, CreateMode, Permission};
+
+pub const HOW: &str =
+    "start the services with `scripts/up && source .caas/env`, or run `scripts/test`";
+/// Deadline of "eventually" waits: generous, the machine is shared.
+pub const WAIT: Duration = Duration::from_secs(60);
+pub const TOKEN: &str = "operator-test-token";
+
+pub fn var(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set: {HOW}"))
+}
+
+fn unique() -> u32 {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    (std::process::id() ^ nanos).wrapping_add(N.fetch_add(1, Ordering::Relaxed) * 7919)
+}
+
+/// Polls `f` until it returns `Some`, or panics after [`WAIT`] with `what`.
+pub async fn eventually<T, F, Fut>(what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A raw ZooKeeper client with the super credential (sees through every ACL).
+pub async fn zk_super() -> Client {
+    let sup = var("CAAS_ZK_SUPER_AUTH");
+    Client::connector()
+        .with_session_timeout(Duration::from_secs(6))
+        .with_auth("digest", sup.as_bytes())
+        .connect(&var("CAAS_ZK"))
+        .await
+        .unwrap_or_else(|e| panic!("zookeeper unreachable ({e}): {HOW}"))
+}
+
+fn digest_acl(auth: &str, perms: Permission) -> Acl {
+    let (user, _) = auth.split_once(':').expect("user:password");
+    let id = caas_registry::ZkAuth {
+        user: user.into(),
+        password: auth[user.len() + 1..].into(),
+    }
+    .digest_id();
+    Acl::new(perms, AuthId::new("digest", &id))
+}
+
+/// Everything one test owns.
+pub struct Platform {
+    pub db: TestDb,
+    pub chroot: String,
+    pub namespace: String,
+    /// The loopback /24 this test's hosts live in: 127.{a}.{b}.0
+    pub net: (u8, u8),
+    pub api: String,
+    pub http: reqwest::Client,
+    pub docker: Deployer,
+    pub config: Config,
+    server: Option<tokio::task::JoinHandle<()>>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Platform {
+    /// A platform with its scheduler started; `extra` adds flags (e.g. `--drain-ms 0`).
+    pub async fn new(extra: &[&str]) -> Platform {
+        let (db, _store) = TestDb::new().await;
+        let n = unique();
+        let chroot = format!("/caas-sched-test-{n:08x}");
+        let zk = zk_super().await;
+        let acls = [
+            digest_acl(&var("CAAS_ZK_AUTH"), Permission::ALL),
+            digest_acl(&var("CAAS_ZK_READ_AUTH"), Permission::READ),
+        ];
+        zk.create(
+            &chroot,
+            b"",
+            &CreateMode::Persistent.with_acls(zookeeper_client::Acls::new(&acls)),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("creating chroot {chroot}: {e}"));
+        let namespace = format!("t{n:08x}");
+        let net = (100 + (n % 100) as u8, ((n >> 8) % 250) as u8 + 1);
+        let docker = Deployer::connect(
+            &DockerEndpoint::parse(&var("CAAS_DOCKER"), None).expect("docker url"),
+        )
+        .expect("docker client");
+        let mut p = Platform {
+            db,
+            chroot,
+            namespace,
+            net,
+            api: String::new(),
+            http: reqwest::Client::new(),
+            docker,
+            config: Config::parse_from([
+                "caas-scheduler",
+                "--database-url",
+                "mysql://x/y",
+                "--token",
+                "x",
+            ]),
+            server: None,
+            stop: None,
+        };
+        p.config = p.config_with(extra);
+        p.start().await;
+        p
+    }
+
+    /// This test's scheduler configuration plus `extra` flags.
+    pub fn config_with(&self, extra: &[&str]) -> Config {
+        let zk = var("CAAS_ZK");
+        let zk_auth = var("CAAS_ZK_AUTH");
+        let zk_read = var("CAAS_ZK_READ_AUTH");
+        let registry = var("CAAS_REGISTRY");
+        let mut flags: Vec<(String, String)> = [
+            ("--listen", "127.0.0.1:0"),
+            ("--database-url", self.db.url.as_str()),
+            ("--token", TOKEN),
+            ("--zk", zk.as_str()),
+            ("--zk-chroot", self.chroot.as_str()),
+            ("--zk-auth", zk_auth.as_str()),
+            ("--zk-read-auth", zk_read.as_str()),
+            ("--registry", registry.as_str()),
+            ("--namespace", self.namespace.as_str()),
+            ("--drain-ms", "200"),
+            ("--stop-grace-secs", "2"),
+            ("--start-timeout-secs", "20"),
+            ("--reconcile-secs", "2"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        // `extra` is flag/value pairs that override the defaults above.
+        for pair in extra.chunks(2) {
+            let (k, v) = (
+                pair[0].to_string(),
+                pair.get(1).map(|v| v.to_string()).unwrap_or_default(),
+            );
+            match flags.iter_mut().find(|(f, _)| *f == k) {
+                Some(slot) => slot.1 = v,
+                None => flags.push((k, v)),
+            }
+        }
+        let args = std::iter::once("caas-scheduler".to_string())
+            .chain(flags.into_iter().flat_map(|(k, v)| [k, v]));
+        Config::parse_from(args)
+    }
+
+    /// Starts (or restarts) the in-process scheduler.
+    pub async fn start(&mut self) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        self.api = format!("http://{}", listener.local_addr().expect("addr"));
+        let scheduler = caas_scheduler::Scheduler::start(self.config.clone())
+            .await
+            .unwrap_or_else(|e| panic!("scheduler failed to start ({e}): {HOW}"));
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        self.stop = Some(tx);
+        self.server = Some(tokio::spawn(async move {
+            let _ = scheduler
+                .serve(listener, async move {
+                    let _ = rx.await;
+                })
+                .await;
+        }));
+    }
+
+    /// Stops the in-process scheduler gracefully.
+    pub async fn stop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(h) = self.server.take() {
+            let _ = h.await;
+        }
+    }
+
+    /// The address of test host `i` (1-based): 127.a.b.i
+    pub fn host_ip(&self, i: u8) -> String {
+        format!("127.{}.{}.{}", self.net.0, self.net.1, i)
+    }
+
+    /// Registers hosts h1..=hn with `memory_mb` and `cpus` each.
+    pub async fn add_hosts(&self, n: u8, memory_mb: u64, cpus: f64) {
+        for i in 1..=n {
+            let (status, body) = self
+                .call(
+                    "POST",
+                    "/v1/hosts",
+                    Some(json!({"name": format!("h{i}"), "address": self.host_ip(i), "docker": var("CAAS_DOCKER"),
+                                "memory_mb": memory_mb, "cpus": cpus, "ports": "25700-25799"})),
+                    TOKEN,
+                )
+                .await;
+            assert_eq!(status, StatusCode::CREATED, "adding host h{i}: {body}");
+        }
+    }
+
+    /// One admin API call; returns the status and the JSON body (`null` if empty).
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+        token: &str,
+    ) -> (StatusCode, Value) {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.api))
+            .bearer_auth(token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.expect("admin API reachable");
+        let status = resp.status();
+        let bytes = resp.bytes().await.expect("body");
+        let v = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null)
+        };
+        (status, v)
+    }
+
+    /// Our containers on the engine (any state).
+    pub async fn containers(&self) -> Vec<caas_deployer::ContainerSummary> {
+        self.docker
+            .list_managed(&self.namespace)
+            .await
+            .expect("docker list")
+    }
+
+    /// Address nodes under our chroot: (app/version/container, data).
+    pub async fn nodes(&self) -> Vec<(String, String)> {
+        let zk = zk_super().await;
+        let root = format!("{}/caas/service/address", self.chroot);
+        let mut out = Vec::new();
+        let Ok((apps, _)) = zk.get_children(&root).await else {
+            return out;
+        };
+        for a in apps {
+            let Ok((versions, _)) = zk.get_children(&format!("{root}/{a}")).await else {
+                continue;
+            };
+            for v in versions {
+                let Ok((cs, _)) = zk.get_children(&format!("{root}/{a}/{v}")).await else {
+                    continue;
+                };
+                for c in cs {
+                    let path = format!("{root}/{a}/{v}/{c}");
+                    if let Ok((data, _)) = zk.get_data(&path).await {
+                        out.push((
+                            format!("{a}/{v}/{c}"),
+                            String::from_utf8_lossy(&data).into_owned(),
+                        ));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Asserts the platform holds no trace of any deployment: no container, no address node,
+    /// no instance row, and every host's free amounts equal to its capacity.
+    pub async fn assert_empty(&self, when: &str) {
+        assert!(
+            self.containers().await.is_empty(),
+            "{when}: containers left: {:?}",
+            self.containers().await
+        );
+        assert!(
+            self.nodes().await.is_empty(),
+            "{when}: address nodes left: {:?}",
+            self.nodes().await
+        );
+        let store = self.db.store(2).await;
+        let rows = store.list_all_instances().await.expect("instances");
+        assert!(rows.is_empty(), "{when}: instance rows left: {rows:?}");
+        for h in store.list_hosts().await.expect("hosts") {
+            assert_eq!(
+                (h.mem_free, h.cpu_free),
+                (h.mem_total, h.cpu_total),
+                "{when}: claims left on {}",
+                h.name
+            );
+        }
+    }
+}
+
+impl Drop for Platform {
+    fn drop(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(h) = self.server.take() {
+            h.abort();
+        }
+        let namespace = self.namespace.clone();
+        let chroot = self.chroot.clone();
+        let docker = self.docker.clone();
+        // Clean up on a runtime of our own: Drop may run while the test's runtime unwinds.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async move {
+                if let Ok(list) = docker.list_managed(&namespace).await {
+                    for c in list {
+                        let _ = docker.remove(&c.id).await;
+                    }
+                }
+                let zk = zk_super().await;
+                delete_recursive(&zk, &chroot).await;
+            });
+        })
+        .join();
+    }
+}
+
+async fn delete_recursive(zk: &Client, path: &str) {
+    let mut stack = vec![path.to_owned()];
+    let mut order = Vec::new();
+    while let Some(p) = stack.pop() {
+        if let Ok((children, _)) = zk.get_children(&p).await {
+            for c in children {
+                stack.push(format!("{p}/{c}"));
+            }
+        }
+        order.push(p);
+    }
+    for p in order.into_iter().rev() {
+        let _ = zk.delete(&p, None).await;
+    }
+}
