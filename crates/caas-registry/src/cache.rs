@@ -66,7 +66,7 @@ impl RouteCache {
     pub async fn start(cfg: &ZkConfig) -> Result<RouteCache> {
         let (client, watcher, tree) = load(cfg).await?;
         let publisher = Publisher::new(&tree);
-        let first = Arc::new(publisher.snapshot.clone());
+        let first = publisher.current.clone();
         let (tx, _) = watch::channel(first.clone());
         let state = Arc::new(State {
             current: ArcSwap::new(first),
@@ -156,7 +156,7 @@ async fn run(
         if let Ok(mut s) = state.session.lock() {
             *s = Some(client.session().clone());
         }
-        publisher.replace_all(&tree);
+        publisher.replace_all();
         publisher.publish(&tree, &state);
         state.connected.store(true, Ordering::Release);
         tracing::info!("route cache reconnected and re-read the tree");
@@ -209,7 +209,7 @@ async fn serve_session(
                 match tree::read_tree(client).await {
                     Ok(fresh) => {
                         *tree = fresh;
-                        publisher.replace_all(tree);
+                        publisher.replace_all();
                         publisher.publish(tree, state);
                         state.connected.store(true, Ordering::Release);
                         tracing::info!("route cache reconnected and re-read the tree");
@@ -273,14 +273,14 @@ async fn apply(
                     _ => tree.remove_instance(&a, &v, &c),
                 };
                 if changed {
-                    publisher.dirty_apps.insert(a);
+                    publisher.dirty_app(a);
                 }
             }
             Node::Version(a, v) if deleted && tree.remove_version(&a, &v) => {
-                publisher.dirty_apps.insert(a);
+                publisher.dirty_app(a);
             }
             Node::App(a) if deleted && tree.apps.remove(&a).is_some() => {
-                publisher.dirty_apps.insert(a);
+                publisher.dirty_app(a);
             }
             Node::Domain(d) => {
                 let app = data.and_then(|x| tree::parse_domain_app(&ev.path, &x).ok());
@@ -292,7 +292,7 @@ async fn apply(
                         tree.domains.remove(&d);
                     }
                 }
-                publisher.domains = true;
+                publisher.changes.domains = true;
             }
             Node::Blacklist => {
                 tree.blacklist = match (deleted, data) {
@@ -302,22 +302,23 @@ async fn apply(
                     }),
                     _ => Vec::new(),
                 };
-                publisher.blacklist = true;
+                publisher.changes.blacklist = true;
             }
             Node::Ancestor(path) if deleted => {
                 let under = |deep: &str| deep == path || deep.starts_with(&format!("{path}/"));
                 if under(zk::ADDRESS_ROOT) {
                     publisher
-                        .dirty_apps
+                        .changes
+                        .apps
                         .extend(tree.apps.drain().map(|(a, _)| a));
                 }
                 if under(zk::DOMAINS_ROOT) {
                     tree.domains.clear();
-                    publisher.domains = true;
+                    publisher.changes.domains = true;
                 }
                 if under(zk::BLACKLIST) {
                     tree.blacklist.clear();
-                    publisher.blacklist = true;
+                    publisher.changes.blacklist = true;
                 }
             }
             _ => {}
@@ -325,58 +326,158 @@ async fn apply(
     }
 }
 
-/// Turns tree changes into snapshots, rebuilding only the apps that changed.
+/// Turns tree changes into snapshots, touching only the apps that changed.
+///
+/// Cloning a 10,000-instance snapshot per change would make every change O(tree). Instead the
+/// publisher recycles the snapshot published two generations ago once no reader holds it any
+/// more (`Arc::try_unwrap`), bringing it up to date with the apps changed since; only if a
+/// reader still holds it does it fall back to cloning the current one.
 struct Publisher {
-    snapshot: RouteSnapshot,
-    dirty_apps: HashSet<AppId>,
+    /// The last published snapshot.
+    current: Arc<RouteSnapshot>,
+    /// The one published before it, and what changed between the two.
+    spare: Option<Arc<RouteSnapshot>>,
+    spare_changes: Changes,
+    /// What changed in the tree since `current`.
+    changes: Changes,
+}
+
+/// What a snapshot must refresh from the tree.
+#[derive(Default)]
+struct Changes {
+    apps: HashSet<AppId>,
     domains: bool,
     blacklist: bool,
+    /// Everything (after a full re-read).
+    all: bool,
+}
+
+impl Changes {
+    fn is_empty(&self) -> bool {
+        self.apps.is_empty() && !self.domains && !self.blacklist && !self.all
+    }
+
+    /// Brings `snap` up to date with `tree` for everything listed here.
+    fn refresh(&self, snap: &mut RouteSnapshot, tree: &Tree) {
+        if self.all {
+            let generation = snap.generation;
+            *snap = tree.to_snapshot(generation);
+            return;
+        }
+        for app in &self.apps {
+            let entries = tree.entries(app);
+            if entries.is_empty() {
+                snap.apps.remove(app);
+            } else {
+                snap.apps.insert(app.clone(), entries);
+            }
+        }
+        if self.domains {
+            snap.domains = tree.domains.clone();
+        }
+        if self.blacklist {
+            snap.blacklist = tree.blacklist.clone();
+        }
+    }
 }
 
 impl Publisher {
     fn new(tree: &Tree) -> Publisher {
         Publisher {
-            snapshot: tree.to_snapshot(1),
-            dirty_apps: HashSet::new(),
-            domains: false,
-            blacklist: false,
+            current: Arc::new(tree.to_snapshot(1)),
+            spare: None,
+            spare_changes: Changes::default(),
+            changes: Changes::default(),
         }
     }
 
-    /// Marks everything for rebuild (after a full re-read).
-    fn replace_all(&mut self, tree: &Tree) {
-        let generation = self.snapshot.generation;
-        self.snapshot = tree.to_snapshot(generation);
-        self.dirty_apps.clear();
-        self.blacklist = false;
-        // Publish even if nothing differs, so subscribers see the re-read happened.
-        self.domains = true;
+    fn dirty_app(&mut self, app: AppId) {
+        self.changes.apps.insert(app);
+    }
+
+    /// Marks everything for rebuild (after a full re-read); published even if nothing differs,
+    /// so subscribers see the re-read happened.
+    fn replace_all(&mut self) {
+        self.changes.all = true;
     }
 
     /// Publishes a new snapshot if anything changed since the last one.
     fn publish(&mut self, tree: &Tree, state: &State) {
-        if self.dirty_apps.is_empty() && !self.domains && !self.blacklist {
+        if self.changes.is_empty() {
             return;
         }
-        for app in self.dirty_apps.drain() {
-            let entries = tree.entries(&app);
-            if entries.is_empty() {
-                self.snapshot.apps.remove(&app);
+        let recycled = self
+            .spare
+            .take()
+            .and_then(|spare| Arc::try_unwrap(spare).ok());
+        let mut next = match recycled {
+            Some(mut old) => {
+                self.spare_changes.refresh(&mut old, tree);
+                old
+            }
+            None => (*self.current).clone(),
+        };
+        self.changes.refresh(&mut next, tree);
+        next.generation = self.current.generation + 1;
+        let next = Arc::new(next);
+        state.current.store(next.clone());
+        state.tx.send_replace(next.clone());
+        self.spare = Some(std::mem::replace(&mut self.current, next));
+        self.spare_changes = std::mem::take(&mut self.changes);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use caas_types::{ContainerId, Endpoint, Version};
+
+    fn state(first: Arc<RouteSnapshot>) -> State {
+        State {
+            current: ArcSwap::new(first.clone()),
+            tx: watch::channel(first).0,
+            connected: AtomicBool::new(true),
+            session: Mutex::new(None),
+        }
+    }
+
+    #[test]
+    fn recycled_and_cloned_snapshots_both_match_the_tree() {
+        let mut tree = Tree::default();
+        let mut publisher = Publisher::new(&tree);
+        let state = state(publisher.current.clone());
+        let v: Version = "v1".parse().expect("version");
+        let mut held = Vec::new();
+        for i in 0..40u16 {
+            let app: AppId = format!("app{}", i % 5).parse().expect("app");
+            let c: ContainerId = format!("{:012x}", i % 7 + 1).parse().expect("container");
+            if i % 4 == 3 {
+                tree.remove_instance(&app, &v, &c);
             } else {
-                self.snapshot.apps.insert(app, entries);
+                let e: Endpoint = format!("127.0.0.2:{}", 1000 + i).parse().expect("endpoint");
+                tree.put_instance(app.clone(), v.clone(), c, e);
+            }
+            publisher.dirty_app(app);
+            if i % 6 == 0 {
+                tree.domains.insert(
+                    format!("d{i}.example.com").parse().expect("domain"),
+                    "app1".parse().expect("app"),
+                );
+                publisher.changes.domains = true;
+            }
+            if i % 9 == 0 {
+                publisher.replace_all();
+            }
+            publisher.publish(&tree, &state);
+            let snap = state.current.load_full();
+            let mut want = tree.to_snapshot(snap.generation);
+            want.apps.retain(|_, e| !e.is_empty());
+            assert_eq!(*snap, want, "after change {i}");
+            assert_eq!(snap.generation, u64::from(i) + 2);
+            // Sometimes a reader keeps an old snapshot, forcing the clone path.
+            if i % 5 == 0 {
+                held.push(snap);
             }
         }
-        if self.domains {
-            self.snapshot.domains = tree.domains.clone();
-        }
-        if self.blacklist {
-            self.snapshot.blacklist = tree.blacklist.clone();
-        }
-        self.domains = false;
-        self.blacklist = false;
-        self.snapshot.generation += 1;
-        let next = Arc::new(self.snapshot.clone());
-        state.current.store(next.clone());
-        state.tx.send_replace(next);
     }
 }
