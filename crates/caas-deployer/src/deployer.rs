@@ -235,10 +235,8 @@ impl Deployer {
     /// if needed) instead of duplicated; a name held by anything else is [`Error::NameConflict`].
     #[tracing::instrument(skip_all, fields(name = %spec.name, image = %spec.image, bind = %spec.host_ip, port = spec.host_port))]
     pub async fn run(&self, spec: &RunSpec) -> Result<RunningContainer> {
-        let endpoint = Endpoint::new(spec.host_ip, spec.host_port).map_err(|e| Error::Docker {
-            status: 400,
-            message: format!("bad host binding: {e}"),
-        })?;
+        let endpoint = Endpoint::new(spec.host_ip, spec.host_port)
+            .map_err(|e| Error::InvalidSpec(format!("host binding: {e}")))?;
         let docker = self.docker().await?;
         let options = CreateContainerOptions {
             name: spec.name.clone(),

@@ -18,6 +18,9 @@ pub enum Error {
         /// Why it was refused.
         reason: String,
     },
+    /// The run spec cannot be sent to an engine (e.g. an unreachable host binding).
+    #[error("invalid run spec: {0}")]
+    InvalidSpec(String),
     /// The engine could not be reached (socket missing, connection refused, timeout).
     #[error("docker engine unreachable: {0}")]
     Unreachable(String),

@@ -284,3 +284,72 @@ impl PullProgress {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bollard::models::{EventActor, ProgressDetail};
+
+    const ID: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+    fn event(action: &str, attrs: &[(&str, &str)]) -> EventMessage {
+        EventMessage {
+            action: Some(action.into()),
+            actor: Some(EventActor {
+                id: Some(ID.into()),
+                attributes: Some(
+                    attrs
+                        .iter()
+                        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                        .collect(),
+                ),
+            }),
+            time_nano: Some(7),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn events_keep_what_the_scheduler_needs() {
+        let die = ContainerEvent::from_docker(event("die", &[("exitCode", "137")])).expect("valid");
+        assert_eq!(
+            die.kind,
+            EventKind::Die {
+                exit_code: Some(137)
+            }
+        );
+        assert_eq!(die.id.as_str(), ID);
+        assert_eq!(die.time_nanos, 7);
+        let oom = ContainerEvent::from_docker(event("oom", &[])).expect("valid");
+        assert_eq!(oom.kind, EventKind::Oom);
+        let health =
+            ContainerEvent::from_docker(event("health_status: healthy", &[])).expect("valid");
+        assert_eq!(
+            health.kind,
+            EventKind::Other("health_status: healthy".into())
+        );
+        let mut no_id = event("start", &[]);
+        no_id.actor = None;
+        assert!(ContainerEvent::from_docker(no_id).is_none());
+    }
+
+    #[test]
+    fn pull_progress_carries_layer_and_bytes() {
+        let p = PullProgress::from_docker(CreateImageInfo {
+            id: Some("a1b2c3".into()),
+            status: Some("Downloading".into()),
+            progress_detail: Some(ProgressDetail {
+                current: Some(512),
+                total: Some(1024),
+            }),
+            ..Default::default()
+        });
+        assert_eq!(p.layer.as_deref(), Some("a1b2c3"));
+        assert_eq!((p.current, p.total), (Some(512), Some(1024)));
+        let whole = PullProgress::from_docker(CreateImageInfo {
+            status: Some("Status: Downloaded newer image".into()),
+            ..Default::default()
+        });
+        assert_eq!(whole.layer, None);
+    }
+}

@@ -179,7 +179,7 @@ async fn rerun_adopts_ours_and_refuses_a_foreign_name() {
     assert!(again.adopted);
     assert_eq!(again.id, first.id);
 
-    // Created but never started (a create whose answer was lost, then a crash): adopted and started.
+    // Stopped (or created and never started, after a crash): adopted and started again.
     d.stop(&first.id, Duration::from_secs(5)).await.unwrap();
     let restarted = d.run(&spec).await.unwrap();
     assert!(restarted.adopted);
@@ -387,4 +387,97 @@ async fn pull_reports_progress_and_distinct_errors() {
     assert!(matches!(err, Error::RegistryUnreachable { .. }), "{err:?}");
     assert!(err.is_transient());
     drop(pushed);
+}
+
+/// A registry with htpasswd auth that this test starts on a free port; killed by PID on drop.
+struct AuthRegistry {
+    child: std::process::Child,
+    dir: std::path::PathBuf,
+}
+
+impl Drop for AuthRegistry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn start_auth_registry(ns: &Namespace, port: u16, user: &str, password: &str) -> AuthRegistry {
+    let dir = std::env::temp_dir().join(format!("{}-registry", ns.0));
+    std::fs::create_dir_all(dir.join("data")).unwrap();
+    // The registry reads bcrypt only; glibc's crypt (through perl-base, Essential) makes it.
+    let salt: String =
+        ns.0.chars()
+            .filter(char::is_ascii_alphanumeric)
+            .cycle()
+            .take(22)
+            .collect();
+    let out = std::process::Command::new("perl")
+        .args([
+            "-e",
+            "print crypt($ARGV[0], '$2b$05$' . $ARGV[1])",
+            password,
+            &salt,
+        ])
+        .output()
+        .unwrap();
+    let hash = String::from_utf8(out.stdout).unwrap();
+    assert!(hash.starts_with("$2b$"), "crypt gave {hash:?}");
+    std::fs::write(dir.join("htpasswd"), format!("{user}:{hash}\n")).unwrap();
+    let config = format!(
+        "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {data}\nhttp:\n  addr: 127.0.0.1:{port}\n  secret: {secret}\nauth:\n  htpasswd:\n    realm: caas-test\n    path: {htpasswd}\n",
+        data = dir.join("data").display(),
+        secret = ns.0,
+        htpasswd = dir.join("htpasswd").display(),
+    );
+    std::fs::write(dir.join("config.yml"), config).unwrap();
+    let child = std::process::Command::new("docker-registry")
+        .arg("serve")
+        .arg(dir.join("config.yml"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("docker-registry is needed ({e}); {HOW}"));
+    AuthRegistry { child, dir }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registry_auth_failure_is_its_own_error() {
+    let d = deployer().await;
+    let ns = Namespace::new("auth");
+    let port = free_port();
+    let _registry = start_auth_registry(&ns, port, "caas", "right-password");
+    eventually(
+        "the auth registry to answer",
+        Duration::from_secs(30),
+        || async move {
+            matches!(
+                http_get("127.0.0.1".parse().unwrap(), port, "/v2/").await,
+                Some((401, _))
+            )
+            .then_some(())
+        },
+    )
+    .await;
+    let image = format!("127.0.0.1:{port}/nothing:v1");
+    let creds = |password: &str| caas_deployer::RegistryCredentials {
+        username: "caas".into(),
+        password: password.into(),
+        server: format!("127.0.0.1:{port}"),
+    };
+
+    let err = d.pull_to_end(&image, None).await.unwrap_err();
+    assert!(matches!(err, Error::RegistryAuth { .. }), "{err:?}");
+    let err = d
+        .pull_to_end(&image, Some(&creds("wrong")))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::RegistryAuth { .. }), "{err:?}");
+    // The right credentials get through: now the image is what is missing.
+    let err = d
+        .pull_to_end(&image, Some(&creds("right-password")))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::ImageNotFound { .. }), "{err:?}");
 }
