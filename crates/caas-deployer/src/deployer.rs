@@ -322,6 +322,7 @@ impl Deployer {
 
     /// Stops a container: SIGTERM, then SIGKILL after `grace`. A container already stopped or
     /// already gone is fine.
+    #[tracing::instrument(level = "debug", skip(self), fields(engine = %self.inner.endpoint))]
     pub async fn stop(&self, id: &ContainerId, grace: Duration) -> Result<()> {
         let options = StopContainerOptions {
             t: i64::try_from(grace.as_secs()).unwrap_or(i64::MAX),
@@ -342,6 +343,7 @@ impl Deployer {
 
     /// Removes a container, killing it if running, with its anonymous volumes. Already gone (or
     /// already being removed) is fine.
+    #[tracing::instrument(level = "debug", skip(self), fields(engine = %self.inner.endpoint))]
     pub async fn remove(&self, id: &ContainerId) -> Result<()> {
         let options = RemoveContainerOptions {
             force: true,
@@ -367,6 +369,7 @@ impl Deployer {
     }
 
     /// Restarts a container (stop with `grace`, then start).
+    #[tracing::instrument(level = "debug", skip(self), fields(engine = %self.inner.endpoint))]
     pub async fn restart(&self, id: &ContainerId, grace: Duration) -> Result<()> {
         let options = RestartContainerOptions {
             t: isize::try_from(grace.as_secs()).unwrap_or(isize::MAX),

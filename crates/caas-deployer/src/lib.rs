@@ -4,6 +4,24 @@
 //! A [`Deployer`] is one host's engine, reached through a [`DockerEndpoint`] (local socket,
 //! plain TCP, or TCP with mutual TLS). [`RunSpec`] says what to run; every failure is one
 //! [`Error`] variant that says what happened, so the scheduler can map it to a status.
+//!
+//! ```no_run
+//! # async fn deploy() -> caas_deployer::Result<()> {
+//! use caas_deployer::{Deployer, DockerEndpoint, RunSpec};
+//! use std::time::Duration;
+//! # let (app, version, instance, resources): (caas_types::AppId, caas_types::Version,
+//! #     caas_types::InstanceId, caas_types::Resources) = todo!();
+//! let engine = Deployer::connect(&"unix:///var/run/docker.sock".parse()?)?;
+//! let image = app.image("127.0.0.1:5000", &version);
+//! engine.pull_to_end(&image, None).await?;
+//! let host = "127.0.0.2:25700".parse().expect("valid endpoint");
+//! let spec = RunSpec::for_instance("caas", &app, &version, &instance, image, 8080, host, resources);
+//! let running = engine.run(&spec).await?; // running.endpoint is what goes to ZooKeeper
+//! engine.stop(&running.id, Duration::from_secs(10)).await?;
+//! engine.remove(&running.id).await?;
+//! # Ok(())
+//! # }
+//! ```
 
 mod deployer;
 mod endpoint;
