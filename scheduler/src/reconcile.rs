@@ -116,6 +116,11 @@ impl Orchestrator {
                 Ok(list) => {
                     let by_instance = list
                         .into_iter()
+                        // Several hosts may share one engine (loopback hosts on one machine):
+                        // only the containers placed on this host are this host's.
+                        .filter(|c| {
+                            c.labels.get(labels::HOST).map(String::as_str) == Some(h.name.as_str())
+                        })
                         .filter_map(|c| c.labels.get(labels::INSTANCE).cloned().map(|i| (i, c)))
                         .collect();
                     containers.insert(h.id, by_instance);

@@ -84,6 +84,24 @@ async fn deploy_with_spread_scale_and_undeploy_leave_nothing_behind() {
         assert_eq!(status.limits.nano_cpus, Some(500_000_000));
     }
 
+    // A reconciliation pass changes nothing on a healthy platform, even though the three
+    // "hosts" share one engine and each sees the others' containers.
+    let report = p.orchestrator().reconcile().await.expect("reconcile");
+    assert_eq!(report, Default::default(), "nothing to repair");
+    let mut now: Vec<String> = p
+        .containers()
+        .await
+        .into_iter()
+        .map(|c| c.id.to_string())
+        .collect();
+    let mut was: Vec<String> = list
+        .iter()
+        .map(|i| i["container_id"].as_str().unwrap().to_owned())
+        .collect();
+    now.sort();
+    was.sort();
+    assert_eq!(now, was, "the reconciler kept every container");
+
     // Scale 3 → 1 → 2.
     let (s, d) = p
         .call(

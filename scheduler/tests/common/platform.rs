@@ -84,6 +84,7 @@ pub struct Platform {
     pub config: Config,
     server: Option<tokio::task::JoinHandle<()>>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
+    orchestrator: Option<std::sync::Arc<caas_scheduler::deploy::Orchestrator>>,
 }
 
 impl Platform {
@@ -118,15 +119,17 @@ impl Platform {
             api: String::new(),
             http: reqwest::Client::new(),
             docker,
-            config: Config::parse_from([
+            config: Config::try_parse_from([
                 "caas-scheduler",
                 "--database-url",
                 "mysql://x/y",
                 "--token",
                 "x",
-            ]),
+            ])
+            .expect("valid flags"),
             server: None,
             stop: None,
+            orchestrator: None,
         };
         p.config = p.config_with(extra);
         p.start().await;
@@ -170,7 +173,7 @@ impl Platform {
         }
         let args = std::iter::once("caas-scheduler".to_string())
             .chain(flags.into_iter().flat_map(|(k, v)| [k, v]));
-        Config::parse_from(args)
+        Config::try_parse_from(args).expect("valid scheduler flags")
     }
 
     /// Starts (or restarts) the in-process scheduler.
@@ -182,6 +185,7 @@ impl Platform {
         let scheduler = caas_scheduler::Scheduler::start(self.config.clone())
             .await
             .unwrap_or_else(|e| panic!("scheduler failed to start ({e}): {HOW}"));
+        self.orchestrator = Some(scheduler.state.orchestrator.clone());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         self.stop = Some(tx);
         self.server = Some(tokio::spawn(async move {
@@ -191,6 +195,11 @@ impl Platform {
                 })
                 .await;
         }));
+    }
+
+    /// The running scheduler's orchestrator (to run a reconciliation pass on demand).
+    pub fn orchestrator(&self) -> &caas_scheduler::deploy::Orchestrator {
+        self.orchestrator.as_deref().expect("scheduler started")
     }
 
     /// Stops the in-process scheduler gracefully.
