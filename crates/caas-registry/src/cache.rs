@@ -3,9 +3,10 @@
 //! an atomic pointer.
 //!
 //! Architecture invariant: the watch is armed *before* the full read, so every change after the
-//! read is seen as an event; after any reconnection (where ZooKeeper may drop events,
-//! ZOOKEEPER-4698) and after session expiry the cache re-reads everything instead of replaying.
-//! On disconnect the last snapshot keeps being served.
+//! read is seen as an event. After a reconnection (where ZooKeeper may drop events,
+//! ZOOKEEPER-4698, and does not reliably restore the persistent watch) and after session expiry
+//! the cache opens a fresh session, re-arms the watch and re-reads everything instead of
+//! replaying. While disconnected the last snapshot keeps being served.
 
 use crate::config::{open_session, ZkConfig};
 use crate::error::{Error, Result};
@@ -136,7 +137,7 @@ async fn run(
     loop {
         serve_session(&client, &mut watcher, &mut tree, &mut publisher, &state).await;
         state.connected.store(false, Ordering::Release);
-        tracing::warn!("route cache session ended; reconnecting (serving the last snapshot)");
+        tracing::warn!("route cache session interrupted; reconnecting (serving the last snapshot)");
         let mut backoff = Duration::from_millis(50);
         loop {
             match load(&cfg).await {
@@ -163,7 +164,8 @@ async fn run(
     }
 }
 
-/// Applies events of one session until the session ends (expired, closed, auth failed).
+/// Applies events of one session until it ends (expired, closed, auth failed) or comes back
+/// from a disconnect, after which the caller starts over on a fresh session.
 async fn serve_session(
     client: &Client,
     watcher: &mut PersistentWatcher,
@@ -205,18 +207,12 @@ async fn serve_session(
                 tracing::warn!("route cache disconnected; serving the last snapshot");
             }
             Some(SessionState::SyncConnected) | Some(SessionState::ConnectedReadOnly) => {
-                // Events may be lost across a reconnection: re-read instead of trusting replay.
-                match tree::read_tree(client).await {
-                    Ok(fresh) => {
-                        *tree = fresh;
-                        publisher.replace_all();
-                        publisher.publish(tree, state);
-                        state.connected.store(true, Ordering::Release);
-                        tracing::info!("route cache reconnected and re-read the tree");
-                    }
-                    // Another Disconnected/SyncConnected pair will follow and retry.
-                    Err(e) => tracing::warn!(error = %e, "route cache re-read failed"),
-                }
+                // Back after a disconnect. Events may have been lost meanwhile (ZOOKEEPER-4698)
+                // and the persistent watch is not reliably re-armed by the automatic watch
+                // reset (seen with ZooKeeper 3.8: no events after a server restart). So start
+                // over on a fresh session: new watch first, then a full re-read.
+                tracing::info!("route cache reconnected; re-arming its watch on a fresh session");
+                return;
             }
             Some(_) => return,
         }
