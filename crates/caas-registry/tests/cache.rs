@@ -156,12 +156,7 @@ async fn cache_recovers_from_session_expiry_and_sees_what_changed_meanwhile() {
 
     // Close the cache's session from a second client that takes it over: the cache's own
     // connection then finds its session expired.
-    let thief = zookeeper_client::Client::connector()
-        .with_session(session)
-        .connect(&root.env.connect)
-        .await
-        .expect("take over the session");
-    drop(thief);
+    common::end_session(&root.env.connect, session).await;
 
     // Changes while the cache is cut off: one instance goes, another comes, a domain appears.
     reg.deregister(&a, &v, &old).await.expect("deregister");
@@ -193,6 +188,29 @@ async fn cache_recovers_from_session_expiry_and_sees_what_changed_meanwhile() {
         .expect("register after");
     eventually("cache sees changes after recovery", || async {
         (endpoints(&cache, &a).len() == 2).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn cache_started_before_the_layout_exists_sees_it_appear() {
+    common::init_tracing();
+    let root = Chroot::new("early").await;
+    // A gateway may start before any scheduler has written the layout.
+    let cache = RouteCache::start(&root.reader())
+        .await
+        .expect("start on an empty tree");
+    assert!(cache.snapshot().apps.is_empty());
+    let reg = Registry::connect(&root.platform(), root.policy())
+        .await
+        .expect("connect");
+    reg.ensure_layout().await.expect("layout");
+    let a = app("late");
+    reg.register(&a, &ver("v1"), &cid("eeeeeeeeeeee"), ep("127.0.0.2:25799"))
+        .await
+        .expect("register");
+    eventually("cache sees the first instance", || async {
+        (endpoints(&cache, &a) == vec!["v1/eeeeeeeeeeee=127.0.0.2:25799".to_owned()]).then_some(())
     })
     .await;
 }

@@ -51,12 +51,7 @@ async fn leadership_hands_over_when_the_leader_session_ends() {
     // and b, back on a new session, queues up behind c.
     let before = b.session_info().expect("session");
     let before_id = before.id();
-    let thief = zookeeper_client::Client::connector()
-        .with_session(before)
-        .connect(&root.env.connect)
-        .await
-        .expect("take over b's session");
-    drop(thief);
+    common::end_session(&root.env.connect, before).await;
     tokio::time::timeout(common::WAIT, c.wait_leader())
         .await
         .expect("c leads in time")

@@ -209,3 +209,22 @@ pub fn init_tracing() {
         )
         .try_init();
 }
+
+/// Ends a session from outside, as an expiry would: a second client takes the session over
+/// (same id and password) and closes it. If the owner has already let go of the session (it
+/// reacts to the takeover by opening a fresh one and closing the old), that is fine too.
+pub async fn end_session(connect: &str, session: zookeeper_client::SessionInfo) {
+    for _ in 0..5 {
+        let attempt = zookeeper_client::Client::connector()
+            .with_session(session.clone())
+            .connect(connect)
+            .await;
+        match attempt {
+            // Dropping the last handle of a non-detached client closes its session.
+            Ok(thief) => return drop(thief),
+            Err(zookeeper_client::Error::SessionExpired) => return,
+            Err(e) => eprintln!("taking over the session failed ({e}); retrying"),
+        }
+    }
+    panic!("could not end session {}", session.id());
+}
