@@ -34,6 +34,11 @@ impl Drop for LeaderElection {
 impl LeaderElection {
     /// Joins the election as `id` (stored as the candidate node's data, for operators). Returns
     /// once the candidate node exists; leadership is then reported through the handle.
+    ///
+    /// The session authenticates with `cfg.auth` (the platform credential), and candidate nodes
+    /// are writable only by it; without a credential they are open to anyone (development only).
+    /// While cut off from ZooKeeper the candidate reports itself as not leading, since another
+    /// may take over if its session expires.
     pub async fn join(cfg: &ZkConfig, id: &str) -> Result<LeaderElection> {
         let client = connect(cfg).await?;
         let node = enlist(&client, cfg, id).await?;

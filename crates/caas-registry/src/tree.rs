@@ -115,7 +115,18 @@ pub(crate) fn parse_blacklist(path: &str, data: &[u8]) -> Result<Vec<IpRule>> {
 
 /// Serializes blacklist rules the way [`parse_blacklist`] reads them.
 pub(crate) fn render_blacklist(rules: &[IpRule]) -> Vec<u8> {
-    let raw: Vec<String> = rules.iter().map(ToString::to_string).collect();
+    // Single addresses are written bare ("10.0.0.9"), blocks as CIDR ("10.0.0.0/8").
+    let raw: Vec<String> = rules
+        .iter()
+        .map(|r| {
+            let single = if r.addr.is_ipv4() { 32 } else { 128 };
+            if r.prefix == single {
+                r.addr.to_string()
+            } else {
+                r.to_string()
+            }
+        })
+        .collect();
     serde_json::to_vec(&raw).unwrap_or_else(|_| b"[]".to_vec())
 }
 

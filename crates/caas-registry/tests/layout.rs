@@ -156,7 +156,7 @@ async fn writes_the_exact_layout_with_digest_acl() {
     let parsed: Vec<String> = serde_json::from_str(&stored).expect("a JSON list");
     assert_eq!(
         parsed,
-        vec!["10.0.0.0/8".to_owned(), "127.0.0.9/32".to_owned()]
+        vec!["10.0.0.0/8".to_owned(), "127.0.0.9".to_owned()]
     );
     assert_eq!(reg.blacklist().await.expect("read back"), rules);
 }
