@@ -229,3 +229,46 @@ async fn writes_are_refused_without_the_platform_credential() {
         "untouched"
     );
 }
+
+#[tokio::test]
+async fn full_reads_span_several_multi_read_chunks() {
+    use futures::StreamExt as _;
+    common::init_tracing();
+    let root = Chroot::new("chunks").await;
+    let reg = Registry::connect(&root.platform(), root.policy())
+        .await
+        .expect("connect");
+    reg.ensure_layout().await.expect("layout");
+    // 300 apps × 2 instances: every level of the read exceeds one 256-operation request.
+    let version: Version = "v1".parse().expect("version");
+    let mut want: Vec<(AppId, Version, ContainerId, Endpoint)> = (0..600u16)
+        .map(|i| {
+            (
+                format!("app{:03}", i / 2).parse().expect("app"),
+                version.clone(),
+                format!("{:012x}", u64::from(i) + 1)
+                    .parse()
+                    .expect("container"),
+                format!("127.0.0.2:{}", 20000 + i)
+                    .parse()
+                    .expect("endpoint"),
+            )
+        })
+        .collect();
+    let results: Vec<_> =
+        futures::stream::iter(want.iter().map(|(a, v, c, e)| reg.register(a, v, c, *e)))
+            .buffer_unordered(32)
+            .collect()
+            .await;
+    assert!(results.iter().all(Result::is_ok), "all registered");
+    let mut got = reg.instances().await.expect("instances");
+    got.sort();
+    want.sort();
+    assert_eq!(got, want);
+    let cache = caas_registry::RouteCache::start(&root.reader())
+        .await
+        .expect("cache");
+    let snap = cache.snapshot();
+    assert_eq!(snap.apps.len(), 300);
+    assert_eq!(snap.apps.values().map(Vec::len).sum::<usize>(), 600);
+}
