@@ -70,12 +70,9 @@ pub(crate) async fn insert_instance(
     tx: &mut Transaction<'static, MySql>,
     req: &PlacementRequest,
     host_id: i64,
+    ports: PortRange,
     instance: &InstanceId,
 ) -> std::result::Result<Option<u16>, sqlx::Error> {
-    let range_row = sqlx::query("SELECT port_first, port_last FROM hosts WHERE id = ?")
-        .bind(host_id)
-        .fetch_one(&mut **tx)
-        .await?;
     let used: Vec<u16> = sqlx::query_scalar::<_, i32>(
         "SELECT host_port FROM instances WHERE host_id = ? ORDER BY host_port",
     )
@@ -85,15 +82,7 @@ pub(crate) async fn insert_instance(
     .into_iter()
     .filter_map(|p| u16::try_from(p).ok())
     .collect();
-    let first: i32 = sqlx::Row::try_get(&range_row, "port_first")?;
-    let last: i32 = sqlx::Row::try_get(&range_row, "port_last")?;
-    let (Ok(first), Ok(last)) = (u16::try_from(first), u16::try_from(last)) else {
-        return Ok(None);
-    };
-    let Some(port) = PortRange::new(first, last)
-        .ok()
-        .and_then(|r| free_port(r, &used))
-    else {
+    let Some(port) = free_port(ports, &used) else {
         return Ok(None);
     };
     sqlx::query(
@@ -147,7 +136,7 @@ pub(crate) async fn try_claim(
             return attempt_error(WHAT, e);
         }
     }
-    let port = match insert_instance(&mut tx, req, host.id, &instance).await {
+    let port = match insert_instance(&mut tx, req, host.id, host.ports, &instance).await {
         Ok(Some(port)) => port,
         Ok(None) => {
             // Every port went since the snapshot: the next snapshot shows the host as full.

@@ -129,7 +129,7 @@ async fn attempt_locked(store: &Store, req: &PlacementRequest) -> Result<Outcome
         return retry_or(WHAT, e);
     }
     let instance = InstanceId::generate(&req.app, random::next_u64());
-    let port = match claim::insert_instance(&mut tx, req, host.id, &instance).await {
+    let port = match claim::insert_instance(&mut tx, req, host.id, host.ports, &instance).await {
         Ok(Some(port)) => port,
         Ok(None) => {
             rollback(tx).await;

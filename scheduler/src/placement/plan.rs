@@ -3,7 +3,7 @@
 //! random among the best few. No I/O here, so every rule is unit-tested without a database.
 
 use caas_types::api::{HostState, Placement, Rank};
-use caas_types::HostName;
+use caas_types::{HostName, PortRange};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
@@ -24,6 +24,8 @@ pub struct Candidate {
     pub mem_free: u64,
     /// Unclaimed CPU, millicores.
     pub cpu_free: u32,
+    /// The host's port range.
+    pub ports: PortRange,
     /// Host ports not yet handed out.
     pub ports_free: u32,
     /// The `version` this snapshot read; the claim succeeds only if it is unchanged.
@@ -194,6 +196,7 @@ mod tests {
             labels: BTreeMap::new(),
             mem_free: mem_mib * MIB,
             cpu_free: cpu,
+            ports: PortRange::default(),
             ports_free: 10,
             version: 0,
             same_deployment: 0,

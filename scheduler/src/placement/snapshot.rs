@@ -6,9 +6,10 @@
 
 use super::plan::Candidate;
 use super::{random, PlacementRequest};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::store::sql::{self, get, json, parse, text, unsigned};
 use crate::store::Store;
+use caas_types::PortRange;
 use sqlx::mysql::MySqlRow;
 
 /// Which hosts one attempt reads.
@@ -22,18 +23,25 @@ pub(crate) enum Scope {
     Host(i64),
 }
 
-const CANDIDATE_SELECT: &str = "SELECT h.id, h.name, h.address, h.state, h.labels, h.mem_free, \
+const CANDIDATE_COLUMNS: &str = "SELECT h.id, h.name, h.address, h.state, h.labels, h.mem_free, \
      h.cpu_free, h.port_first, h.port_last, h.version, \
-     (SELECT COUNT(*) FROM instances i WHERE i.host_id = h.id) AS used_ports, \
-     (SELECT COUNT(*) FROM instances i WHERE i.host_id = h.id AND i.deployment_id = ?) \
-        AS same_deployment, \
+     (SELECT COUNT(*) FROM instances i WHERE i.host_id = h.id) AS used_ports";
+
+/// Every column, with the per-host counts that spread and co-location need.
+const CANDIDATE_SELECT: &str = "(SELECT COUNT(*) FROM instances i \
+        WHERE i.host_id = h.id AND i.deployment_id = ?) AS same_deployment, \
      EXISTS (SELECT 1 FROM instances i WHERE i.host_id = h.id AND i.app_id = ?) AS colocated \
      FROM hosts h";
 
+/// A window only serves plain requests (no spread, no co-location): it skips those counts.
+const WINDOW_SELECT: &str = "0 AS same_deployment, 0 AS colocated FROM hosts h";
+
 pub(crate) fn candidate_from_row(row: &MySqlRow, with_counts: bool) -> Result<Candidate> {
-    let first: i64 = get(row, "port_first")?;
-    let last: i64 = get(row, "port_last")?;
-    let range = u32::try_from(last - first + 1).unwrap_or(0);
+    let first: u16 = unsigned(row, "port_first")?;
+    let last: u16 = unsigned(row, "port_last")?;
+    let ports = PortRange::new(first, last)
+        .map_err(|_| Error::Invalid(format!("stored port range {first}-{last}")))?;
+    let range = u32::try_from(ports.len()).unwrap_or(0);
     let state = text(row, "state")?;
     let (used, same, colocated): (u32, u32, bool) = if with_counts {
         let colocated: i64 = get(row, "colocated")?;
@@ -53,6 +61,7 @@ pub(crate) fn candidate_from_row(row: &MySqlRow, with_counts: bool) -> Result<Ca
         labels: json(row, "labels")?,
         mem_free: unsigned(row, "mem_free")?,
         cpu_free: unsigned(row, "cpu_free")?,
+        ports,
         ports_free: range.saturating_sub(used),
         version: get(row, "version")?,
         same_deployment: same,
@@ -60,14 +69,22 @@ pub(crate) fn candidate_from_row(row: &MySqlRow, with_counts: bool) -> Result<Ca
     })
 }
 
-/// A random host id between the smallest and the largest, or `None` without hosts.
+/// A random host id between the smallest and the largest, or `None` without hosts. The
+/// bounds are cached for a second: a stale bound only skews which window is read, and the
+/// wrap-around still covers every host.
 pub(crate) async fn random_pivot(store: &Store) -> Result<Option<i64>> {
-    let row = sqlx::query("SELECT MIN(id) AS lo, MAX(id) AS hi FROM hosts")
-        .fetch_one(store.pool())
-        .await
-        .map_err(|e| sql::db_error("reading host ids", e))?;
-    let lo: Option<i64> = get(&row, "lo")?;
-    let hi: Option<i64> = get(&row, "hi")?;
+    let (lo, hi) = match store.cached_host_id_bounds() {
+        Some(bounds) => bounds,
+        None => {
+            let row = sqlx::query("SELECT MIN(id) AS lo, MAX(id) AS hi FROM hosts")
+                .fetch_one(store.pool())
+                .await
+                .map_err(|e| sql::db_error("reading host ids", e))?;
+            let bounds: (Option<i64>, Option<i64>) = (get(&row, "lo")?, get(&row, "hi")?);
+            store.cache_host_id_bounds(bounds);
+            bounds
+        }
+    };
     Ok(match (lo, hi) {
         (Some(lo), Some(hi)) if hi >= lo => {
             let span = u64::try_from(hi - lo + 1).unwrap_or(1);
@@ -89,7 +106,8 @@ pub(crate) async fn read(
         .as_ref()
         .map(|a| a.as_str().to_owned())
         .unwrap_or_default();
-    let base = |filter: &str| format!("{CANDIDATE_SELECT} {filter}");
+    let base = |filter: &str| format!("{CANDIDATE_COLUMNS}, {CANDIDATE_SELECT} {filter}");
+    let window_base = |filter: &str| format!("{CANDIDATE_COLUMNS}, {WINDOW_SELECT} {filter}");
     let rows = match scope {
         Scope::All => sqlx::query(&base("ORDER BY h.id"))
             .bind(req.deployment_id)
@@ -108,13 +126,11 @@ pub(crate) async fn read(
             let Some(pivot) = random_pivot(store).await? else {
                 return Ok(Vec::new());
             };
-            let window = base(
+            let window = window_base(
                 "WHERE h.state = 'ready' AND h.mem_free >= ? AND h.cpu_free >= ? AND h.id >= ? \
                  ORDER BY h.id LIMIT ?",
             );
             let mut rows = sqlx::query(&window)
-                .bind(req.deployment_id)
-                .bind(&colocate)
                 .bind(req.memory_i64())
                 .bind(i64::from(req.resources.cpus.millis()))
                 .bind(pivot)
@@ -125,14 +141,12 @@ pub(crate) async fn read(
             let short = u32::try_from(rows.len()).unwrap_or(limit);
             if short < limit {
                 // Wrap around to the start of the id space for the rest of the window.
-                let wrap = base(
+                let wrap = window_base(
                     "WHERE h.state = 'ready' AND h.mem_free >= ? AND h.cpu_free >= ? \
                      AND h.id < ? ORDER BY h.id LIMIT ?",
                 );
                 rows.extend(
                     sqlx::query(&wrap)
-                        .bind(req.deployment_id)
-                        .bind(&colocate)
                         .bind(req.memory_i64())
                         .bind(i64::from(req.resources.cpus.millis()))
                         .bind(pivot)

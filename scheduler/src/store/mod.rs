@@ -23,8 +23,8 @@ use crate::error::{Error, Result};
 use crate::placement::PlacementMetrics;
 use sqlx::mysql::{MySqlConnectOptions, MySqlPool, MySqlPoolOptions};
 use std::str::FromStr;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 /// The migrations in `scheduler/migrations`, embedded in the binary and applied at start.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
@@ -35,7 +35,15 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 pub struct Store {
     pool: MySqlPool,
     metrics: Arc<PlacementMetrics>,
+    /// Smallest and largest host id and when they were read (placement's random windows).
+    host_id_bounds: Arc<Mutex<Option<HostIdBounds>>>,
 }
+
+/// `(min id, max id)` of `hosts` as last read, and when.
+type HostIdBounds = ((Option<i64>, Option<i64>), Instant);
+
+/// How long placement trusts cached host id bounds.
+const HOST_ID_BOUNDS_TTL: Duration = Duration::from_secs(1);
 
 impl Store {
     /// Connects to `url` (`mysql://user:pw@host:port/db`) with at most `max_connections`
@@ -59,6 +67,7 @@ impl Store {
         Store {
             pool,
             metrics: Arc::new(PlacementMetrics::default()),
+            host_id_bounds: Arc::new(Mutex::new(None)),
         }
     }
 
@@ -86,6 +95,20 @@ impl Store {
     /// This scheduler's placement counters.
     pub fn metrics(&self) -> &PlacementMetrics {
         &self.metrics
+    }
+
+    pub(crate) fn cached_host_id_bounds(&self) -> Option<(Option<i64>, Option<i64>)> {
+        let guard = self.host_id_bounds.lock().ok()?;
+        guard
+            .as_ref()
+            .filter(|(_, at)| at.elapsed() < HOST_ID_BOUNDS_TTL)
+            .map(|(bounds, _)| *bounds)
+    }
+
+    pub(crate) fn cache_host_id_bounds(&self, bounds: (Option<i64>, Option<i64>)) {
+        if let Ok(mut guard) = self.host_id_bounds.lock() {
+            *guard = Some((bounds, Instant::now()));
+        }
     }
 
     /// Checks that the database answers (for `/healthz`).
