@@ -7,6 +7,25 @@
 //!   by one recursive watch, read lock-free as [`RouteSnapshot`]s.
 //! - [`HealthChecker`]: polls instances and (de)registers them on threshold crossings.
 //! - [`LeaderElection`]: exactly one scheduler runs the health checker at a time.
+//!
+//! ```no_run
+//! # async fn demo() -> caas_registry::Result<()> {
+//! use caas_registry::{AclPolicy, Registry, RouteCache, ZkAuth, ZkConfig};
+//! let platform: ZkAuth = "caas:secret".parse()?;
+//! let reader: ZkAuth = "gateway:secret2".parse()?;
+//! let cfg = ZkConfig::new("127.0.0.1:2181").with_auth(platform.clone());
+//! // Scheduler side: nodes writable by the platform, readable by gateways, nobody else.
+//! let registry = Registry::connect(&cfg, AclPolicy::new(platform, Some(reader.clone()))).await?;
+//! registry.ensure_layout().await?;
+//! registry
+//!     .register(&"shop".parse()?, &"v1".parse()?, &"0123456789ab".parse()?, "127.0.0.2:25700".parse()?)
+//!     .await?;
+//! // Gateway side: read-only credential, lock-free snapshots.
+//! let cache = RouteCache::start(&ZkConfig::new("127.0.0.1:2181").with_auth(reader)).await?;
+//! let snapshot = cache.snapshot();
+//! let _backends = snapshot.endpoints(&"shop".parse()?);
+//! # Ok(()) }
+//! ```
 
 mod cache;
 mod config;

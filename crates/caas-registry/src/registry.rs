@@ -12,6 +12,9 @@ use zookeeper_client::{Acl, Acls, Client, CreateMode, Error as Z};
 
 /// How many times a write retries when a concurrent prune or a session expiry gets in its way.
 const ATTEMPTS: usize = 5;
+/// Pause before retrying after a transient failure (connection loss, expiry), so the client
+/// has a moment to reconnect instead of failing five times in a row at once.
+const RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// The writer side of the registry (used by the scheduler). Cheap to clone; clones share one
 /// ZooKeeper session, which is replaced transparently if it expires.
@@ -194,7 +197,9 @@ impl Registry {
             if !err.is_transient() {
                 return Err(err);
             }
+            tracing::debug!(%path, error = %err, "retrying write");
             last = Some(err);
+            tokio::time::sleep(RETRY_PAUSE).await;
         }
         Err(last.unwrap_or_else(|| Error::Malformed {
             path: path.to_owned(),
@@ -215,6 +220,7 @@ impl Registry {
                         return Err(err);
                     }
                     last = Some(err);
+                    tokio::time::sleep(RETRY_PAUSE).await;
                 }
             }
         }
