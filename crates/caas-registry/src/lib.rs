@@ -9,7 +9,7 @@
 //! - [`LeaderElection`]: exactly one scheduler runs the health checker at a time.
 //!
 //! ```no_run
-//! # async fn demo() -> caas_registry::Result<()> {
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! use caas_registry::{AclPolicy, Registry, RouteCache, ZkAuth, ZkConfig};
 //! let platform: ZkAuth = "caas:secret".parse()?;
 //! let reader: ZkAuth = "gateway:secret2".parse()?;
