@@ -8,6 +8,16 @@
 //! - [`HealthChecker`]: polls instances and (de)registers them on threshold crossings.
 //! - [`LeaderElection`]: exactly one scheduler runs the health checker at a time.
 //!
+//! Architecture invariants:
+//! - Only this crate talks to ZooKeeper; paths come only from `caas_types::zk`, built from
+//!   validated ids.
+//! - Address nodes are persistent: a scheduler's session ending never unregisters healthy
+//!   instances; stale nodes are removed by the health checker and the reconciler.
+//! - Every node the platform writes carries the digest ACL (platform ALL, gateways READ), never
+//!   world access.
+//! - The route cache never replays: after any reconnection or expiry it re-arms its watch on a
+//!   fresh session and re-reads the whole tree, serving the last snapshot meanwhile.
+//!
 //! ```no_run
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
 //! use caas_registry::{AclPolicy, Registry, RouteCache, ZkAuth, ZkConfig};
