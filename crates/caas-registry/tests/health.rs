@@ -216,3 +216,97 @@ async fn a_hanging_instance_delays_no_other() {
         .expect("checker task");
     hang_task.abort();
 }
+
+#[tokio::test]
+async fn status_codes_and_the_configured_path_decide_health() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Arc;
+    common::init_tracing();
+    let root = Chroot::new("status").await;
+    let reg = Registry::connect(&root.platform(), root.policy())
+        .await
+        .expect("connect");
+    reg.ensure_layout().await.expect("layout");
+
+    // Answers 200 on /healthz only while `up`, 503 otherwise, 404 on any other path.
+    let up = Arc::new(AtomicBool::new(false));
+    let checks = Arc::new(AtomicUsize::new(0));
+    let counter = checks.clone();
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let flag = up.clone();
+    let server = tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            let flag = flag.clone();
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 1024];
+                let n = conn.read(&mut buf).await.unwrap_or(0);
+                let request = String::from_utf8_lossy(&buf[..n]);
+                let status = if !request.starts_with("GET /healthz ") {
+                    "404 Not Found"
+                } else {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    if flag.load(Ordering::SeqCst) {
+                        "200 OK"
+                    } else {
+                        "503 Service Unavailable"
+                    }
+                };
+                let response =
+                    format!("HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+                let _ = conn.write_all(response.as_bytes()).await;
+            });
+        }
+    });
+
+    let app: AppId = "shop".parse().expect("app");
+    let version: Version = "v2".parse().expect("version");
+    let container: ContainerId = "cafecafecafe".parse().expect("container");
+    let endpoint = Endpoint::new(addr.ip(), addr.port()).expect("endpoint");
+    let node = format!("/caas/service/address/shop/v2/{container}");
+    let raw = root.raw(Some(&root.env.reader)).await;
+
+    let (checker, mut events) = HealthChecker::new(reg.clone(), 4);
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(checker.clone().run(async {
+        let _ = stop_rx.await;
+    }));
+    // A new instance, not registered yet: it enters ZooKeeper only once it passes.
+    checker.watch(HealthTarget {
+        app: app.clone(),
+        version: version.clone(),
+        container: container.clone(),
+        endpoint,
+        spec: HealthSpec {
+            path: "/healthz".into(),
+            ..spec()
+        },
+        registered: false,
+    });
+    // 503s keep it out: wait until the server has answered several checks.
+    eventually("several failing checks on /healthz", || async {
+        (checks.load(Ordering::SeqCst) >= 4).then_some(())
+    })
+    .await;
+    assert!(events.try_recv().is_err(), "no event while failing");
+    assert_eq!(read(&raw, &node).await, None);
+
+    up.store(true, std::sync::atomic::Ordering::SeqCst);
+    let ev = next_event(&mut events).await;
+    assert_eq!(
+        (ev.kind, &ev.container),
+        (HealthEventKind::Healthy, &container)
+    );
+    assert_eq!(read(&raw, &node).await, Some(endpoint.to_string()));
+    assert!(checker.watched().iter().all(|t| t.registered));
+
+    up.store(false, std::sync::atomic::Ordering::SeqCst);
+    let ev = next_event(&mut events).await;
+    assert_eq!(ev.kind, HealthEventKind::Unhealthy, "a 503 is a failure");
+    assert_eq!(read(&raw, &node).await, None);
+
+    let _ = stop_tx.send(());
+    running.await.expect("checker stops");
+    server.abort();
+}
