@@ -277,8 +277,34 @@ impl Orchestrator {
         }
     }
 
-    /// Removes address nodes no instance owns; restores nodes of healthy running instances.
+    /// Removes address nodes no instance owns; restores nodes of healthy running instances;
+    /// keeps the app nodes equal to the apps in the database.
     async fn reconcile_nodes(&self, report: &mut Report) -> Result<()> {
+        let known: HashSet<caas_types::AppId> = self
+            .registry
+            .apps()
+            .await
+            .map_err(zk_error)?
+            .into_iter()
+            .collect();
+        let apps: HashSet<caas_types::AppId> = self
+            .store
+            .list_apps(None)
+            .await?
+            .into_iter()
+            .map(|a| a.id)
+            .collect();
+        for missing in apps.difference(&known) {
+            tracing::info!(app = %missing, "reconciler: restoring a missing app node");
+            self.registry.add_app(missing).await.map_err(zk_error)?;
+            report.nodes += 1;
+        }
+        for stale in known.difference(&apps) {
+            // An app being created has its row before its node, so a node without a row is stale.
+            tracing::info!(app = %stale, "reconciler: removing the node of a deleted app");
+            self.registry.remove_app(stale).await.map_err(zk_error)?;
+            report.nodes += 1;
+        }
         let nodes = self.registry.instances().await.map_err(zk_error)?;
         // Read rows after nodes: a node registered meanwhile has its row already.
         let rows = self.store.list_all_instances().await?;

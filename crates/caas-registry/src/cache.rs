@@ -278,6 +278,10 @@ async fn apply(
             Node::App(a) if deleted && tree.apps.remove(&a).is_some() => {
                 publisher.dirty_app(a);
             }
+            Node::App(a) if !deleted && !tree.apps.contains_key(&a) => {
+                tree.apps.insert(a.clone(), Default::default());
+                publisher.dirty_app(a);
+            }
             Node::Domain(d) => {
                 let app = data.and_then(|x| tree::parse_domain_app(&ev.path, &x).ok());
                 match (deleted, app) {
@@ -361,11 +365,10 @@ impl Changes {
             return;
         }
         for app in &self.apps {
-            let entries = tree.entries(app);
-            if entries.is_empty() {
-                snap.apps.remove(app);
+            if tree.apps.contains_key(app) {
+                snap.apps.insert(app.clone(), tree.entries(app));
             } else {
-                snap.apps.insert(app.clone(), entries);
+                snap.apps.remove(app);
             }
         }
         if self.domains {
@@ -466,8 +469,7 @@ mod tests {
             }
             publisher.publish(&tree, &state);
             let snap = state.current.load_full();
-            let mut want = tree.to_snapshot(snap.generation);
-            want.apps.retain(|_, e| !e.is_empty());
+            let want = tree.to_snapshot(snap.generation);
             assert_eq!(*snap, want, "after change {i}");
             assert_eq!(snap.generation, u64::from(i) + 2);
             // Sometimes a reader keeps an old snapshot, forcing the clone path.

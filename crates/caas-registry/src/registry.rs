@@ -125,14 +125,49 @@ impl Registry {
     ) -> Result<()> {
         let path = zk::instance(app, version, container);
         self.delete(&path).await?;
-        // Prune empty parents; a concurrent register that loses its parent here recreates it.
-        for dir in [zk::version(app, version), zk::app(app)] {
-            if !self.delete_if_empty(&dir).await? {
-                break;
-            }
-        }
+        // Prune the version node once empty (a concurrent register that loses its parent here
+        // recreates it). The app node stays: it marks a known app, which the gateway answers
+        // with 503 rather than 404 while it has no instance; `remove_app` deletes it.
+        self.delete_if_empty(&zk::version(app, version)).await?;
         tracing::debug!(%path, "deregistered");
         Ok(())
+    }
+
+    /// Marks `app` as known (`/caas/service/address/{app}`, no data): the gateway routes its
+    /// name and answers 503 while it has no instance. Idempotent.
+    pub async fn add_app(&self, app: &AppId) -> Result<()> {
+        self.put(&zk::app(app), b"").await
+    }
+
+    /// Forgets `app`: deletes its node and anything left under it (the gateway answers 404
+    /// from then on). Idempotent.
+    pub async fn remove_app(&self, app: &AppId) -> Result<()> {
+        let root = zk::app(app);
+        let client = self.client().await?;
+        let mut stack = vec![root.clone()];
+        let mut order = Vec::new();
+        while let Some(path) = stack.pop() {
+            match client.list_children(&path).await {
+                Ok(children) => stack.extend(children.into_iter().map(|c| format!("{path}/{c}"))),
+                Err(Z::NoNode) => continue,
+                Err(e) => return Err(Error::zk("list", &path, e)),
+            }
+            order.push(path);
+        }
+        for path in order.iter().rev() {
+            self.delete(path).await?;
+        }
+        Ok(())
+    }
+
+    /// Every known app (the children of the address root), read straight from ZooKeeper.
+    pub async fn apps(&self) -> Result<Vec<AppId>> {
+        let client = self.client().await?;
+        Ok(tree::children(&client, zk::ADDRESS_ROOT)
+            .await?
+            .into_iter()
+            .filter_map(|name| name.parse().ok())
+            .collect())
     }
 
     /// Every registered instance, read straight from ZooKeeper (for the reconciler).

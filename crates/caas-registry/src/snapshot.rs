@@ -90,7 +90,9 @@ impl std::fmt::Display for IpRule {
 /// Everything under `/caas` that routing needs, at one moment.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RouteSnapshot {
-    /// Every app with at least one registered instance, across all its versions, sorted.
+    /// Every known app (its node `/caas/service/address/{app}` exists) with its registered,
+    /// healthy instances across all versions, sorted. An app with no instance maps to an empty
+    /// list: the gateway answers 503 for it, and 404 for a name that is not here.
     pub apps: HashMap<AppId, Vec<RouteEntry>>,
     /// Custom domains → app.
     pub domains: HashMap<Domain, AppId>,

@@ -163,11 +163,8 @@ impl Tree {
         let Some(versions) = self.apps.get_mut(a) else {
             return false;
         };
-        let removed = versions.remove(&(v.clone(), c.clone())).is_some();
-        if versions.is_empty() {
-            self.apps.remove(a);
-        }
-        removed
+        // The app stays known (its node exists) with no instance.
+        versions.remove(&(v.clone(), c.clone())).is_some()
     }
 
     /// Removes every instance of one version; returns whether any was there.
@@ -177,11 +174,7 @@ impl Tree {
         };
         let before = versions.len();
         versions.retain(|(ver, _), _| ver != v);
-        let changed = versions.len() != before;
-        if versions.is_empty() {
-            self.apps.remove(a);
-        }
-        changed
+        versions.len() != before
     }
 
     /// The entries of one app, sorted, as the snapshot holds them.
@@ -205,7 +198,6 @@ impl Tree {
                 .apps
                 .keys()
                 .map(|app| (app.clone(), self.entries(app)))
-                .filter(|(_, e)| !e.is_empty())
                 .collect(),
             domains: self.domains.clone(),
             blacklist: self.blacklist.clone(),
@@ -355,6 +347,12 @@ pub(crate) async fn read_instances(
 /// Reads the whole routing tree: instances, domains and the blacklist.
 pub(crate) async fn read_tree(client: &Client) -> Result<Tree> {
     let mut tree = Tree::default();
+    // Known apps first (an app node with no instance is a known app: 503, not 404).
+    for name in children(client, zk::ADDRESS_ROOT).await? {
+        if let Ok(a) = name.parse::<AppId>() {
+            tree.apps.entry(a).or_default();
+        }
+    }
     for (a, v, c, e) in read_instances(client).await? {
         tree.put_instance(a, v, c, e);
     }

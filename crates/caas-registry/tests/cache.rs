@@ -85,18 +85,27 @@ async fn cache_sees_creates_changes_and_deletes() {
     })
     .await;
 
-    // Delete (with parent pruning), then the whole app.
+    // Delete (the emptied version node is pruned), then the whole app.
     reg.deregister(&a, &v1, &c1).await.expect("deregister");
     eventually("cache sees the delete", || async {
         (endpoints(&cache, &a) == vec!["v2/bbbbbbbbbbbb=127.0.0.3:25701".to_owned()]).then_some(())
     })
     .await;
     reg.deregister(&a, &v2, &c2).await.expect("deregister v2");
-    eventually("app disappears", || async {
+    eventually("the app has no instance left", || async {
         cache.snapshot().endpoints(&a).is_none().then_some(())
     })
     .await;
-    assert!(!cache.snapshot().apps.contains_key(&a));
+    assert_eq!(
+        cache.snapshot().apps.get(&a),
+        Some(&Vec::new()),
+        "still a known app"
+    );
+    reg.remove_app(&a).await.expect("remove app");
+    eventually("app disappears", || async {
+        (!cache.snapshot().apps.contains_key(&a)).then_some(())
+    })
+    .await;
 
     // Domains and blacklist.
     let d: Domain = "shop.example.com".parse().expect("domain");
@@ -213,4 +222,47 @@ async fn cache_started_before_the_layout_exists_sees_it_appear() {
         (endpoints(&cache, &a) == vec!["v1/eeeeeeeeeeee=127.0.0.2:25799".to_owned()]).then_some(())
     })
     .await;
+}
+
+#[tokio::test]
+async fn a_known_app_without_instances_stays_in_the_snapshot_until_removed() {
+    let root = Chroot::new("known").await;
+    let reg = Registry::connect(&root.platform(), root.policy())
+        .await
+        .expect("connect");
+    reg.ensure_layout().await.expect("layout");
+    let (known, before) = (app("known"), app("before"));
+    // An app added before the cache starts is seen by the initial read.
+    reg.add_app(&before).await.expect("add app");
+    let cache = RouteCache::start(&root.reader()).await.expect("start");
+    assert_eq!(cache.snapshot().apps.get(&before), Some(&Vec::new()));
+
+    // Added while watching: known, with no instance (the gateway's 503).
+    reg.add_app(&known).await.expect("add app");
+    eventually("the new app is known", || async {
+        (cache.snapshot().apps.get(&known) == Some(&Vec::new())).then_some(())
+    })
+    .await;
+    // An instance comes and goes; the app stays known.
+    let (v, c) = (ver("v1"), cid("dddddddddddd"));
+    reg.register(&known, &v, &c, ep("127.0.0.2:25710"))
+        .await
+        .expect("register");
+    eventually("the instance is seen", || async {
+        (endpoints(&cache, &known).len() == 1).then_some(())
+    })
+    .await;
+    reg.deregister(&known, &v, &c).await.expect("deregister");
+    eventually("the instance is gone, the app still known", || async {
+        (cache.snapshot().apps.get(&known) == Some(&Vec::new())).then_some(())
+    })
+    .await;
+    assert!(cache.snapshot().endpoints(&known).is_none());
+    // Removed: unknown (the gateway's 404).
+    reg.remove_app(&known).await.expect("remove app");
+    eventually("the app is forgotten", || async {
+        (!cache.snapshot().apps.contains_key(&known)).then_some(())
+    })
+    .await;
+    assert_eq!(reg.apps().await.expect("apps"), vec![before]);
 }

@@ -119,9 +119,9 @@ async fn unhealthy_instance_leaves_zookeeper_and_comes_back() {
         "node removed before the event"
     );
     assert_eq!(
-        read(&raw, "/caas/service/address/shop").await,
+        read(&raw, &format!("/caas/service/address/shop/{version}")).await,
         None,
-        "empty parents pruned"
+        "empty version node pruned"
     );
 
     // Bring it back on the same port: after 2 successes the node is back with its address.

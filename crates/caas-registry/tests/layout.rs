@@ -119,9 +119,20 @@ async fn writes_the_exact_layout_with_digest_acl() {
         .await
         .expect("deregister twice");
     assert_eq!(
+        read(&raw, "/caas/service/address/app01/v2").await,
+        None,
+        "empty version pruned"
+    );
+    assert!(
+        read(&raw, "/caas/service/address/app01").await.is_some(),
+        "the app node stays while the app exists (the gateway answers 503, not 404)"
+    );
+    reg.remove_app(&app).await.expect("remove app");
+    reg.remove_app(&app).await.expect("remove app twice");
+    assert_eq!(
         read(&raw, "/caas/service/address/app01").await,
         None,
-        "empty app pruned"
+        "removed app"
     );
     assert_eq!(
         raw.list_children("/caas/service/address")

@@ -59,7 +59,7 @@ pub async fn create(
     ApiJson(req): ApiJson<CreateApp>,
 ) -> ApiResult<(StatusCode, Json<api::App>)> {
     let app = state
-        .store
+        .orchestrator
         .create_app(&req.id, who.tenant(), req.auto_deploy)
         .await?;
     tracing::info!(app = %app.id, tenant = ?app.tenant, "app created");

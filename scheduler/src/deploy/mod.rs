@@ -284,6 +284,22 @@ impl Orchestrator {
         Ok(())
     }
 
+    /// Creates an app: its row, then its ZooKeeper node (so the gateway knows the name and
+    /// answers 503 until an instance runs). If ZooKeeper fails the row is removed again.
+    pub async fn create_app(
+        &self,
+        id: &AppId,
+        tenant: Option<&caas_types::TenantName>,
+        auto_deploy: bool,
+    ) -> Result<crate::store::AppRow> {
+        let app = self.store.create_app(id, tenant, auto_deploy).await?;
+        if let Err(e) = self.registry.add_app(id).await {
+            let _ = self.store.delete_app(id).await;
+            return Err(zk_error(e));
+        }
+        Ok(app)
+    }
+
     /// Undeploys every version of an app, removes its domains from ZooKeeper, deletes it.
     pub async fn delete_app(&self, app: &AppId) -> Result<()> {
         for d in self.store.list_deployments(app).await? {
@@ -295,6 +311,7 @@ impl Orchestrator {
                 .await
                 .map_err(zk_error)?;
         }
+        self.registry.remove_app(app).await.map_err(zk_error)?;
         self.store.delete_app(app).await
     }
 

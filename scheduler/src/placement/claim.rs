@@ -24,6 +24,8 @@ pub(crate) enum Attempt<T> {
     Conflict,
     /// Deadlock, lock-wait timeout, a port or id taken in between: try the whole thing again.
     Transient,
+    /// The host had no free port (the snapshot did not count them): retry with a full read.
+    PortsFull,
 }
 
 /// Maps an error inside an attempt: retryable database failures become [`Attempt::Transient`].
@@ -139,9 +141,9 @@ pub(crate) async fn try_claim(
     let port = match insert_instance(&mut tx, req, host.id, host.ports, &instance).await {
         Ok(Some(port)) => port,
         Ok(None) => {
-            // Every port went since the snapshot: the next snapshot shows the host as full.
+            // Every port is taken: a full snapshot (which counts ports) skips this host.
             rollback(tx).await;
-            return Ok(Attempt::Transient);
+            return Ok(Attempt::PortsFull);
         }
         Err(e) => {
             rollback(tx).await;

@@ -175,6 +175,7 @@ async fn global_targets(store: &Store, req: &PlacementRequest) -> Result<Vec<Tar
 async fn place_one(store: &Store, req: &PlacementRequest, target: Target) -> Result<Claim> {
     let ask = req.ask();
     let metrics = store.metrics();
+    let mut full_view = req.needs_every_host();
     for attempt in 0..MAX_ATTEMPTS {
         if attempt > 0 {
             metrics.retry();
@@ -182,7 +183,7 @@ async fn place_one(store: &Store, req: &PlacementRequest, target: Target) -> Res
         }
         let (scope, among) = match target {
             Target::Host(id) => (Scope::Host(id), 1),
-            Target::Any if req.needs_every_host() => (Scope::All, PICK_AMONG),
+            Target::Any if full_view => (Scope::All, PICK_AMONG),
             Target::Any => (Scope::Window(WINDOW), PICK_AMONG),
         };
         let mut hosts = snapshot::read(store, req, scope).await?;
@@ -210,6 +211,7 @@ async fn place_one(store: &Store, req: &PlacementRequest, target: Target) -> Res
             }
             Attempt::Conflict => metrics.conflict(),
             Attempt::Transient => {}
+            Attempt::PortsFull => full_view = true,
         }
     }
     metrics.gave_up();
@@ -234,7 +236,7 @@ pub async fn release(store: &Store, instance: &InstanceId) -> Result<()> {
                 return Ok(());
             }
             Attempt::Conflict => metrics.conflict(),
-            Attempt::Transient => {}
+            Attempt::Transient | Attempt::PortsFull => {}
         }
     }
     metrics.gave_up();

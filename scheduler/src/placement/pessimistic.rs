@@ -13,7 +13,7 @@ use crate::store::Store;
 use caas_types::InstanceId;
 
 const LOCKING_WINDOW: &str = "SELECT h.id, h.name, h.address, h.state, h.labels, h.mem_free, \
-     h.cpu_free, h.port_first, h.port_last, h.version FROM hosts h \
+     h.cpu_free, h.port_first, h.port_last, h.version FROM hosts h FORCE INDEX (PRIMARY) \
      WHERE h.state = 'ready' AND h.mem_free >= ? AND h.cpu_free >= ? AND h.id >= ? \
      ORDER BY h.id LIMIT ? FOR UPDATE";
 

@@ -1,0 +1,250 @@
+//! End to end, from the outside only, as a user would: `docker push`, the `caas` CLI, HTTP
+//! through the gateway. Needs the platform that `scripts/up` starts (the README's test command,
+//! `scripts/test`, runs it first).
+//!
+//! push → deploy 3 → requests spread over all three → v2 deployed beside v1, v1 undeployed, no
+//! failed request under steady load → `docker kill` one instance under load: no failed GET, it
+//! leaves ZooKeeper within the health policy's time and is restarted → scheduler restarted:
+//! state intact → undeploy → 503 → app deleted → 404.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use serde_json::Value;
+use std::collections::HashSet;
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const HOW: &str = "start the platform with `scripts/up` (or run `scripts/test`), then `source .caas/env`";
+
+fn var(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set: {HOW}"))
+}
+
+fn root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Runs `caas ARGS`, asserting success; returns stdout.
+fn caas(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_caas")).args(args).output().expect("run caas");
+    assert!(
+        out.status.success(),
+        "caas {args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn caas_json(args: &[&str]) -> Value {
+    let mut all = args.to_vec();
+    all.extend(["-o", "json"]);
+    serde_json::from_str(&caas(&all)).expect("caas printed JSON")
+}
+
+fn docker(args: &[&str]) {
+    let out = Command::new("docker").args(args).output().expect("run docker");
+    assert!(out.status.success(), "docker {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// GET `path` of `app` through the gateway: (status, body).
+async fn get(http: &reqwest::Client, app: &str, path: &str) -> Result<(u16, String), String> {
+    let gateway = var("CAAS_GATEWAY");
+    let domain = var("CAAS_DOMAIN");
+    let resp = http
+        .get(format!("{gateway}{path}"))
+        .header("host", format!("{app}.{domain}"))
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    let status = resp.status().as_u16();
+    Ok((status, resp.text().await.map_err(|e| e.to_string())?))
+}
+
+async fn eventually<T, F, Fut>(what: &str, secs: u64, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out after {secs}s waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A steady, bounded load: sequential GETs until stopped (at most 3 minutes), counting failures.
+struct Load {
+    stop: Arc<AtomicBool>,
+    ok: Arc<AtomicU64>,
+    failed: Arc<AtomicU64>,
+    task: tokio::task::JoinHandle<Vec<String>>,
+}
+
+impl Load {
+    fn start(app: &str) -> Load {
+        let (stop, ok, failed) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        let (s, o, f, app) = (stop.clone(), ok.clone(), failed.clone(), app.to_owned());
+        let task = tokio::spawn(async move {
+            let http = reqwest::Client::new();
+            let until = Instant::now() + Duration::from_secs(180);
+            let mut errors = Vec::new();
+            while !s.load(Ordering::Relaxed) && Instant::now() < until {
+                match get(&http, &app, "/").await {
+                    Ok((200, _)) => {
+                        o.fetch_add(1, Ordering::Relaxed);
+                    }
+                    other => {
+                        f.fetch_add(1, Ordering::Relaxed);
+                        if errors.len() < 10 {
+                            errors.push(format!("{other:?}"));
+                        }
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            errors
+        });
+        Load { stop, ok, failed, task }
+    }
+
+    /// Stops the load; returns (ok, failed, first errors).
+    async fn finish(self) -> (u64, u64, Vec<String>) {
+        self.stop.store(true, Ordering::Relaxed);
+        let errors = self.task.await.expect("load task");
+        (self.ok.load(Ordering::Relaxed), self.failed.load(Ordering::Relaxed), errors)
+    }
+}
+
+fn instances(app: &str) -> Vec<Value> {
+    caas_json(&["ps", app]).as_array().cloned().unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn push_deploy_reach_roll_kill_restart_undeploy() {
+    let api = var("CAAS_API");
+    let http = reqwest::Client::new();
+    if http.get(format!("{api}/healthz")).send().await.is_err() {
+        panic!("the admin API at {api} does not answer: {HOW}");
+    }
+    let registry = var("CAAS_REGISTRY");
+    let app = format!("e2e-{:x}", std::process::id());
+
+    // Push, as a user would: the sample images re-tagged under this app's name.
+    for v in ["v1", "v2"] {
+        docker(&["tag", &format!("{registry}/hello:{v}"), &format!("{registry}/{app}:{v}")]);
+        docker(&["push", "--quiet", &format!("{registry}/{app}:{v}")]);
+    }
+    caas(&["apps", "create", &app]);
+
+    // Deploy three instances, spread over the hosts.
+    let d = caas_json(&["deploy", &app, "v1", "-n", "3", "--memory", "64m", "--cpus", "0.1", "--spread", "-q"]);
+    assert_eq!(d["instance_list"].as_array().map(Vec::len), Some(3), "{d}");
+
+    // Requests reach all three.
+    let hostnames = eventually("requests spread over all three instances", 30, || {
+        let http = http.clone();
+        let app = app.clone();
+        async move {
+            let mut seen = HashSet::new();
+            for _ in 0..30 {
+                let (s, body) = get(&http, &app, "/").await.ok()?;
+                if s != 200 {
+                    return None;
+                }
+                let v: Value = serde_json::from_str(&body).ok()?;
+                seen.insert(v["hostname"].as_str()?.to_owned());
+            }
+            (seen.len() == 3).then_some(seen)
+        }
+    })
+    .await;
+    assert_eq!(hostnames.len(), 3);
+
+    // A new version beside the old one, then the old one removed, under steady load.
+    let load = Load::start(&app);
+    caas(&["deploy", &app, "v2", "-n", "3", "--memory", "64m", "--cpus", "0.1", "--spread", "-q"]);
+    caas(&["undeploy", &app, "v1"]);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (ok, failed, errors) = load.finish().await;
+    assert_eq!(failed, 0, "no failed request during the switch ({ok} ok): {errors:?}");
+    assert!(ok > 10, "the load ran ({ok} requests)");
+    for _ in 0..10 {
+        let (_, body) = get(&http, &app, "/").await.expect("gateway");
+        assert!(body.contains("\"version\":\"v2\""), "only v2 answers now: {body}");
+    }
+
+    // Kill one instance under load: no failed GET; it leaves the registry and is restarted.
+    let before = instances(&app);
+    let victim = before[0].clone();
+    let victim_id = victim["id"].as_str().unwrap().to_owned();
+    let container = victim["container_id"].as_str().unwrap().to_owned();
+    let load = Load::start(&app);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    docker(&["kill", &container]);
+    let killed = Instant::now();
+    eventually("the killed instance is marked unhealthy (left ZooKeeper)", 30, || {
+        let id = victim_id.clone();
+        let app = app.clone();
+        async move { instances(&app).iter().any(|i| i["id"] == id.as_str() && i["healthy"] == false).then_some(()) }
+    })
+    .await;
+    let detected = killed.elapsed();
+    eventually("the killed instance is restarted and healthy again", 60, || {
+        let id = victim_id.clone();
+        let app = app.clone();
+        async move {
+            instances(&app)
+                .iter()
+                .any(|i| i["id"] == id.as_str() && i["healthy"] == true && i["state"] == "running")
+                .then_some(())
+        }
+    })
+    .await;
+    let (ok, failed, errors) = load.finish().await;
+    assert_eq!(failed, 0, "no failed GET while an instance was killed ({ok} ok): {errors:?}");
+    eprintln!("e2e: kill detected in {detected:?}, {ok} requests served meanwhile");
+
+    // Restart the scheduler: the state survives.
+    let pid_file = root().join(".caas/pids/scheduler.pid");
+    let pid = std::fs::read_to_string(&pid_file).unwrap_or_else(|_| panic!("no {}: {HOW}", pid_file.display()));
+    let before: Vec<(String, String)> = instances(&app)
+        .iter()
+        .map(|i| (i["id"].as_str().unwrap().to_owned(), i["container_id"].as_str().unwrap_or("").to_owned()))
+        .collect();
+    assert!(Command::new("kill").arg(pid.trim()).status().expect("kill").success());
+    eventually("the scheduler stops", 30, || {
+        let http = http.clone();
+        let api = api.clone();
+        async move { http.get(format!("{api}/healthz")).send().await.is_err().then_some(()) }
+    })
+    .await;
+    let up = Command::new(root().join("scripts/up")).output().expect("scripts/up");
+    assert!(up.status.success(), "scripts/up restarts the scheduler: {}", String::from_utf8_lossy(&up.stderr));
+    let after: Vec<(String, String)> = instances(&app)
+        .iter()
+        .map(|i| (i["id"].as_str().unwrap().to_owned(), i["container_id"].as_str().unwrap_or("").to_owned()))
+        .collect();
+    assert_eq!(before, after, "the same instances and containers after a scheduler restart");
+    let (s, _) = get(&http, &app, "/").await.expect("gateway");
+    assert_eq!(s, 200);
+
+    // Undeploy → 503; delete the app → 404.
+    caas(&["undeploy", &app, "v2"]);
+    let (s, body) = eventually("503 once nothing is deployed", 10, || {
+        let http = http.clone();
+        let app = app.clone();
+        async move { get(&http, &app, "/").await.ok().filter(|(s, _)| *s == 503) }
+    })
+    .await;
+    assert_eq!(s, 503, "{body}");
+    caas(&["apps", "rm", &app]);
+    let (s, _) = get(&http, &app, "/").await.expect("gateway");
+    assert_eq!(s, 404, "a deleted app is unknown to the gateway");
+}
