@@ -58,7 +58,8 @@ pub struct Config {
     pub connect_timeout_ms: u64,
 
     /// Time a client has to send a complete request head, in milliseconds. Without it a client
-    /// sending one byte a second holds a connection forever.
+    /// sending one byte a second holds a connection forever. For HTTP/1 it also bounds how long
+    /// a keep-alive connection may wait for its next request.
     #[arg(long, env = "CAAS_GATEWAY_HEADER_TIMEOUT_MS", default_value_t = 10_000)]
     pub header_timeout_ms: u64,
 
