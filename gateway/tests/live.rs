@@ -28,6 +28,10 @@ async fn routes_follow_zookeeper_to_real_containers() {
         .await
         .expect("registry");
     registry.ensure_layout().await.expect("layout");
+    registry
+        .add_app(&"hello".parse().unwrap())
+        .await
+        .expect("app node");
     let mut containers = Containers::new("live");
     let mut instances = Vec::new();
     for (ip, version) in [
@@ -175,5 +179,24 @@ async fn routes_follow_zookeeper_to_real_containers() {
             "GET failed after a container was killed"
         );
     }
+
+    // The app exists but its last instances leave: 503 (the app node stays); an app never
+    // created: 404.
+    for (id, _, version) in &instances[1..] {
+        registry
+            .deregister(&app, &version.parse().unwrap(), &id.parse().unwrap())
+            .await
+            .expect("deregister");
+    }
+    eventually("an app with no instance answers 503", || async {
+        (hello(&c, &gw, host).await.0 == 503).then_some(())
+    })
+    .await;
+    assert_eq!(hello(&c, &gw, "never.caas.localhost").await.0, 404);
+    registry.remove_app(&app).await.expect("remove app");
+    eventually("a removed app answers 404", || async {
+        (hello(&c, &gw, host).await.0 == 404).then_some(())
+    })
+    .await;
     forward.abort();
 }
