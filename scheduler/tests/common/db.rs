@@ -20,6 +20,33 @@ pub fn admin_url() -> String {
     }
 }
 
+/// Test databases whose tables are older than this were left by a killed test run (a drop
+/// guard cannot run on SIGKILL); no test runs this long, so they are dropped.
+const STALE_MINUTES: u32 = 30;
+
+/// Drops `caas_t_*` databases left behind by killed test runs.
+async fn sweep_stale(pool: &sqlx::MySqlPool) {
+    let stale: Vec<Vec<u8>> = sqlx::query_scalar(
+        "SELECT CAST(table_schema AS BINARY) FROM information_schema.tables \
+         WHERE table_schema LIKE 'caas\\_t\\_%' GROUP BY table_schema \
+         HAVING MAX(create_time) < NOW() - INTERVAL ? MINUTE",
+    )
+    .bind(STALE_MINUTES)
+    .fetch_all(pool)
+    .await
+    .unwrap_or_default();
+    for name in stale.into_iter().filter_map(|n| String::from_utf8(n).ok()) {
+        let valid = name.starts_with("caas_t_")
+            && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if valid {
+            // Another test's sweep may have dropped it first: ignore failures.
+            let _ = pool
+                .execute(format!("DROP DATABASE IF EXISTS `{name}`").as_str())
+                .await;
+        }
+    }
+}
+
 /// A fresh database; dropped on drop.
 pub struct TestDb {
     /// Its name, `caas_t_<random>`.
@@ -43,6 +70,7 @@ impl TestDb {
             .unwrap_or_else(|e| {
                 panic!("cannot reach MariaDB at CAAS_MYSQL_ADMIN_URL ({e}): {HOW_TO_START}")
             });
+        sweep_stale(&pool).await;
         pool.execute(format!("CREATE DATABASE `{name}`").as_str())
             .await
             .unwrap_or_else(|e| panic!("cannot create database {name}: {e}"));
