@@ -132,30 +132,38 @@ impl AppRoute {
     }
 
     /// The next backend in round-robin order that is not ejected, not full and not yet tried by
-    /// this request; if every candidate is ejected, the next untried one that is not full (a
-    /// guess beats a certain 503). `None` when nothing is left.
+    /// this request. A backend passed over costs another draw of the counter, so the usable
+    /// backends keep sharing evenly (the one after a dead backend does not get its turns too).
+    /// If no draw finds one, a scan takes the first usable backend, else the first untried one
+    /// that is not full even if ejected (a guess beats a certain 503). `None` when nothing is
+    /// left.
     pub(crate) fn pick(&self, tried: &mut Tried, policy: &HealthPolicy) -> Option<Slot> {
         let n = self.backends.len();
         if n == 0 || tried.len >= MAX_TRIES || tried.len >= n {
             return None;
         }
-        let start = self.rr.fetch_add(1, Relaxed);
         let now = policy.now_ms();
+        let usable = |i: usize| {
+            let b = &self.backends[i];
+            !tried.contains(i) && b.inflight.load(Relaxed) < policy.max_inflight && !b.ejected(now)
+        };
+        let mut last = 0;
+        for _ in 0..n {
+            last = self.rr.fetch_add(1, Relaxed) % n;
+            if usable(last) {
+                return Some(self.take(last, tried));
+            }
+        }
         let mut fallback = None;
         for k in 0..n {
-            let i = start.wrapping_add(k) % n;
-            if tried.contains(i) {
-                continue;
+            let i = (last + k) % n;
+            if usable(i) {
+                return Some(self.take(i, tried));
             }
             let b = &self.backends[i];
-            if b.inflight.load(Relaxed) >= policy.max_inflight {
-                continue;
-            }
-            if b.ejected(now) {
+            if !tried.contains(i) && b.inflight.load(Relaxed) < policy.max_inflight {
                 fallback.get_or_insert(i);
-                continue;
             }
-            return Some(self.take(i, tried));
         }
         fallback.map(|i| self.take(i, tried))
     }
@@ -422,6 +430,24 @@ mod tests {
         );
         bad.failure(&p);
         assert!((0..10).all(|_| port_of(r, &p) == 2), "two do");
+        let t3 = Table::build(&snapshot(&[1, 2, 3]), &t, &stats);
+        let Route::App(r3) = t3.lookup("shop.caas.localhost") else {
+            panic!("routed")
+        };
+        let mut counts = HashMap::new();
+        for _ in 0..100 {
+            *counts.entry(port_of(r3, &p)).or_insert(0) += 1;
+        }
+        assert_eq!(
+            counts.get(&2),
+            Some(&50),
+            "survivors share evenly: {counts:?}"
+        );
+        assert_eq!(
+            counts.get(&3),
+            Some(&50),
+            "survivors share evenly: {counts:?}"
+        );
         let t2 = Table::build(&snapshot(&[1, 2]), &t, &stats);
         let Route::App(r2) = t2.lookup("shop.caas.localhost") else {
             panic!("routed")

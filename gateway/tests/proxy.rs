@@ -169,8 +169,8 @@ async fn a_killed_backend_fails_no_get() {
     }
     assert!(!seen.contains_key("b1"), "{seen:?}");
     assert!(
-        seen["b0"] > 100 && seen["b2"] > 100,
-        "the others share the load: {seen:?}"
+        (140..=160).contains(&seen["b0"]) && (140..=160).contains(&seen["b2"]),
+        "the survivors share the load evenly: {seen:?}"
     );
     // Passive health: the dead backend was skipped, not tried 300 times.
     let metrics = c
