@@ -16,7 +16,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-const HOW: &str = "start the platform with `scripts/up` (or run `scripts/test`), then `source .caas/env`";
+const HOW: &str =
+    "start the platform with `scripts/up` (or run `scripts/test`), then `source .caas/env`";
 
 fn var(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set: {HOW}"))
@@ -28,7 +29,10 @@ fn root() -> std::path::PathBuf {
 
 /// Runs `caas ARGS`, asserting success; returns stdout.
 fn caas(args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_caas")).args(args).output().expect("run caas");
+    let out = Command::new(env!("CARGO_BIN_EXE_caas"))
+        .args(args)
+        .output()
+        .expect("run caas");
     assert!(
         out.status.success(),
         "caas {args:?} failed: {}{}",
@@ -45,8 +49,15 @@ fn caas_json(args: &[&str]) -> Value {
 }
 
 fn docker(args: &[&str]) {
-    let out = Command::new("docker").args(args).output().expect("run docker");
-    assert!(out.status.success(), "docker {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("docker")
+        .args(args)
+        .output()
+        .expect("run docker");
+    assert!(
+        out.status.success(),
+        "docker {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// GET `path` of `app` through the gateway: (status, body).
@@ -74,7 +85,10 @@ where
         if let Some(v) = f().await {
             return v;
         }
-        assert!(Instant::now() < deadline, "timed out after {secs}s waiting for: {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {secs}s waiting for: {what}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -89,7 +103,11 @@ struct Load {
 
 impl Load {
     fn start(app: &str) -> Load {
-        let (stop, ok, failed) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        let (stop, ok, failed) = (
+            Arc::new(AtomicBool::new(false)),
+            Arc::new(AtomicU64::new(0)),
+            Arc::new(AtomicU64::new(0)),
+        );
         let (s, o, f, app) = (stop.clone(), ok.clone(), failed.clone(), app.to_owned());
         let task = tokio::spawn(async move {
             let http = reqwest::Client::new();
@@ -111,19 +129,31 @@ impl Load {
             }
             errors
         });
-        Load { stop, ok, failed, task }
+        Load {
+            stop,
+            ok,
+            failed,
+            task,
+        }
     }
 
     /// Stops the load; returns (ok, failed, first errors).
     async fn finish(self) -> (u64, u64, Vec<String>) {
         self.stop.store(true, Ordering::Relaxed);
         let errors = self.task.await.expect("load task");
-        (self.ok.load(Ordering::Relaxed), self.failed.load(Ordering::Relaxed), errors)
+        (
+            self.ok.load(Ordering::Relaxed),
+            self.failed.load(Ordering::Relaxed),
+            errors,
+        )
     }
 }
 
 fn instances(app: &str) -> Vec<Value> {
-    caas_json(&["ps", app]).as_array().cloned().unwrap_or_default()
+    caas_json(&["ps", app])
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -135,18 +165,28 @@ async fn push_deploy_reach_roll_kill_restart_undeploy() {
     }
     let registry = var("CAAS_REGISTRY");
     let app = format!("e2e-{:x}", std::process::id());
+    let t0 = Instant::now();
+    let phase = |name: &str| eprintln!("e2e: {:>6.1}s {name}", t0.elapsed().as_secs_f64());
 
     // Push, as a user would: the sample images re-tagged under this app's name.
     for v in ["v1", "v2"] {
-        docker(&["tag", &format!("{registry}/hello:{v}"), &format!("{registry}/{app}:{v}")]);
+        docker(&[
+            "tag",
+            &format!("{registry}/hello:{v}"),
+            &format!("{registry}/{app}:{v}"),
+        ]);
         docker(&["push", "--quiet", &format!("{registry}/{app}:{v}")]);
     }
+    phase("pushed");
     caas(&["apps", "create", &app]);
 
     // Deploy three instances, spread over the hosts.
-    let d = caas_json(&["deploy", &app, "v1", "-n", "3", "--memory", "64m", "--cpus", "0.1", "--spread", "-q"]);
+    let d = caas_json(&[
+        "deploy", &app, "v1", "-n", "3", "--memory", "64m", "--cpus", "0.1", "--spread", "-q",
+    ]);
     assert_eq!(d["instance_list"].as_array().map(Vec::len), Some(3), "{d}");
 
+    phase("deployed 3");
     // Requests reach all three.
     let hostnames = eventually("requests spread over all three instances", 30, || {
         let http = http.clone();
@@ -167,19 +207,29 @@ async fn push_deploy_reach_roll_kill_restart_undeploy() {
     .await;
     assert_eq!(hostnames.len(), 3);
 
+    phase("spread checked");
     // A new version beside the old one, then the old one removed, under steady load.
     let load = Load::start(&app);
-    caas(&["deploy", &app, "v2", "-n", "3", "--memory", "64m", "--cpus", "0.1", "--spread", "-q"]);
+    caas(&[
+        "deploy", &app, "v2", "-n", "3", "--memory", "64m", "--cpus", "0.1", "--spread", "-q",
+    ]);
     caas(&["undeploy", &app, "v1"]);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (ok, failed, errors) = load.finish().await;
-    assert_eq!(failed, 0, "no failed request during the switch ({ok} ok): {errors:?}");
+    assert_eq!(
+        failed, 0,
+        "no failed request during the switch ({ok} ok): {errors:?}"
+    );
     assert!(ok > 10, "the load ran ({ok} requests)");
     for _ in 0..10 {
         let (_, body) = get(&http, &app, "/").await.expect("gateway");
-        assert!(body.contains("\"version\":\"v2\""), "only v2 answers now: {body}");
+        assert!(
+            body.contains("\"version\":\"v2\""),
+            "only v2 answers now: {body}"
+        );
     }
 
+    phase("rolled to v2");
     // Kill one instance under load: no failed GET; it leaves the registry and is restarted.
     let before = instances(&app);
     let victim = before[0].clone();
@@ -189,52 +239,103 @@ async fn push_deploy_reach_roll_kill_restart_undeploy() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     docker(&["kill", &container]);
     let killed = Instant::now();
-    eventually("the killed instance is marked unhealthy (left ZooKeeper)", 30, || {
-        let id = victim_id.clone();
-        let app = app.clone();
-        async move { instances(&app).iter().any(|i| i["id"] == id.as_str() && i["healthy"] == false).then_some(()) }
-    })
+    eventually(
+        "the killed instance is marked unhealthy (left ZooKeeper)",
+        30,
+        || {
+            let id = victim_id.clone();
+            let app = app.clone();
+            async move {
+                instances(&app)
+                    .iter()
+                    .any(|i| i["id"] == id.as_str() && i["healthy"] == false)
+                    .then_some(())
+            }
+        },
+    )
     .await;
     let detected = killed.elapsed();
-    eventually("the killed instance is restarted and healthy again", 60, || {
-        let id = victim_id.clone();
-        let app = app.clone();
+    eventually(
+        "the killed instance is restarted and healthy again",
+        60,
+        || {
+            let id = victim_id.clone();
+            let app = app.clone();
+            async move {
+                instances(&app)
+                    .iter()
+                    .any(|i| {
+                        i["id"] == id.as_str() && i["healthy"] == true && i["state"] == "running"
+                    })
+                    .then_some(())
+            }
+        },
+    )
+    .await;
+    let (ok, failed, errors) = load.finish().await;
+    assert_eq!(
+        failed, 0,
+        "no failed GET while an instance was killed ({ok} ok): {errors:?}"
+    );
+    eprintln!("e2e: kill detected in {detected:?}, {ok} requests served meanwhile");
+
+    phase("kill survived");
+    // Restart the scheduler: the state survives.
+    let pid_file = root().join(".caas/pids/scheduler.pid");
+    let pid = std::fs::read_to_string(&pid_file)
+        .unwrap_or_else(|_| panic!("no {}: {HOW}", pid_file.display()));
+    let before: Vec<(String, String)> = instances(&app)
+        .iter()
+        .map(|i| {
+            (
+                i["id"].as_str().unwrap().to_owned(),
+                i["container_id"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect();
+    assert!(Command::new("kill")
+        .arg(pid.trim())
+        .status()
+        .expect("kill")
+        .success());
+    eventually("the scheduler stops", 30, || {
+        let http = http.clone();
+        let api = api.clone();
         async move {
-            instances(&app)
-                .iter()
-                .any(|i| i["id"] == id.as_str() && i["healthy"] == true && i["state"] == "running")
+            http.get(format!("{api}/healthz"))
+                .send()
+                .await
+                .is_err()
                 .then_some(())
         }
     })
     .await;
-    let (ok, failed, errors) = load.finish().await;
-    assert_eq!(failed, 0, "no failed GET while an instance was killed ({ok} ok): {errors:?}");
-    eprintln!("e2e: kill detected in {detected:?}, {ok} requests served meanwhile");
-
-    // Restart the scheduler: the state survives.
-    let pid_file = root().join(".caas/pids/scheduler.pid");
-    let pid = std::fs::read_to_string(&pid_file).unwrap_or_else(|_| panic!("no {}: {HOW}", pid_file.display()));
-    let before: Vec<(String, String)> = instances(&app)
-        .iter()
-        .map(|i| (i["id"].as_str().unwrap().to_owned(), i["container_id"].as_str().unwrap_or("").to_owned()))
-        .collect();
-    assert!(Command::new("kill").arg(pid.trim()).status().expect("kill").success());
-    eventually("the scheduler stops", 30, || {
-        let http = http.clone();
-        let api = api.clone();
-        async move { http.get(format!("{api}/healthz")).send().await.is_err().then_some(()) }
-    })
-    .await;
-    let up = Command::new(root().join("scripts/up")).output().expect("scripts/up");
-    assert!(up.status.success(), "scripts/up restarts the scheduler: {}", String::from_utf8_lossy(&up.stderr));
+    let up = Command::new(root().join("scripts/up"))
+        .arg("--no-build")
+        .output()
+        .expect("scripts/up");
+    assert!(
+        up.status.success(),
+        "scripts/up restarts the scheduler: {}",
+        String::from_utf8_lossy(&up.stderr)
+    );
     let after: Vec<(String, String)> = instances(&app)
         .iter()
-        .map(|i| (i["id"].as_str().unwrap().to_owned(), i["container_id"].as_str().unwrap_or("").to_owned()))
+        .map(|i| {
+            (
+                i["id"].as_str().unwrap().to_owned(),
+                i["container_id"].as_str().unwrap_or("").to_owned(),
+            )
+        })
         .collect();
-    assert_eq!(before, after, "the same instances and containers after a scheduler restart");
+    assert_eq!(
+        before, after,
+        "the same instances and containers after a scheduler restart"
+    );
     let (s, _) = get(&http, &app, "/").await.expect("gateway");
     assert_eq!(s, 200);
 
+    phase("scheduler restarted");
     // Undeploy → 503; delete the app → 404.
     caas(&["undeploy", &app, "v2"]);
     let (s, body) = eventually("503 once nothing is deployed", 10, || {
