@@ -13,8 +13,9 @@ use futures::StreamExt;
 use std::collections::HashMap;
 use std::time::Duration;
 
-/// How often a starting instance's health path is polled.
-const START_POLL: Duration = Duration::from_millis(50);
+/// How often a starting instance's health path is polled: often, since every poll interval
+/// is latency added to a deploy, and a loopback probe costs microseconds.
+const START_POLL: Duration = Duration::from_millis(10);
 
 impl Orchestrator {
     /// The engine client of an instance's host.
