@@ -61,10 +61,6 @@ pub struct Config {
     #[arg(long, env = "CAAS_DOMAIN", default_value = "caas.localhost")]
     pub domain: String,
 
-    /// The gateway's port, shown in app URLs (0 to leave it out).
-    #[arg(long, env = "CAAS_GATEWAY_PORT", default_value_t = 8080)]
-    pub gateway_port: u16,
-
     /// Value of the `caas.managed` label on our containers; the reconciler only touches
     /// containers carrying it. Tests use one per test.
     #[arg(long, env = "CAAS_NAMESPACE", default_value = "caas")]

@@ -123,7 +123,12 @@ impl From<JsonRejection> for ApiError {
             JsonRejection::MissingJsonContentType(_) => {
                 ApiError::BadRequest("expected Content-Type: application/json".into())
             }
-            JsonRejection::BytesRejection(_) => ApiError::TooLarge,
+            JsonRejection::BytesRejection(b) if b.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                ApiError::TooLarge
+            }
+            JsonRejection::BytesRejection(_) => {
+                ApiError::BadRequest("could not read the request body".into())
+            }
             // serde's message says which field and why ("invalid app id: ..."), with no echo of
             // unbounded input beyond what our validators allow.
             other => ApiError::BadRequest(other.body_text()),

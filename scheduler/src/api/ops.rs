@@ -117,9 +117,10 @@ pub struct RuleQuery {
 pub async fn blacklist_remove(
     State(state): State<AppState>,
     who: Principal,
-    Query(q): Query<RuleQuery>,
+    query: Result<Query<RuleQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<StatusCode> {
     who.require_operator()?;
+    let Query(q) = query.map_err(|_| ApiError::BadRequest("expected ?rule=IP-or-CIDR".into()))?;
     let rule = parse_rules(std::slice::from_ref(&q.rule))?.remove(0);
     let mut found = false;
     state
