@@ -8,7 +8,8 @@
 //! - a `running` instance whose container is gone or dead is re-created on its claim;
 //! - a container with no instance row is an orphan and is removed;
 //! - an address node with no instance row is stale and is removed; a healthy running instance
-//!   with no node is registered again;
+//!   with no node is registered again; app and custom-domain nodes are made to match the
+//!   database;
 //! - instances on a host marked `down` are replaced elsewhere and their claims released;
 //! - a deployment below its desired count is topped up; a deployment stuck in `deploying` or
 //!   `stopping` after a crash is finished.
@@ -201,6 +202,7 @@ impl Orchestrator {
         }
 
         self.reconcile_nodes(&mut report).await?;
+        self.reconcile_domains(&mut report).await?;
         self.reconcile_deployments(stuck, now, &mut report).await?;
         if report.total() > 0 {
             for _ in 0..report.total() {
@@ -275,6 +277,43 @@ impl Orchestrator {
                 tracing::warn!(instance = %r.id, error = %e, "reconciler: could not replace a lost instance")
             }
         }
+    }
+
+    /// Keeps `/caas/domains` equal to the domains in the database (the database is the truth;
+    /// ZooKeeper's copy is what gateways route by).
+    async fn reconcile_domains(&self, report: &mut Report) -> Result<()> {
+        let mut want: HashMap<caas_types::Domain, caas_types::AppId> = HashMap::new();
+        for app in self.store.list_apps(None).await? {
+            for d in self.store.list_domains(&app.id).await? {
+                want.insert(d.domain, d.app);
+            }
+        }
+        let have: HashMap<caas_types::Domain, caas_types::AppId> = self
+            .registry
+            .domains()
+            .await
+            .map_err(zk_error)?
+            .into_iter()
+            .collect();
+        for (domain, app) in &want {
+            if have.get(domain) != Some(app) {
+                tracing::info!(%domain, %app, "reconciler: restoring a custom domain node");
+                self.registry
+                    .set_domain(domain, app)
+                    .await
+                    .map_err(zk_error)?;
+                report.nodes += 1;
+            }
+        }
+        for domain in have.keys().filter(|d| !want.contains_key(*d)) {
+            tracing::info!(%domain, "reconciler: removing a stale custom domain node");
+            self.registry
+                .remove_domain(domain)
+                .await
+                .map_err(zk_error)?;
+            report.nodes += 1;
+        }
+        Ok(())
     }
 
     /// Removes address nodes no instance owns; restores nodes of healthy running instances;

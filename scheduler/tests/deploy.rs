@@ -277,6 +277,48 @@ async fn a_tenant_cannot_see_or_change_another_tenants_app() {
         let (s, _) = p.call("GET", path, None, acme).await;
         assert_eq!(s, StatusCode::FORBIDDEN, "{path} as a tenant");
     }
+    // A custom domain: in ZooKeeper for the gateways; restored by the reconciler if lost.
+    let (s, _) = p
+        .call(
+            "POST",
+            "/v1/apps/shop/domains",
+            Some(json!({"domain": "shop.example.com"})),
+            acme,
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let node = format!("{}/caas/domains/shop.example.com", p.chroot);
+    let zk = platform::zk_super().await;
+    assert_eq!(zk.get_data(&node).await.expect("domain node").0, b"shop");
+    zk.delete(&node, None)
+        .await
+        .expect("delete the node behind the scheduler's back");
+    let report = p.orchestrator().reconcile().await.expect("reconcile");
+    assert_eq!(report.nodes, 1, "{report:?}");
+    assert_eq!(
+        zk.get_data(&node).await.expect("domain node restored").0,
+        b"shop"
+    );
+    let (s, _) = p
+        .call(
+            "DELETE",
+            "/v1/apps/shop/domains/shop.example.com",
+            None,
+            globex,
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "another tenant cannot remove it");
+    let (s, _) = p
+        .call(
+            "DELETE",
+            "/v1/apps/shop/domains/shop.example.com",
+            None,
+            acme,
+        )
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    assert!(zk.get_data(&node).await.is_err(), "domain node removed");
+
     // The owner and the operator see it.
     let (s, _) = p.call("GET", "/v1/apps/shop", None, acme).await;
     assert_eq!(s, StatusCode::OK);

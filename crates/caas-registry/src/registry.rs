@@ -192,6 +192,66 @@ impl Registry {
             .await
     }
 
+    /// Read-modify-write of the blacklist with ZooKeeper's version check, so two schedulers
+    /// editing at once never lose each other's change: a write that lost the race re-reads and
+    /// applies `f` again. Returns the rules as written.
+    pub async fn update_blacklist(
+        &self,
+        mut f: impl FnMut(&mut Vec<IpRule>),
+    ) -> Result<Vec<IpRule>> {
+        for _ in 0..ATTEMPTS * 4 {
+            let client = self.client().await?;
+            let (mut rules, version) = match client.get_data(zk::BLACKLIST).await {
+                Ok((data, stat)) => (
+                    tree::parse_blacklist(zk::BLACKLIST, &data)?,
+                    Some(stat.version),
+                ),
+                Err(Z::NoNode) => (Vec::new(), None),
+                Err(e) => return Err(Error::zk("get", zk::BLACKLIST, e)),
+            };
+            f(&mut rules);
+            let data = tree::render_blacklist(&rules);
+            let written = match version {
+                Some(v) => client
+                    .set_data(zk::BLACKLIST, &data, Some(v))
+                    .await
+                    .map(|_| ()),
+                None => {
+                    let opts = CreateMode::Persistent.with_acls(self.acls());
+                    client.create(zk::BLACKLIST, &data, &opts).await.map(|_| ())
+                }
+            };
+            match written {
+                Ok(()) => return Ok(rules),
+                // Someone else wrote (or created) it first: go round with their version.
+                Err(Z::BadVersion) | Err(Z::NodeExists) | Err(Z::NoNode) => continue,
+                Err(e) => return Err(Error::zk("set", zk::BLACKLIST, e)),
+            }
+        }
+        Err(Error::Malformed {
+            path: zk::BLACKLIST.to_owned(),
+            reason: "kept changing while being updated".into(),
+        })
+    }
+
+    /// Every custom domain with its app, read straight from ZooKeeper (for the reconciler).
+    pub async fn domains(&self) -> Result<Vec<(Domain, AppId)>> {
+        let client = self.client().await?;
+        let mut out = Vec::new();
+        for name in tree::children(&client, zk::DOMAINS_ROOT).await? {
+            let Ok(domain) = name.parse::<Domain>() else {
+                continue;
+            };
+            let path = zk::domain(&domain);
+            if let Some(data) = tree::data(&client, &path).await? {
+                if let Ok(app) = tree::parse_domain_app(&path, &data) {
+                    out.push((domain, app));
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// The gateway blacklist as stored (empty if the node is missing).
     pub async fn blacklist(&self) -> Result<Vec<IpRule>> {
         let client = self.client().await?;

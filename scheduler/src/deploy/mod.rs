@@ -354,16 +354,10 @@ impl Orchestrator {
         self.registry.set_blacklist(&rules).await.map_err(zk_error)
     }
 
-    /// Read-modify-write of the blacklist (serialised within this process).
-    pub async fn update_blacklist(&self, f: impl FnOnce(&mut Vec<IpRule>)) -> Result<Vec<IpRule>> {
-        let _guard = self.blacklist_lock.lock().await;
-        let mut rules = self.registry.blacklist().await.map_err(zk_error)?;
-        f(&mut rules);
-        self.registry
-            .set_blacklist(&rules)
-            .await
-            .map_err(zk_error)?;
-        Ok(rules)
+    /// Read-modify-write of the blacklist; ZooKeeper's version check keeps concurrent edits
+    /// (from several schedulers) from overwriting each other.
+    pub async fn update_blacklist(&self, f: impl FnMut(&mut Vec<IpRule>)) -> Result<Vec<IpRule>> {
+        self.registry.update_blacklist(f).await.map_err(zk_error)
     }
 
     /// Every deployment of an app with its instances.
