@@ -4,6 +4,7 @@
 
 use crate::error::BodyTooLarge;
 use crate::metrics::AppStats;
+use crate::pool::{Pool, PoolPolicy, Sender};
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
@@ -96,12 +97,59 @@ pub enum ProxyBody {
         inner: Incoming,
         /// Where bytes are counted.
         stats: Arc<AppStats>,
+        /// The connection it arrives on, returned to its pool once the body has ended.
+        reuse: Reuse,
     },
     /// The gateway's own answer.
     Full(Full<Bytes>),
 }
 
+/// A backend connection lent to one response: back to the pool when the body ends, closed when
+/// the body is dropped before its end.
+#[derive(Debug)]
+pub struct Reuse {
+    conn: Option<(Sender, Arc<Pool>, PoolPolicy)>,
+    done: bool,
+}
+
+impl Reuse {
+    pub(crate) fn new(sender: Sender, pool: Arc<Pool>, policy: PoolPolicy) -> Reuse {
+        Reuse {
+            conn: Some((sender, pool, policy)),
+            done: false,
+        }
+    }
+
+    fn finish(&mut self) {
+        self.done = true;
+        if let Some((s, pool, policy)) = self.conn.take() {
+            pool.checkin(s, &policy);
+        }
+    }
+}
+
+impl Drop for Reuse {
+    fn drop(&mut self) {
+        if self.done {
+            self.finish();
+        }
+    }
+}
+
 impl ProxyBody {
+    /// A backend's response body, its connection reused after the end.
+    pub(crate) fn upstream(inner: Incoming, stats: Arc<AppStats>, reuse: Reuse) -> ProxyBody {
+        let mut b = ProxyBody::Upstream {
+            inner,
+            stats,
+            reuse,
+        };
+        if let ProxyBody::Upstream { inner, reuse, .. } = &mut b {
+            reuse.done = inner.is_end_stream();
+        }
+        b
+    }
+
     /// A short plain answer.
     pub(crate) fn text(s: &'static str) -> ProxyBody {
         ProxyBody::Full(Full::new(Bytes::from_static(s.as_bytes())))
@@ -127,15 +175,25 @@ impl Body for ProxyBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.get_mut() {
-            ProxyBody::Upstream { inner, stats } => match ready!(Pin::new(inner).poll_frame(cx)) {
+            ProxyBody::Upstream {
+                inner,
+                stats,
+                reuse,
+            } => match ready!(Pin::new(&mut *inner).poll_frame(cx)) {
                 Some(Ok(frame)) => {
                     if let Some(data) = frame.data_ref() {
                         stats.bytes_out(data.len() as u64);
                     }
+                    if inner.is_end_stream() {
+                        reuse.finish();
+                    }
                     Poll::Ready(Some(Ok(frame)))
                 }
                 Some(Err(e)) => Poll::Ready(Some(Err(Box::new(e)))),
-                None => Poll::Ready(None),
+                None => {
+                    reuse.finish();
+                    Poll::Ready(None)
+                }
             },
             ProxyBody::Full(full) => Pin::new(full)
                 .poll_frame(cx)
@@ -145,7 +203,7 @@ impl Body for ProxyBody {
 
     fn is_end_stream(&self) -> bool {
         match self {
-            ProxyBody::Upstream { inner, .. } => inner.is_end_stream(),
+            ProxyBody::Upstream { inner, reuse, .. } => reuse.done || inner.is_end_stream(),
             ProxyBody::Full(full) => full.is_end_stream(),
         }
     }

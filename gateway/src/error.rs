@@ -32,14 +32,14 @@ pub(crate) enum UpstreamError {
     #[error("connect to {backend} failed: {source}")]
     Connect {
         backend: SocketAddr,
-        source: hyper_util::client::legacy::Error,
+        source: crate::pool::ConnectError,
     },
     /// The connection broke after the request (or part of it) was sent: only idempotent
     /// requests may be sent again.
     #[error("request to {backend} failed: {source}")]
     Send {
         backend: SocketAddr,
-        source: hyper_util::client::legacy::Error,
+        source: hyper::Error,
     },
 }
 

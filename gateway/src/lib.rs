@@ -7,7 +7,7 @@
 //!
 //! Modules: `config` (flags), `server` (listeners, connections, shutdown), `proxy` (the request
 //! path), `table` (routing table, round-robin, passive health), `headers` (proxy hygiene),
-//! `body` (streaming bodies), `idle` (idle timeout), `metrics` and `admin` (stats), `tls`.
+//! `body` (streaming bodies), `pool` (upstream keep-alive connections), `idle` (idle timeout), `metrics` and `admin` (stats), `tls`.
 
 mod admin;
 mod body;
@@ -16,6 +16,7 @@ mod error;
 mod headers;
 mod idle;
 mod metrics;
+mod pool;
 mod proxy;
 mod server;
 mod table;

@@ -2,19 +2,19 @@
 //! retries and passive health, response streaming, protocol upgrades. Reads the routing table
 //! through one lock-free load; never touches ZooKeeper.
 
-use crate::body::{ProxyBody, UpstreamBody};
+use crate::body::{ProxyBody, Reuse, UpstreamBody};
 use crate::error::{BodyTooLarge, UpstreamError};
 use crate::headers;
 use crate::metrics::{AppStats, Stats};
-use crate::table::{AppRoute, HealthPolicy, Route, Table, Tried, MAX_TRIES};
+use crate::pool::{self, PoolPolicy};
+use crate::table::{AppRoute, Backend, HealthPolicy, Route, Table, Tried, MAX_TRIES};
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
-use http::uri::{PathAndQuery, Scheme, Uri};
+use http::uri::{PathAndQuery, Uri};
 use http::{Method, Request, Response, StatusCode, Version};
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Body, Incoming};
-use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioIo;
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -31,7 +31,7 @@ const REPLAY_BUFFER: u64 = 64 * 1024;
 #[derive(Debug)]
 pub(crate) struct Shared {
     pub(crate) table: ArcSwap<Table>,
-    pub(crate) client: Client<HttpConnector, UpstreamBody>,
+    pub(crate) pool: PoolPolicy,
     pub(crate) policy: HealthPolicy,
     pub(crate) stats: Arc<Stats>,
     pub(crate) max_body: u64,
@@ -189,16 +189,8 @@ async fn forward(
             );
         };
         let backend = slot.backend();
-        let mut uri = http::uri::Parts::default();
-        uri.scheme = Some(Scheme::HTTP);
-        uri.authority = Some(backend.authority.clone());
-        uri.path_and_query = Some(path.clone());
-        let Ok(uri) = Uri::from_parts(uri) else {
-            return plain(
-                StatusCode::BAD_REQUEST,
-                ProxyBody::text("bad request target\n"),
-            );
-        };
+        // Origin form: the connection already goes to the backend, Host says which app.
+        let uri = Uri::from(path.clone());
         let body = match (&replay, stream.take()) {
             (Some(b), _) => UpstreamBody::Buffered(Full::new(b.clone())),
             (None, Some(inner)) => UpstreamBody::Stream {
@@ -221,10 +213,11 @@ async fn forward(
         };
         let addr = backend.endpoint.addr();
         let span = tracing::debug_span!("upstream", app = %route.app, backend = %addr);
-        let result = shared.client.request(up).instrument(span).await;
+        let result = send(shared, backend, addr, up).instrument(span).await;
         match result {
-            Ok(mut resp) => {
+            Ok((mut resp, sender)) => {
                 backend.success();
+                let reuse = Reuse::new(sender, Arc::clone(&backend.pool), shared.pool);
                 drop(slot);
                 if upgrade && resp.status() == StatusCode::SWITCHING_PROTOCOLS {
                     return switch_protocols(resp, client_upgrade, Arc::clone(&route.stats));
@@ -234,27 +227,15 @@ async fn forward(
                 let (parts, inner) = resp.into_parts();
                 return Response::from_parts(
                     parts,
-                    ProxyBody::Upstream {
-                        inner,
-                        stats: Arc::clone(&route.stats),
-                    },
+                    ProxyBody::upstream(inner, Arc::clone(&route.stats), reuse),
                 );
             }
-            Err(e) => {
-                if body_too_large(&e) {
-                    return too_large();
+            Err(err) => {
+                if let UpstreamError::Send { source, .. } = &err {
+                    if body_too_large(source) {
+                        return too_large();
+                    }
                 }
-                let err = if e.is_connect() {
-                    UpstreamError::Connect {
-                        backend: addr,
-                        source: e,
-                    }
-                } else {
-                    UpstreamError::Send {
-                        backend: addr,
-                        source: e,
-                    }
-                };
                 backend.failure(&shared.policy);
                 route.stats.upstream_error();
                 let retry = can_retry && err.retry_safe(is_idempotent);
@@ -285,7 +266,46 @@ fn headers_too_big(shared: &Shared, h: &http::HeaderMap) -> bool {
     bytes > shared.max_header_bytes
 }
 
-fn body_too_large(e: &hyper_util::client::legacy::Error) -> bool {
+/// One try at `backend`: on a pooled connection, or a new one. A pooled connection the backend
+/// closed before taking the request (a keep-alive race) costs nothing: the request comes back
+/// unsent and goes out on a fresh connection.
+async fn send(
+    shared: &Shared,
+    backend: &Backend,
+    addr: SocketAddr,
+    mut req: Request<UpstreamBody>,
+) -> Result<(Response<Incoming>, pool::Sender), UpstreamError> {
+    if let Some(mut sender) = backend.pool.checkout() {
+        match sender.try_send_request(req).await {
+            Ok(resp) => return Ok((resp, sender)),
+            Err(mut e) => match e.take_message() {
+                Some(unsent) => req = unsent,
+                None => {
+                    return Err(UpstreamError::Send {
+                        backend: addr,
+                        source: e.into_error(),
+                    })
+                }
+            },
+        }
+    }
+    let mut sender =
+        pool::connect(addr, &shared.pool)
+            .await
+            .map_err(|source| UpstreamError::Connect {
+                backend: addr,
+                source,
+            })?;
+    match sender.send_request(req).await {
+        Ok(resp) => Ok((resp, sender)),
+        Err(source) => Err(UpstreamError::Send {
+            backend: addr,
+            source,
+        }),
+    }
+}
+
+fn body_too_large(e: &hyper::Error) -> bool {
     let mut source: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
     while let Some(s) = source {
         if s.is::<BodyTooLarge>() {

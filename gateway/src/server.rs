@@ -7,6 +7,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::idle::{Activity, IdleIo};
 use crate::metrics::Stats;
+use crate::pool::PoolPolicy;
 use crate::proxy::Shared;
 use crate::table::{HealthPolicy, Table};
 use crate::{admin, proxy, tls};
@@ -14,7 +15,6 @@ use arc_swap::ArcSwap;
 use caas_registry::RouteSnapshot;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use std::future::Future;
@@ -27,6 +27,9 @@ use tokio::sync::watch;
 use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+
+/// An idle upstream connection is closed after this long.
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// A gateway whose listeners are bound; [`Gateway::serve`] runs it.
 pub struct Gateway {
@@ -111,17 +114,13 @@ impl Gateway {
         let first = routes.borrow_and_update().clone();
         let table = Table::build(&first, &Table::empty(&config.domain), &stats);
         publish_gauges(&stats, &table);
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(config.connect_timeout()));
-        connector.set_nodelay(true);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(config.pool_idle_per_backend)
-            .build(connector);
         let shared = Arc::new(Shared {
             table: ArcSwap::from_pointee(table),
-            client,
+            pool: PoolPolicy {
+                max_idle: config.pool_idle_per_backend,
+                idle_timeout: POOL_IDLE_TIMEOUT,
+                connect_timeout: config.connect_timeout(),
+            },
             policy: HealthPolicy {
                 eject_after: config.eject_after.max(1),
                 eject_for: Duration::from_millis(config.eject_ms),
@@ -168,6 +167,26 @@ impl Gateway {
             })
         };
 
+        // Idle upstream connections past their time close, off the request path.
+        let sweeper = {
+            let shared = Arc::clone(&shared);
+            let token = token.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(POOL_IDLE_TIMEOUT / 4);
+                loop {
+                    tokio::select! {
+                        _ = token.cancelled() => break,
+                        _ = tick.tick() => {}
+                    }
+                    let table = shared.table.load();
+                    let now = Instant::now();
+                    for b in table.backends() {
+                        b.pool.sweep(&shared.pool, now);
+                    }
+                }
+            })
+        };
+
         let ctx = ConnCtx {
             shared: Arc::clone(&shared),
             builder,
@@ -190,6 +209,7 @@ impl Gateway {
             let _ = l.await;
         }
         let _ = watcher.await;
+        let _ = sweeper.await;
         tracker.close();
         if tokio::time::timeout(config.shutdown_grace(), tracker.wait())
             .await

@@ -4,6 +4,7 @@
 //! skipped.
 
 use crate::metrics::{AppStats, Stats};
+use crate::pool::Pool;
 use caas_registry::{IpRule, RouteSnapshot};
 use caas_types::{AppId, Endpoint};
 use http::uri::Authority;
@@ -40,23 +41,23 @@ impl HealthPolicy {
 #[derive(Debug)]
 pub(crate) struct Backend {
     pub(crate) endpoint: Endpoint,
-    /// `ip:port`, parsed once, for upstream URIs.
-    pub(crate) authority: Authority,
     failures: AtomicU32,
     /// Milliseconds since the policy's epoch until which the backend is skipped.
     ejected_until: AtomicU64,
     inflight: AtomicUsize,
+    /// Idle keep-alive connections to it; they close when the backend leaves the table.
+    pub(crate) pool: Arc<Pool>,
 }
 
 impl Backend {
     fn new(endpoint: Endpoint) -> Option<Backend> {
-        let authority = Authority::try_from(endpoint.to_string()).ok()?;
+        Authority::try_from(endpoint.to_string()).ok()?;
         Some(Backend {
             endpoint,
-            authority,
             failures: AtomicU32::new(0),
             ejected_until: AtomicU64::new(0),
             inflight: AtomicUsize::new(0),
+            pool: Arc::default(),
         })
     }
 
@@ -258,6 +259,11 @@ impl Table {
             suffix: prev.suffix.clone(),
             generation: snap.generation,
         }
+    }
+
+    /// Every backend once per app that routes to it (for sweeping idle connections).
+    pub(crate) fn backends(&self) -> impl Iterator<Item = &Arc<Backend>> {
+        self.apps.values().flat_map(|r| r.backends.iter())
     }
 
     /// Number of apps routed.
