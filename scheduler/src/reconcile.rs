@@ -107,7 +107,13 @@ impl Orchestrator {
         let mut containers: HashMap<i64, HashMap<String, ContainerSummary>> = HashMap::new();
         for h in hosts.iter().filter(|h| h.state != HostState::Down) {
             let listed = match self.engines.get(&h.name, &h.docker) {
-                Ok(d) => d.list_managed(&self.config.namespace).await,
+                // Several hosts may share one engine (loopback hosts on one machine): ask the
+                // engine for the containers placed on this host only.
+                Ok(d) => {
+                    let ns = self.config.namespace.as_str();
+                    d.list(&[(labels::MANAGED, ns), (labels::HOST, h.name.as_str())])
+                        .await
+                }
                 Err(e) => {
                     tracing::warn!(host = %h.name, error = %e, "reconciler: engine unusable; skipping host");
                     continue;
@@ -117,11 +123,6 @@ impl Orchestrator {
                 Ok(list) => {
                     let by_instance = list
                         .into_iter()
-                        // Several hosts may share one engine (loopback hosts on one machine):
-                        // only the containers placed on this host are this host's.
-                        .filter(|c| {
-                            c.labels.get(labels::HOST).map(String::as_str) == Some(h.name.as_str())
-                        })
                         .filter_map(|c| c.labels.get(labels::INSTANCE).cloned().map(|i| (i, c)))
                         .collect();
                     containers.insert(h.id, by_instance);
