@@ -140,13 +140,18 @@ impl Orchestrator {
         let lock = self.lock_for(&plan.new.app, &plan.new.version);
         let _guard = lock.lock().await;
         let row = self.store.create_deployment(&plan.new).await?;
-        let count = self.instance_count(&row).await?;
-        progress.step(
-            None,
-            "accepted",
-            format!("deploying {} × {count} ({})", row.version, row.image),
-        );
-        match self.add_instances(&row, count, &progress).await {
+        // Everything after the row exists goes through the one rollback below, so a failure
+        // here (even counting hosts) never leaves a `deploying` row behind.
+        let placed = async {
+            let count = self.instance_count(&row).await?;
+            progress.step(
+                None,
+                "accepted",
+                format!("deploying {} × {count} ({})", row.version, row.image),
+            );
+            self.add_instances(&row, count, &progress).await
+        };
+        match placed.await {
             Ok(()) => {
                 self.store
                     .set_deployment_state(row.id, DeploymentState::Running)
