@@ -112,12 +112,7 @@ impl HealthChecker {
         max_concurrent: usize,
     ) -> (HealthChecker, mpsc::Receiver<HealthEvent>) {
         let (tx, rx) = mpsc::channel(EVENT_BUFFER);
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        // A fresh connection per check: "accepts new connections" is part of being healthy.
-        let http = Client::builder(TokioExecutor::new())
-            .pool_max_idle_per_host(0)
-            .build(connector);
+        let http = check_client();
         let inner = Inner {
             registry,
             events: tx,
@@ -224,7 +219,8 @@ enum Action {
 async fn check(inner: Arc<Inner>, container: ContainerId, epoch: u64, target: HealthTarget) {
     let ok = {
         let _permit = inner.permits.clone().acquire_owned().await;
-        probe(&inner.http, &target).await
+        let timeout = Duration::from_millis(target.spec.timeout_ms.max(1));
+        probe(&inner.http, target.endpoint, &target.spec.path, timeout).await
     };
     let action = {
         let mut targets = lock(&inner.targets);
@@ -304,20 +300,40 @@ async fn check(inner: Arc<Inner>, container: ContainerId, epoch: u64, target: He
 }
 
 /// One HTTP GET of the target's health path: healthy means a 2xx answer within the timeout.
-async fn probe(http: &Client<HttpConnector, Empty<Bytes>>, target: &HealthTarget) -> bool {
-    let path = if target.spec.path.starts_with('/') {
-        target.spec.path.clone()
+/// The client health checks use: a fresh connection per check ("accepts new connections" is part
+/// of being healthy), no idle pool.
+fn check_client() -> Client<HttpConnector, Empty<Bytes>> {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(0)
+        .build(connector)
+}
+
+/// One health check by the checker's rules: `GET {path}` on `endpoint` answers 2xx, with its
+/// (bounded) body, within `timeout`. The scheduler uses it to wait for a new instance.
+pub async fn check_once(endpoint: Endpoint, path: &str, timeout: Duration) -> bool {
+    probe(&check_client(), endpoint, path, timeout).await
+}
+
+async fn probe(
+    http: &Client<HttpConnector, Empty<Bytes>>,
+    endpoint: Endpoint,
+    path: &str,
+    timeout: Duration,
+) -> bool {
+    let path = if path.starts_with('/') {
+        path.to_owned()
     } else {
-        format!("/{}", target.spec.path)
+        format!("/{path}")
     };
-    let uri = match format!("http://{}{path}", target.endpoint).parse::<http::Uri>() {
+    let uri = match format!("http://{endpoint}{path}").parse::<http::Uri>() {
         Ok(u) => u,
         Err(e) => {
-            tracing::warn!(container = %target.container, error = %e, "bad health check uri");
+            tracing::warn!(%endpoint, error = %e, "bad health check uri");
             return false;
         }
     };
-    let timeout = Duration::from_millis(target.spec.timeout_ms.max(1));
     let attempt = async {
         let response = http.get(uri).await.map_err(|e| e.to_string())?;
         let status = response.status();
@@ -331,15 +347,15 @@ async fn probe(http: &Client<HttpConnector, Empty<Bytes>>, target: &HealthTarget
     match tokio::time::timeout(timeout, attempt).await {
         Ok(Ok(status)) if status.is_success() => true,
         Ok(Ok(status)) => {
-            tracing::debug!(container = %target.container, %status, "health check failed");
+            tracing::debug!(%endpoint, %status, "health check failed");
             false
         }
         Ok(Err(e)) => {
-            tracing::debug!(container = %target.container, error = %e, "health check failed");
+            tracing::debug!(%endpoint, error = %e, "health check failed");
             false
         }
         Err(_) => {
-            tracing::debug!(container = %target.container, "health check timed out");
+            tracing::debug!(%endpoint, "health check timed out");
             false
         }
     }

@@ -50,6 +50,6 @@ pub use cache::RouteCache;
 pub use config::{AclPolicy, ZkAuth, ZkConfig};
 pub use election::LeaderElection;
 pub use error::{Error, Result};
-pub use health::{HealthChecker, HealthEvent, HealthEventKind, HealthTarget};
+pub use health::{check_once, HealthChecker, HealthEvent, HealthEventKind, HealthTarget};
 pub use registry::Registry;
 pub use snapshot::{IpRule, RouteEntry, RouteSnapshot};

@@ -1,41 +1,12 @@
-//! A minimal HTTP/1.1 GET used to wait for a new instance's health path before it is
-//! registered. Deliberately tiny: one request per connection, status line only.
+//! Waiting for a new instance's health path before it is registered, with the same check the
+//! registry's health checker makes afterwards (`caas_registry::check_once`).
 
 use caas_types::Endpoint;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 /// Whether `GET {path}` on `endpoint` answers 2xx within `timeout`.
 pub async fn check(endpoint: Endpoint, path: &str, timeout: Duration) -> bool {
-    tokio::time::timeout(timeout, get_status(endpoint, path))
-        .await
-        .ok()
-        .flatten()
-        .is_some_and(|s| (200..300).contains(&s))
-}
-
-async fn get_status(endpoint: Endpoint, path: &str) -> Option<u16> {
-    let mut stream = TcpStream::connect(endpoint.addr()).await.ok()?;
-    stream.set_nodelay(true).ok()?;
-    let req = format!("GET {path} HTTP/1.1\r\nHost: {endpoint}\r\nUser-Agent: caas-scheduler\r\nConnection: close\r\n\r\n");
-    stream.write_all(req.as_bytes()).await.ok()?;
-    let mut buf = [0u8; 64];
-    let mut n = 0;
-    // The status line fits in 64 bytes: "HTTP/1.1 200 OK".
-    while n < 12 {
-        let k = stream.read(&mut buf[n..]).await.ok()?;
-        if k == 0 {
-            break;
-        }
-        n += k;
-    }
-    let line = std::str::from_utf8(&buf[..n]).ok()?;
-    let mut parts = line.split_whitespace();
-    if !parts.next()?.starts_with("HTTP/1.") {
-        return None;
-    }
-    parts.next()?.parse().ok()
+    caas_registry::check_once(endpoint, path, timeout).await
 }
 
 /// Polls `check` every `every` until it passes or `deadline` elapses.
@@ -61,6 +32,7 @@ pub async fn wait_healthy(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;
 
     async fn server(status: &'static str) -> Endpoint {
