@@ -37,6 +37,62 @@ pub struct CreateApp {
     pub auto_deploy: bool,
 }
 
+/// `PATCH /v1/apps/{app}`: every field optional, at least one given.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateApp {
+    /// Roll the running deployment to a newly pushed tag automatically.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto_deploy: Option<bool>,
+}
+
+/// A tag of an app's image as pushed to the registry (`GET /v1/apps/{app}/tags`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Tag {
+    /// The app (the registry repository).
+    pub app: AppId,
+    /// The tag, a version that can be deployed.
+    pub tag: Version,
+    /// The manifest digest the tag pointed to at its last push, e.g. `sha256:...`.
+    pub digest: String,
+    /// The manifest's media type.
+    pub media_type: String,
+    /// The registry user who pushed it, when the registry has auth.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pushed_by: Option<String>,
+    /// When the scheduler recorded the last push of this tag, RFC 3339 UTC with milliseconds.
+    pub pushed_at: String,
+}
+
+/// Milliseconds since the Unix epoch as RFC 3339 UTC, e.g. `2026-11-22T06:10:01.123Z`.
+pub fn rfc3339_from_ms(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let millis = ms.rem_euclid(1000);
+    let days = secs.div_euclid(86_400);
+    let rest = secs.rem_euclid(86_400);
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{millis:03}Z",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60
+    )
+}
+
+/// The proleptic Gregorian date of a day count since 1970-01-01 (days in 400-year eras).
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
 /// An app as the API shows it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct App {
@@ -50,6 +106,9 @@ pub struct App {
     /// Custom domains routed to it.
     #[serde(default)]
     pub domains: Vec<Domain>,
+    /// Whether a newly pushed tag rolls the running deployment to it.
+    #[serde(default)]
+    pub auto_deploy: bool,
     /// Its deployments (only in single-app answers).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub deployments: Vec<Deployment>,
@@ -422,5 +481,24 @@ mod tests {
             );
         }
         assert!(serde_json::from_str::<CreateApp>(r#"{"id":"Bad_App"}"#).is_err());
+        assert!(serde_json::from_str::<UpdateApp>(r#"{"auto_deploy":"yes"}"#).is_err());
+        assert!(serde_json::from_str::<UpdateApp>(r#"{"autodeploy":true}"#).is_err());
+    }
+
+    #[test]
+    fn update_app_shape() {
+        let u: UpdateApp = serde_json::from_str(r#"{"auto_deploy":true}"#).expect("valid");
+        assert_eq!(u.auto_deploy, Some(true));
+        let empty: UpdateApp = serde_json::from_str("{}").expect("valid");
+        assert_eq!(empty, UpdateApp::default());
+    }
+
+    #[test]
+    fn timestamps_are_rfc3339_utc() {
+        assert_eq!(rfc3339_from_ms(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339_from_ms(951_782_400_000), "2000-02-29T00:00:00.000Z");
+        assert_eq!(rfc3339_from_ms(1_795_327_801_123), "2026-11-22T06:10:01.123Z");
+        assert_eq!(rfc3339_from_ms(-1), "1969-12-31T23:59:59.999Z");
+        assert_eq!(rfc3339_from_ms(4_107_542_399_000), "2100-02-28T23:59:59.000Z");
     }
 }
