@@ -58,8 +58,38 @@ secret() {
     cat "$f"
 }
 
+# apt_install PKG...: install Debian packages (as root), logging to logs/apt.log.
+apt_install() {
+    (( $# == 0 )) && return 0
+    [[ $EUID -eq 0 ]] || die "missing packages: $*; run as root or: sudo apt-get install $*"
+    mkdir -p "$LOG_DIR"
+    log "installing $*"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q >>"$LOG_DIR/apt.log" 2>&1 || die "apt-get update failed (see $LOG_DIR/apt.log)"
+    apt-get install -y -q --no-install-recommends "$@" >>"$LOG_DIR/apt.log" 2>&1 \
+        || die "apt-get install $* failed (see $LOG_DIR/apt.log)"
+}
+
+# start_dockerd: reuse the engine at CAAS_DOCKER_SOCK, or start ours with its data under RUN_DIR.
+start_dockerd() {
+    if docker_ok; then log "dockerd: reusing the engine at $CAAS_DOCKER_SOCK"; return; fi
+    log "dockerd: starting (data in $RUN_DIR/docker)"
+    mkdir -p "$RUN_DIR/docker"
+    start_daemon dockerd dockerd \
+        --host "unix://$CAAS_DOCKER_SOCK" \
+        --data-root "$RUN_DIR/docker" \
+        --pidfile "$RUN_DIR/dockerd-internal.pid" \
+        --insecure-registry "$CAAS_REGISTRY_ADDR" \
+        --userland-proxy=true
+    wait_for dockerd 60 docker_ok
+}
+
+# http_status URL: the HTTP status code of a GET (000 if nothing answers).
+http_status() { curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$1" 2>/dev/null || true; }
+
 zk_ok() { [[ "$(echo ruok | nc -w 2 127.0.0.1 "$CAAS_ZK_PORT" 2>/dev/null)" == imok ]]; }
 docker_ok() { docker -H "unix://$CAAS_DOCKER_SOCK" info >/dev/null 2>&1; }
-registry_ok() { curl -fsS "http://$CAAS_REGISTRY_ADDR/v2/" >/dev/null 2>&1; }
+# The registry answers, and asks for credentials (a registry without auth is not ours to reuse).
+registry_ok() { [[ "$(http_status "http://$CAAS_REGISTRY_ADDR/v2/")" == 401 ]]; }
 mysql_root() { mariadb --protocol=socket --socket="$MYSQL_SOCK" -uroot "$@"; }
 mysql_ok() { mysql_root -e 'select 1' >/dev/null 2>&1; }

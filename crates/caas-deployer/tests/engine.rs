@@ -281,9 +281,12 @@ impl Drop for PushedImage {
                 env("CAAS_REGISTRY"),
                 self.repo
             );
-            let _ = std::process::Command::new("curl")
-                .args(["-fsS", "-X", "DELETE", &url])
-                .output();
+            let mut curl = std::process::Command::new("curl");
+            curl.args(["-fsS", "-X", "DELETE", &url]);
+            if let Some(c) = registry_creds() {
+                curl.args(["-u", &format!("{}:{}", c.username, c.password)]);
+            }
+            let _ = curl.output();
         }
     }
 }
@@ -342,8 +345,9 @@ async fn pull_reports_progress_and_distinct_errors() {
     let ns = Namespace::new("pull");
     let pushed = push_unique_image(&ns);
     assert!(!d.image_present(&pushed.image).await.unwrap());
+    let creds = registry_creds();
 
-    let steps: Vec<_> = d.pull(&pushed.image, None).collect().await;
+    let steps: Vec<_> = d.pull(&pushed.image, creds.as_ref()).collect().await;
     let steps: Vec<_> = steps.into_iter().map(|s| s.unwrap()).collect();
     assert!(d.image_present(&pushed.image).await.unwrap());
     // Layers reported by id, the shared ones as already there, the new one with byte counts.
@@ -366,16 +370,19 @@ async fn pull_reports_progress_and_distinct_errors() {
         "no byte progress in {steps:#?}"
     );
     // Pulling again is quick and fine.
-    d.pull_to_end(&pushed.image, None).await.unwrap();
+    d.pull_to_end(&pushed.image, creds.as_ref()).await.unwrap();
 
     let registry = env("CAAS_REGISTRY");
     let err = d
-        .pull_to_end(&format!("{registry}/hello:no-such-tag"), None)
+        .pull_to_end(&format!("{registry}/hello:no-such-tag"), creds.as_ref())
         .await
         .unwrap_err();
     assert!(matches!(err, Error::ImageNotFound { .. }), "{err:?}");
     let err = d
-        .pull_to_end(&format!("{registry}/no-such-repo-{}:v1", ns.0), None)
+        .pull_to_end(
+            &format!("{registry}/no-such-repo-{}:v1", ns.0),
+            creds.as_ref(),
+        )
         .await
         .unwrap_err();
     assert!(matches!(err, Error::ImageNotFound { .. }), "{err:?}");

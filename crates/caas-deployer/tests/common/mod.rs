@@ -3,7 +3,7 @@
 //! and an "eventually" wait.
 #![allow(dead_code, clippy::unwrap_used)]
 
-use caas_deployer::{Deployer, DockerEndpoint, RunSpec};
+use caas_deployer::{Deployer, DockerEndpoint, RegistryCredentials, RunSpec};
 use caas_types::{Cpus, Memory, Resources};
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, TcpListener};
@@ -37,13 +37,27 @@ pub async fn deployer() -> Deployer {
     d
 }
 
+/// The registry's credentials (`CAAS_REGISTRY_USER` / `CAAS_REGISTRY_PASSWORD`, written to
+/// .caas/env by scripts/up), if it asks for any.
+pub fn registry_creds() -> Option<RegistryCredentials> {
+    let username = std::env::var("CAAS_REGISTRY_USER").ok()?;
+    let password = std::env::var("CAAS_REGISTRY_PASSWORD").ok()?;
+    Some(RegistryCredentials {
+        username,
+        password,
+        server: env("CAAS_REGISTRY"),
+    })
+}
+
 /// `{CAAS_REGISTRY}/hello:{tag}`, pulled if the engine lacks it.
 pub async fn hello(d: &Deployer, tag: &str) -> String {
     let image = format!("{}/hello:{tag}", env("CAAS_REGISTRY"));
     if !d.image_present(&image).await.unwrap() {
-        d.pull_to_end(&image, None).await.unwrap_or_else(|e| {
-            panic!("cannot pull {image}: {e}; {HOW} (it pushes the hello images)")
-        });
+        d.pull_to_end(&image, registry_creds().as_ref())
+            .await
+            .unwrap_or_else(|e| {
+                panic!("cannot pull {image}: {e}; {HOW} (it pushes the hello images)")
+            });
     }
     image
 }
