@@ -57,6 +57,11 @@ pub struct Config {
     #[arg(long, env = "CAAS_REGISTRY_PASSWORD", hide_env_values = true)]
     pub registry_password: Option<String>,
 
+    /// Bearer token the registry sends with its notifications to `POST /v1/registry/events`
+    /// (its `notifications.endpoints[].headers`); without it that endpoint answers 404.
+    #[arg(long, env = "CAAS_REGISTRY_HOOK_TOKEN", hide_env_values = true)]
+    pub registry_hook_token: Option<String>,
+
     /// The gateway's domain: apps are reached at {app}.{domain}.
     #[arg(long, env = "CAAS_DOMAIN", default_value = "caas.localhost")]
     pub domain: String,

@@ -1,8 +1,10 @@
 //! The caas scheduler as a library: the store (MySQL), placement with optimistic locking, the
-//! admin API, deploy orchestration, health healing and the reconciler. `main.rs` only parses
+//! admin API, deploy orchestration, health healing, the reconciler, and auto-deploy of tags the
+//! registry reports as pushed. `main.rs` only parses
 //! configuration and calls [`run`], so tests drive the same code without a process.
 
 pub mod api;
+pub mod autodeploy;
 pub mod config;
 pub mod deploy;
 pub mod error;
@@ -10,6 +12,7 @@ pub mod healing;
 pub mod metrics;
 pub mod placement;
 pub mod reconcile;
+pub mod registry_events;
 pub mod store;
 
 pub use config::Config;

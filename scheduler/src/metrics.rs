@@ -1,6 +1,7 @@
 //! The scheduler's Prometheus metrics, rendered by hand in the text exposition format:
 //! deploys (by outcome) and their duration, instances started/stopped, health transitions,
-//! restarts, reconciler repairs, and the placement counters of the store.
+//! restarts, reconciler repairs, registry notifications and auto-deploys (by result), and the
+//! placement counters of the store.
 
 use crate::placement::PlacementMetrics;
 use std::fmt::Write as _;
@@ -31,6 +32,22 @@ pub struct DeployMetrics {
     pub replacements: AtomicU64,
     /// Repairs made by the reconciler (rollbacks, orphans, stale nodes, re-creations).
     pub reconciler_repairs: AtomicU64,
+    /// Registry events recorded as a pushed tag.
+    pub registry_recorded: AtomicU64,
+    /// Registry events that are not a tagged manifest push (pulls, blobs, pushes by digest).
+    pub registry_ignored: AtomicU64,
+    /// Tagged pushes whose repository, tag or digest caas cannot accept.
+    pub registry_invalid: AtomicU64,
+    /// Tagged pushes to a repository that is no app.
+    pub registry_unknown_app: AtomicU64,
+    /// Tagged pushes that could not be recorded (database down); the registry redelivers them.
+    pub registry_failed: AtomicU64,
+    /// Auto-deploy rolls that finished.
+    pub auto_deploys_ok: AtomicU64,
+    /// Auto-deploy rolls that failed (the old version kept running).
+    pub auto_deploys_failed: AtomicU64,
+    /// Pushes to auto-deploy apps with nothing to roll (same version, nothing running, superseded).
+    pub auto_deploys_skipped: AtomicU64,
     duration_buckets: [AtomicU64; BUCKETS.len()],
     duration_count: AtomicU64,
     duration_sum_micros: AtomicU64,
@@ -119,6 +136,32 @@ impl DeployMetrics {
             "Repairs made by the reconciler.",
             get(&self.reconciler_repairs),
         );
+        let _ = writeln!(out, "# HELP caas_scheduler_registry_events_total Registry notification events by result.\n# TYPE caas_scheduler_registry_events_total counter");
+        for (result, c) in [
+            ("recorded", &self.registry_recorded),
+            ("ignored", &self.registry_ignored),
+            ("invalid", &self.registry_invalid),
+            ("unknown_app", &self.registry_unknown_app),
+            ("failed", &self.registry_failed),
+        ] {
+            let _ = writeln!(
+                out,
+                "caas_scheduler_registry_events_total{{result=\"{result}\"}} {}",
+                get(c)
+            );
+        }
+        let _ = writeln!(out, "# HELP caas_scheduler_auto_deploys_total Rolls to a pushed tag by result.\n# TYPE caas_scheduler_auto_deploys_total counter");
+        for (result, c) in [
+            ("ok", &self.auto_deploys_ok),
+            ("failed", &self.auto_deploys_failed),
+            ("skipped", &self.auto_deploys_skipped),
+        ] {
+            let _ = writeln!(
+                out,
+                "caas_scheduler_auto_deploys_total{{result=\"{result}\"}} {}",
+                get(c)
+            );
+        }
         let p = placement.snapshot();
         counter(
             &mut out,

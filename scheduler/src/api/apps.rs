@@ -1,4 +1,4 @@
-//! `/v1/apps`: create, list, show and delete apps; custom domains.
+//! `/v1/apps`: create, list, show, update and delete apps; custom domains; pushed tags.
 
 use super::auth::Principal;
 use super::error::{ApiError, ApiResult};
@@ -7,7 +7,7 @@ use crate::store::AppRow;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
-use caas_types::api::{self, AddDomain, CreateApp};
+use caas_types::api::{self, AddDomain, CreateApp, UpdateApp};
 use caas_types::{AppId, Domain};
 
 /// Loads an app the caller may see; another tenant's app is a 404, as if it did not exist.
@@ -38,6 +38,7 @@ async fn to_api(state: &AppState, app: &AppRow, with_deployments: bool) -> ApiRe
         domain: state.config.app_domain(&app.id),
         tenant: app.tenant.clone(),
         domains,
+        auto_deploy: app.auto_deploy,
         deployments,
     })
 }
@@ -77,6 +78,35 @@ pub async fn show(
 ) -> ApiResult<Json<api::App>> {
     let app = visible_app(&state, &who, &app).await?;
     Ok(Json(to_api(&state, &app, true).await?))
+}
+
+/// `PATCH /v1/apps/{app}` `{"auto_deploy": bool}`: the app as it is now.
+pub async fn update(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(app): Path<String>,
+    ApiJson(req): ApiJson<UpdateApp>,
+) -> ApiResult<Json<api::App>> {
+    let app = visible_app(&state, &who, &app).await?;
+    let Some(on) = req.auto_deploy else {
+        return Err(ApiError::BadRequest(
+            "nothing to change: give auto_deploy".into(),
+        ));
+    };
+    let app = state.store.set_app_auto_deploy(&app.id, on).await?;
+    tracing::info!(app = %app.id, auto_deploy = on, "app updated");
+    Ok(Json(to_api(&state, &app, false).await?))
+}
+
+/// `GET /v1/apps/{app}/tags`: the tags pushed to the registry, newest push first.
+pub async fn tags(
+    State(state): State<AppState>,
+    who: Principal,
+    Path(app): Path<String>,
+) -> ApiResult<Json<Vec<api::Tag>>> {
+    let app = visible_app(&state, &who, &app).await?;
+    let rows = state.store.list_tags(&app.id).await?;
+    Ok(Json(rows.iter().map(|t| t.to_api()).collect()))
 }
 
 /// `DELETE /v1/apps/{app}`: undeploys everything, then deletes the app → 204.

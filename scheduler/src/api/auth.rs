@@ -61,12 +61,27 @@ pub fn new_token() -> String {
 }
 
 /// Compares two equal-length hex hashes without an early exit.
-fn same_hash(a: &str, b: &str) -> bool {
+pub(super) fn same_hash(a: &str, b: &str) -> bool {
     a.len() == b.len()
         && a.bytes()
             .zip(b.bytes())
             .fold(0u8, |acc, (x, y)| acc | (x ^ y))
             == 0
+}
+
+/// SHA-256 (hex) of the request's bearer token; 401 if there is none.
+pub(super) fn bearer_hash(headers: &axum::http::HeaderMap) -> Result<String, ApiError> {
+    let header = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .ok_or(ApiError::Unauthorized)?;
+    let value = header.to_str().map_err(|_| ApiError::Unauthorized)?;
+    let token = value
+        .strip_prefix("Bearer ")
+        .or_else(|| value.strip_prefix("bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty() && t.len() <= 256)
+        .ok_or(ApiError::Unauthorized)?;
+    Ok(token_hash(token))
 }
 
 impl FromRequestParts<AppState> for Principal {
@@ -76,18 +91,7 @@ impl FromRequestParts<AppState> for Principal {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let header = parts
-            .headers
-            .get(axum::http::header::AUTHORIZATION)
-            .ok_or(ApiError::Unauthorized)?;
-        let value = header.to_str().map_err(|_| ApiError::Unauthorized)?;
-        let token = value
-            .strip_prefix("Bearer ")
-            .or_else(|| value.strip_prefix("bearer "))
-            .map(str::trim)
-            .filter(|t| !t.is_empty() && t.len() <= 256)
-            .ok_or(ApiError::Unauthorized)?;
-        let hash = token_hash(token);
+        let hash = bearer_hash(&parts.headers)?;
         if same_hash(&hash, &state.operator_token_hash) {
             return Ok(Principal::Operator);
         }

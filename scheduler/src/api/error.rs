@@ -23,6 +23,9 @@ pub enum ApiError {
     /// Not found, or not visible to this tenant (404).
     #[error("{0} not found")]
     NotFound(String),
+    /// A feature this scheduler is not configured for (404, with this message as is).
+    #[error("{0}")]
+    NotConfigured(String),
     /// Exists already, or still in use (409).
     #[error("{0}")]
     Conflict(String),
@@ -53,7 +56,9 @@ impl ApiError {
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "invalid"),
             ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
             ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
-            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            ApiError::NotFound(_) | ApiError::NotConfigured(_) => {
+                (StatusCode::NOT_FOUND, "not_found")
+            }
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ApiError::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
             ApiError::Unplaceable(_) => (StatusCode::UNPROCESSABLE_ENTITY, "unplaceable"),

@@ -8,8 +8,10 @@ mod deployments;
 pub mod error;
 mod hosts;
 mod ops;
+mod registry;
 mod tenants;
 
+use crate::autodeploy::AutoDeployer;
 use crate::config::Config;
 use crate::deploy::Orchestrator;
 use crate::store::Store;
@@ -31,17 +33,30 @@ pub struct AppState {
     pub orchestrator: Arc<Orchestrator>,
     /// SHA-256 (hex) of the operator token.
     pub operator_token_hash: Arc<str>,
+    /// SHA-256 (hex) of the registry's notification token; `None`: notifications are off.
+    pub registry_hook_token_hash: Option<Arc<str>>,
+    /// Rolls auto-deploy apps to pushed tags.
+    pub autodeploy: Arc<AutoDeployer>,
 }
 
 impl AppState {
     /// State for the router.
     pub fn new(config: Arc<Config>, store: Store, orchestrator: Arc<Orchestrator>) -> AppState {
         let operator_token_hash = auth::token_hash(&config.token).into();
+        let registry_hook_token_hash = config
+            .registry_hook_token
+            .as_deref()
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(|t| auth::token_hash(t).into());
+        let autodeploy = AutoDeployer::new(orchestrator.clone());
         AppState {
             config,
             store,
             orchestrator,
             operator_token_hash,
+            registry_hook_token_hash,
+            autodeploy,
         }
     }
 }
@@ -53,7 +68,12 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(ops::healthz))
         .route("/metrics", get(ops::metrics))
         .route("/v1/apps", get(apps::list).post(apps::create))
-        .route("/v1/apps/{app}", get(apps::show).delete(apps::remove))
+        .route(
+            "/v1/apps/{app}",
+            get(apps::show).patch(apps::update).delete(apps::remove),
+        )
+        .route("/v1/apps/{app}/tags", get(apps::tags))
+        .route("/v1/registry/events", post(registry::events))
         .route("/v1/apps/{app}/domains", post(apps::add_domain))
         .route(
             "/v1/apps/{app}/domains/{domain}",

@@ -96,6 +96,18 @@ impl Store {
         rows.iter().map(app_from_row).collect()
     }
 
+    /// Turns auto-deploy of an app on or off; the app as it is now.
+    pub async fn set_app_auto_deploy(&self, id: &AppId, on: bool) -> Result<AppRow> {
+        // rows_affected is 0 both for a missing app and an unchanged value, so read it back.
+        sqlx::query("UPDATE apps SET auto_deploy = ? WHERE id = ?")
+            .bind(on)
+            .bind(id.as_str())
+            .execute(&self.pool)
+            .await
+            .map_err(|e| sql::db_error("changing an app", e))?;
+        self.get_app(id).await
+    }
+
     /// One app.
     pub async fn get_app(&self, id: &AppId) -> Result<AppRow> {
         let row = sqlx::query(&format!("SELECT {APP_COLUMNS} FROM apps WHERE id = ?"))

@@ -1,5 +1,5 @@
 //! The MySQL store: typed functions over the scheduler's tables (tenants, hosts, apps, domains,
-//! deployments, instances). Only this module and `placement` write SQL.
+//! deployments, instances, pushed tags). Only this module and `placement` write SQL.
 //!
 //! Architecture invariant: a host's free memory and CPU change only through
 //! `placement::claim` / `placement::release`, inside the optimistic `version` check. Nothing
@@ -10,6 +10,7 @@ mod deployments;
 mod hosts;
 mod instances;
 pub(crate) mod sql;
+mod tags;
 mod tenants;
 
 pub use apps::{AppRow, DomainRow};
@@ -17,6 +18,7 @@ pub use deployments::{DeploymentRow, DeploymentState, NewDeployment};
 pub(crate) use hosts::parse_state as hosts_state;
 pub use hosts::{HostRow, NewHost};
 pub use instances::InstanceRow;
+pub use tags::{NewTag, TagRow};
 pub use tenants::TenantRow;
 
 use crate::error::{Error, Result};

@@ -1,0 +1,152 @@
+//! Auto-deploy: when a tag of an app with auto-deploy on is pushed, roll the app's running
+//! deployment to it. The roll deploys the new version with the spec of the newest running
+//! deployment through [`Orchestrator::deploy`] (which returns once every new instance is
+//! healthy and registered), then undeploys the versions that ran before through
+//! [`Orchestrator::undeploy`] (deregister, drain, stop): new instances serve before any old one
+//! leaves, so the roll loses no request.
+//!
+//! One roll per app at a time in this process. A push that arrives during a roll is rolled
+//! after it, to the newest tag pushed meanwhile; tags in between are skipped.
+
+use crate::deploy::{DeployPlan, Orchestrator, Progress};
+use crate::error::Result;
+use crate::metrics::DeployMetrics;
+use crate::store::{DeploymentState, NewDeployment};
+use caas_types::{AppId, Version};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use tracing::Instrument;
+
+/// What a roll request came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rolled {
+    /// The app now runs `to`; `from` were undeployed.
+    Done {
+        /// The versions that ran before.
+        from: Vec<Version>,
+        /// The version that runs now.
+        to: Version,
+    },
+    /// Nothing to do; the text says why.
+    Skipped(&'static str),
+}
+
+/// Per-app state: the roll lock and the newest tag waiting to be rolled.
+#[derive(Debug, Default)]
+struct Slot {
+    roll: tokio::sync::Mutex<()>,
+    wanted: Mutex<Option<Version>>,
+}
+
+/// Rolls apps to newly pushed tags, one roll per app at a time.
+#[derive(Debug)]
+pub struct AutoDeployer {
+    orch: Arc<Orchestrator>,
+    slots: Mutex<HashMap<AppId, Arc<Slot>>>,
+}
+
+impl AutoDeployer {
+    /// An auto-deployer over the orchestrator's deploy and undeploy.
+    pub fn new(orch: Arc<Orchestrator>) -> Arc<AutoDeployer> {
+        Arc::new(AutoDeployer {
+            orch,
+            slots: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn slot(&self, app: &AppId) -> Arc<Slot> {
+        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        slots.entry(app.clone()).or_default().clone()
+    }
+
+    /// Notes that `tag` of `app` was pushed and rolls to it in a task of its own (the registry
+    /// must not wait for a deploy). The handle is for tests; the result is logged and counted.
+    pub fn pushed(self: &Arc<Self>, app: AppId, tag: Version) -> tokio::task::JoinHandle<()> {
+        let slot = self.slot(&app);
+        *slot.wanted.lock().unwrap_or_else(|p| p.into_inner()) = Some(tag.clone());
+        let this = self.clone();
+        let span = tracing::info_span!("auto_deploy", %app, pushed = %tag);
+        tokio::spawn(
+            async move {
+                let _rolling = slot.roll.lock().await;
+                // A roll that ran while this task waited may have taken the newest tag already.
+                let wanted = slot.wanted.lock().unwrap_or_else(|p| p.into_inner()).take();
+                let metrics = &this.orch.metrics;
+                let Some(tag) = wanted else {
+                    tracing::info!("superseded by a roll to a newer push");
+                    DeployMetrics::inc(&metrics.auto_deploys_skipped);
+                    return;
+                };
+                match this.roll(&app, &tag).await {
+                    Ok(Rolled::Done { from, to }) => {
+                        tracing::info!(?from, %to, "auto-deploy rolled the app");
+                        DeployMetrics::inc(&metrics.auto_deploys_ok);
+                    }
+                    Ok(Rolled::Skipped(why)) => {
+                        tracing::info!(%tag, "auto-deploy: nothing to roll: {why}");
+                        DeployMetrics::inc(&metrics.auto_deploys_skipped);
+                    }
+                    Err(e) => {
+                        tracing::warn!(%tag, error = %e, "auto-deploy failed; the running version stays");
+                        DeployMetrics::inc(&metrics.auto_deploys_failed);
+                    }
+                }
+            }
+            .instrument(span),
+        )
+    }
+
+    /// Rolls `app` to `tag` now (the caller holds the app's roll lock).
+    async fn roll(&self, app: &AppId, tag: &Version) -> Result<Rolled> {
+        let store = &self.orch.store;
+        // Read again under the lock: auto-deploy may have been turned off meanwhile.
+        if !store.get_app(app).await?.auto_deploy {
+            return Ok(Rolled::Skipped("auto-deploy is off"));
+        }
+        let deployments = store.list_deployments(app).await?;
+        if deployments.iter().any(|d| &d.version == tag) {
+            return Ok(Rolled::Skipped("a deployment of this version exists"));
+        }
+        let running: Vec<_> = deployments
+            .into_iter()
+            .filter(|d| d.state == DeploymentState::Running)
+            .collect();
+        let Some(template) = running.iter().max_by_key(|d| d.id) else {
+            return Ok(Rolled::Skipped("no running deployment"));
+        };
+        let plan = DeployPlan {
+            new: NewDeployment {
+                app: app.clone(),
+                version: tag.clone(),
+                image: app.image(&self.orch.config.registry, tag),
+                resources: template.resources,
+                port: template.port,
+                env: template.env.clone(),
+                placement: template.placement.clone(),
+                health: template.health.clone(),
+                instances: template.instances,
+            },
+        };
+        tracing::info!(from = %template.version, instances = template.instances, "rolling");
+        // A failure here rolls the new deployment back and leaves the old ones untouched.
+        self.orch.deploy(plan, Progress::silent()).await?;
+        let mut from = Vec::with_capacity(running.len());
+        let mut first_error = None;
+        for old in running {
+            match self.orch.undeploy(app, &old.version).await {
+                Ok(()) => from.push(old.version),
+                Err(e) => {
+                    tracing::warn!(version = %old.version, error = %e, "could not undeploy the old version");
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(Rolled::Done {
+                from,
+                to: tag.clone(),
+            }),
+        }
+    }
+}
