@@ -58,7 +58,7 @@ pub struct Config {
     pub registry_password: Option<String>,
 
     /// Bearer token the registry sends with its notifications to `POST /v1/registry/events`
-    /// (its `notifications.endpoints[].headers`); without it that endpoint answers 404.
+    /// (its `notifications.endpoints[].headers`); unset or empty, that endpoint answers 404.
     #[arg(long, env = "CAAS_REGISTRY_HOOK_TOKEN", hide_env_values = true)]
     pub registry_hook_token: Option<String>,
 

@@ -160,6 +160,17 @@ impl Platform {
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
+        // Once the registry has auth (scripts/up then exports these), pulls need them.
+        for (flag, name) in [
+            ("--registry-user", "CAAS_REGISTRY_USER"),
+            ("--registry-password", "CAAS_REGISTRY_PASSWORD"),
+        ] {
+            if let Ok(v) = std::env::var(name) {
+                if !v.is_empty() {
+                    flags.push((flag.to_string(), v));
+                }
+            }
+        }
         // `extra` is flag/value pairs that override the defaults above.
         for pair in extra.chunks(2) {
             let (k, v) = (
