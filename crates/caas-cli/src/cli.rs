@@ -58,6 +58,11 @@ pub enum Command {
         /// Version.
         version: Version,
     },
+    /// Tags of an app's image pushed to the registry, newest push first.
+    Tags {
+        /// App id.
+        app: AppId,
+    },
     /// List instances (of one app, or of every app).
     Ps {
         /// App id.
@@ -90,6 +95,14 @@ pub enum AppsCmd {
         /// Roll the running deployment to each newly pushed tag.
         #[arg(long)]
         auto_deploy: bool,
+    },
+    /// Change an app's settings.
+    Update {
+        /// App id.
+        id: AppId,
+        /// Roll the running deployment to each newly pushed tag (true or false).
+        #[arg(long, action = clap::ArgAction::Set, required = true)]
+        auto_deploy: Option<bool>,
     },
     /// Undeploy everything of an app and delete it.
     #[command(alias = "delete")]
@@ -314,6 +327,35 @@ mod tests {
         assert_eq!(d.cpus.millis(), 500);
         assert_eq!(d.env, vec![("A".into(), "b=c".into())]);
         assert!(d.spread);
+    }
+
+    #[test]
+    fn apps_update_and_tags_parse() {
+        let cli = Cli::try_parse_from(["caas", "apps", "update", "hello", "--auto-deploy", "true"])
+            .expect("valid command line");
+        let Command::Apps(AppsCmd::Update { id, auto_deploy }) = cli.command else {
+            panic!("not an apps update")
+        };
+        assert_eq!((id.as_str(), auto_deploy), ("hello", Some(true)));
+        let cli =
+            Cli::try_parse_from(["caas", "apps", "update", "hello", "--auto-deploy", "false"])
+                .expect("valid command line");
+        assert!(matches!(
+            cli.command,
+            Command::Apps(AppsCmd::Update {
+                auto_deploy: Some(false),
+                ..
+            })
+        ));
+        assert!(Cli::try_parse_from(["caas", "apps", "update", "hello"]).is_err());
+        assert!(
+            Cli::try_parse_from(["caas", "apps", "update", "hello", "--auto-deploy", "yes"])
+                .is_err()
+        );
+        assert!(Cli::try_parse_from(["caas", "apps", "update", "hello", "--auto-deploy"]).is_err());
+        let cli = Cli::try_parse_from(["caas", "tags", "hello", "-o", "json"]).expect("valid");
+        assert!(matches!(cli.command, Command::Tags { .. }));
+        assert!(Cli::try_parse_from(["caas", "tags", "Bad_App"]).is_err());
     }
 
     #[test]

@@ -11,7 +11,7 @@ use anyhow::{bail, Context, Result};
 use caas_types::api::{
     AddDomain, App, Blacklist, BlacklistRule, CreateApp, CreateDeployment, CreateHost,
     CreateTenant, DeployEvent, Deployment, HealthSpec, Host, HostState, Instance, OnFailure,
-    Placement, Rank, Scale, Tenant, UpdateHost,
+    Placement, Rank, Scale, Tag, Tenant, UpdateApp, UpdateHost,
 };
 use caas_types::AppId;
 use futures::StreamExt;
@@ -51,6 +51,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             println!("undeployed {app} {version}");
             Ok(())
         }
+        Command::Tags { app } => tags(&client, out, app).await,
         Command::Ps { app } => ps(&client, out, app).await,
         Command::Hosts(cmd) => hosts(&client, out, cmd).await,
         Command::Domains(cmd) => domains(&client, cmd).await,
@@ -81,10 +82,15 @@ async fn apps(client: &Client, out: Output, cmd: AppsCmd) -> Result<()> {
             if out == Output::Json {
                 return print_json(&apps);
             }
-            let mut t = Table::new(&["APP", "DOMAIN", "CUSTOM DOMAINS"]);
+            let mut t = Table::new(&["APP", "DOMAIN", "AUTO-DEPLOY", "CUSTOM DOMAINS"]);
             for a in apps {
                 let custom: Vec<String> = a.domains.iter().map(ToString::to_string).collect();
-                t.row(vec![a.id.to_string(), a.domain, custom.join(",")]);
+                t.row(vec![
+                    a.id.to_string(),
+                    a.domain,
+                    if a.auto_deploy { "on" } else { "off" }.into(),
+                    custom.join(","),
+                ]);
             }
             print!("{}", t.render());
             Ok(())
@@ -106,6 +112,22 @@ async fn apps(client: &Client, out: Output, cmd: AppsCmd) -> Result<()> {
                 .unwrap_or_default()
                 .to_owned();
             print_value(out, &v, || format!("created {id}: http://{domain}/"))
+        }
+        AppsCmd::Update { id, auto_deploy } => {
+            let v = client
+                .call(
+                    Method::PATCH,
+                    &format!("/v1/apps/{id}"),
+                    Some(&UpdateApp { auto_deploy }),
+                )
+                .await?;
+            let on = v.get("auto_deploy").and_then(serde_json::Value::as_bool);
+            print_value(out, &v, || {
+                format!(
+                    "{id}: auto-deploy {}",
+                    if on == Some(true) { "on" } else { "off" }
+                )
+            })
         }
         AppsCmd::Rm { id } => {
             client
@@ -240,6 +262,35 @@ fn instance_table(instances: &[Instance]) -> Table {
                 .unwrap_or_default(),
             if i.healthy { "healthy" } else { "unhealthy" }.into(),
             container.unwrap_or_else(|| "-".into()),
+        ]);
+    }
+    t
+}
+
+async fn tags(client: &Client, out: Output, app: AppId) -> Result<()> {
+    let list: Vec<Tag> = client.get(&format!("/v1/apps/{app}/tags")).await?;
+    match out {
+        Output::Json => print_json(&list),
+        Output::Table => {
+            print!("{}", tag_table(&list).render());
+            Ok(())
+        }
+    }
+}
+
+fn tag_table(tags: &[Tag]) -> Table {
+    let mut t = Table::new(&["TAG", "DIGEST", "PUSHED", "BY"]);
+    for tag in tags {
+        // Like `docker images`: the algorithm and 12 hex digits are enough to tell images apart.
+        let digest = match tag.digest.split_once(':') {
+            Some((alg, hex)) => format!("{alg}:{}", &hex[..12.min(hex.len())]),
+            None => tag.digest.clone(),
+        };
+        t.row(vec![
+            tag.tag.to_string(),
+            digest,
+            tag.pushed_at.clone(),
+            tag.pushed_by.clone().unwrap_or_else(|| "-".into()),
         ]);
     }
     t
@@ -460,4 +511,25 @@ async fn tenants(client: &Client, out: Output, cmd: TenantsCmd) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tag_table_shortens_digests() {
+        let tag: Tag = serde_json::from_value(serde_json::json!({
+            "app": "hello", "tag": "v2",
+            "digest": "sha256:fea8895f450959fa676bcc1df0611ea93823a735a01205fd8622846041d0c7cf",
+            "media_type": "application/vnd.docker.distribution.manifest.v2+json",
+            "pushed_at": "2026-11-22T06:10:01.123Z"
+        }))
+        .expect("a tag");
+        assert_eq!(
+            tag_table(&[tag]).render(),
+            "TAG   DIGEST                PUSHED                     BY\n\
+             v2    sha256:fea8895f4509   2026-11-22T06:10:01.123Z   -\n"
+        );
+    }
 }
