@@ -60,7 +60,8 @@ impl AutoDeployer {
     }
 
     /// Notes that `tag` of `app` was pushed and rolls to it in a task of its own (the registry
-    /// must not wait for a deploy). The handle is for tests; the result is logged and counted.
+    /// must not wait for a deploy). The result is logged and counted; the handle lets a caller
+    /// wait for it.
     pub fn pushed(self: &Arc<Self>, app: AppId, tag: Version) -> tokio::task::JoinHandle<()> {
         let slot = self.slot(&app);
         *slot.wanted.lock().unwrap_or_else(|p| p.into_inner()) = Some(tag.clone());
@@ -68,32 +69,48 @@ impl AutoDeployer {
         let span = tracing::info_span!("auto_deploy", %app, pushed = %tag);
         tokio::spawn(
             async move {
-                let _rolling = slot.roll.lock().await;
-                // A roll that ran while this task waited may have taken the newest tag already.
-                let wanted = slot.wanted.lock().unwrap_or_else(|p| p.into_inner()).take();
-                let metrics = &this.orch.metrics;
-                let Some(tag) = wanted else {
-                    tracing::info!("superseded by a roll to a newer push");
-                    DeployMetrics::inc(&metrics.auto_deploys_skipped);
-                    return;
-                };
-                match this.roll(&app, &tag).await {
-                    Ok(Rolled::Done { from, to }) => {
-                        tracing::info!(?from, %to, "auto-deploy rolled the app");
-                        DeployMetrics::inc(&metrics.auto_deploys_ok);
-                    }
-                    Ok(Rolled::Skipped(why)) => {
-                        tracing::info!(%tag, "auto-deploy: nothing to roll: {why}");
-                        DeployMetrics::inc(&metrics.auto_deploys_skipped);
-                    }
-                    Err(e) => {
-                        tracing::warn!(%tag, error = %e, "auto-deploy failed; the running version stays");
-                        DeployMetrics::inc(&metrics.auto_deploys_failed);
-                    }
-                }
+                this.take_and_roll(&app, &slot).await;
+                this.forget_if_idle(&app, &slot);
             }
             .instrument(span),
         )
+    }
+
+    /// Waits for the app's roll lock, then rolls to the newest wanted tag, if any is left.
+    async fn take_and_roll(&self, app: &AppId, slot: &Slot) {
+        let _rolling = slot.roll.lock().await;
+        // A roll that ran while this task waited may have taken the newest tag already.
+        let wanted = slot.wanted.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let metrics = &self.orch.metrics;
+        let Some(tag) = wanted else {
+            tracing::info!("superseded by a roll to a newer push");
+            DeployMetrics::inc(&metrics.auto_deploys_skipped);
+            return;
+        };
+        match self.roll(app, &tag).await {
+            Ok(Rolled::Done { from, to }) => {
+                tracing::info!(?from, %to, "auto-deploy rolled the app");
+                DeployMetrics::inc(&metrics.auto_deploys_ok);
+            }
+            Ok(Rolled::Skipped(why)) => {
+                tracing::info!(%tag, "auto-deploy: nothing to roll: {why}");
+                DeployMetrics::inc(&metrics.auto_deploys_skipped);
+            }
+            Err(e) => {
+                tracing::warn!(%tag, error = %e, "auto-deploy failed; the running version stays");
+                DeployMetrics::inc(&metrics.auto_deploys_failed);
+            }
+        }
+    }
+
+    /// Drops the app's slot when no task holds it, so the map does not keep every app ever
+    /// pushed. Tasks get their handle only under the map's lock, so with that lock held, a count
+    /// of two (the map and the caller) means nobody else has or can get one, and no tag waits.
+    fn forget_if_idle(&self, app: &AppId, slot: &Arc<Slot>) {
+        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        if Arc::strong_count(slot) == 2 {
+            slots.remove(app);
+        }
     }
 
     /// Rolls `app` to `tag` now (the caller holds the app's roll lock).
