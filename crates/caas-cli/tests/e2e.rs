@@ -6,6 +6,10 @@
 //! failed request under steady load → `docker kill` one instance under load: no failed GET, it
 //! leaves ZooKeeper within the health policy's time and is restarted → scheduler restarted:
 //! state intact → undeploy → 503 → app deleted → 404.
+//!
+//! And auto-deploy through the real registry: an app with auto-deploy on runs v1; `docker push`
+//! of v2 reaches the scheduler as a registry notification and the app rolls to v2 under steady
+//! load with no failed request.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -149,6 +153,20 @@ impl Load {
     }
 }
 
+/// The tests of this file run one at a time: the first restarts the scheduler, which would cut
+/// the other's roll short.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// The admin API's address and an HTTP client, once the API answers.
+async fn platform() -> (String, reqwest::Client) {
+    let api = var("CAAS_API");
+    let http = reqwest::Client::new();
+    if http.get(format!("{api}/healthz")).send().await.is_err() {
+        panic!("the admin API at {api} does not answer: {HOW}");
+    }
+    (api, http)
+}
+
 fn instances(app: &str) -> Vec<Value> {
     caas_json(&["ps", app])
         .as_array()
@@ -158,11 +176,8 @@ fn instances(app: &str) -> Vec<Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn push_deploy_reach_roll_kill_restart_undeploy() {
-    let api = var("CAAS_API");
-    let http = reqwest::Client::new();
-    if http.get(format!("{api}/healthz")).send().await.is_err() {
-        panic!("the admin API at {api} does not answer: {HOW}");
-    }
+    let _serial = SERIAL.lock().await;
+    let (api, http) = platform().await;
     let registry = var("CAAS_REGISTRY");
     let app = format!("e2e-{:x}", std::process::id());
     let t0 = Instant::now();
@@ -348,4 +363,85 @@ async fn push_deploy_reach_roll_kill_restart_undeploy() {
     caas(&["apps", "rm", &app]);
     let (s, _) = get(&http, &app, "/").await.expect("gateway");
     assert_eq!(s, 404, "a deleted app is unknown to the gateway");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_push_rolls_an_auto_deploy_app() {
+    let _serial = SERIAL.lock().await;
+    let (api, http) = platform().await;
+    let token = var("CAAS_TOKEN");
+    let registry = var("CAAS_REGISTRY");
+    let app = format!("e2e-auto-{:x}", std::process::id());
+    let t0 = Instant::now();
+    let phase = |name: &str| eprintln!("e2e auto: {:>6.1}s {name}", t0.elapsed().as_secs_f64());
+    let push = |v: &str| {
+        let image = format!("{registry}/{app}:{v}");
+        docker(&["tag", &format!("{registry}/hello:{v}"), &image]);
+        docker(&["push", "--quiet", &image]);
+    };
+
+    caas(&["apps", "create", &app, "--auto-deploy"]);
+    push("v1");
+    // The registry's notification reaches the scheduler, which records the tag.
+    eventually("the push of v1 recorded by the scheduler", 30, || {
+        let (http, api, token, app) = (http.clone(), api.clone(), token.clone(), app.clone());
+        async move {
+            let tags: Value = http
+                .get(format!("{api}/v1/apps/{app}/tags"))
+                .bearer_auth(token)
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()?;
+            tags.as_array()?
+                .iter()
+                .any(|t| t["tag"] == "v1")
+                .then_some(())
+        }
+    })
+    .await;
+    phase("push recorded");
+    caas(&[
+        "deploy", &app, "v1", "-n", "2", "--memory", "64m", "--cpus", "0.1", "-q",
+    ]);
+    let version_served = |want: &'static str| {
+        let (http, app) = (http.clone(), app.clone());
+        move || {
+            let (http, app) = (http.clone(), app.clone());
+            async move {
+                let (s, body) = get(&http, &app, "/").await.ok()?;
+                let v: Value = serde_json::from_str(&body).ok()?;
+                (s == 200 && v["version"] == want).then_some(())
+            }
+        }
+    };
+    eventually("v1 served through the gateway", 30, version_served("v1")).await;
+    phase("v1 deployed");
+
+    // Push v2 under steady load: the app rolls to it, and no request fails.
+    let load = Load::start(&app);
+    push("v2");
+    eventually("every instance on v2 after the push", 90, || {
+        let app = app.clone();
+        async move {
+            let all = instances(&app);
+            let on_v2 = all
+                .iter()
+                .all(|i| i["version"] == "v2" && i["state"] == "running");
+            (all.len() == 2 && on_v2).then_some(())
+        }
+    })
+    .await;
+    eventually("v2 served through the gateway", 30, version_served("v2")).await;
+    phase("rolled to v2");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (ok, failed, errors) = load.finish().await;
+    assert_eq!(
+        failed, 0,
+        "requests failed during the auto-deploy roll ({ok} ok): {errors:?}"
+    );
+    assert!(ok > 0, "the load ran");
+    caas(&["apps", "rm", &app]);
 }
