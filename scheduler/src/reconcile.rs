@@ -5,12 +5,14 @@
 //! - a transitional instance (`pending`/`starting`) left by a crash is finished if its container
 //!   runs and answers its health check, else rolled back (container removed, claim released);
 //! - a `stopping` instance left by a crash is finished (stopped, removed, released);
-//! - a `running` instance whose container is gone or dead is re-created on its claim;
+//! - a `running` instance whose container is gone or dead is re-created on its claim (a paused
+//!   one is not gone: its health check and the deployment's policy deal with it);
 //! - a container with no instance row is an orphan and is removed;
 //! - an address node with no instance row is stale and is removed; a healthy running instance
 //!   with no node is registered again; app and custom-domain nodes are made to match the
 //!   database;
-//! - instances on a host marked `down` are replaced elsewhere and their claims released;
+//! - instances on a host marked `down` are replaced elsewhere and their claims released; their
+//!   containers are removed if the host's engine still answers (briefly asked);
 //! - a deployment below its desired count is topped up; a deployment stuck in `deploying` or
 //!   `stopping` after a crash is finished.
 
@@ -23,6 +25,10 @@ use caas_types::api::{HostState, InstanceState};
 use caas_types::{labels, ContainerId};
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// How long a pass waits for the engine of a host marked down (which may really be gone)
+/// before it leaves that host's containers alone.
+const DOWN_ENGINE_WAIT: Duration = Duration::from_secs(5);
 
 /// What one pass repaired.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -103,16 +109,26 @@ impl Orchestrator {
         let hosts = self.store.list_hosts().await?;
 
         // Containers first, then rows: a row is always written before its container, so a
-        // container seen here without a row (read afterwards) is really an orphan.
+        // container seen here without a row (read afterwards) is really an orphan. A host
+        // marked down is asked too, briefly: if its engine still answers, what ran there is
+        // removed rather than left running unaccounted for.
         let mut containers: HashMap<i64, HashMap<String, ContainerSummary>> = HashMap::new();
-        for h in hosts.iter().filter(|h| h.state != HostState::Down) {
+        for h in &hosts {
             let listed = match self.engines.get(&h.name, &h.docker) {
                 // Several hosts may share one engine (loopback hosts on one machine): ask the
                 // engine for the containers placed on this host only.
                 Ok(d) => {
                     let ns = self.config.namespace.as_str();
-                    d.list(&[(labels::MANAGED, ns), (labels::HOST, h.name.as_str())])
-                        .await
+                    let by_label = [(labels::MANAGED, ns), (labels::HOST, h.name.as_str())];
+                    let list = d.list(&by_label);
+                    if h.state != HostState::Down {
+                        list.await
+                    } else if let Ok(listed) = tokio::time::timeout(DOWN_ENGINE_WAIT, list).await {
+                        listed
+                    } else {
+                        tracing::info!(host = %h.name, "reconciler: the engine of a down host does not answer; leaving its containers");
+                        continue;
+                    }
                 }
                 Err(e) => {
                     tracing::warn!(host = %h.name, error = %e, "reconciler: engine unusable; skipping host");
@@ -159,7 +175,11 @@ impl Orchestrator {
             let age = now - r.updated_ms;
             if down.contains(&r.host_id) {
                 if r.state != InstanceState::Stopping {
-                    self.replace_lost(r, &mut report).await;
+                    let container = containers
+                        .get(&r.host_id)
+                        .and_then(|on_host| on_host.get(r.id.as_str()))
+                        .map(|c| c.id.clone());
+                    self.replace_lost(r, container, &mut report).await;
                 }
                 continue;
             }
@@ -168,7 +188,7 @@ impl Orchestrator {
                 continue;
             };
             let container = on_host.get(r.id.as_str());
-            let alive = container.is_some_and(|c| c.state == ContainerState::Running);
+            let alive = container.is_some_and(|c| still_there(c.state));
             match r.state {
                 InstanceState::Pending | InstanceState::Starting if age > stuck => {
                     self.finish_or_roll_back(
@@ -256,7 +276,14 @@ impl Orchestrator {
         report.rolled_back += 1;
     }
 
-    async fn replace_lost(&self, r: &InstanceRow, report: &mut Report) {
+    /// Replaces an instance of a host marked down. `container` is its container if the down
+    /// host's engine still listed it this pass.
+    async fn replace_lost(
+        &self,
+        r: &InstanceRow,
+        container: Option<ContainerId>,
+        report: &mut Report,
+    ) {
         tracing::warn!(instance = %r.id, host = %r.host, "reconciler: host is down; replacing its instance");
         let result = async {
             let deployment = self.store.get_deployment_by_id(r.deployment_id).await?;
@@ -267,7 +294,21 @@ impl Orchestrator {
                     .await
                     .map_err(zk_error)?;
             }
-            // The host is unreachable: its claim is given back without touching it.
+            // Removed while the engine answers; a host that is really gone keeps its container
+            // (found as an orphan if the host comes back), and its claim is given back anyway.
+            if let Some(cid) = &container {
+                if let Ok((host, d)) = self.engine_of(r.host_id).await {
+                    match tokio::time::timeout(DOWN_ENGINE_WAIT, d.remove(cid)).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => {
+                            tracing::warn!(host = %host.name, container = %cid, error = %e, "reconciler: could not remove the container of a lost instance")
+                        }
+                        Err(_) => {
+                            tracing::warn!(host = %host.name, container = %cid, "reconciler: the down host's engine did not remove a container in time")
+                        }
+                    }
+                }
+            }
             crate::placement::release(&self.store, &r.id).await?;
             self.add_replacement(&deployment, &Progress::silent()).await
         }
@@ -445,4 +486,30 @@ fn running_count(instances: &[InstanceRow]) -> u64 {
         .iter()
         .filter(|i| i.state == InstanceState::Running)
         .count() as u64
+}
+
+/// Whether a container still stands for its instance: running, or paused (frozen, not gone:
+/// its failing health check and the deployment's `on_failure` policy deal with it, not a
+/// re-creation behind the policy's back).
+fn still_there(state: ContainerState) -> bool {
+    matches!(state, ContainerState::Running | ContainerState::Paused)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_gone_or_dead_container_counts_as_lost() {
+        assert!(still_there(ContainerState::Running));
+        assert!(still_there(ContainerState::Paused));
+        for lost in [
+            ContainerState::Created,
+            ContainerState::Exited,
+            ContainerState::Dead,
+            ContainerState::Removing,
+        ] {
+            assert!(!still_there(lost), "{lost:?}");
+        }
+    }
 }
