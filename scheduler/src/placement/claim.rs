@@ -1,5 +1,6 @@
 //! The write half of placement: one claim transaction (optimistic host update, host port,
-//! instance row), one release transaction, and the retry pacing they share.
+//! instance row), one release transaction, and the retry loop they (and the pessimistic baseline)
+//! share.
 //!
 //! Why a port search is safe without locking `instances`: every transaction that adds or removes
 //! an instance row of a host first updates that host's row, so it holds the host's row lock
@@ -7,12 +8,13 @@
 //! committed row of the host. `UNIQUE (host_id, host_port)` backs this up.
 
 use super::plan::Candidate;
-use super::{random, Claim, PlacementRequest};
+use super::{random, Claim, PlacementMetrics, PlacementRequest, MAX_ATTEMPTS};
 use crate::error::{Error, Result};
 use crate::store::sql::{self, get, Failure};
 use crate::store::Store;
 use caas_types::{InstanceId, PortRange};
 use sqlx::{MySql, Transaction};
+use std::future::Future;
 use std::time::Duration;
 
 /// The result of one attempt that did not fail for good.
@@ -29,7 +31,7 @@ pub(crate) enum Attempt<T> {
 }
 
 /// Maps an error inside an attempt: retryable database failures become [`Attempt::Transient`].
-fn attempt_error<T>(what: &str, e: sqlx::Error) -> Result<Attempt<T>> {
+pub(super) fn attempt_error<T>(what: &str, e: sqlx::Error) -> Result<Attempt<T>> {
     match sql::classify(&e) {
         Failure::Transient | Failure::Duplicate => {
             tracing::debug!(error = %e, "retrying after a transient failure while {what}");
@@ -39,9 +41,35 @@ fn attempt_error<T>(what: &str, e: sqlx::Error) -> Result<Attempt<T>> {
     }
 }
 
+/// Runs `attempt` (one transaction) until it commits. A lost optimistic check, a transient
+/// failure or a full host is tried again in a new transaction after a jittered back-off, up to
+/// [`MAX_ATTEMPTS`] in all, then [`Error::Contention`]; any other error ends it at once. The
+/// attempt itself reacts to what it saw (e.g. reads every host after [`Attempt::PortsFull`]).
+pub(super) async fn retry<T, F, Fut>(metrics: &PlacementMetrics, mut attempt: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<Attempt<T>>>,
+{
+    for n in 0..MAX_ATTEMPTS {
+        if n > 0 {
+            metrics.retry();
+            backoff(n).await;
+        }
+        match attempt().await? {
+            Attempt::Done(done) => return Ok(done),
+            Attempt::Conflict => metrics.conflict(),
+            Attempt::Transient | Attempt::PortsFull => {}
+        }
+    }
+    metrics.gave_up();
+    Err(Error::Contention {
+        attempts: MAX_ATTEMPTS,
+    })
+}
+
 /// Sleeps a random time that grows with the attempt number ("full jitter"), so schedulers that
 /// just collided do not collide again in lockstep. Not used for correctness.
-pub(crate) async fn backoff(attempt: u32) {
+async fn backoff(attempt: u32) {
     const BASE_US: u64 = 500;
     const CAP_US: u64 = 40_000;
     let ceiling = BASE_US.saturating_mul(1 << attempt.min(16)).min(CAP_US);

@@ -27,6 +27,7 @@ use caas_types::{AppId, HostName, InstanceId, Resources};
 use claim::Attempt;
 use snapshot::Scope;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Attempts per instance (and per release) before giving up with [`Error::Contention`].
 pub const MAX_ATTEMPTS: u32 = 40;
@@ -175,24 +176,22 @@ async fn global_targets(store: &Store, req: &PlacementRequest) -> Result<Vec<Tar
 async fn place_one(store: &Store, req: &PlacementRequest, target: Target) -> Result<Claim> {
     let ask = req.ask();
     let metrics = store.metrics();
-    let mut full_view = req.needs_every_host();
-    for attempt in 0..MAX_ATTEMPTS {
-        if attempt > 0 {
-            metrics.retry();
-            claim::backoff(attempt).await;
-        }
+    // Set once a host turned out to have no free port: the window does not count ports.
+    let full_view = AtomicBool::new(req.needs_every_host());
+    let (ask, full_view) = (&ask, &full_view);
+    let claim = claim::retry(metrics, || async move {
         let (scope, among) = match target {
             Target::Host(id) => (Scope::Host(id), 1),
-            Target::Any if full_view => (Scope::All, PICK_AMONG),
+            Target::Any if full_view.load(Ordering::Relaxed) => (Scope::All, PICK_AMONG),
             Target::Any => (Scope::Window(WINDOW), PICK_AMONG),
         };
         let mut hosts = snapshot::read(store, req, scope).await?;
-        let mut picked = plan::pick(&hosts, &ask, among, random::next_u64()).cloned();
+        let mut picked = plan::pick(&hosts, ask, among, random::next_u64()).cloned();
         if picked.is_err() && matches!(scope, Scope::Window(_)) {
             // The window holds only hosts with room; read everything to say precisely why
             // nothing fits (or to find the host the window missed).
             hosts = snapshot::read(store, req, Scope::All).await?;
-            picked = plan::pick(&hosts, &ask, among, random::next_u64()).cloned();
+            picked = plan::pick(&hosts, ask, among, random::next_u64()).cloned();
         }
         let host = match picked {
             Ok(host) => host,
@@ -204,45 +203,24 @@ async fn place_one(store: &Store, req: &PlacementRequest, target: Target) -> Res
                 )));
             }
         };
-        match claim::try_claim(store, req, &host).await? {
-            Attempt::Done(claim) => {
-                metrics.placed();
-                return Ok(claim);
-            }
-            Attempt::Conflict => metrics.conflict(),
-            Attempt::Transient => {}
-            Attempt::PortsFull => full_view = true,
+        let attempt = claim::try_claim(store, req, &host).await?;
+        if matches!(attempt, Attempt::PortsFull) {
+            full_view.store(true, Ordering::Relaxed);
         }
-    }
-    metrics.gave_up();
-    Err(Error::Contention {
-        attempts: MAX_ATTEMPTS,
+        Ok(attempt)
     })
+    .await?;
+    metrics.placed();
+    Ok(claim)
 }
 
 /// Releases one instance: deletes its row and gives its memory, CPU and host port back, with
 /// the same optimistic host update as a claim. [`Error::NotFound`] if it is not (or no longer)
 /// there.
 pub async fn release(store: &Store, instance: &InstanceId) -> Result<()> {
-    let metrics = store.metrics();
-    for attempt in 0..MAX_ATTEMPTS {
-        if attempt > 0 {
-            metrics.retry();
-            claim::backoff(attempt).await;
-        }
-        match claim::try_release(store, instance).await? {
-            Attempt::Done(()) => {
-                metrics.released();
-                return Ok(());
-            }
-            Attempt::Conflict => metrics.conflict(),
-            Attempt::Transient | Attempt::PortsFull => {}
-        }
-    }
-    metrics.gave_up();
-    Err(Error::Contention {
-        attempts: MAX_ATTEMPTS,
-    })
+    claim::retry(store.metrics(), || claim::try_release(store, instance)).await?;
+    store.metrics().released();
+    Ok(())
 }
 
 /// Releases claims of a failed multi-instance placement, logging what could not be released

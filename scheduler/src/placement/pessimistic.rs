@@ -4,11 +4,10 @@
 //! Not used by the scheduler itself. It ignores spread and co-location (no instance counts are
 //! read under the lock); constraints are applied.
 
-use super::claim::{self, rollback};
+use super::claim::{self, attempt_error, rollback, Attempt};
 use super::snapshot::{candidate_from_row, random_pivot};
 use super::{plan, random, Claim, PlacementRequest, PICK_AMONG, WINDOW};
 use crate::error::{Error, Result};
-use crate::store::sql::{self, Failure};
 use crate::store::Store;
 use caas_types::InstanceId;
 
@@ -32,45 +31,20 @@ pub async fn place_pessimistic(store: &Store, req: &PlacementRequest) -> Result<
     Ok(claims)
 }
 
-enum Outcome {
-    Done(Claim),
-    Retry,
-}
-
 async fn place_one_locked(store: &Store, req: &PlacementRequest) -> Result<Claim> {
-    for attempt in 0..super::MAX_ATTEMPTS {
-        if attempt > 0 {
-            store.metrics().retry();
-            claim::backoff(attempt).await;
-        }
-        match attempt_locked(store, req).await {
-            Ok(Outcome::Done(c)) => {
-                store.metrics().placed();
-                return Ok(c);
-            }
-            Ok(Outcome::Retry) => {}
-            Err(e) => return Err(e),
-        }
-    }
-    store.metrics().gave_up();
-    Err(Error::Contention {
-        attempts: super::MAX_ATTEMPTS,
-    })
+    let claim = claim::retry(store.metrics(), || attempt_locked(store, req)).await?;
+    store.metrics().placed();
+    Ok(claim)
 }
 
-fn retry_or(what: &str, e: sqlx::Error) -> Result<Outcome> {
-    match sql::classify(&e) {
-        Failure::Transient | Failure::Duplicate => Ok(Outcome::Retry),
-        _ => Err(sql::db_error(what, e)),
-    }
-}
-
-async fn attempt_locked(store: &Store, req: &PlacementRequest) -> Result<Outcome> {
+/// One locked attempt: a lock wait that timed out, a deadlock or a host whose ports are all
+/// taken is [`Attempt::Transient`].
+async fn attempt_locked(store: &Store, req: &PlacementRequest) -> Result<Attempt<Claim>> {
     const WHAT: &str = "claiming a host under lock";
     let pivot = random_pivot(store).await?.unwrap_or(0);
     let mut tx = match store.pool().begin().await {
         Ok(tx) => tx,
-        Err(e) => return retry_or(WHAT, e),
+        Err(e) => return attempt_error(WHAT, e),
     };
     let mut rows = Vec::new();
     // The window, then (if short) the wrap-around from the smallest id, both locked.
@@ -90,7 +64,7 @@ async fn attempt_locked(store: &Store, req: &PlacementRequest) -> Result<Outcome
             Ok(more) => rows.extend(more),
             Err(e) => {
                 rollback(tx).await;
-                return retry_or(WHAT, e);
+                return attempt_error(WHAT, e);
             }
         }
     }
@@ -126,24 +100,24 @@ async fn attempt_locked(store: &Store, req: &PlacementRequest) -> Result<Outcome
     .await;
     if let Err(e) = updated {
         rollback(tx).await;
-        return retry_or(WHAT, e);
+        return attempt_error(WHAT, e);
     }
     let instance = InstanceId::generate(&req.app, random::next_u64());
     let port = match claim::insert_instance(&mut tx, req, host.id, host.ports, &instance).await {
         Ok(Some(port)) => port,
         Ok(None) => {
             rollback(tx).await;
-            return Ok(Outcome::Retry);
+            return Ok(Attempt::Transient);
         }
         Err(e) => {
             rollback(tx).await;
-            return retry_or(WHAT, e);
+            return attempt_error(WHAT, e);
         }
     };
     if let Err(e) = tx.commit().await {
-        return retry_or(WHAT, e);
+        return attempt_error(WHAT, e);
     }
-    Ok(Outcome::Done(Claim {
+    Ok(Attempt::Done(Claim {
         instance,
         deployment_id: req.deployment_id,
         host_id: host.id,
