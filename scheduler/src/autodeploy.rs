@@ -121,7 +121,7 @@ impl AutoDeployer {
             return Ok(Rolled::Skipped("auto-deploy is off"));
         }
         let deployments = store.list_deployments(app).await?;
-        if deployments.iter().any(|d| &d.version == tag) {
+        if deployments.iter().any(|d| &d.spec.version == tag) {
             return Ok(Rolled::Skipped("a deployment of this version exists"));
         }
         let running: Vec<_> = deployments
@@ -132,28 +132,23 @@ impl AutoDeployer {
             return Ok(Rolled::Skipped("no running deployment"));
         };
         let plan = DeployPlan {
+            // The running deployment's spec (instances, limits, port, env, policies) for the tag.
             new: NewDeployment {
-                app: app.clone(),
                 version: tag.clone(),
                 image: app.image(&self.orch.config.registry, tag),
-                resources: template.resources,
-                port: template.port,
-                env: template.env.clone(),
-                placement: template.placement.clone(),
-                health: template.health.clone(),
-                instances: template.instances,
+                ..template.spec.clone()
             },
         };
-        tracing::info!(from = %template.version, instances = template.instances, "rolling");
+        tracing::info!(from = %template.spec.version, instances = template.spec.instances, "rolling");
         // A failure here rolls the new deployment back and leaves the old ones untouched.
         self.orch.deploy(plan, Progress::silent()).await?;
         let mut from = Vec::with_capacity(running.len());
         let mut first_error = None;
         for old in running {
-            match self.orch.undeploy(app, &old.version).await {
-                Ok(()) => from.push(old.version),
+            match self.orch.undeploy(app, &old.spec.version).await {
+                Ok(()) => from.push(old.spec.version),
                 Err(e) => {
-                    tracing::warn!(version = %old.version, error = %e, "could not undeploy the old version");
+                    tracing::warn!(version = %old.spec.version, error = %e, "could not undeploy the old version");
                     first_error.get_or_insert(e);
                 }
             }

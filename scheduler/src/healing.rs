@@ -91,12 +91,12 @@ impl Orchestrator {
                     .await?;
                 let deployment = self.store.get_deployment_by_id(inst.deployment_id).await?;
                 let delay = backoff.next_delay(&inst.id);
-                tracing::warn!(instance = %inst.id, endpoint = %ev.endpoint, policy = ?deployment.health.on_failure,
+                tracing::warn!(instance = %inst.id, endpoint = %ev.endpoint, policy = ?deployment.spec.health.on_failure,
                     delay_ms = delay.as_millis() as u64, "instance unhealthy; removed from the gateway");
                 let this = self.clone();
                 tokio::spawn(async move {
                     tokio::time::sleep(delay).await;
-                    let result = match deployment.health.on_failure {
+                    let result = match deployment.spec.health.on_failure {
                         OnFailure::Restart => this.restart_in_place(&inst).await,
                         OnFailure::Replace => this.replace(&inst).await,
                     };
@@ -175,7 +175,7 @@ impl Orchestrator {
                 Some(h) => h,
                 None => {
                     let d = self.store.get_deployment_by_id(r.deployment_id).await?;
-                    specs.entry(r.deployment_id).or_insert(d.health)
+                    specs.entry(r.deployment_id).or_insert(d.spec.health)
                 }
             };
             self.health.watch(HealthTarget {

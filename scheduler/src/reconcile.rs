@@ -244,8 +244,8 @@ impl Orchestrator {
         if let (true, Some(cid)) = (alive, &container) {
             if let Ok(deployment) = self.store.get_deployment_by_id(r.deployment_id).await {
                 if let Ok(endpoint) = r.endpoint() {
-                    let timeout = Duration::from_millis(deployment.health.timeout_ms.max(100));
-                    if probe::check(endpoint, &deployment.health.path, timeout).await {
+                    let timeout = Duration::from_millis(deployment.spec.health.timeout_ms.max(100));
+                    if probe::check(endpoint, &deployment.spec.health.path, timeout).await {
                         let done = async {
                             self.store.set_instance_container(&r.id, Some(cid)).await?;
                             self.registry
@@ -432,24 +432,25 @@ impl Orchestrator {
             let age = now - d.updated_ms;
             match d.state {
                 DeploymentState::Running
-                    if !d.placement.global && (live as u64) < u64::from(d.instances) =>
+                    if !d.spec.placement.global && (live as u64) < u64::from(d.spec.instances) =>
                 {
-                    let missing = u32::try_from(u64::from(d.instances) - live as u64).unwrap_or(0);
-                    tracing::info!(app = %d.app, version = %d.version, missing, "reconciler: topping up a deployment");
+                    let missing =
+                        u32::try_from(u64::from(d.spec.instances) - live as u64).unwrap_or(0);
+                    tracing::info!(app = %d.spec.app, version = %d.spec.version, missing, "reconciler: topping up a deployment");
                     match self.add_instances(&d, missing, &Progress::silent()).await {
                         Ok(()) => report.topped_up += missing as usize,
                         Err(e) => {
-                            tracing::warn!(app = %d.app, version = %d.version, error = %e, "reconciler: top-up failed")
+                            tracing::warn!(app = %d.spec.app, version = %d.spec.version, error = %e, "reconciler: top-up failed")
                         }
                     }
                 }
                 DeploymentState::Deploying
                     if age > stuck
-                        && !d.placement.global
-                        && running_count(&instances) >= u64::from(d.instances) =>
+                        && !d.spec.placement.global
+                        && running_count(&instances) >= u64::from(d.spec.instances) =>
                 {
                     // Its deploy was interrupted after every instance came up: finish it.
-                    tracing::info!(app = %d.app, version = %d.version, "reconciler: finishing an interrupted deploy");
+                    tracing::info!(app = %d.spec.app, version = %d.spec.version, "reconciler: finishing an interrupted deploy");
                     self.store
                         .set_deployment_state(d.id, DeploymentState::Running)
                         .await?;
@@ -462,7 +463,7 @@ impl Orchestrator {
                 {
                     // Its deploy or undeploy was interrupted: the user never got a success, so
                     // the safe end state is "not deployed".
-                    tracing::info!(app = %d.app, version = %d.version, state = ?d.state, "reconciler: removing an interrupted deployment");
+                    tracing::info!(app = %d.spec.app, version = %d.spec.version, state = ?d.state, "reconciler: removing an interrupted deployment");
                     self.teardown(&instances, false).await;
                     if self
                         .store

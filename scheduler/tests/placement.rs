@@ -220,7 +220,7 @@ async fn store_crud_maps_conflicts_and_not_found() {
         Placement::default(),
     )
     .await;
-    assert_eq!(d.resources, resources(128, 500));
+    assert_eq!(d.spec.resources, resources(128, 500));
     assert!(matches!(
         store
             .create_deployment(&NewDeployment {

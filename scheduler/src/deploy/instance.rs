@@ -38,7 +38,11 @@ impl Orchestrator {
         if let Err(e) = &result {
             progress.step(Some(&inst.id), "failed", e.to_string());
             if let Some((deployer, cid)) = started {
-                if let Err(z) = self.registry.deregister(&row.app, &row.version, &cid).await {
+                if let Err(z) = self
+                    .registry
+                    .deregister(&row.spec.app, &row.spec.version, &cid)
+                    .await
+                {
                     tracing::warn!(error = %z, container = %cid, "could not remove a failed instance's node");
                 }
                 if let Err(d) = deployer.remove(&cid).await {
@@ -60,7 +64,7 @@ impl Orchestrator {
         started: &mut Option<(Deployer, ContainerId)>,
     ) -> Result<()> {
         let (host, deployer) = self.engine_of(inst.host_id).await?;
-        self.ensure_image(&host, &deployer, &row.image, inst, progress)
+        self.ensure_image(&host, &deployer, &row.spec.image, inst, progress)
             .await?;
         self.store
             .set_instance_state(&inst.id, InstanceState::Starting)
@@ -81,9 +85,17 @@ impl Orchestrator {
             format!("container {} on {}", short(&running.id), running.endpoint),
         );
 
-        let timeout = Duration::from_millis(row.health.timeout_ms.max(100));
+        let timeout = Duration::from_millis(row.spec.health.timeout_ms.max(100));
         let deadline = Duration::from_secs(self.config.start_timeout_secs);
-        if !probe::wait_healthy(endpoint, &row.health.path, timeout, START_POLL, deadline).await {
+        if !probe::wait_healthy(
+            endpoint,
+            &row.spec.health.path,
+            timeout,
+            START_POLL,
+            deadline,
+        )
+        .await
+        {
             let why = match deployer.inspect(&running.id).await {
                 Ok(s) if s.oom_killed => "it was killed for running out of memory".to_owned(),
                 Ok(s) if s.exit_code.is_some_and(|c| c != 0) => {
@@ -91,7 +103,7 @@ impl Orchestrator {
                 }
                 _ => format!(
                     "it did not answer {} within {}s",
-                    row.health.path,
+                    row.spec.health.path,
                     deadline.as_secs()
                 ),
             };
@@ -103,11 +115,11 @@ impl Orchestrator {
         progress.step(
             Some(&inst.id),
             "healthy",
-            format!("{} answers {}", endpoint, row.health.path),
+            format!("{} answers {}", endpoint, row.spec.health.path),
         );
 
         self.registry
-            .register(&row.app, &row.version, &running.id, endpoint)
+            .register(&row.spec.app, &row.spec.version, &running.id, endpoint)
             .await
             .map_err(zk_error)?;
         self.store
@@ -115,11 +127,11 @@ impl Orchestrator {
             .await?;
         self.store.set_instance_healthy(&inst.id, true).await?;
         self.health.watch(HealthTarget {
-            app: row.app.clone(),
-            version: row.version.clone(),
+            app: row.spec.app.clone(),
+            version: row.spec.version.clone(),
             container: running.id.clone(),
             endpoint,
-            spec: row.health.clone(),
+            spec: row.spec.health.clone(),
             registered: true,
         });
         DeployMetrics::inc(&self.metrics.instances_started);
@@ -191,20 +203,20 @@ impl Orchestrator {
         endpoint: Endpoint,
     ) -> RunSpec {
         let resources = Resources {
-            memory: row.resources.memory,
-            cpus: row.resources.cpus,
+            memory: row.spec.resources.memory,
+            cpus: row.spec.resources.cpus,
         };
         let mut spec = RunSpec::for_instance(
             &self.config.namespace,
-            &row.app,
-            &row.version,
+            &row.spec.app,
+            &row.spec.version,
             &inst.id,
-            row.image.clone(),
-            row.port,
+            row.spec.image.clone(),
+            row.spec.port,
             endpoint,
             resources,
         );
-        spec.env = row.env.clone();
+        spec.env = row.spec.env.clone();
         spec.labels
             .insert(labels::HOST.to_owned(), host.name.to_string());
         spec

@@ -147,7 +147,10 @@ impl Orchestrator {
             progress.step(
                 None,
                 "accepted",
-                format!("deploying {} × {count} ({})", row.version, row.image),
+                format!(
+                    "deploying {} × {count} ({})",
+                    row.spec.version, row.spec.image
+                ),
             );
             self.add_instances(&row, count, &progress).await
         };
@@ -158,7 +161,7 @@ impl Orchestrator {
                     .await?;
                 self.metrics.observe_deploy(started.elapsed());
                 DeployMetrics::inc(&self.metrics.deploys_ok);
-                self.deployment(&row.app, &row.version).await
+                self.deployment(&row.spec.app, &row.spec.version).await
             }
             Err(e) => {
                 DeployMetrics::inc(&self.metrics.deploys_failed);
@@ -174,8 +177,8 @@ impl Orchestrator {
 
     /// How many instances a deployment wants (global: one per ready host).
     async fn instance_count(&self, row: &DeploymentRow) -> Result<u32> {
-        if !row.placement.global {
-            return Ok(row.instances);
+        if !row.spec.placement.global {
+            return Ok(row.spec.instances);
         }
         let ready = self
             .store
@@ -308,7 +311,7 @@ impl Orchestrator {
     /// Undeploys every version of an app, removes its domains from ZooKeeper, deletes it.
     pub async fn delete_app(&self, app: &AppId) -> Result<()> {
         for d in self.store.list_deployments(app).await? {
-            self.undeploy(app, &d.version).await?;
+            self.undeploy(app, &d.spec.version).await?;
         }
         for d in self.store.list_domains(app).await? {
             self.registry

@@ -14,13 +14,13 @@ impl Orchestrator {
             .map(|i| i.to_api())
             .collect::<Result<Vec<_>>>()?;
         Ok(api::Deployment {
-            app: row.app.clone(),
-            version: row.version.clone(),
-            image: row.image.clone(),
-            instances: row.instances,
-            memory_mb: row.resources.memory.mib(),
-            cpus: row.resources.cpus.cores(),
-            port: row.port,
+            app: row.spec.app.clone(),
+            version: row.spec.version.clone(),
+            image: row.spec.image.clone(),
+            instances: row.spec.instances,
+            memory_mb: row.spec.resources.memory.mib(),
+            cpus: row.spec.resources.cpus.cores(),
+            port: row.spec.port,
             instance_list,
         })
     }

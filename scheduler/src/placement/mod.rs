@@ -56,10 +56,10 @@ impl PlacementRequest {
     pub fn for_deployment(deployment: &DeploymentRow, count: u32) -> PlacementRequest {
         PlacementRequest {
             deployment_id: deployment.id,
-            app: deployment.app.clone(),
-            resources: deployment.resources,
+            app: deployment.spec.app.clone(),
+            resources: deployment.spec.resources,
             count,
-            placement: deployment.placement.clone(),
+            placement: deployment.spec.placement.clone(),
         }
     }
 

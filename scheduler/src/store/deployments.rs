@@ -44,7 +44,7 @@ impl DeploymentState {
     }
 }
 
-/// A deployment to record.
+/// A deployment's spec: what a deploy records, and what a stored row ([`DeploymentRow`]) holds.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewDeployment {
     /// The app.
@@ -67,29 +67,13 @@ pub struct NewDeployment {
     pub instances: u32,
 }
 
-/// A deployment as stored.
+/// A deployment as stored: the spec it was recorded with, and where it is in its life.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeploymentRow {
     /// Database id.
     pub id: i64,
-    /// The app.
-    pub app: AppId,
-    /// The version.
-    pub version: Version,
-    /// The image reference.
-    pub image: String,
-    /// What each instance claims.
-    pub resources: Resources,
-    /// Container port.
-    pub port: u16,
-    /// Environment variables.
-    pub env: BTreeMap<String, String>,
-    /// Placement policy.
-    pub placement: Placement,
-    /// Health-check policy.
-    pub health: HealthSpec,
-    /// Desired instance count.
-    pub instances: u32,
+    /// What was asked for (the desired instance count follows scaling).
+    pub spec: NewDeployment,
     /// Life-cycle state.
     pub state: DeploymentState,
     /// Last change, milliseconds since the epoch (the reconciler's "stuck" clock).
@@ -106,19 +90,21 @@ fn deployment_from_row(row: &MySqlRow) -> Result<DeploymentRow> {
     let state = text(row, "state")?;
     Ok(DeploymentRow {
         id: get(row, "id")?,
-        app: parse(row, "app_id")?,
-        version: parse(row, "version")?,
-        image: text(row, "image")?,
-        resources: Resources {
-            memory: Memory::from_bytes(memory)
-                .map_err(|_| Error::Invalid("stored memory".into()))?,
-            cpus: Cpus::from_millis(cpu).map_err(|_| Error::Invalid("stored cpu".into()))?,
+        spec: NewDeployment {
+            app: parse(row, "app_id")?,
+            version: parse(row, "version")?,
+            image: text(row, "image")?,
+            resources: Resources {
+                memory: Memory::from_bytes(memory)
+                    .map_err(|_| Error::Invalid("stored memory".into()))?,
+                cpus: Cpus::from_millis(cpu).map_err(|_| Error::Invalid("stored cpu".into()))?,
+            },
+            port: unsigned(row, "port")?,
+            env: json(row, "env")?,
+            placement: json(row, "placement")?,
+            health: json(row, "health")?,
+            instances: unsigned(row, "instances")?,
         },
-        port: unsigned(row, "port")?,
-        env: json(row, "env")?,
-        placement: json(row, "placement")?,
-        health: json(row, "health")?,
-        instances: unsigned(row, "instances")?,
         state: DeploymentState::parse(&state)?,
         updated_ms: get(row, "updated_ms")?,
     })
