@@ -35,10 +35,18 @@ fn main() -> anyhow::Result<()> {
         snap.apps.insert(format!("app{i}").parse()?, entries);
     }
     snap.generation = 1;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(threads.max(1))
-        .enable_all()
-        .build()?;
+    // One thread: a single-threaded runtime, the same event-loop model as one nginx worker
+    // (`caas-gateway --threads 1` runs the same way).
+    let rt = if threads <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .enable_all()
+            .build()?
+    };
     rt.block_on(async move {
         let (_tx, rx) = tokio::sync::watch::channel(Arc::new(snap));
         caas_gateway::run(config, rx, async {
