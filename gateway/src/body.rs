@@ -1,6 +1,8 @@
-//! Body types of the proxy: client bodies streamed to backends (counted, size-limited) and
-//! backend bodies streamed to clients (counted), never buffered whole, plus the gateway's own
-//! short answers. Enums rather than boxes, so no allocation per request.
+//! The proxy's one body type, used both ways: a client's request body streamed to a backend
+//! (counted as bytes in, size-limited) and a backend's response body streamed to the client
+//! (counted as bytes out, its connection handed back to the pool at the end), never buffered
+//! whole; plus small bodies held in memory (replayable requests, the gateway's own answers).
+//! An enum rather than a box, so no allocation per request.
 
 use crate::error::BodyTooLarge;
 use crate::metrics::AppStats;
@@ -15,99 +17,42 @@ use std::task::{ready, Context, Poll};
 /// Any error a body can end with.
 pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
-/// A request body on its way to a backend.
+/// A body on its way through the gateway, in either direction.
 #[derive(Debug)]
-pub(crate) enum UpstreamBody {
-    /// The client's body, streamed.
-    Stream {
-        inner: Incoming,
-        seen: u64,
-        limit: u64,
-        stats: Arc<AppStats>,
-    },
-    /// A small body read up front so the request can be replayed to another backend.
-    Buffered(Full<Bytes>),
-}
+pub struct ProxyBody(Kind);
 
-impl UpstreamBody {
-    /// An empty body.
-    pub(crate) fn empty() -> UpstreamBody {
-        UpstreamBody::Buffered(Full::new(Bytes::new()))
-    }
-}
-
-impl Body for UpstreamBody {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        match self.get_mut() {
-            UpstreamBody::Stream {
-                inner,
-                seen,
-                limit,
-                stats,
-            } => match ready!(Pin::new(inner).poll_frame(cx)) {
-                Some(Ok(frame)) => {
-                    if let Some(data) = frame.data_ref() {
-                        let n = data.len() as u64;
-                        *seen += n;
-                        stats.bytes_in(n);
-                        if *seen > *limit {
-                            return Poll::Ready(Some(Err(Box::new(BodyTooLarge {
-                                limit: *limit,
-                            }))));
-                        }
-                    }
-                    Poll::Ready(Some(Ok(frame)))
-                }
-                Some(Err(e)) => Poll::Ready(Some(Err(Box::new(e)))),
-                None => Poll::Ready(None),
-            },
-            UpstreamBody::Buffered(full) => Pin::new(full)
-                .poll_frame(cx)
-                .map_err(|never| match never {}),
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        match self {
-            UpstreamBody::Stream { inner, .. } => inner.is_end_stream(),
-            UpstreamBody::Buffered(full) => full.is_end_stream(),
-        }
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        match self {
-            UpstreamBody::Stream { inner, .. } => inner.size_hint(),
-            UpstreamBody::Buffered(full) => full.size_hint(),
-        }
-    }
-}
-
-/// A response body on its way to the client.
 #[derive(Debug)]
-pub enum ProxyBody {
-    /// A backend's body, streamed and counted.
-    Upstream {
-        /// The backend's body.
-        inner: Incoming,
-        /// Where bytes are counted.
-        stats: Arc<AppStats>,
-        /// The connection it arrives on, returned to its pool once the body has ended.
-        reuse: Reuse,
-    },
-    /// The gateway's own answer.
+enum Kind {
+    /// A peer's body, streamed and counted.
+    Stream(Stream),
+    /// Bytes in memory.
     Full(Full<Bytes>),
+}
+
+/// Which way a streamed body flows, i.e. which counter its bytes go to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Way {
+    /// Client to backend: bytes in, bounded by the body limit.
+    Up,
+    /// Backend to client: bytes out.
+    Down,
+}
+
+#[derive(Debug)]
+struct Stream {
+    inner: Incoming,
+    way: Way,
+    stats: Arc<AppStats>,
+    seen: u64,
+    limit: u64,
+    /// For a response: the backend connection it arrives on.
+    reuse: Option<Reuse>,
 }
 
 /// A backend connection lent to one response: back to the pool when the body ends, closed when
 /// the body is dropped before its end.
 #[derive(Debug)]
-pub struct Reuse {
+pub(crate) struct Reuse {
     conn: Option<(Sender, Arc<Pool>, PoolPolicy)>,
     done: bool,
 }
@@ -137,32 +82,50 @@ impl Drop for Reuse {
 }
 
 impl ProxyBody {
-    /// A backend's response body, its connection reused after the end.
-    pub(crate) fn upstream(inner: Incoming, stats: Arc<AppStats>, reuse: Reuse) -> ProxyBody {
-        let mut b = ProxyBody::Upstream {
+    /// A client's request body, streamed to a backend; more than `limit` bytes fail it with
+    /// [`BodyTooLarge`].
+    pub(crate) fn request(inner: Incoming, stats: Arc<AppStats>, limit: u64) -> ProxyBody {
+        ProxyBody(Kind::Stream(Stream {
             inner,
+            way: Way::Up,
             stats,
-            reuse,
-        };
-        if let ProxyBody::Upstream { inner, reuse, .. } = &mut b {
-            reuse.done = inner.is_end_stream();
-        }
-        b
+            seen: 0,
+            limit,
+            reuse: None,
+        }))
+    }
+
+    /// A backend's response body, its connection reused after the end.
+    pub(crate) fn response(inner: Incoming, stats: Arc<AppStats>, mut reuse: Reuse) -> ProxyBody {
+        reuse.done = inner.is_end_stream();
+        ProxyBody(Kind::Stream(Stream {
+            inner,
+            way: Way::Down,
+            stats,
+            seen: 0,
+            limit: u64::MAX,
+            reuse: Some(reuse),
+        }))
+    }
+
+    /// Bytes already in memory.
+    pub(crate) fn bytes(b: Bytes) -> ProxyBody {
+        ProxyBody(Kind::Full(Full::new(b)))
     }
 
     /// A short plain answer.
     pub(crate) fn text(s: &'static str) -> ProxyBody {
-        ProxyBody::Full(Full::new(Bytes::from_static(s.as_bytes())))
+        ProxyBody::bytes(Bytes::from_static(s.as_bytes()))
     }
 
     /// An owned answer.
     pub(crate) fn owned(s: String) -> ProxyBody {
-        ProxyBody::Full(Full::new(Bytes::from(s)))
+        ProxyBody::bytes(Bytes::from(s))
     }
 
     /// No body.
     pub(crate) fn empty() -> ProxyBody {
-        ProxyBody::Full(Full::new(Bytes::new()))
+        ProxyBody::bytes(Bytes::new())
     }
 }
 
@@ -174,44 +137,55 @@ impl Body for ProxyBody {
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        match self.get_mut() {
-            ProxyBody::Upstream {
-                inner,
-                stats,
-                reuse,
-            } => match ready!(Pin::new(&mut *inner).poll_frame(cx)) {
-                Some(Ok(frame)) => {
-                    if let Some(data) = frame.data_ref() {
-                        stats.bytes_out(data.len() as u64);
+        let s = match &mut self.get_mut().0 {
+            Kind::Full(full) => {
+                return Pin::new(full)
+                    .poll_frame(cx)
+                    .map_err(|never| match never {})
+            }
+            Kind::Stream(s) => s,
+        };
+        match ready!(Pin::new(&mut s.inner).poll_frame(cx)) {
+            Some(Ok(frame)) => {
+                if let Some(data) = frame.data_ref() {
+                    let n = data.len() as u64;
+                    s.seen += n;
+                    match s.way {
+                        Way::Up => s.stats.bytes_in(n),
+                        Way::Down => s.stats.bytes_out(n),
                     }
-                    if inner.is_end_stream() {
-                        reuse.finish();
+                    if s.seen > s.limit {
+                        return Poll::Ready(Some(Err(Box::new(BodyTooLarge { limit: s.limit }))));
                     }
-                    Poll::Ready(Some(Ok(frame)))
                 }
-                Some(Err(e)) => Poll::Ready(Some(Err(Box::new(e)))),
-                None => {
-                    reuse.finish();
-                    Poll::Ready(None)
+                if s.inner.is_end_stream() {
+                    if let Some(r) = &mut s.reuse {
+                        r.finish();
+                    }
                 }
-            },
-            ProxyBody::Full(full) => Pin::new(full)
-                .poll_frame(cx)
-                .map_err(|never| match never {}),
+                Poll::Ready(Some(Ok(frame)))
+            }
+            Some(Err(e)) => Poll::Ready(Some(Err(Box::new(e)))),
+            None => {
+                if let Some(r) = &mut s.reuse {
+                    r.finish();
+                }
+                Poll::Ready(None)
+            }
         }
     }
 
     fn is_end_stream(&self) -> bool {
-        match self {
-            ProxyBody::Upstream { inner, reuse, .. } => reuse.done || inner.is_end_stream(),
-            ProxyBody::Full(full) => full.is_end_stream(),
+        match &self.0 {
+            Kind::Stream(s) => s.reuse.as_ref().is_some_and(|r| r.done) || s.inner.is_end_stream(),
+            Kind::Full(full) => full.is_end_stream(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
-        match self {
-            ProxyBody::Upstream { inner, .. } => inner.size_hint(),
-            ProxyBody::Full(full) => full.size_hint(),
+        match &self.0 {
+            Kind::Stream(s) => s.inner.size_hint(),
+            Kind::Full(full) => full.size_hint(),
         }
     }
 }

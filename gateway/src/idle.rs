@@ -1,21 +1,31 @@
-//! Idle timeout for client connections: an IO wrapper that ends the connection when nothing was
-//! read or written for a while and no request is in flight. hyper has no such timeout of its own
-//! for HTTP/2 or for HTTP/1 connections between requests.
+//! Client connection timeouts, kept in one IO wrapper with one timer per connection instead of a
+//! timer per request: the **header timeout** bounds how long a request head may take once it has
+//! begun (and how long a new connection may wait before its first request), the **idle timeout**
+//! bounds how long a connection may sit with no request in flight and no traffic — a keep-alive
+//! client idle between requests is governed by the idle timeout alone, as an operator expects
+//! (nginx's `client_header_timeout` and `keepalive_timeout` work the same way).
+//!
+//! The timer is never re-armed on the request path: it fires at most every quarter of the
+//! header timeout while a connection is open, and each firing checks the deadlines. A slow
+//! client is therefore cut off between 1× and 1.25× the header timeout.
 
 use hyper::rt::{Read, ReadBufCursor, Write};
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::time::{Instant, Sleep};
 
-/// Requests in flight on one connection; the service holds a [`InFlight`] per request.
+/// What the service tells the connection's IO about requests: how many are in flight, how many
+/// have started in all, and whether the connection speaks HTTP/2 (no request heads to time).
 #[derive(Debug, Default)]
 pub(crate) struct Activity {
     inflight: AtomicUsize,
+    started: AtomicU64,
+    http2: AtomicBool,
 }
 
 /// Marks one request in flight until dropped.
@@ -23,9 +33,13 @@ pub(crate) struct Activity {
 pub(crate) struct InFlight(Arc<Activity>);
 
 impl Activity {
-    /// Marks a request in flight.
-    pub(crate) fn enter(self: &Arc<Self>) -> InFlight {
+    /// Marks a request in flight: its head is complete.
+    pub(crate) fn enter(self: &Arc<Self>, http2: bool) -> InFlight {
         self.inflight.fetch_add(1, Relaxed);
+        self.started.fetch_add(1, Relaxed);
+        if http2 {
+            self.http2.store(true, Relaxed);
+        }
         InFlight(Arc::clone(self))
     }
 }
@@ -36,43 +50,89 @@ impl Drop for InFlight {
     }
 }
 
-/// An IO that fails reads with `TimedOut` once idle for `timeout`.
+/// An IO whose reads fail with `TimedOut` when a request head takes too long or the connection
+/// stays idle too long.
 #[derive(Debug)]
 pub(crate) struct IdleIo<T> {
     inner: T,
     activity: Arc<Activity>,
-    timeout: Duration,
+    idle: Duration,
+    header: Duration,
+    /// How far ahead the timer is ever set.
+    check_every: Duration,
     last: Instant,
+    /// A request head under way: when its first byte came and the `started` count then.
+    head: Option<(Instant, u64)>,
     sleep: Pin<Box<Sleep>>,
 }
 
 impl<T> IdleIo<T> {
-    pub(crate) fn new(inner: T, timeout: Duration, activity: Arc<Activity>) -> IdleIo<T> {
+    /// Wraps a freshly accepted connection: its first request head must begin and end within
+    /// `header`.
+    pub(crate) fn new(
+        inner: T,
+        idle: Duration,
+        header: Duration,
+        activity: Arc<Activity>,
+    ) -> IdleIo<T> {
         let now = Instant::now();
+        let check_every = (header / 4).min(idle).max(Duration::from_millis(1));
         IdleIo {
             inner,
             activity,
-            timeout,
+            idle,
+            header,
+            check_every,
             last: now,
-            sleep: Box::pin(tokio::time::sleep_until(now + timeout)),
+            head: Some((now, 0)),
+            sleep: Box::pin(tokio::time::sleep_until(now + check_every)),
         }
     }
 
-    /// Ready with an error when the connection has been idle too long; otherwise arms the timer.
-    fn poll_idle(&mut self, cx: &mut Context<'_>) -> Poll<io::Error> {
+    /// Notes bytes read: with no request in flight they begin a request head.
+    fn on_read(&mut self) {
+        let now = Instant::now();
+        self.last = now;
+        if self.head.is_none()
+            && self.activity.inflight.load(Relaxed) == 0
+            && !self.activity.http2.load(Relaxed)
+        {
+            self.head = Some((now, self.activity.started.load(Relaxed)));
+        }
+    }
+
+    /// Ready with an error once a deadline has passed; otherwise keeps the timer armed.
+    fn poll_timeouts(&mut self, cx: &mut Context<'_>) -> Poll<io::Error> {
         loop {
             if self.sleep.as_mut().poll(cx).is_pending() {
                 return Poll::Pending;
             }
             let now = Instant::now();
-            let deadline = self.last + self.timeout;
-            if self.activity.inflight.load(Relaxed) > 0 {
-                self.sleep.as_mut().reset(now + self.timeout);
-            } else if deadline > now {
-                self.sleep.as_mut().reset(deadline);
-            } else {
-                return Poll::Ready(io::Error::new(io::ErrorKind::TimedOut, "connection idle"));
+            if let Some((_, seen)) = self.head {
+                if self.activity.started.load(Relaxed) != seen || self.activity.http2.load(Relaxed)
+                {
+                    self.head = None;
+                }
             }
+            let mut next = now + self.check_every;
+            if self.activity.inflight.load(Relaxed) == 0 {
+                if let Some((began, _)) = self.head {
+                    let deadline = began + self.header;
+                    if deadline <= now {
+                        return Poll::Ready(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            "request head timed out",
+                        ));
+                    }
+                    next = next.min(deadline);
+                }
+                let deadline = self.last + self.idle;
+                if deadline <= now {
+                    return Poll::Ready(io::Error::new(io::ErrorKind::TimedOut, "connection idle"));
+                }
+                next = next.min(deadline);
+            }
+            self.sleep.as_mut().reset(next);
         }
     }
 }
@@ -86,10 +146,10 @@ impl<T: Read + Unpin> Read for IdleIo<T> {
         let this = self.get_mut();
         match Pin::new(&mut this.inner).poll_read(cx, buf) {
             Poll::Ready(r) => {
-                this.last = Instant::now();
+                this.on_read();
                 Poll::Ready(r)
             }
-            Poll::Pending => match this.poll_idle(cx) {
+            Poll::Pending => match this.poll_timeouts(cx) {
                 Poll::Ready(e) => Poll::Ready(Err(e)),
                 Poll::Pending => Poll::Pending,
             },

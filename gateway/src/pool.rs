@@ -5,7 +5,7 @@
 //! connection to become idle again, URI and Host rewriting) made the gateway spend more CPU per
 //! request than nginx.
 
-use crate::body::UpstreamBody;
+use crate::body::ProxyBody;
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
 use std::net::SocketAddr;
@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
 
 /// A connection to one backend, ready for its next request.
-pub(crate) type Sender = SendRequest<UpstreamBody>;
+pub(crate) type Sender = SendRequest<ProxyBody>;
 
 /// How the pools behave; one per gateway.
 #[derive(Debug, Clone, Copy)]

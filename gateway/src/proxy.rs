@@ -2,9 +2,9 @@
 //! retries and passive health, response streaming, protocol upgrades. Reads the routing table
 //! through one lock-free load; never touches ZooKeeper.
 
-use crate::body::{ProxyBody, Reuse, UpstreamBody};
+use crate::body::{ProxyBody, Reuse};
 use crate::error::{BodyTooLarge, UpstreamError};
-use crate::headers;
+use crate::headers::{self, Client};
 use crate::metrics::{AppStats, Stats};
 use crate::pool::{self, PoolPolicy};
 use crate::table::{AppRoute, Backend, HealthPolicy, Route, Table, Tried, MAX_TRIES};
@@ -13,7 +13,7 @@ use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::uri::{PathAndQuery, Uri};
 use http::{Method, Request, Response, StatusCode, Version};
-use http_body_util::{BodyExt, Full};
+use http_body_util::BodyExt;
 use hyper::body::{Body, Incoming};
 use hyper_util::rt::TokioIo;
 use std::convert::Infallible;
@@ -62,13 +62,13 @@ fn idempotent(m: &Method) -> bool {
 pub(crate) async fn handle(
     shared: Arc<Shared>,
     req: Request<Incoming>,
-    peer: SocketAddr,
+    client: &Client,
     https: bool,
 ) -> Result<Response<ProxyBody>, Infallible> {
     let start = Instant::now();
     let route = {
         let table = shared.table.load();
-        if table.is_blacklisted(peer.ip()) {
+        if table.is_blacklisted(client.ip) {
             shared.stats.global.blacklisted.fetch_add(1, Relaxed);
             return Ok(plain(StatusCode::FORBIDDEN, ProxyBody::text("forbidden\n")));
         }
@@ -95,7 +95,7 @@ pub(crate) async fn handle(
         }
     };
     let stats = Arc::clone(&route.stats);
-    let resp = forward(&shared, &route, req, peer, https).await;
+    let resp = forward(&shared, &route, req, client, https).await;
     stats.response(resp.status().as_u16(), start.elapsed());
     Ok(resp)
 }
@@ -104,7 +104,7 @@ async fn forward(
     shared: &Shared,
     route: &AppRoute,
     mut req: Request<Incoming>,
-    peer: SocketAddr,
+    client: &Client,
     https: bool,
 ) -> Response<ProxyBody> {
     if route.is_empty() {
@@ -144,7 +144,7 @@ async fn forward(
             parts.headers.insert(header::HOST, h.clone());
         }
     }
-    headers::add_forwarded(&mut parts.headers, peer.ip(), https, original_host, http2);
+    headers::add_forwarded(&mut parts.headers, client, https, original_host, http2);
     let path = parts
         .uri
         .path_and_query()
@@ -192,14 +192,11 @@ async fn forward(
         // Origin form: the connection already goes to the backend, Host says which app.
         let uri = Uri::from(path.clone());
         let body = match (&replay, stream.take()) {
-            (Some(b), _) => UpstreamBody::Buffered(Full::new(b.clone())),
-            (None, Some(inner)) => UpstreamBody::Stream {
-                inner,
-                seen: 0,
-                limit: shared.max_body,
-                stats: Arc::clone(&route.stats),
-            },
-            (None, None) => UpstreamBody::empty(),
+            (Some(b), _) => ProxyBody::bytes(b.clone()),
+            (None, Some(inner)) => {
+                ProxyBody::request(inner, Arc::clone(&route.stats), shared.max_body)
+            }
+            (None, None) => ProxyBody::empty(),
         };
         let can_retry = replay.is_some() && tried.count() < max_tries;
         let mut up = Request::new(body);
@@ -227,7 +224,7 @@ async fn forward(
                 let (parts, inner) = resp.into_parts();
                 return Response::from_parts(
                     parts,
-                    ProxyBody::upstream(inner, Arc::clone(&route.stats), reuse),
+                    ProxyBody::response(inner, Arc::clone(&route.stats), reuse),
                 );
             }
             Err(err) => {
@@ -273,7 +270,7 @@ async fn send(
     shared: &Shared,
     backend: &Backend,
     addr: SocketAddr,
-    mut req: Request<UpstreamBody>,
+    mut req: Request<ProxyBody>,
 ) -> Result<(Response<Incoming>, pool::Sender), UpstreamError> {
     if let Some(mut sender) = backend.pool.checkout() {
         match sender.try_send_request(req).await {

@@ -5,6 +5,7 @@
 use crate::body::ProxyBody;
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::headers::Client;
 use crate::idle::{Activity, IdleIo};
 use crate::metrics::Stats;
 use crate::pool::PoolPolicy;
@@ -228,9 +229,10 @@ fn publish_gauges(stats: &Stats, table: &Table) {
 
 fn server_builder(config: &Config) -> auto::Builder<TokioExecutor> {
     let mut b = auto::Builder::new(TokioExecutor::new());
+    // No hyper timer for HTTP/1: with one, hyper arms a header-read timer for every request
+    // (and closes idle keep-alive connections at the header timeout). `IdleIo` keeps both
+    // timeouts with one timer per connection.
     b.http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(config.header_timeout())
         .max_buf_size(config.max_header_bytes.max(8192))
         .max_headers(config.max_headers)
         .keep_alive(true);
@@ -288,18 +290,20 @@ async fn serve_connection(
     let shared = Arc::clone(&ctx.shared);
     let https = tls.is_some();
     let act = Arc::clone(&activity);
+    let client = Arc::new(Client::new(peer.ip()));
     let svc = service_fn(move |req: hyper::Request<Incoming>| {
-        let guard = act.enter();
+        let guard = act.enter(req.version() == http::Version::HTTP_2);
         let shared = Arc::clone(&shared);
+        let client = Arc::clone(&client);
         async move {
-            let r = proxy::handle(shared, req, peer, https).await;
+            let r = proxy::handle(shared, req, &client, https).await;
             drop(guard);
             r
         }
     });
     match tls {
         None => {
-            let io = IdleIo::new(TokioIo::new(stream), ctx.idle, activity);
+            let io = IdleIo::new(TokioIo::new(stream), ctx.idle, ctx.header_timeout, activity);
             drive(ctx, io, svc).await;
         }
         Some(acceptor) => {
@@ -309,7 +313,12 @@ async fn serve_connection(
                 Ok(Err(e)) => return tracing::debug!(%peer, error = %e, "tls handshake failed"),
                 Err(_) => return tracing::debug!(%peer, "tls handshake timed out"),
             };
-            let io = IdleIo::new(TokioIo::new(tls_stream), ctx.idle, activity);
+            let io = IdleIo::new(
+                TokioIo::new(tls_stream),
+                ctx.idle,
+                ctx.header_timeout,
+                activity,
+            );
             drive(ctx, io, svc).await;
         }
     }
