@@ -7,7 +7,8 @@
 //!
 //! Modules: `config` (flags), `server` (listeners, connections, shutdown), `proxy` (the request
 //! path), `table` (routing table, round-robin, passive health), `headers` (proxy hygiene),
-//! `body` (streaming bodies), `pool` (upstream keep-alive connections), `idle` (idle timeout), `metrics` and `admin` (stats), `tls`.
+//! `body` (streaming bodies), `pool` (upstream keep-alive connections), `idle` (idle timeout), `metrics` and `admin` (stats,
+//! `/healthz`), `status` (route source state), `tls`.
 
 mod admin;
 mod body;
@@ -19,6 +20,7 @@ mod metrics;
 mod pool;
 mod proxy;
 mod server;
+mod status;
 mod table;
 mod tls;
 
@@ -27,6 +29,7 @@ pub use caas_registry::RouteSnapshot;
 pub use config::Config;
 pub use error::{Error, Result};
 pub use server::Gateway;
+pub use status::RouteStatus;
 
 use std::future::Future;
 use std::sync::Arc;

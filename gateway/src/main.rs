@@ -2,7 +2,7 @@
 //! the gateway until Ctrl-C or SIGTERM.
 
 use anyhow::Context as _;
-use caas_gateway::{Config, RouteSnapshot};
+use caas_gateway::{Config, Gateway, RouteSnapshot, RouteStatus};
 use caas_registry::{RouteCache, ZkAuth, ZkConfig};
 use clap::Parser;
 use std::sync::Arc;
@@ -27,10 +27,32 @@ struct Cli {
     /// Read-only digest credential `user:password` for ZooKeeper.
     #[arg(long, env = "CAAS_ZK_READ_AUTH", hide_env_values = true)]
     zk_auth: Option<String>,
+
+    /// Worker threads; 0 means one per CPU. With 1 the gateway runs a single-threaded event
+    /// loop (like one nginx worker), which spends the least CPU per request.
+    #[arg(long, env = "CAAS_GATEWAY_THREADS", default_value_t = 0)]
+    threads: usize,
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let rt = match cli.threads {
+        1 => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build(),
+        0 => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build(),
+        n => tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(n)
+            .enable_all()
+            .build(),
+    }
+    .context("cannot start the async runtime")?;
+    rt.block_on(serve(cli))
+}
+
+async fn serve(cli: Cli) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -40,7 +62,6 @@ async fn main() -> anyhow::Result<()> {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
     let mut zk = ZkConfig::new(cli.zk.clone());
     if let Some(root) = cli.zk_chroot.clone().filter(|r| !r.is_empty()) {
         zk = zk.with_chroot(root);
@@ -52,30 +73,80 @@ async fn main() -> anyhow::Result<()> {
     // Serve from the start (404 for everything) and switch to the cache's snapshots once
     // ZooKeeper answers, so a gateway started before ZooKeeper comes up on its own.
     let (tx, routes) = watch::channel(Arc::new(RouteSnapshot::default()));
-    tokio::spawn(follow_routes(zk, tx));
-    caas_gateway::run(cli.gateway, routes, shutdown_signal())
+    let (status_tx, status) = watch::channel(RouteStatus::Starting {
+        reason: format!("connecting to ZooKeeper at {}", zk.connect),
+    });
+    tokio::spawn(follow_routes(zk, tx, status_tx));
+    Gateway::bind(cli.gateway)
+        .await
+        .context("gateway failed")?
+        .with_route_status(status)
+        .serve(routes, shutdown_signal())
         .await
         .context("gateway failed")
 }
 
-/// Starts the route cache (retrying until ZooKeeper answers) and forwards its snapshots.
-async fn follow_routes(zk: ZkConfig, tx: watch::Sender<Arc<RouteSnapshot>>) {
+/// How often the cache's connection state is looked at for `/healthz`.
+const STATUS_EVERY: Duration = Duration::from_millis(500);
+
+/// Starts the route cache (retrying until ZooKeeper answers), forwards its snapshots and keeps
+/// the route status current.
+async fn follow_routes(
+    zk: ZkConfig,
+    tx: watch::Sender<Arc<RouteSnapshot>>,
+    status: watch::Sender<RouteStatus>,
+) {
     let cache = loop {
         match RouteCache::start(&zk).await {
             Ok(c) => break c,
             Err(e) => {
                 tracing::warn!(error = %e, connect = %zk.connect, "route cache not started; retrying");
+                status.send_replace(RouteStatus::Starting {
+                    reason: e.to_string(),
+                });
                 tokio::time::sleep(Duration::from_secs(2)).await;
             }
         }
     };
     tracing::info!(connect = %zk.connect, "route cache started");
+    status.send_replace(RouteStatus::Live);
     let mut rx = cache.subscribe();
+    let mut tick = tokio::time::interval(STATUS_EVERY);
+    let mut snap = rx.borrow_and_update().clone();
     loop {
-        let snap = rx.borrow_and_update().clone();
-        if tx.send(snap).is_err() || rx.changed().await.is_err() {
+        if tx.send(snap).is_err() {
             break;
         }
+        loop {
+            tokio::select! {
+                changed = rx.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    break;
+                }
+                _ = tick.tick() => {
+                    let connected = cache.is_connected();
+                    status.send_if_modified(|s| match (connected, &*s) {
+                        (true, RouteStatus::Live) | (false, RouteStatus::Disconnected { .. }) => false,
+                        (true, _) => {
+                            tracing::info!("route cache connected again");
+                            *s = RouteStatus::Live;
+                            true
+                        }
+                        (false, _) => {
+                            tracing::warn!("route cache lost ZooKeeper; serving the last good routes");
+                            *s = RouteStatus::Disconnected {
+                                since: std::time::Instant::now(),
+                                reason: format!("no ZooKeeper session to {}", zk.connect),
+                            };
+                            true
+                        }
+                    });
+                }
+            }
+        }
+        snap = rx.borrow_and_update().clone();
     }
 }
 

@@ -10,6 +10,7 @@ use crate::idle::{Activity, IdleIo};
 use crate::metrics::Stats;
 use crate::pool::PoolPolicy;
 use crate::proxy::Shared;
+use crate::status::RouteStatus;
 use crate::table::{HealthPolicy, Table};
 use crate::{admin, proxy, tls};
 use arc_swap::ArcSwap;
@@ -38,6 +39,7 @@ pub struct Gateway {
     http: TcpListener,
     tls: Option<(TcpListener, TlsAcceptor)>,
     admin: TcpListener,
+    status: Option<watch::Receiver<RouteStatus>>,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -79,7 +81,15 @@ impl Gateway {
             admin: bind(config.admin_listen).await?,
             tls,
             config,
+            status: None,
         })
+    }
+
+    /// Reports the route source's state on `/healthz` (503 with the reason unless
+    /// [`RouteStatus::Live`]). Without it the routes are taken as fixed and always healthy.
+    pub fn with_route_status(mut self, status: watch::Receiver<RouteStatus>) -> Gateway {
+        self.status = Some(status);
+        self
     }
 
     /// Where plain HTTP is served.
@@ -110,6 +120,7 @@ impl Gateway {
             http,
             tls,
             admin,
+            status,
         } = self;
         let stats = Arc::new(Stats::default());
         let first = routes.borrow_and_update().clone();
@@ -201,7 +212,8 @@ impl Gateway {
         if let Some((l, acceptor)) = tls {
             loops.push(tokio::spawn(accept_loop(l, Some(acceptor), ctx.clone())));
         }
-        loops.push(tokio::spawn(admin_loop(admin, stats, ctx.clone())));
+        let admin_state = Arc::new(admin::Admin { stats, status });
+        loops.push(tokio::spawn(admin_loop(admin, admin_state, ctx.clone())));
 
         shutdown.await;
         tracing::info!("shutting down: no new connections, finishing requests in flight");
@@ -352,7 +364,7 @@ where
     }
 }
 
-async fn admin_loop(listener: TcpListener, stats: Arc<Stats>, ctx: ConnCtx) {
+async fn admin_loop(listener: TcpListener, state: Arc<admin::Admin>, ctx: ConnCtx) {
     loop {
         let stream = tokio::select! {
             _ = ctx.token.cancelled() => return,
@@ -365,10 +377,10 @@ async fn admin_loop(listener: TcpListener, stats: Arc<Stats>, ctx: ConnCtx) {
                 }
             },
         };
-        let stats = Arc::clone(&stats);
+        let state = Arc::clone(&state);
         let token = ctx.token.clone();
         ctx.tracker.spawn(async move {
-            let svc = service_fn(move |req| admin::handle(Arc::clone(&stats), req));
+            let svc = service_fn(move |req| admin::handle(Arc::clone(&state), req));
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(Duration::from_secs(10))

@@ -336,7 +336,20 @@ pub struct TestGateway {
 
 impl TestGateway {
     pub async fn start(config: Config, snap: Arc<RouteSnapshot>) -> TestGateway {
+        Self::start_gateway(Gateway::bind(config).await.expect("bind gateway"), snap)
+    }
+
+    /// A gateway that reports `status` on `/healthz`.
+    pub async fn start_with_status(
+        config: Config,
+        snap: Arc<RouteSnapshot>,
+        status: watch::Receiver<caas_gateway::RouteStatus>,
+    ) -> TestGateway {
         let gw = Gateway::bind(config).await.expect("bind gateway");
+        Self::start_gateway(gw.with_route_status(status), snap)
+    }
+
+    fn start_gateway(gw: Gateway, snap: Arc<RouteSnapshot>) -> TestGateway {
         let (addr, admin, tls) = (gw.http_addr(), gw.admin_addr(), gw.tls_addr());
         let (tx, rx) = watch::channel(snap);
         let (stop, stopped) = oneshot::channel::<()>();
