@@ -521,3 +521,114 @@ async fn metrics_and_healthz_are_on_the_admin_address() {
         404
     );
 }
+
+/// Sends one GET on `conn` and reads the answer: `None` if the connection is closed.
+async fn raw_get(conn: &mut tokio::net::TcpStream) -> Option<String> {
+    let req = format!("GET / HTTP/1.1\r\nHost: {HOST}\r\n\r\n");
+    conn.write_all(req.as_bytes()).await.ok()?;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 1024];
+    loop {
+        let n = conn.read(&mut chunk).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        let text = String::from_utf8_lossy(&buf).to_string();
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let len: usize = head
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().parse().unwrap())
+                })
+                .expect("content-length");
+            if body.len() >= len {
+                return Some(text);
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn idle_keep_alive_connections_live_until_the_idle_timeout() {
+    let b = TestBackend::start("b").await;
+    let mut config = test_config();
+    config.header_timeout_ms = 300;
+    config.idle_timeout_ms = 3_000;
+    let gw = TestGateway::start(config, Snap::new().app("shop", &[b.addr]).build()).await;
+    let mut conn = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    let first = raw_get(&mut conn).await.expect("first answer");
+    assert!(first.starts_with("HTTP/1.1 200"), "{first}");
+    // Idle for several header timeouts (the cut-off is at most 1.25 of one), well within the
+    // idle timeout: the connection must still serve.
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    let second = raw_get(&mut conn)
+        .await
+        .expect("the keep-alive connection survived an idle gap longer than the header timeout");
+    assert!(second.starts_with("HTTP/1.1 200"), "{second}");
+    // Past the idle timeout the gateway closes it.
+    let mut buf = [0u8; 16];
+    let closed = tokio::time::timeout(Duration::from_secs(30), conn.read(&mut buf))
+        .await
+        .expect("closed by the idle timeout");
+    assert!(matches!(closed, Ok(0) | Err(_)), "{closed:?}");
+}
+
+#[tokio::test]
+async fn a_silent_new_connection_is_cut_at_the_header_timeout() {
+    let b = TestBackend::start("b").await;
+    let mut config = test_config();
+    config.header_timeout_ms = 300;
+    config.idle_timeout_ms = 60_000;
+    let gw = TestGateway::start(config, Snap::new().app("shop", &[b.addr]).build()).await;
+    let mut conn = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    let mut buf = [0u8; 16];
+    // Far below the idle timeout: only the header timeout can have closed it.
+    let closed = tokio::time::timeout(Duration::from_secs(20), conn.read(&mut buf))
+        .await
+        .expect("closed by the header timeout");
+    assert!(matches!(closed, Ok(0) | Err(_)), "{closed:?}");
+}
+
+#[tokio::test]
+async fn healthz_reports_a_disconnected_route_cache_and_still_routes() {
+    let b = TestBackend::start("b").await;
+    let (status, rx) = tokio::sync::watch::channel(caas_gateway::RouteStatus::Live);
+    let gw = TestGateway::start_with_status(
+        test_config(),
+        Snap::new().app("shop", &[b.addr]).build(),
+        rx,
+    )
+    .await;
+    let c = client();
+    let health = |c: reqwest::Client| {
+        let url = format!("http://{}/healthz", gw.admin);
+        async move {
+            let r = c.get(url).send().await.unwrap();
+            (r.status().as_u16(), r.text().await.unwrap())
+        }
+    };
+    assert_eq!(health(c.clone()).await, (200, "ok\n".to_owned()));
+    status.send_replace(caas_gateway::RouteStatus::Disconnected {
+        since: std::time::Instant::now(),
+        reason: "no ZooKeeper session".into(),
+    });
+    let (code, text) = health(c.clone()).await;
+    assert_eq!(code, 503, "{text}");
+    assert!(
+        text.contains("disconnected") && text.contains("no ZooKeeper session"),
+        "{text}"
+    );
+    // The last good routes still serve.
+    assert_eq!(get(&c, &gw, HOST, "/").await, (200, "b".to_owned()));
+    status.send_replace(caas_gateway::RouteStatus::Starting {
+        reason: "connection refused".into(),
+    });
+    let (code, text) = health(c.clone()).await;
+    assert_eq!(code, 503, "{text}");
+    assert!(text.contains("not started"), "{text}");
+    status.send_replace(caas_gateway::RouteStatus::Live);
+    assert_eq!(health(c.clone()).await.0, 200);
+}
