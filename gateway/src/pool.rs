@@ -105,7 +105,11 @@ pub(crate) async fn connect(addr: SocketAddr, policy: &PoolPolicy) -> Result<Sen
         .await
         .map_err(|_| ConnectError::Timeout)??;
     let _ = tcp.set_nodelay(true);
-    let (sender, conn) = http1::Builder::new().handshake(TokioIo::new(tcp)).await?;
+    // One flat write per request, as on the client side (see `server_builder`).
+    let (sender, conn) = http1::Builder::new()
+        .writev(false)
+        .handshake(TokioIo::new(tcp))
+        .await?;
     tokio::spawn(async move {
         if let Err(e) = conn.with_upgrades().await {
             tracing::debug!(backend = %addr, error = %e, "upstream connection ended");

