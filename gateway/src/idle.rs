@@ -20,12 +20,14 @@ use std::time::Duration;
 use tokio::time::{Instant, Sleep};
 
 /// What the service tells the connection's IO about requests: how many are in flight, how many
-/// have started in all, and whether the connection speaks HTTP/2 (no request heads to time).
+/// have started in all, and whether the connection has stopped carrying HTTP/1 request heads
+/// (it speaks HTTP/2, or switched protocols, e.g. to WebSocket): then only the idle timeout
+/// applies.
 #[derive(Debug, Default)]
 pub(crate) struct Activity {
     inflight: AtomicUsize,
     started: AtomicU64,
-    http2: AtomicBool,
+    no_heads: AtomicBool,
 }
 
 /// Marks one request in flight until dropped.
@@ -38,9 +40,21 @@ impl Activity {
         self.inflight.fetch_add(1, Relaxed);
         self.started.fetch_add(1, Relaxed);
         if http2 {
-            self.http2.store(true, Relaxed);
+            self.no_heads.store(true, Relaxed);
         }
         InFlight(Arc::clone(self))
+    }
+
+    /// The connection switched protocols: what it reads from now on are no request heads.
+    pub(crate) fn switched(&self) {
+        self.no_heads.store(true, Relaxed);
+    }
+}
+
+impl InFlight {
+    /// The request switched the connection's protocol.
+    pub(crate) fn switched(&self) {
+        self.0.switched();
     }
 }
 
@@ -95,7 +109,7 @@ impl<T> IdleIo<T> {
         self.last = now;
         if self.head.is_none()
             && self.activity.inflight.load(Relaxed) == 0
-            && !self.activity.http2.load(Relaxed)
+            && !self.activity.no_heads.load(Relaxed)
         {
             self.head = Some((now, self.activity.started.load(Relaxed)));
         }
@@ -109,7 +123,8 @@ impl<T> IdleIo<T> {
             }
             let now = Instant::now();
             if let Some((_, seen)) = self.head {
-                if self.activity.started.load(Relaxed) != seen || self.activity.http2.load(Relaxed)
+                if self.activity.started.load(Relaxed) != seen
+                    || self.activity.no_heads.load(Relaxed)
                 {
                     self.head = None;
                 }

@@ -105,7 +105,7 @@ pub(crate) async fn connect(addr: SocketAddr, policy: &PoolPolicy) -> Result<Sen
         .await
         .map_err(|_| ConnectError::Timeout)??;
     let _ = tcp.set_nodelay(true);
-    // One flat write per request, as on the client side (see `server_builder`).
+    // One flat write per request, as on the client-facing side (see `server_builder`).
     let (sender, conn) = http1::Builder::new()
         .writev(false)
         .handshake(TokioIo::new(tcp))

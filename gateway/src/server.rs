@@ -312,6 +312,9 @@ async fn serve_connection(
         let client = Arc::clone(&client);
         async move {
             let r = proxy::handle(shared, req, &client, https).await;
+            if matches!(&r, Ok(resp) if resp.status() == http::StatusCode::SWITCHING_PROTOCOLS) {
+                guard.switched();
+            }
             drop(guard);
             r
         }

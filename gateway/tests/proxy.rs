@@ -241,7 +241,10 @@ async fn streams_100_mb_both_ways() {
 #[tokio::test]
 async fn websocket_echo_passes_through() {
     let b = TestBackend::start("b").await;
-    let gw = TestGateway::start(test_config(), Snap::new().app("shop", &[b.addr]).build()).await;
+    // A short header timeout: an upgraded connection quiet for longer is not cut by it.
+    let mut config = test_config();
+    config.header_timeout_ms = 300;
+    let gw = TestGateway::start(config, Snap::new().app("shop", &[b.addr]).build()).await;
     let mut s = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
     s.write_all(
         format!(
@@ -265,6 +268,7 @@ async fn websocket_echo_passes_through() {
         ws_write(&mut s, msg.as_bytes(), Some([1, 2, 3, 4])).await;
         let (op, payload) = ws_read(&mut s).await.expect("echo frame");
         assert_eq!((op, payload.as_slice()), (1, msg.as_bytes()));
+        tokio::time::sleep(Duration::from_millis(800)).await;
     }
 }
 
