@@ -28,6 +28,15 @@ pid_alive() {
     [[ -s "$f" ]] && kill -0 "$(cat "$f")" 2>/dev/null
 }
 
+# ours_starting NAME OK_FN: if our NAME daemon (its PID file) is alive but does not answer yet
+# (starting, or slow on a loaded machine), wait for OK_FN rather than start a second copy, which
+# would fail to bind and overwrite the PID file of the one that runs.
+ours_starting() {
+    pid_alive "$1" || return 1
+    log "$1: ours (pid $(cat "$PID_DIR/$1.pid")) is running; waiting for it to answer"
+    wait_for "$1" 60 "$2"
+}
+
 # start_daemon NAME CMD...: start CMD in its own session, output to logs/NAME.log, PID to pids/NAME.pid.
 start_daemon() {
     local name="$1"; shift
@@ -72,7 +81,7 @@ apt_install() {
 
 # start_dockerd: reuse the engine at CAAS_DOCKER_SOCK, or start ours with its data under RUN_DIR.
 start_dockerd() {
-    if docker_ok; then log "dockerd: reusing the engine at $CAAS_DOCKER_SOCK"; return; fi
+    if docker_ok || ours_starting dockerd docker_ok; then log "dockerd: reusing the engine at $CAAS_DOCKER_SOCK"; return; fi
     log "dockerd: starting (data in $RUN_DIR/docker)"
     mkdir -p "$RUN_DIR/docker"
     start_daemon dockerd dockerd \
