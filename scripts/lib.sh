@@ -31,10 +31,20 @@ pid_alive() {
 # ours_starting NAME OK_FN: if our NAME daemon (its PID file) is alive but does not answer yet
 # (starting, or slow on a loaded machine), wait for OK_FN rather than start a second copy, which
 # would fail to bind and overwrite the PID file of the one that runs.
+# If it exits meanwhile (it was shutting down), false: the caller starts a new one.
 ours_starting() {
     pid_alive "$1" || return 1
-    log "$1: ours (pid $(cat "$PID_DIR/$1.pid")) is running; waiting for it to answer"
-    wait_for "$1" 60 "$2"
+    local pid deadline=$((SECONDS + 60))
+    pid="$(cat "$PID_DIR/$1.pid")"
+    log "$1: ours (pid $pid) is running; waiting for it to answer"
+    until "$2" >/dev/null 2>&1; do
+        if ! kill -0 "$pid" 2>/dev/null; then
+            log "$1: pid $pid exited (it was stopping); starting a new one"
+            return 1
+        fi
+        (( SECONDS < deadline )) || die "$1 (pid $pid) runs but did not answer within 60s (logs: $LOG_DIR)"
+        sleep 0.2
+    done
 }
 
 # start_daemon NAME CMD...: start CMD in its own session, output to logs/NAME.log, PID to pids/NAME.pid.

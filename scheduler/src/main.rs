@@ -4,17 +4,32 @@
 use anyhow::Context;
 use caas_scheduler::Config;
 use clap::Parser;
+use std::time::Duration;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+/// How long work still running after the server stopped (a blocking lookup, a container stop
+/// in its grace period) may hold the process. Cutting it is safe: every step is recorded before
+/// it is taken, and the next leader's reconciler finishes or rolls back what was cut.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+fn main() -> anyhow::Result<()> {
     let config = Config::parse();
     init_logging(&config.log_format);
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", config.listen))?;
-    caas_scheduler::run(config, listener, shutdown_signal())
-        .await
-        .context("scheduler failed")?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the tokio runtime")?;
+    let result = rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        caas_scheduler::run(config, listener, shutdown_signal())
+            .await
+            .context("scheduler failed")
+    });
+    // Dropping a runtime waits for its blocking tasks without a bound; a stopped scheduler that
+    // lingers keeps a restart from knowing whether it is still coming up.
+    rt.shutdown_timeout(SHUTDOWN_GRACE);
+    result?;
     tracing::info!("scheduler stopped");
     Ok(())
 }
