@@ -47,6 +47,9 @@ ours_starting() {
     done
 }
 
+# answers NAME OK_FN: NAME answers now, or ours is still coming up and answers soon.
+answers() { "$2" >/dev/null 2>&1 || ours_starting "$1" "$2"; }
+
 # start_daemon NAME CMD...: start CMD in its own session, output to logs/NAME.log, PID to pids/NAME.pid.
 start_daemon() {
     local name="$1"; shift
@@ -91,7 +94,7 @@ apt_install() {
 
 # start_dockerd: reuse the engine at CAAS_DOCKER_SOCK, or start ours with its data under RUN_DIR.
 start_dockerd() {
-    if docker_ok || ours_starting dockerd docker_ok; then log "dockerd: reusing the engine at $CAAS_DOCKER_SOCK"; return; fi
+    if answers dockerd docker_ok; then log "dockerd: reusing the engine at $CAAS_DOCKER_SOCK"; return; fi
     log "dockerd: starting (data in $RUN_DIR/docker)"
     mkdir -p "$RUN_DIR/docker"
     start_daemon dockerd dockerd \
