@@ -61,21 +61,27 @@ start_daemon() {
 # wait_for WHAT SECONDS CMD...: poll CMD every 0.2 s until it succeeds or SECONDS pass.
 wait_for() {
     local what="$1" secs="$2"; shift 2
-    local deadline=$((SECONDS + secs))
+    within "$secs" "$@" || die "$what did not answer within ${secs}s (logs: $LOG_DIR)"
+}
+
+# within SECONDS CMD...: poll CMD every 0.2 s; false if it has not succeeded by then.
+within() {
+    local deadline=$((SECONDS + $1)); shift
     until "$@" >/dev/null 2>&1; do
-        if (( SECONDS >= deadline )); then
-            die "$what did not answer within ${secs}s (logs: $LOG_DIR)"
-        fi
+        (( SECONDS < deadline )) || return 1
         sleep 0.2
     done
 }
+
+# random_secret: 24 random characters from [A-Za-z0-9] (safe in URLs, YAML and shell).
+random_secret() { head -c 24 /dev/urandom | base64 | tr -d '/+=' | head -c 24; }
 
 # secret NAME: print the generated secret NAME, creating it on first use (never committed).
 secret() {
     local f="$SECRETS_DIR/$1"
     if [[ ! -s "$f" ]]; then
         mkdir -p "$SECRETS_DIR"; chmod 700 "$SECRETS_DIR"
-        (umask 077; head -c 24 /dev/urandom | base64 | tr -d '/+=' | head -c 24 > "$f")
+        (umask 077; random_secret > "$f")
     fi
     cat "$f"
 }
