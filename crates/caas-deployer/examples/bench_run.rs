@@ -170,17 +170,7 @@ async fn main() -> Result<()> {
     let d = Deployer::connect(&endpoint)?;
     d.ping().await.context("docker does not answer")?;
     if !d.image_present(&image).await? {
-        let creds = match (
-            std::env::var("CAAS_REGISTRY_USER"),
-            std::env::var("CAAS_REGISTRY_PASSWORD"),
-        ) {
-            (Ok(username), Ok(password)) => Some(caas_deployer::RegistryCredentials {
-                username,
-                password,
-                server: registry.clone(),
-            }),
-            _ => None,
-        };
+        let creds = caas_deployer::RegistryCredentials::from_env(&registry);
         d.pull_to_end(&image, creds.as_ref()).await?;
     }
     let ns = format!("bench-deployer-{}", std::process::id());

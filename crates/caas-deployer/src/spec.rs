@@ -37,6 +37,19 @@ pub struct RegistryCredentials {
     pub server: String,
 }
 
+impl RegistryCredentials {
+    /// The credentials for `server` in `CAAS_REGISTRY_USER` / `CAAS_REGISTRY_PASSWORD` (what
+    /// `scripts/up` writes to `.caas/env`), if both are set: for tools and tests outside the
+    /// scheduler, which takes them as flags.
+    pub fn from_env(server: &str) -> Option<RegistryCredentials> {
+        Some(RegistryCredentials {
+            username: std::env::var("CAAS_REGISTRY_USER").ok()?,
+            password: std::env::var("CAAS_REGISTRY_PASSWORD").ok()?,
+            server: server.to_owned(),
+        })
+    }
+}
+
 impl std::fmt::Debug for RegistryCredentials {
     // Never print the password, even in debug logs.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -40,13 +40,7 @@ pub async fn deployer() -> Deployer {
 /// The registry's credentials (`CAAS_REGISTRY_USER` / `CAAS_REGISTRY_PASSWORD`, written to
 /// .caas/env by scripts/up), if it asks for any.
 pub fn registry_creds() -> Option<RegistryCredentials> {
-    let username = std::env::var("CAAS_REGISTRY_USER").ok()?;
-    let password = std::env::var("CAAS_REGISTRY_PASSWORD").ok()?;
-    Some(RegistryCredentials {
-        username,
-        password,
-        server: env("CAAS_REGISTRY"),
-    })
+    RegistryCredentials::from_env(&env("CAAS_REGISTRY"))
 }
 
 /// `{CAAS_REGISTRY}/hello:{tag}`, pulled if the engine lacks it.
