@@ -141,15 +141,20 @@ impl Load {
         }
     }
 
-    /// Stops the load; returns (ok, failed, first errors).
-    async fn finish(self) -> (u64, u64, Vec<String>) {
+    /// Stops the load and asserts that no request failed `during` what it watched; returns how
+    /// many succeeded.
+    async fn finish_without_failures(self, during: &str) -> u64 {
         self.stop.store(true, Ordering::Relaxed);
         let errors = self.task.await.expect("load task");
-        (
+        let (ok, failed) = (
             self.ok.load(Ordering::Relaxed),
             self.failed.load(Ordering::Relaxed),
-            errors,
-        )
+        );
+        assert_eq!(
+            failed, 0,
+            "requests failed during {during} ({ok} ok): {errors:?}"
+        );
+        ok
     }
 }
 
@@ -230,11 +235,7 @@ async fn push_deploy_reach_roll_kill_restart_undeploy() {
     ]);
     caas(&["undeploy", &app, "v1"]);
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let (ok, failed, errors) = load.finish().await;
-    assert_eq!(
-        failed, 0,
-        "no failed request during the switch ({ok} ok): {errors:?}"
-    );
+    let ok = load.finish_without_failures("the switch").await;
     assert!(ok > 10, "the load ran ({ok} requests)");
     for _ in 0..10 {
         let (_, body) = get(&http, &app, "/").await.expect("gateway");
@@ -287,11 +288,9 @@ async fn push_deploy_reach_roll_kill_restart_undeploy() {
         },
     )
     .await;
-    let (ok, failed, errors) = load.finish().await;
-    assert_eq!(
-        failed, 0,
-        "no failed GET while an instance was killed ({ok} ok): {errors:?}"
-    );
+    let ok = load
+        .finish_without_failures("the kill of an instance")
+        .await;
     eprintln!("e2e: kill detected in {detected:?}, {ok} requests served meanwhile");
 
     phase("kill survived");
@@ -437,11 +436,7 @@ async fn a_push_rolls_an_auto_deploy_app() {
     eventually("v2 served through the gateway", 30, version_served("v2")).await;
     phase("rolled to v2");
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let (ok, failed, errors) = load.finish().await;
-    assert_eq!(
-        failed, 0,
-        "requests failed during the auto-deploy roll ({ok} ok): {errors:?}"
-    );
+    let ok = load.finish_without_failures("the auto-deploy roll").await;
     assert!(ok > 0, "the load ran");
     caas(&["apps", "rm", &app]);
 }
