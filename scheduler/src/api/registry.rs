@@ -75,7 +75,7 @@ pub async fn events(
             }
         };
         let recorded = match state.store.get_app(&new.app).await {
-            Ok(app) => state.store.record_tag(&new).await.map(|_| app),
+            Ok(app) => state.store.record_tag(&new).await.map(|()| app),
             Err(e) => Err(e),
         };
         let app = match recorded {

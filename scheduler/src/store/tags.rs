@@ -71,8 +71,8 @@ impl Store {
     /// Records a push of a tag: a new row, or the new digest and time of a tag pushed again
     /// (the registry delivers at least once, so a repeat is harmless). An unknown app is
     /// [`Error::NotFound`].
-    pub async fn record_tag(&self, t: &NewTag) -> Result<TagRow> {
-        let result = sqlx::query(
+    pub async fn record_tag(&self, t: &NewTag) -> Result<()> {
+        sqlx::query(
             "INSERT INTO app_tags (app_id, tag, digest, media_type, pushed_by) \
              VALUES (?, ?, ?, ?, ?) \
              ON DUPLICATE KEY UPDATE digest = VALUES(digest), media_type = VALUES(media_type), \
@@ -84,31 +84,19 @@ impl Store {
         .bind(&t.media_type)
         .bind(t.pushed_by.as_deref())
         .execute(&self.pool)
-        .await;
-        match result {
-            Ok(_) => {}
-            Err(e) if sql::classify(&e) == sql::Failure::Reference => {
-                return Err(Error::NotFound(format!("app {}", t.app)));
-            }
-            Err(e) => {
-                return Err(sql::write_error(
+        .await
+        .map(|_| ())
+        .map_err(|e| {
+            if sql::classify(&e) == sql::Failure::Reference {
+                Error::NotFound(format!("app {}", t.app))
+            } else {
+                sql::write_error(
                     "recording a pushed tag",
                     || format!("tag {}:{}", t.app, t.tag),
                     e,
-                ))
+                )
             }
-        }
-        let row = sqlx::query(&format!(
-            "SELECT {TAG_COLUMNS} FROM app_tags WHERE app_id = ? AND tag = ?"
-        ))
-        .bind(t.app.as_str())
-        .bind(t.tag.as_str())
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(|e| sql::db_error("reading a pushed tag", e))?
-        // The app was deleted (and its tags with it) between the two statements.
-        .ok_or_else(|| Error::NotFound(format!("app {}", t.app)))?;
-        tag_from_row(&row)
+        })
     }
 
     /// An app's pushed tags, newest push first.
