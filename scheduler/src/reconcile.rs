@@ -324,12 +324,13 @@ impl Orchestrator {
     /// Keeps `/caas/domains` equal to the domains in the database (the database is the truth;
     /// ZooKeeper's copy is what gateways route by).
     async fn reconcile_domains(&self, report: &mut Report) -> Result<()> {
-        let mut want: HashMap<caas_types::Domain, caas_types::AppId> = HashMap::new();
-        for app in self.store.list_apps(None).await? {
-            for d in self.store.list_domains(&app.id).await? {
-                want.insert(d.domain, d.app);
-            }
-        }
+        let want: HashMap<caas_types::Domain, caas_types::AppId> = self
+            .store
+            .list_all_domains()
+            .await?
+            .into_iter()
+            .map(|d| (d.domain, d.app))
+            .collect();
         let have: HashMap<caas_types::Domain, caas_types::AppId> = self
             .registry
             .domains()

@@ -184,13 +184,22 @@ impl Store {
                 .fetch_all(&self.pool)
                 .await
                 .map_err(|e| sql::db_error("listing domains", e))?;
-        rows.iter()
-            .map(|r| {
-                Ok(DomainRow {
-                    domain: parse(r, "domain")?,
-                    app: parse(r, "app_id")?,
-                })
-            })
-            .collect()
+        rows.iter().map(domain_from_row).collect()
     }
+
+    /// Every app's custom domains, in one query (the reconciler's view).
+    pub async fn list_all_domains(&self) -> Result<Vec<DomainRow>> {
+        let rows = sqlx::query("SELECT domain, app_id FROM domains")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| sql::db_error("listing domains", e))?;
+        rows.iter().map(domain_from_row).collect()
+    }
+}
+
+fn domain_from_row(r: &MySqlRow) -> Result<DomainRow> {
+    Ok(DomainRow {
+        domain: parse(r, "domain")?,
+        app: parse(r, "app_id")?,
+    })
 }
