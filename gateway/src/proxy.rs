@@ -94,9 +94,10 @@ pub(crate) async fn handle(
             }
         }
     };
-    let stats = Arc::clone(&route.stats);
     let resp = forward(&shared, &route, req, client, https).await;
-    stats.response(resp.status().as_u16(), start.elapsed());
+    route
+        .stats
+        .response(resp.status().as_u16(), start.elapsed());
     Ok(resp)
 }
 
