@@ -6,6 +6,7 @@ use crate::cli::{
 };
 use crate::client::Client;
 use crate::config;
+use crate::output::{out, outln};
 use crate::table::Table;
 use anyhow::{bail, Context, Result};
 use caas_types::api::{
@@ -48,7 +49,7 @@ pub async fn run(cli: Cli) -> Result<()> {
                     None,
                 )
                 .await?;
-            println!("undeployed {app} {version}");
+            outln!("undeployed {app} {version}");
             Ok(())
         }
         Command::Tags { app } => tags(&client, out, app).await,
@@ -61,7 +62,7 @@ pub async fn run(cli: Cli) -> Result<()> {
 }
 
 fn print_json<T: Serialize>(v: &T) -> Result<()> {
-    println!("{}", serde_json::to_string_pretty(v)?);
+    outln!("{}", serde_json::to_string_pretty(v)?);
     Ok(())
 }
 
@@ -69,7 +70,7 @@ fn print_value(out: Output, v: &serde_json::Value, human: impl FnOnce() -> Strin
     match out {
         Output::Json => print_json(v),
         Output::Table => {
-            println!("{}", human());
+            outln!("{}", human());
             Ok(())
         }
     }
@@ -92,7 +93,7 @@ async fn apps(client: &Client, out: Output, cmd: AppsCmd) -> Result<()> {
                     custom.join(","),
                 ]);
             }
-            print!("{}", t.render());
+            out!("{}", t.render());
             Ok(())
         }
         AppsCmd::Create { id, auto_deploy } => {
@@ -133,7 +134,7 @@ async fn apps(client: &Client, out: Output, cmd: AppsCmd) -> Result<()> {
             client
                 .call::<()>(Method::DELETE, &format!("/v1/apps/{id}"), None)
                 .await?;
-            println!("removed {id}");
+            outln!("removed {id}");
             Ok(())
         }
     }
@@ -194,13 +195,13 @@ async fn deploy(client: &Client, out: Output, args: DeployArgs) -> Result<()> {
     if out == Output::Json {
         return print_json(&deployment);
     }
-    println!(
+    outln!(
         "deployed {} {} ({} instance(s))",
         deployment.app,
         deployment.version,
         deployment.instance_list.len()
     );
-    print!("{}", instance_table(&deployment.instance_list).render());
+    out!("{}", instance_table(&deployment.instance_list).render());
     Ok(())
 }
 
@@ -272,7 +273,7 @@ async fn tags(client: &Client, out: Output, app: AppId) -> Result<()> {
     match out {
         Output::Json => print_json(&list),
         Output::Table => {
-            print!("{}", tag_table(&list).render());
+            out!("{}", tag_table(&list).render());
             Ok(())
         }
     }
@@ -314,7 +315,7 @@ async fn ps(client: &Client, out: Output, app: Option<AppId>) -> Result<()> {
     match out {
         Output::Json => print_json(&all),
         Output::Table => {
-            print!("{}", instance_table(&all).render());
+            out!("{}", instance_table(&all).render());
             Ok(())
         }
     }
@@ -354,7 +355,7 @@ async fn hosts(client: &Client, out: Output, cmd: HostsCmd) -> Result<()> {
                     h.docker,
                 ]);
             }
-            print!("{}", t.render());
+            out!("{}", t.render());
             Ok(())
         }
         HostsCmd::Add {
@@ -384,7 +385,7 @@ async fn hosts(client: &Client, out: Output, cmd: HostsCmd) -> Result<()> {
             client
                 .call::<()>(Method::DELETE, &format!("/v1/hosts/{name}"), None)
                 .await?;
-            println!("removed host {name}");
+            outln!("removed host {name}");
             Ok(())
         }
     }
@@ -425,7 +426,7 @@ async fn domains(client: &Client, cmd: DomainsCmd) -> Result<()> {
                     }),
                 )
                 .await?;
-            println!("{domain} → {app}");
+            outln!("{domain} → {app}");
         }
         DomainsCmd::Rm { app, domain } => {
             client
@@ -435,7 +436,7 @@ async fn domains(client: &Client, cmd: DomainsCmd) -> Result<()> {
                     None,
                 )
                 .await?;
-            println!("removed {domain}");
+            outln!("removed {domain}");
         }
     }
     Ok(())
@@ -447,7 +448,11 @@ async fn blacklist(client: &Client, out: Output, cmd: BlacklistCmd) -> Result<()
             let list: Blacklist = client.get("/v1/blacklist").await?;
             match out {
                 Output::Json => print_json(&list)?,
-                Output::Table => list.rules.iter().for_each(|r| println!("{r}")),
+                Output::Table => {
+                    for r in &list.rules {
+                        outln!("{r}");
+                    }
+                }
             }
         }
         BlacklistCmd::Add { rule } => {
@@ -458,7 +463,7 @@ async fn blacklist(client: &Client, out: Output, cmd: BlacklistCmd) -> Result<()
                     Some(&BlacklistRule { rule: rule.clone() }),
                 )
                 .await?;
-            println!("refusing {rule}");
+            outln!("refusing {rule}");
         }
         BlacklistCmd::Rm { rule } => {
             client
@@ -468,7 +473,7 @@ async fn blacklist(client: &Client, out: Output, cmd: BlacklistCmd) -> Result<()
                         .query(&[("rule", &rule)]),
                 )
                 .await?;
-            println!("no longer refusing {rule}");
+            outln!("no longer refusing {rule}");
         }
     }
     Ok(())
@@ -480,7 +485,11 @@ async fn tenants(client: &Client, out: Output, cmd: TenantsCmd) -> Result<()> {
             let list: Vec<Tenant> = client.get("/v1/tenants").await?;
             match out {
                 Output::Json => print_json(&list)?,
-                Output::Table => list.iter().for_each(|t| println!("{}", t.name)),
+                Output::Table => {
+                    for t in &list {
+                        outln!("{}", t.name);
+                    }
+                }
             }
         }
         TenantsCmd::Create { name } => {
@@ -498,8 +507,8 @@ async fn tenants(client: &Client, out: Output, cmd: TenantsCmd) -> Result<()> {
             match out {
                 Output::Json => print_json(&tenant)?,
                 Output::Table => {
-                    println!("created tenant {}; its token (shown once):", tenant.name);
-                    println!("{}", tenant.token.unwrap_or_default());
+                    outln!("created tenant {}; its token (shown once):", tenant.name);
+                    outln!("{}", tenant.token.unwrap_or_default());
                 }
             }
         }
@@ -507,7 +516,7 @@ async fn tenants(client: &Client, out: Output, cmd: TenantsCmd) -> Result<()> {
             client
                 .call::<()>(Method::DELETE, &format!("/v1/tenants/{name}"), None)
                 .await?;
-            println!("removed tenant {name}");
+            outln!("removed tenant {name}");
         }
     }
     Ok(())

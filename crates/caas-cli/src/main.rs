@@ -7,6 +7,7 @@ mod cli;
 mod client;
 mod commands;
 mod config;
+mod output;
 mod table;
 
 use clap::Parser;
@@ -16,6 +17,8 @@ async fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
     match commands::run(cli).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
+        // The reader of our output went away (`| head`, `| grep -q`): it has what it wanted.
+        Err(e) if output::is_broken_pipe(&e) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             // One clear line: the chain of causes, joined.
             eprintln!("caas: {}", format!("{e:#}").replace('\n', " "));
