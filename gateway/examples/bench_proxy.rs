@@ -4,7 +4,7 @@
 //! Usage: `bench_proxy LISTEN ADMIN THREADS ROUTES BACKEND...` — routes `app0` … `app{ROUTES-1}`
 //! (under `caas.localhost`), each to all the backends.
 
-use caas_gateway::{Config, RouteSnapshot};
+use caas_gateway::{Config, Http1Engine, RouteSnapshot};
 use caas_registry::RouteEntry;
 use std::sync::Arc;
 
@@ -15,6 +15,14 @@ fn main() -> anyhow::Result<()> {
         "usage: bench_proxy LISTEN ADMIN THREADS ROUTES BACKEND..."
     );
     let mut config = Config::new();
+    // CAAS_GATEWAY_HTTP1=hyper benchmarks the general path instead of the fast path.
+    if let Ok(engine) = std::env::var("CAAS_GATEWAY_HTTP1") {
+        config.http1 = match engine.as_str() {
+            "hyper" => Http1Engine::Hyper,
+            "own" => Http1Engine::Own,
+            other => anyhow::bail!("CAAS_GATEWAY_HTTP1 is own or hyper, not {other:?}"),
+        };
+    }
     config.listen = args[0].parse()?;
     config.admin_listen = args[1].parse()?;
     let threads: usize = args[2].parse()?;

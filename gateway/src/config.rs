@@ -101,6 +101,22 @@ pub struct Config {
     /// How long graceful shutdown waits for requests in flight, in milliseconds.
     #[arg(long, env = "CAAS_GATEWAY_SHUTDOWN_GRACE_MS", default_value_t = 10_000)]
     pub shutdown_grace_ms: u64,
+
+    /// What serves plain-HTTP connections: `own`, the gateway's HTTP/1.1 fast path (it hands
+    /// h2c, HTTP/1.0, upgrades and `Expect` over to hyper), or `hyper` for everything.
+    #[arg(long, env = "CAAS_GATEWAY_HTTP1", value_enum, default_value_t = Http1Engine::Own)]
+    pub http1: Http1Engine,
+}
+
+/// The code that serves plain-HTTP/1.1 client connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Http1Engine {
+    /// The gateway's own request loop (no header maps, no task per exchange, one write per
+    /// answer), with hyper taking over what it does not do.
+    #[default]
+    Own,
+    /// hyper's server and client for every request.
+    Hyper,
 }
 
 impl Config {
@@ -125,6 +141,7 @@ impl Config {
             eject_after: 2,
             eject_ms: 5_000,
             shutdown_grace_ms: 10_000,
+            http1: Http1Engine::Own,
         }
     }
 

@@ -5,8 +5,9 @@
 //! [`RouteSnapshot`]. The request path reads that table with one lock-free load and never
 //! calls ZooKeeper.
 //!
-//! Modules: `config` (flags), `server` (listeners, connections, shutdown), `proxy` (the request
-//! path), `table` (routing table, round-robin, passive health), `headers` (proxy hygiene),
+//! Modules: `config` (flags), `server` (listeners, connections, shutdown), `h1` (the HTTP/1.1
+//! fast path: the gateway's own request loop for plain-HTTP connections), `proxy` (the general
+//! request path on hyper: h2c, HTTPS, HTTP/1.0, upgrades), `table` (routing table, round-robin, passive health), `headers` (proxy hygiene),
 //! `body` (streaming bodies), `pool` (upstream keep-alive connections), `idle` (idle timeout), `metrics` and `admin` (stats,
 //! `/healthz`), `status` (route source state), `tls`.
 
@@ -14,6 +15,7 @@ mod admin;
 mod body;
 mod config;
 mod error;
+mod h1;
 mod headers;
 mod idle;
 mod metrics;
@@ -26,7 +28,7 @@ mod tls;
 
 pub use body::ProxyBody;
 pub use caas_registry::RouteSnapshot;
-pub use config::Config;
+pub use config::{Config, Http1Engine};
 pub use error::{Error, Result};
 pub use server::Gateway;
 pub use status::RouteStatus;

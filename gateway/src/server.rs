@@ -3,7 +3,7 @@
 //! down gracefully.
 
 use crate::body::ProxyBody;
-use crate::config::Config;
+use crate::config::{Config, Http1Engine};
 use crate::error::{Error, Result};
 use crate::headers::Client;
 use crate::idle::{Activity, IdleIo};
@@ -12,7 +12,7 @@ use crate::pool::PoolPolicy;
 use crate::proxy::Shared;
 use crate::status::RouteStatus;
 use crate::table::{HealthPolicy, Table};
-use crate::{admin, proxy, tls};
+use crate::{admin, h1, proxy, tls};
 use arc_swap::ArcSwap;
 use caas_registry::RouteSnapshot;
 use hyper::body::Incoming;
@@ -194,6 +194,7 @@ impl Gateway {
                     let now = Instant::now();
                     for b in table.backends() {
                         b.pool.sweep(&shared.pool, now);
+                        b.idle.sweep(shared.pool.idle_timeout, now);
                     }
                 }
             })
@@ -206,6 +207,7 @@ impl Gateway {
             tracker: tracker.clone(),
             idle: config.idle_timeout(),
             header_timeout: config.header_timeout(),
+            http1: config.http1,
         };
         tracing::info!(http = %local(&http), admin = %local(&admin), https = ?tls.as_ref().map(|(l, _)| local(l)), "gateway listening");
         let mut loops = vec![tokio::spawn(accept_loop(http, None, ctx.clone()))];
@@ -268,6 +270,7 @@ struct ConnCtx {
     tracker: TaskTracker,
     idle: Duration,
     header_timeout: Duration,
+    http1: Http1Engine,
 }
 
 async fn accept_loop(listener: TcpListener, tls: Option<TlsAcceptor>, ctx: ConnCtx) {
@@ -321,6 +324,19 @@ async fn serve_connection(
     });
     match tls {
         None => {
+            let stream = match ctx.http1 {
+                Http1Engine::Own => {
+                    let timeouts = h1::Timeouts {
+                        header: ctx.header_timeout,
+                        idle: ctx.idle,
+                    };
+                    match h1::serve(stream, peer, &ctx.shared, &ctx.token, timeouts).await {
+                        h1::Ended::Closed => return,
+                        h1::Ended::Handover(stream, read) => h1::Prefixed::new(stream, read),
+                    }
+                }
+                Http1Engine::Hyper => h1::Prefixed::new(stream, bytes::BytesMut::new()),
+            };
             let io = IdleIo::new(TokioIo::new(stream), ctx.idle, ctx.header_timeout, activity);
             drive(ctx, io, svc).await;
         }

@@ -3,6 +3,7 @@
 //! rebuilds, so a changing address set keeps balancing fairly and a failing backend stays
 //! skipped.
 
+use crate::h1::upstream::IdleConns;
 use crate::metrics::{AppStats, Stats};
 use crate::pool::Pool;
 use caas_registry::{IpRule, RouteSnapshot};
@@ -45,8 +46,11 @@ pub(crate) struct Backend {
     /// Milliseconds since the policy's epoch until which the backend is skipped.
     ejected_until: AtomicU64,
     inflight: AtomicUsize,
-    /// Idle keep-alive connections to it; they close when the backend leaves the table.
+    /// Idle keep-alive connections to it of the general (hyper) path; they close when the
+    /// backend leaves the table.
     pub(crate) pool: Arc<Pool>,
+    /// Idle keep-alive connections to it of the HTTP/1.1 fast path.
+    pub(crate) idle: IdleConns,
 }
 
 impl Backend {
@@ -58,6 +62,7 @@ impl Backend {
             ejected_until: AtomicU64::new(0),
             inflight: AtomicUsize::new(0),
             pool: Arc::default(),
+            idle: IdleConns::default(),
         })
     }
 

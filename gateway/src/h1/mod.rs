@@ -1,0 +1,561 @@
+//! The HTTP/1.1 fast path: plain-HTTP client connections served by the gateway's own request
+//! loop instead of hyper's server and client.
+//!
+//! One task per client connection does everything in order: read a request head into the
+//! connection's buffer, parse it in place ([`head`]), route it, write the rewritten head (and a
+//! small body) to a pooled backend connection in one write ([`upstream`]), stream what is left
+//! of the body, parse the response head, write it with the first body bytes to the client in one
+//! write, stream the rest, and put the backend connection back. No header map, no per-request
+//! allocation, no second task per exchange, no per-request timer ([`client`]): this is what lets
+//! the gateway spend less CPU per request than nginx.
+//!
+//! What it does not take on, it hands over, with the bytes already read, to the general hyper
+//! path at a request boundary (see [`head::Verdict::Handover`]): HTTP/2's preface (h2c), HTTP/1.0,
+//! protocol upgrades (WebSocket), `Expect`, CONNECT and non-path targets. Behaviour is the same
+//! either way: routing, round-robin, retries of replayable requests on connect failures and
+//! stale keep-alive connections, passive health, limits (431, 413), timeouts, `X-Forwarded-*`,
+//! `Via`, hop-by-hop headers, stats, graceful shutdown.
+
+mod chunked;
+mod client;
+pub(crate) mod head;
+mod prefixed;
+pub(crate) mod upstream;
+
+pub(crate) use prefixed::Prefixed;
+
+use crate::proxy::Shared;
+use crate::table::{AppRoute, Backend, Route, Tried, MAX_TRIES};
+use bytes::{Buf, BytesMut};
+use chunked::Chunked;
+use client::ClientIo;
+pub(crate) use client::Timeouts;
+use head::{Framing, Refusal, ResponseVerdict, Verdict};
+use std::borrow::Cow;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use upstream::UpConn;
+
+/// How a fast-path connection ended.
+#[derive(Debug)]
+pub(crate) enum Ended {
+    /// Closed (by either side, a timeout, an error or shutdown).
+    Closed,
+    /// The rest is for the general path: the socket and the bytes read but not used (they begin
+    /// with a request head).
+    Handover(TcpStream, BytesMut),
+}
+
+/// What a request head comes to, with the borrow of the read buffer over.
+enum Step {
+    Partial,
+    Handover,
+    /// The gateway answers itself.
+    Own(Own),
+    Forward(Forward),
+}
+
+struct Own {
+    status: u16,
+    reason: &'static str,
+    body: Cow<'static, str>,
+    /// Close after answering (a refused head, or a body we will not read).
+    close: bool,
+    /// Head bytes to drop when the connection goes on.
+    len: usize,
+}
+
+struct Forward {
+    /// Bytes of the request in the buffer: head and body.
+    len: usize,
+    route: Arc<AppRoute>,
+    close: bool,
+    idempotent: bool,
+    head: bool,
+}
+
+/// Why one try at a backend failed.
+enum TryError {
+    /// Nothing of the request reached a backend that took it (connect failed, or a reused
+    /// connection turned out closed): any request may go to the next backend.
+    NotSent(io::Error),
+    /// The backend may have seen the request: only a replayable, idempotent one goes elsewhere.
+    Sent(io::Error),
+    /// The backend answered something that is not HTTP.
+    Invalid(&'static str),
+}
+
+impl std::fmt::Display for TryError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TryError::NotSent(e) => write!(f, "not sent: {e}"),
+            TryError::Sent(e) => write!(f, "failed after sending: {e}"),
+            TryError::Invalid(why) => write!(f, "invalid response: {why}"),
+        }
+    }
+}
+
+/// Serves one plain-HTTP client connection until it ends or needs the general path.
+pub(crate) async fn serve(
+    stream: TcpStream,
+    peer: SocketAddr,
+    shared: &Shared,
+    token: &CancellationToken,
+    timeouts: Timeouts,
+) -> Ended {
+    let accepted = Instant::now();
+    let mut c = ClientIo::new(stream, timeouts, token);
+    let ip = peer.ip();
+    let ip_text = ip.to_string();
+    let mut out: Vec<u8> = Vec::with_capacity(2048);
+    let mut resp: Vec<u8> = Vec::with_capacity(2048);
+    let mut first = true;
+    loop {
+        // 1. A complete request head.
+        let mut began = first.then_some(accepted);
+        let mut idle_until: Option<Instant> = None;
+        // A head can only have ended where a new line feed arrived: bytes trickling in without
+        // one are not parsed again (a slow client cannot make us rescan its head per byte).
+        let mut scanned = 0;
+        let step = loop {
+            let fresh = &c.buf[scanned.min(c.buf.len())..];
+            if fresh.contains(&b'\n') || c.buf.len() > shared.max_header_bytes {
+                out.clear();
+                match prepare(&c.buf, shared, ip, &ip_text, &mut out) {
+                    Step::Partial => {}
+                    step => break step,
+                }
+            }
+            scanned = c.buf.len();
+            let (deadline, idle) = if c.buf.is_empty() && !first {
+                let until = *idle_until.get_or_insert_with(|| Instant::now() + timeouts.idle);
+                (until, true)
+            } else {
+                let since = *began.get_or_insert_with(Instant::now);
+                (since + timeouts.header, c.buf.is_empty())
+            };
+            match c.fill(deadline, idle).await {
+                Ok(0) | Err(_) => return Ended::Closed,
+                Ok(_) => {}
+            }
+        };
+        first = false;
+        let fwd = match step {
+            Step::Partial => continue,
+            Step::Handover => {
+                let (stream, buf) = c.into_parts();
+                return Ended::Handover(stream, buf);
+            }
+            Step::Own(own) => {
+                resp.clear();
+                head::write_own(own.status, own.reason, &own.body, own.close, &mut resp);
+                let wrote = c.send(&resp).await.is_ok();
+                if own.close || !wrote {
+                    c.linger().await;
+                    return Ended::Closed;
+                }
+                c.buf.advance(own.len);
+                continue;
+            }
+            Step::Forward(fwd) => fwd,
+        };
+        // Shutting down: this answer is the connection's last.
+        let mut fwd = fwd;
+        fwd.close |= token.is_cancelled();
+        // 2. Forward it; the connection goes on only if the exchange ended cleanly.
+        c.buf.advance(fwd.len);
+        let keep = exchange(&mut c, shared, &fwd, &out, &mut resp).await;
+        if !keep {
+            return Ended::Closed;
+        }
+    }
+}
+
+/// Reads the head at the start of `buf` and decides; on [`Step::Forward`] the upstream head is
+/// in `out`.
+fn prepare(buf: &[u8], shared: &Shared, ip: IpAddr, ip_text: &str, out: &mut Vec<u8>) -> Step {
+    let mut slots = head::header_slots();
+    let req = match head::parse_request(
+        buf,
+        &mut slots,
+        shared.max_headers,
+        shared.max_header_bytes,
+        shared.max_body,
+    ) {
+        Verdict::Partial => return Step::Partial,
+        Verdict::Handover => return Step::Handover,
+        Verdict::Refuse(r) => {
+            let (status, reason, body) = match r {
+                Refusal::BadRequest(why) => (400, "Bad Request", why),
+                Refusal::TooLarge => (
+                    431,
+                    "Request Header Fields Too Large",
+                    "request headers too large\n",
+                ),
+                Refusal::BodyTooLarge => (413, "Payload Too Large", "request body too large\n"),
+            };
+            return Step::Own(Own {
+                status,
+                reason,
+                body: Cow::Borrowed(if status == 400 {
+                    bad_request(body)
+                } else {
+                    body
+                }),
+                close: true,
+                len: 0,
+            });
+        }
+        Verdict::Forward(req) => req,
+    };
+    let own = |status, reason, body: Cow<'static, str>| {
+        Step::Own(Own {
+            status,
+            reason,
+            body,
+            close: req.close || req.framing != Framing::Empty,
+            len: req.len,
+        })
+    };
+    let table = shared.table.load();
+    if table.is_blacklisted(ip) {
+        shared.stats.global.blacklisted.fetch_add(1, Relaxed);
+        return own(403, "Forbidden", Cow::Borrowed("forbidden\n"));
+    }
+    let route = match table.lookup(req.host) {
+        Route::App(r) => Arc::clone(r),
+        Route::Unknown => {
+            shared.stats.global.unknown_host.fetch_add(1, Relaxed);
+            return own(
+                404,
+                "Not Found",
+                Cow::Borrowed("no app is routed at this host\n"),
+            );
+        }
+    };
+    if route.is_empty() {
+        shared.stats.global.no_backend.fetch_add(1, Relaxed);
+        route.stats.response(503, Duration::ZERO);
+        let body = format!("app {} has no running instance\n", route.app);
+        return own(503, "Service Unavailable", Cow::Owned(body));
+    }
+    // The fast path forwards a request whose body it already holds whole (empty, or small and
+    // read with the head, as most are): it can be replayed to the next backend and needs no
+    // full-duplex streaming. A body still on its way goes to the general path, which streams it
+    // both ways at once.
+    let rest = &buf[req.len..];
+    let body = match req.framing {
+        Framing::Empty | Framing::UntilClose => 0,
+        Framing::Length(n) if n <= rest.len() as u64 => n as usize,
+        Framing::Length(_) => return Step::Handover,
+        Framing::Chunked => {
+            let mut scan = Chunked::default();
+            match scan.scan(rest) {
+                Err(_) => {
+                    return Step::Own(Own {
+                        status: 400,
+                        reason: "Bad Request",
+                        body: Cow::Borrowed("malformed chunked body\n"),
+                        close: true,
+                        len: 0,
+                    })
+                }
+                Ok(_) if scan.total() > shared.max_body => {
+                    route.stats.response(413, Duration::ZERO);
+                    return Step::Own(Own {
+                        status: 413,
+                        reason: "Payload Too Large",
+                        body: Cow::Borrowed("request body too large\n"),
+                        close: true,
+                        len: 0,
+                    });
+                }
+                Ok(n) if scan.is_done() => n,
+                Ok(_) => return Step::Handover,
+            }
+        }
+    };
+    req.write_upstream(ip_text, out);
+    out.extend_from_slice(&rest[..body]);
+    route.stats.bytes_in(body as u64);
+    Step::Forward(Forward {
+        len: req.len + body,
+        route,
+        close: req.close,
+        idempotent: req.idempotent,
+        head: req.head,
+    })
+}
+
+/// The 400 bodies, with a newline (static strings, no allocation).
+fn bad_request(why: &'static str) -> &'static str {
+    match why {
+        "missing Host header" => "missing Host header\n",
+        "more than one Host header" => "more than one Host header\n",
+        "invalid Content-Length" => "invalid Content-Length\n",
+        "conflicting Content-Length" => "conflicting Content-Length\n",
+        "unsupported Transfer-Encoding" => "unsupported Transfer-Encoding\n",
+        "both Content-Length and Transfer-Encoding" => {
+            "both Content-Length and Transfer-Encoding\n"
+        }
+        _ => "malformed request\n",
+    }
+}
+
+/// One request through to its response. Returns whether the client connection can carry the
+/// next request.
+async fn exchange(
+    c: &mut ClientIo,
+    shared: &Shared,
+    fwd: &Forward,
+    out: &[u8],
+    resp: &mut Vec<u8>,
+) -> bool {
+    let start = Instant::now();
+    let stats = &fwd.route.stats;
+    // 2. Tries: round-robin, the next backend after a failure when that is safe.
+    let max_tries = shared.max_tries.clamp(1, MAX_TRIES);
+    let mut tried = Tried::default();
+    let (mut up, backend) = loop {
+        let Some(slot) = fwd.route.pick(&mut tried, &shared.policy) else {
+            shared.stats.global.no_backend.fetch_add(1, Relaxed);
+            stats.response(503, start.elapsed());
+            return own_close(
+                c,
+                503,
+                "Service Unavailable",
+                "no backend can take the request\n",
+            )
+            .await;
+        };
+        let backend = Arc::clone(slot.backend());
+        match try_backend(shared, fwd, &backend, out, resp).await {
+            Ok(up) => {
+                backend.success();
+                drop(slot);
+                break (up, backend);
+            }
+            Err(err) => {
+                backend.failure(&shared.policy);
+                stats.upstream_error();
+                let retry = tried.count() < max_tries
+                    && match &err {
+                        TryError::NotSent(_) => true,
+                        TryError::Sent(_) | TryError::Invalid(_) => fwd.idempotent,
+                    };
+                tracing::warn!(app = %fwd.route.app, backend = %backend.endpoint, error = %err, retry, "upstream try failed");
+                if !retry {
+                    stats.response(502, start.elapsed());
+                    return own_close(
+                        c,
+                        502,
+                        "Bad Gateway",
+                        "the app's instance failed to answer\n",
+                    )
+                    .await;
+                }
+            }
+        }
+    };
+
+    // 3. The response: head and first body bytes in one write, then the rest as it comes.
+    let Some(head) = up.head.take() else {
+        return false;
+    };
+    let (status, framing, up_close, close_client) =
+        (head.status, head.framing, head.close, head.close_client);
+    stats.response(status, start.elapsed());
+    let mut scan = Chunked::default();
+    let mut body_left = match framing {
+        Framing::Length(n) => n,
+        _ => 0,
+    };
+    let mut ended = matches!(framing, Framing::Empty);
+    // The body bytes the backend sent with the head.
+    let mut pass = |up: &mut UpConn, resp: &mut Vec<u8>| -> Result<bool, ()> {
+        let take = match framing {
+            Framing::Empty => 0,
+            Framing::Length(_) => {
+                let t = body_left.min(up.buf.len() as u64) as usize;
+                body_left -= t as u64;
+                t
+            }
+            Framing::Chunked => scan.scan(&up.buf).map_err(|_| ())?,
+            Framing::UntilClose => up.buf.len(),
+        };
+        resp.extend_from_slice(&up.buf[..take]);
+        up.buf.advance(take);
+        stats.bytes_out(take as u64);
+        Ok(match framing {
+            Framing::Empty => true,
+            Framing::Length(_) => body_left == 0,
+            Framing::Chunked => scan.is_done(),
+            Framing::UntilClose => false,
+        })
+    };
+    match pass(&mut up, resp) {
+        Ok(done) => ended |= done,
+        Err(()) => return false,
+    }
+    if c.send(resp).await.is_err() {
+        return false;
+    }
+    while !ended {
+        match up.fill().await {
+            Ok(0) => {
+                if framing == Framing::UntilClose {
+                    // The backend's close ends the body; ours ends the client's copy.
+                    return false;
+                }
+                // Cut short: the client sees the connection close mid-body.
+                tracing::debug!(app = %fwd.route.app, "backend closed mid-body");
+                return false;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::debug!(app = %fwd.route.app, error = %e, "backend read failed mid-body");
+                return false;
+            }
+        }
+        resp.clear();
+        match pass(&mut up, resp) {
+            Ok(done) => ended = done,
+            Err(()) => return false,
+        }
+        if c.send(resp).await.is_err() {
+            return false;
+        }
+    }
+    // 4. The backend connection goes back only after a clean end with nothing extra read.
+    if !up_close && up.buf.is_empty() {
+        backend.idle.checkin(up, shared.pool.max_idle);
+    }
+    !close_client
+}
+
+/// Sends the request to `backend` (a pooled connection, or a fresh one if that turns out
+/// closed) and reads the response head into the connection's buffer.
+async fn try_backend(
+    shared: &Shared,
+    fwd: &Forward,
+    backend: &Backend,
+    out: &[u8],
+    resp: &mut Vec<u8>,
+) -> Result<UpConn, TryError> {
+    let addr = backend.endpoint.addr();
+    let mut pooled = backend.idle.checkout();
+    loop {
+        let mut up = match pooled.take() {
+            Some(up) => up,
+            None => upstream::connect(addr, shared.pool.connect_timeout)
+                .await
+                .map_err(TryError::NotSent)?,
+        };
+        let reused = up.reused;
+        if let Err(e) = up.stream.write_all(out).await {
+            if reused {
+                continue; // a keep-alive connection the backend had closed: try a fresh one
+            }
+            return Err(TryError::NotSent(e));
+        }
+        match read_head(&mut up, fwd.head, fwd.close, resp).await {
+            Ok(head) => {
+                up.head = Some(head);
+                return Ok(up);
+            }
+            // A reused connection closed before any answer: most likely the backend dropped an
+            // idle keep-alive connection as the request went out. The whole request is in
+            // `out`, and an idempotent one may go again on a fresh connection (the rule Go's
+            // transport follows: a POST might have been acted on).
+            Err(TryError::NotSent(_)) if reused && fwd.idempotent => continue,
+            // A fresh connection closed without an answer: the backend may have acted on it.
+            Err(TryError::NotSent(e)) => return Err(TryError::Sent(e)),
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Reads the backend's final response head (1xx interim answers other than 101 are dropped:
+/// the client asked for none, as `Expect` goes to the general path), writes the head for the
+/// client into `resp` and consumes it from the connection's buffer. `NotSent` means the backend
+/// closed without a byte of answer.
+async fn read_head(
+    up: &mut UpConn,
+    head_req: bool,
+    force_close: bool,
+    resp: &mut Vec<u8>,
+) -> Result<upstream::Head, TryError> {
+    let mut got_any = false;
+    loop {
+        if !up.buf.is_empty() {
+            got_any = true;
+            let mut slots = head::header_slots();
+            let (len, head) = match head::parse_response(&up.buf, &mut slots, head_req) {
+                ResponseVerdict::Partial => (0, None),
+                ResponseVerdict::Invalid(why) => return Err(TryError::Invalid(why)),
+                ResponseVerdict::Head(r) if r.status == 101 => {
+                    return Err(TryError::Invalid("switching protocols unasked"))
+                }
+                ResponseVerdict::Head(r) if r.status < 200 => (r.len, None),
+                ResponseVerdict::Head(r) => {
+                    let close_client = force_close || r.framing == Framing::UntilClose;
+                    resp.clear();
+                    r.write_client(close_client, resp);
+                    let head = upstream::Head {
+                        status: r.status,
+                        framing: r.framing,
+                        close: r.close,
+                        close_client,
+                    };
+                    (r.len, Some(head))
+                }
+            };
+            up.buf.advance(len);
+            if let Some(head) = head {
+                return Ok(head);
+            }
+            if len > 0 {
+                continue;
+            }
+        }
+        match up.fill().await {
+            Ok(0) if got_any => {
+                return Err(TryError::Sent(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "backend closed mid-head",
+                )))
+            }
+            Ok(0) => {
+                return Err(TryError::NotSent(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "backend closed before answering",
+                )))
+            }
+            Ok(_) => {}
+            Err(e) if !got_any => return Err(TryError::NotSent(e)),
+            Err(e) => return Err(TryError::Sent(e)),
+        }
+    }
+}
+
+/// Answers from the gateway and closes the connection (the request's body may be unread).
+async fn own_close(
+    c: &mut ClientIo,
+    status: u16,
+    reason: &'static str,
+    body: &'static str,
+) -> bool {
+    let mut out = Vec::with_capacity(256);
+    head::write_own(status, reason, body, true, &mut out);
+    if c.send(&out).await.is_ok() {
+        c.linger().await;
+    }
+    false
+}
