@@ -327,11 +327,12 @@ async fn exchange(
         let Some(slot) = fwd.route.pick(&mut tried, &shared.policy) else {
             shared.stats.global.no_backend.fetch_add(1, Relaxed);
             stats.response(503, start.elapsed());
-            return own_close(
+            return own_answer(
                 c,
                 503,
                 "Service Unavailable",
                 "no backend can take the request\n",
+                fwd.close,
             )
             .await;
         };
@@ -353,11 +354,12 @@ async fn exchange(
                 tracing::warn!(app = %fwd.route.app, backend = %backend.endpoint, error = %err, retry, "upstream try failed");
                 if !retry {
                     stats.response(502, start.elapsed());
-                    return own_close(
+                    return own_answer(
                         c,
                         502,
                         "Bad Gateway",
                         "the app's instance failed to answer\n",
+                        fwd.close,
                     )
                     .await;
                 }
@@ -545,17 +547,15 @@ async fn read_head(
     }
 }
 
-/// Answers from the gateway and closes the connection (the request's body may be unread).
-async fn own_close(
+/// Answers a request (read whole) from the gateway; returns whether the connection goes on.
+async fn own_answer(
     c: &mut ClientIo,
     status: u16,
     reason: &'static str,
     body: &'static str,
+    close: bool,
 ) -> bool {
     let mut out = Vec::with_capacity(256);
-    head::write_own(status, reason, body, true, &mut out);
-    if c.send(&out).await.is_ok() {
-        c.linger().await;
-    }
-    false
+    head::write_own(status, reason, body, close, &mut out);
+    c.send(&out).await.is_ok() && !close
 }
