@@ -108,6 +108,26 @@ fn tokens(v: &[u8]) -> impl Iterator<Item = &str> {
         .filter(|t| !t.is_empty())
 }
 
+/// A Content-Length value: digits only, and the same as any seen before (`prev`).
+fn content_length(v: &[u8], prev: Option<u64>) -> Result<u64, &'static str> {
+    let n = std::str::from_utf8(v)
+        .ok()
+        .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|s| s.parse::<u64>().ok())
+        .ok_or("invalid Content-Length")?;
+    if prev.is_some_and(|p| p != n) {
+        return Err("conflicting Content-Length");
+    }
+    Ok(n)
+}
+
+/// Whether a Transfer-Encoding value ends with `chunked`: only the final coding frames the body.
+fn chunked_last(v: &[u8]) -> bool {
+    tokens(v)
+        .last()
+        .is_some_and(|t| t.eq_ignore_ascii_case("chunked"))
+}
+
 /// Parses the head at the start of `buf`, if complete, and decides what to do with it.
 pub(crate) fn parse_request<'b>(
     buf: &'b [u8],
@@ -155,23 +175,13 @@ pub(crate) fn parse_request<'b>(
             }
             host = std::str::from_utf8(h.value).ok();
         } else if name.eq_ignore_ascii_case("content-length") {
-            let Some(n) = std::str::from_utf8(h.value)
-                .ok()
-                .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
-                .and_then(|s| s.parse::<u64>().ok())
-            else {
-                return Verdict::Refuse(Refusal::BadRequest("invalid Content-Length"));
-            };
-            if length.is_some_and(|prev| prev != n) {
-                return Verdict::Refuse(Refusal::BadRequest("conflicting Content-Length"));
+            match content_length(h.value, length) {
+                Ok(n) => length = Some(n),
+                Err(why) => return Verdict::Refuse(Refusal::BadRequest(why)),
             }
-            length = Some(n);
         } else if name.eq_ignore_ascii_case("transfer-encoding") {
-            // Only the final coding decides the framing; anything but chunked last is
-            // undelimited and refused (RFC 9112 §6.3).
-            chunked = tokens(h.value)
-                .last()
-                .is_some_and(|t| t.eq_ignore_ascii_case("chunked"));
+            // Anything but chunked last is undelimited and refused (RFC 9112 §6.3).
+            chunked = chunked_last(h.value);
             if !chunked {
                 return Verdict::Refuse(Refusal::BadRequest("unsupported Transfer-Encoding"));
             }
@@ -329,21 +339,12 @@ pub(crate) fn parse_response<'b>(
     let mut chunked = false;
     for h in headers {
         if h.name.eq_ignore_ascii_case("content-length") {
-            let Some(n) = std::str::from_utf8(h.value)
-                .ok()
-                .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
-                .and_then(|s| s.parse::<u64>().ok())
-            else {
-                return ResponseVerdict::Invalid("invalid Content-Length");
-            };
-            if length.is_some_and(|prev| prev != n) {
-                return ResponseVerdict::Invalid("conflicting Content-Length");
+            match content_length(h.value, length) {
+                Ok(n) => length = Some(n),
+                Err(why) => return ResponseVerdict::Invalid(why),
             }
-            length = Some(n);
         } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
-            chunked = tokens(h.value)
-                .last()
-                .is_some_and(|t| t.eq_ignore_ascii_case("chunked"));
+            chunked = chunked_last(h.value);
             if !chunked {
                 // Not chunked last: the body runs until the connection closes.
                 close = true;
