@@ -57,6 +57,16 @@ pub struct Config {
     #[arg(long, env = "CAAS_GATEWAY_CONNECT_TIMEOUT_MS", default_value_t = 2_000)]
     pub connect_timeout_ms: u64,
 
+    /// Longest wait for a backend's response head once the request is sent, in milliseconds;
+    /// past it the client gets 504 and the backend counts a failure (a hung instance must not
+    /// hold client connections forever). 0 waits without limit.
+    #[arg(
+        long,
+        env = "CAAS_GATEWAY_RESPONSE_TIMEOUT_MS",
+        default_value_t = 60_000
+    )]
+    pub response_timeout_ms: u64,
+
     /// Time a client has to send a complete request head, in milliseconds. Without it a client
     /// sending one byte a second holds a connection forever. For HTTP/1 it also bounds how long
     /// a keep-alive connection may wait for its next request.
@@ -133,6 +143,7 @@ impl Config {
             max_headers: 100,
             max_body_bytes: 1024 * 1024 * 1024,
             connect_timeout_ms: 2_000,
+            response_timeout_ms: 60_000,
             header_timeout_ms: 10_000,
             idle_timeout_ms: 60_000,
             pool_idle_per_backend: 128,
@@ -147,6 +158,11 @@ impl Config {
 
     pub(crate) fn connect_timeout(&self) -> Duration {
         Duration::from_millis(self.connect_timeout_ms)
+    }
+
+    /// `None`: no limit.
+    pub(crate) fn response_timeout(&self) -> Option<Duration> {
+        (self.response_timeout_ms > 0).then(|| Duration::from_millis(self.response_timeout_ms))
     }
 
     pub(crate) fn header_timeout(&self) -> Duration {

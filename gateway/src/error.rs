@@ -34,6 +34,13 @@ pub(crate) enum UpstreamError {
         backend: SocketAddr,
         source: crate::pool::ConnectError,
     },
+    /// No response head within the response timeout: never sent again (the backend may be
+    /// working on it), answered 504.
+    #[error("{backend} sent no response head within {after:?}")]
+    Timeout {
+        backend: SocketAddr,
+        after: std::time::Duration,
+    },
     /// The connection broke after the request (or part of it) was sent: only idempotent
     /// requests may be sent again.
     #[error("request to {backend} failed: {source}")]
@@ -48,6 +55,7 @@ impl UpstreamError {
     pub(crate) fn retry_safe(&self, idempotent: bool) -> bool {
         match self {
             UpstreamError::Connect { .. } => true,
+            UpstreamError::Timeout { .. } => false,
             UpstreamError::Send { .. } => idempotent,
         }
     }

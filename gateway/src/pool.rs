@@ -25,6 +25,8 @@ pub(crate) struct PoolPolicy {
     pub(crate) idle_timeout: Duration,
     /// Connect timeout.
     pub(crate) connect_timeout: Duration,
+    /// Longest wait for a response head after sending; `None`: no limit.
+    pub(crate) response_timeout: Option<Duration>,
 }
 
 /// The idle connections of one backend. The mutex is per backend, held for one push or pop, and

@@ -211,7 +211,18 @@ async fn forward(
         };
         let addr = backend.endpoint.addr();
         let span = tracing::debug_span!("upstream", app = %route.app, backend = %addr);
-        let result = send(shared, backend, addr, up).instrument(span).await;
+        let sent = send(shared, backend, addr, up).instrument(span);
+        let result = match shared.pool.response_timeout {
+            Some(after) => {
+                tokio::time::timeout(after, sent)
+                    .await
+                    .unwrap_or(Err(UpstreamError::Timeout {
+                        backend: addr,
+                        after,
+                    }))
+            }
+            None => sent.await,
+        };
         match result {
             Ok((mut resp, sender)) => {
                 backend.success();
@@ -239,6 +250,12 @@ async fn forward(
                 let retry = can_retry && err.retry_safe(is_idempotent);
                 tracing::warn!(app = %route.app, error = %err, retry, "upstream try failed");
                 if !retry {
+                    if matches!(err, UpstreamError::Timeout { .. }) {
+                        return plain(
+                            StatusCode::GATEWAY_TIMEOUT,
+                            ProxyBody::text("the app's instance did not answer in time\n"),
+                        );
+                    }
                     return plain(
                         StatusCode::BAD_GATEWAY,
                         ProxyBody::text("the app's instance failed to answer\n"),

@@ -132,6 +132,7 @@ impl Gateway {
                 max_idle: config.pool_idle_per_backend,
                 idle_timeout: POOL_IDLE_TIMEOUT,
                 connect_timeout: config.connect_timeout(),
+                response_timeout: config.response_timeout(),
             },
             policy: HealthPolicy {
                 eject_after: config.eject_after.max(1),

@@ -264,3 +264,33 @@ async fn the_hyper_engine_still_serves_everything() {
     assert_eq!(status, 200);
     assert!(headers.contains("via: 1.1 caas-gateway\n"), "{headers}");
 }
+
+#[tokio::test]
+async fn a_hung_backend_gets_504_after_the_response_timeout_on_both_paths() {
+    for engine in [Http1Engine::Own, Http1Engine::Hyper] {
+        let b = TestBackend::start("b").await;
+        let mut config = test_config();
+        config.http1 = engine;
+        config.response_timeout_ms = 400;
+        let gw = TestGateway::start(config, Snap::new().app("shop", &[b.addr]).build()).await;
+        let c = client();
+        let started = std::time::Instant::now();
+        let (status, body) = get(&c, &gw, HOST, "/slow").await;
+        assert_eq!(
+            (status, body.as_str()),
+            (504, "the app's instance did not answer in time\n"),
+            "{engine:?}"
+        );
+        assert!(
+            started.elapsed() < WAIT,
+            "{engine:?}: answered by the timeout, not by the client giving up"
+        );
+        // The backend is not poisoned for the requests after.
+        b.release.notify_waiters();
+        assert_eq!(
+            get(&c, &gw, HOST, "/").await,
+            (200, "b".to_owned()),
+            "{engine:?}"
+        );
+    }
+}

@@ -90,6 +90,8 @@ enum TryError {
     Sent(io::Error),
     /// The backend answered something that is not HTTP.
     Invalid(&'static str),
+    /// No response head within the response timeout: never sent again, answered 504.
+    TimedOut,
 }
 
 impl std::fmt::Display for TryError {
@@ -98,6 +100,7 @@ impl std::fmt::Display for TryError {
             TryError::NotSent(e) => write!(f, "not sent: {e}"),
             TryError::Sent(e) => write!(f, "failed after sending: {e}"),
             TryError::Invalid(why) => write!(f, "invalid response: {why}"),
+            TryError::TimedOut => write!(f, "no response head within the response timeout"),
         }
     }
 }
@@ -350,18 +353,20 @@ async fn exchange(
                     && match &err {
                         TryError::NotSent(_) => true,
                         TryError::Sent(_) | TryError::Invalid(_) => fwd.idempotent,
+                        TryError::TimedOut => false,
                     };
                 tracing::warn!(app = %fwd.route.app, backend = %backend.endpoint, error = %err, retry, "upstream try failed");
                 if !retry {
-                    stats.response(502, start.elapsed());
-                    return own_answer(
-                        c,
-                        502,
-                        "Bad Gateway",
-                        "the app's instance failed to answer\n",
-                        fwd.close,
-                    )
-                    .await;
+                    let (status, reason, body) = match err {
+                        TryError::TimedOut => (
+                            504,
+                            "Gateway Timeout",
+                            "the app's instance did not answer in time\n",
+                        ),
+                        _ => (502, "Bad Gateway", "the app's instance failed to answer\n"),
+                    };
+                    stats.response(status, start.elapsed());
+                    return own_answer(c, status, reason, body, fwd.close).await;
                 }
             }
         }
@@ -410,7 +415,7 @@ async fn exchange(
         return false;
     }
     while !ended {
-        match up.fill().await {
+        match up.fill(None).await {
             Ok(0) => {
                 if framing == Framing::UntilClose {
                     // The backend's close ends the body; ours ends the client's copy.
@@ -467,7 +472,11 @@ async fn try_backend(
             }
             return Err(TryError::NotSent(e));
         }
-        match read_head(&mut up, fwd.head, fwd.close, resp).await {
+        let deadline = shared
+            .pool
+            .response_timeout
+            .map(|t| (Instant::now() + t, t));
+        match read_head(&mut up, fwd.head, fwd.close, deadline, resp).await {
             Ok(head) => {
                 up.head = Some(head);
                 return Ok(up);
@@ -492,6 +501,7 @@ async fn read_head(
     up: &mut UpConn,
     head_req: bool,
     force_close: bool,
+    deadline: Option<(Instant, Duration)>,
     resp: &mut Vec<u8>,
 ) -> Result<upstream::Head, TryError> {
     let mut got_any = false;
@@ -527,7 +537,8 @@ async fn read_head(
                 continue;
             }
         }
-        match up.fill().await {
+        match up.fill(deadline).await {
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => return Err(TryError::TimedOut),
             Ok(0) if got_any => {
                 return Err(TryError::Sent(io::Error::new(
                     io::ErrorKind::UnexpectedEof,

@@ -6,6 +6,7 @@
 
 use super::head::Framing;
 use bytes::BytesMut;
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -13,14 +14,23 @@ use std::sync::Mutex;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
+use tokio::time::Sleep;
 
 /// Read buffer space kept free before each read from a backend.
 const READ_SPACE: usize = 16 * 1024;
+
+/// How often a connection's response timer checks at most: a hung backend is noticed between
+/// 1× and 1.25× the response timeout.
+fn check_every(timeout: Duration) -> Duration {
+    (timeout / 4).max(Duration::from_millis(1))
+}
 
 /// One connection to a backend.
 #[derive(Debug)]
 pub(crate) struct UpConn {
     pub(crate) stream: TcpStream,
+    /// The response timeout's timer: one per connection, re-armed only when it fires.
+    timer: Option<Pin<Box<Sleep>>>,
     /// Bytes read and not yet passed on.
     pub(crate) buf: BytesMut,
     /// Taken from the idle stack (so it may have been closed by the backend meanwhile).
@@ -41,13 +51,42 @@ pub(crate) struct Head {
 }
 
 impl UpConn {
-    /// Reads more from the backend into the buffer; `Ok(0)` is its end of stream.
-    pub(crate) async fn fill(&mut self) -> io::Result<usize> {
+    /// Reads more from the backend into the buffer; `Ok(0)` is its end of stream. With a
+    /// deadline (and the `timeout` it came from), fails with `TimedOut` once it has passed.
+    pub(crate) async fn fill(
+        &mut self,
+        deadline: Option<(tokio::time::Instant, Duration)>,
+    ) -> io::Result<usize> {
         if self.buf.capacity() - self.buf.len() < READ_SPACE / 4 {
             self.buf.reserve(READ_SPACE);
         }
         std::future::poll_fn(|cx| {
-            tokio_util::io::poll_read_buf(Pin::new(&mut self.stream), cx, &mut self.buf)
+            if let Poll::Ready(r) =
+                tokio_util::io::poll_read_buf(Pin::new(&mut self.stream), cx, &mut self.buf)
+            {
+                return Poll::Ready(r);
+            }
+            let Some((deadline, timeout)) = deadline else {
+                return Poll::Pending;
+            };
+            let timer = self
+                .timer
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep(check_every(timeout))));
+            loop {
+                if timer.as_mut().poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
+                let now = tokio::time::Instant::now();
+                if now >= deadline {
+                    return Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "no response head in time",
+                    )));
+                }
+                timer
+                    .as_mut()
+                    .reset((now + check_every(timeout)).min(deadline));
+            }
         })
         .await
     }
@@ -75,6 +114,7 @@ pub(crate) async fn connect(addr: SocketAddr, timeout: Duration) -> io::Result<U
     stream.set_nodelay(true)?;
     Ok(UpConn {
         stream,
+        timer: None,
         buf: BytesMut::with_capacity(READ_SPACE),
         reused: false,
         head: None,
