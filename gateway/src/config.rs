@@ -19,13 +19,20 @@ pub struct Config {
     )]
     pub tls_listen: SocketAddr,
 
-    /// PEM certificate chain for HTTPS; with `--tls-key` it enables the HTTPS listener.
+    /// PEM certificate chain for HTTPS; with `--tls-key` it enables the HTTPS listener. Served
+    /// to every name `--tls-dir` has no certificate for.
     #[arg(long, env = "CAAS_GATEWAY_TLS_CERT", requires = "tls_key")]
     pub tls_cert: Option<PathBuf>,
 
     /// PEM private key for HTTPS.
     #[arg(long, env = "CAAS_GATEWAY_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+
+    /// A directory of certificates chosen by SNI: `{domain}.crt` (PEM chain) with
+    /// `{domain}.key` for each custom domain, `_.{domain}.crt` for `*.{domain}`; other names
+    /// get `--tls-cert`. Enables the HTTPS listener on its own too.
+    #[arg(long, env = "CAAS_GATEWAY_TLS_DIR")]
+    pub tls_dir: Option<PathBuf>,
 
     /// Address of the admin listener serving `/metrics` and `/healthz`; kept apart from user
     /// traffic so it can stay on loopback.
@@ -137,6 +144,7 @@ impl Config {
             tls_listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
             tls_cert: None,
             tls_key: None,
+            tls_dir: None,
             admin_listen: SocketAddr::from(([127, 0, 0, 1], 9090)),
             domain: "caas.localhost".into(),
             max_header_bytes: 16 * 1024,

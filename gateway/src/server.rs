@@ -69,12 +69,14 @@ impl Gateway {
         if config.domain.parse::<caas_types::Domain>().is_err() {
             return Err(Error::Domain(config.domain.clone()));
         }
-        let tls = match (&config.tls_cert, &config.tls_key) {
-            (Some(cert), Some(key)) => {
-                let acceptor = tls::acceptor(cert, key)?;
-                Some((bind(config.tls_listen).await?, acceptor))
-            }
-            _ => None,
+        let sources = tls::Sources {
+            cert: config.tls_cert.as_deref(),
+            key: config.tls_key.as_deref(),
+            dir: config.tls_dir.as_deref(),
+        };
+        let tls = match tls::acceptor(sources)? {
+            Some(acceptor) => Some((bind(config.tls_listen).await?, acceptor)),
+            None => None,
         };
         Ok(Gateway {
             http: bind(config.listen).await?,

@@ -6,7 +6,7 @@
 mod common;
 
 use common::*;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// A directory removed on drop.
@@ -18,22 +18,26 @@ impl Drop for TempDir {
     }
 }
 
-#[tokio::test]
-async fn https_is_terminated_and_proxied() {
+/// A fresh directory for certificates.
+fn cert_dir() -> TempDir {
     let dir = TempDir(std::env::temp_dir().join(common::zk::unique("caas-gwtest-tls")));
     std::fs::create_dir_all(&dir.0).unwrap();
-    let (cert, key) = (dir.0.join("cert.pem"), dir.0.join("key.pem"));
+    dir
+}
+
+/// A self-signed certificate for `name` (which may be a wildcard) written to `cert` and `key`.
+fn self_signed(name: &str, cert: &Path, key: &Path) {
     let out = Command::new("openssl")
         .args([
             "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
         ])
-        .args(["-subj", "/CN=shop.caas.localhost"])
-        .args(["-addext", "subjectAltName=DNS:shop.caas.localhost"])
+        .args(["-subj", &format!("/CN={name}")])
+        .args(["-addext", &format!("subjectAltName=DNS:{name}")])
         .args(["-addext", "basicConstraints=critical,CA:FALSE"])
         .arg("-keyout")
-        .arg(&key)
+        .arg(key)
         .arg("-out")
-        .arg(&cert)
+        .arg(cert)
         .output()
         .expect("openssl must be installed (Debian package openssl) to make a test certificate");
     assert!(
@@ -41,6 +45,13 @@ async fn https_is_terminated_and_proxied() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+#[tokio::test]
+async fn https_is_terminated_and_proxied() {
+    let dir = cert_dir();
+    let (cert, key) = (dir.0.join("cert.pem"), dir.0.join("key.pem"));
+    self_signed("shop.caas.localhost", &cert, &key);
 
     let b = TestBackend::start("b").await;
     let mut config = test_config();
@@ -69,4 +80,66 @@ async fn https_is_terminated_and_proxied() {
     let body = r.text().await.unwrap();
     assert!(body.contains("x-forwarded-proto: https\n"), "{body}");
     assert!(body.contains("host: shop.caas.localhost"), "{body}");
+}
+
+#[tokio::test]
+async fn sni_picks_each_domains_certificate() {
+    let dir = cert_dir();
+    let certs = dir.0.join("certs");
+    std::fs::create_dir_all(&certs).unwrap();
+    // An exact one for a custom domain, a wildcard one for the gateway domain.
+    self_signed(
+        "shop.example.com",
+        &certs.join("shop.example.com.crt"),
+        &certs.join("shop.example.com.key"),
+    );
+    self_signed(
+        "*.caas.localhost",
+        &certs.join("_.caas.localhost.crt"),
+        &certs.join("_.caas.localhost.key"),
+    );
+    let b = TestBackend::start("b").await;
+    let mut config = test_config();
+    config.tls_dir = Some(certs.clone());
+    let gw = TestGateway::start(
+        config,
+        Snap::new()
+            .app("shop", &[b.addr])
+            .domain("shop.example.com", "shop")
+            .build(),
+    )
+    .await;
+    let tls = gw.tls.expect("https listener from --tls-dir alone");
+    for (name, file) in [
+        ("shop.example.com", "shop.example.com.crt"),
+        ("shop.caas.localhost", "_.caas.localhost.crt"),
+    ] {
+        // Trusting only the certificate this name should get: any other fails the handshake.
+        let c = reqwest::Client::builder()
+            .no_proxy()
+            .use_rustls_tls()
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(
+                reqwest::Certificate::from_pem(&std::fs::read(certs.join(file)).unwrap()).unwrap(),
+            )
+            .resolve(name, tls)
+            .build()
+            .unwrap();
+        let r = c
+            .get(format!("https://{name}:{}/", tls.port()))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{name} with {file}: {e:?}"));
+        assert_eq!(r.status(), 200, "{name}");
+        assert_eq!(r.text().await.unwrap(), "b");
+    }
+    // A directory with a certificate but no key is refused at start, with the file named.
+    std::fs::remove_file(certs.join("shop.example.com.key")).unwrap();
+    let mut config = test_config();
+    config.tls_dir = Some(certs);
+    let err = caas_gateway::Gateway::bind(config).await.unwrap_err();
+    assert!(
+        err.to_string().contains("shop.example.com.crt has no key"),
+        "{err}"
+    );
 }
