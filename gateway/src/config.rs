@@ -119,13 +119,13 @@ pub struct Config {
     #[arg(long, env = "CAAS_GATEWAY_SHUTDOWN_GRACE_MS", default_value_t = 10_000)]
     pub shutdown_grace_ms: u64,
 
-    /// What serves plain-HTTP connections: `own`, the gateway's HTTP/1.1 fast path (it hands
+    /// What serves HTTP/1.1 connections, plain and TLS: `own`, the gateway's fast path (it hands
     /// h2c, HTTP/1.0, upgrades and `Expect` over to hyper), or `hyper` for everything.
     #[arg(long, env = "CAAS_GATEWAY_HTTP1", value_enum, default_value_t = Http1Engine::Own)]
     pub http1: Http1Engine,
 }
 
-/// The code that serves plain-HTTP/1.1 client connections.
+/// The code that serves HTTP/1.1 client connections (plain, and TLS that negotiated HTTP/1.1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum Http1Engine {
     /// The gateway's own request loop (no header maps, no task per exchange, one write per

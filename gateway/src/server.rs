@@ -327,18 +327,8 @@ async fn serve_connection(
     });
     match tls {
         None => {
-            let stream = match ctx.http1 {
-                Http1Engine::Own => {
-                    let timeouts = h1::Timeouts {
-                        header: ctx.header_timeout,
-                        idle: ctx.idle,
-                    };
-                    match h1::serve(stream, peer, &ctx.shared, &ctx.token, timeouts).await {
-                        h1::Ended::Closed => return,
-                        h1::Ended::Handover(stream, read) => h1::Prefixed::new(stream, read),
-                    }
-                }
-                Http1Engine::Hyper => h1::Prefixed::new(stream, bytes::BytesMut::new()),
+            let Some(stream) = fast_path(ctx, stream, peer, false).await else {
+                return;
             };
             let io = IdleIo::new(TokioIo::new(stream), ctx.idle, ctx.header_timeout, activity);
             drive(ctx, io, svc).await;
@@ -350,14 +340,45 @@ async fn serve_connection(
                 Ok(Err(e)) => return tracing::debug!(%peer, error = %e, "tls handshake failed"),
                 Err(_) => return tracing::debug!(%peer, "tls handshake timed out"),
             };
-            let io = IdleIo::new(
-                TokioIo::new(tls_stream),
-                ctx.idle,
-                ctx.header_timeout,
-                activity,
-            );
+            // HTTP/1.1 (ALPN, or none) takes the fast path like plain HTTP; h2 is hyper's.
+            let stream = if tls_stream.get_ref().1.alpn_protocol() == Some(b"h2") {
+                h1::Prefixed::new(tls_stream, bytes::BytesMut::new())
+            } else {
+                let Some(stream) = fast_path(ctx, tls_stream, peer, true).await else {
+                    return;
+                };
+                stream
+            };
+            let io = IdleIo::new(TokioIo::new(stream), ctx.idle, ctx.header_timeout, activity);
             drive(ctx, io, svc).await;
         }
+    }
+}
+
+/// Runs the HTTP/1.1 fast path on a connection (unless `--http1 hyper`); what it hands over,
+/// with the bytes it read, is for hyper. `None`: the connection is done.
+async fn fast_path<S>(
+    ctx: &ConnCtx,
+    stream: S,
+    addr: SocketAddr,
+    https: bool,
+) -> Option<h1::Prefixed<S>>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    match ctx.http1 {
+        Http1Engine::Own => {
+            let timeouts = h1::Timeouts {
+                header: ctx.header_timeout,
+                idle: ctx.idle,
+            };
+            let peer = h1::Peer { addr, https };
+            match h1::serve(stream, peer, &ctx.shared, &ctx.token, timeouts).await {
+                h1::Ended::Closed => None,
+                h1::Ended::Handover(stream, read) => Some(h1::Prefixed::new(stream, read)),
+            }
+        }
+        Http1Engine::Hyper => Some(h1::Prefixed::new(stream, bytes::BytesMut::new())),
     }
 }
 

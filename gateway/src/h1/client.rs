@@ -9,8 +9,7 @@ use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::io::{AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
@@ -26,9 +25,10 @@ pub(crate) struct Timeouts {
 /// Read buffer space kept free before each read.
 const READ_SPACE: usize = 16 * 1024;
 
-/// A client connection on the fast path.
-pub(crate) struct ClientIo {
-    pub(crate) stream: TcpStream,
+/// A client connection on the fast path: a TCP socket, or a TLS stream that negotiated
+/// HTTP/1.1.
+pub(crate) struct ClientIo<S> {
+    pub(crate) stream: S,
     /// The connection's timeouts.
     pub(crate) timeouts: Timeouts,
     /// Bytes read and not yet used: the rest of a head, body bytes, pipelined requests.
@@ -38,7 +38,7 @@ pub(crate) struct ClientIo {
     shutdown: Pin<Box<WaitForCancellationFutureOwned>>,
 }
 
-impl std::fmt::Debug for ClientIo {
+impl<S> std::fmt::Debug for ClientIo<S> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ClientIo")
             .field("buffered", &self.buf.len())
@@ -51,13 +51,9 @@ fn shutting_down() -> io::Error {
     io::Error::new(io::ErrorKind::ConnectionAborted, "gateway shutting down")
 }
 
-impl ClientIo {
-    /// Wraps an accepted connection; `header_timeout` sets how often the timer checks.
-    pub(crate) fn new(
-        stream: TcpStream,
-        timeouts: Timeouts,
-        token: &CancellationToken,
-    ) -> ClientIo {
+impl<S: AsyncRead + AsyncWrite + Unpin> ClientIo<S> {
+    /// Wraps an accepted connection; the header timeout sets how often the timer checks.
+    pub(crate) fn new(stream: S, timeouts: Timeouts, token: &CancellationToken) -> ClientIo<S> {
         let check_every = (timeouts.header / 4).max(Duration::from_millis(1));
         ClientIo {
             stream,
@@ -70,7 +66,7 @@ impl ClientIo {
     }
 
     /// The socket and what was read but not used, for the general path to go on with.
-    pub(crate) fn into_parts(self) -> (TcpStream, BytesMut) {
+    pub(crate) fn into_parts(self) -> (S, BytesMut) {
         (self.stream, self.buf)
     }
 

@@ -247,8 +247,8 @@ impl Request<'_> {
 
     /// Writes the head to send upstream into `out`: same method, target and end-to-end
     /// headers, HTTP/1.1, `X-Forwarded-*` and `Via` added. `client_ip` is the peer's address as
-    /// text.
-    pub(crate) fn write_upstream(&self, client_ip: &str, out: &mut Vec<u8>) {
+    /// text; `https` says how the client reached us.
+    pub(crate) fn write_upstream(&self, client_ip: &str, https: bool, out: &mut Vec<u8>) {
         out.extend_from_slice(self.method.as_bytes());
         out.push(b' ');
         out.extend_from_slice(self.target.as_bytes());
@@ -281,7 +281,11 @@ impl Request<'_> {
             out.extend_from_slice(b", ");
         }
         out.extend_from_slice(client_ip.as_bytes());
-        out.extend_from_slice(b"\r\nx-forwarded-proto: http\r\nx-forwarded-host: ");
+        out.extend_from_slice(if https {
+            &b"\r\nx-forwarded-proto: https\r\nx-forwarded-host: "[..]
+        } else {
+            b"\r\nx-forwarded-proto: http\r\nx-forwarded-host: "
+        });
         out.extend_from_slice(self.host.as_bytes());
         out.extend_from_slice(b"\r\nvia: 1.1 caas-gateway\r\n\r\n");
     }
@@ -473,7 +477,7 @@ mod tests {
             panic!("not forwarded: {}", verdict(raw));
         };
         let mut out = Vec::new();
-        r.write_upstream("127.0.0.1", &mut out);
+        r.write_upstream("127.0.0.1", false, &mut out);
         String::from_utf8(out).unwrap_or_default()
     }
 

@@ -1,5 +1,5 @@
-//! The HTTP/1.1 fast path: plain-HTTP client connections served by the gateway's own request
-//! loop instead of hyper's server and client.
+//! The HTTP/1.1 fast path: HTTP/1.1 client connections (plain, and TLS that negotiated
+//! HTTP/1.1) served by the gateway's own request loop instead of hyper's server and client.
 //!
 //! One task per client connection does everything in order: read a request head into the
 //! connection's buffer, parse it in place ([`head`]), route it, write the rewritten head (and a
@@ -11,7 +11,8 @@
 //!
 //! What it does not take on, it hands over, with the bytes already read, to the general hyper
 //! path at a request boundary (see [`head::Verdict::Handover`]): HTTP/2's preface (h2c), HTTP/1.0,
-//! protocol upgrades (WebSocket), `Expect`, CONNECT and non-path targets. Behaviour is the same
+//! protocol upgrades (WebSocket), `Expect`, CONNECT, non-path targets, and requests whose body
+//! is not already whole in the buffer (they stream both ways at once, which hyper does). Behaviour is the same
 //! either way: routing, round-robin, retries of replayable requests on connect failures and
 //! stale keep-alive connections, passive health, limits (431, 413), timeouts, `X-Forwarded-*`,
 //! `Via`, hop-by-hop headers, stats, graceful shutdown.
@@ -37,20 +38,28 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::AsyncWriteExt;
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use upstream::UpConn;
 
 /// How a fast-path connection ended.
 #[derive(Debug)]
-pub(crate) enum Ended {
+pub(crate) enum Ended<S> {
     /// Closed (by either side, a timeout, an error or shutdown).
     Closed,
-    /// The rest is for the general path: the socket and the bytes read but not used (they begin
-    /// with a request head).
-    Handover(TcpStream, BytesMut),
+    /// The rest is for the general path: the stream and the bytes read but not used (they
+    /// begin with a request head).
+    Handover(S, BytesMut),
+}
+
+/// What the fast path needs to know of a client connection.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Peer {
+    /// The client's address.
+    pub(crate) addr: SocketAddr,
+    /// The connection is TLS (`X-Forwarded-Proto: https`).
+    pub(crate) https: bool,
 }
 
 /// What a request head comes to, with the borrow of the read buffer over.
@@ -105,17 +114,19 @@ impl std::fmt::Display for TryError {
     }
 }
 
-/// Serves one plain-HTTP client connection until it ends or needs the general path.
-pub(crate) async fn serve(
-    stream: TcpStream,
-    peer: SocketAddr,
+/// Serves one HTTP/1.1 client connection (plain, or TLS that negotiated HTTP/1.1) until it
+/// ends or needs the general path.
+pub(crate) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: S,
+    peer: Peer,
     shared: &Shared,
     token: &CancellationToken,
     timeouts: Timeouts,
-) -> Ended {
+) -> Ended<S> {
     let accepted = Instant::now();
     let mut c = ClientIo::new(stream, timeouts, token);
-    let ip = peer.ip();
+    let ip = peer.addr.ip();
+    let https = peer.https;
     let ip_text = ip.to_string();
     let mut out: Vec<u8> = Vec::with_capacity(2048);
     let mut resp: Vec<u8> = Vec::with_capacity(2048);
@@ -131,7 +142,7 @@ pub(crate) async fn serve(
             let fresh = &c.buf[scanned.min(c.buf.len())..];
             if fresh.contains(&b'\n') || c.buf.len() > shared.max_header_bytes {
                 out.clear();
-                match prepare(&c.buf, shared, ip, &ip_text, &mut out) {
+                match prepare(&c.buf, shared, ip, &ip_text, https, &mut out) {
                     Step::Partial => {}
                     step => break step,
                 }
@@ -183,7 +194,14 @@ pub(crate) async fn serve(
 
 /// Reads the head at the start of `buf` and decides; on [`Step::Forward`] the upstream head is
 /// in `out`.
-fn prepare(buf: &[u8], shared: &Shared, ip: IpAddr, ip_text: &str, out: &mut Vec<u8>) -> Step {
+fn prepare(
+    buf: &[u8],
+    shared: &Shared,
+    ip: IpAddr,
+    ip_text: &str,
+    https: bool,
+    out: &mut Vec<u8>,
+) -> Step {
     let mut slots = head::header_slots();
     let req = match head::parse_request(
         buf,
@@ -285,7 +303,7 @@ fn prepare(buf: &[u8], shared: &Shared, ip: IpAddr, ip_text: &str, out: &mut Vec
             }
         }
     };
-    req.write_upstream(ip_text, out);
+    req.write_upstream(ip_text, https, out);
     out.extend_from_slice(&rest[..body]);
     route.stats.bytes_in(body as u64);
     Step::Forward(Forward {
@@ -314,8 +332,8 @@ fn bad_request(why: &'static str) -> &'static str {
 
 /// One request through to its response. Returns whether the client connection can carry the
 /// next request.
-async fn exchange(
-    c: &mut ClientIo,
+async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
+    c: &mut ClientIo<S>,
     shared: &Shared,
     fwd: &Forward,
     out: &[u8],
@@ -559,8 +577,8 @@ async fn read_head(
 }
 
 /// Answers a request (read whole) from the gateway; returns whether the connection goes on.
-async fn own_answer(
-    c: &mut ClientIo,
+async fn own_answer<S: AsyncRead + AsyncWrite + Unpin>(
+    c: &mut ClientIo<S>,
     status: u16,
     reason: &'static str,
     body: &'static str,

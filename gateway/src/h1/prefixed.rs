@@ -6,23 +6,22 @@ use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
 
 /// A socket with bytes put back in front of it.
 #[derive(Debug)]
-pub(crate) struct Prefixed {
+pub(crate) struct Prefixed<S> {
     prefix: BytesMut,
-    inner: TcpStream,
+    inner: S,
 }
 
-impl Prefixed {
+impl<S> Prefixed<S> {
     /// `prefix` is read before anything from `inner`.
-    pub(crate) fn new(inner: TcpStream, prefix: BytesMut) -> Prefixed {
+    pub(crate) fn new(inner: S, prefix: BytesMut) -> Prefixed<S> {
         Prefixed { prefix, inner }
     }
 }
 
-impl AsyncRead for Prefixed {
+impl<S: AsyncRead + Unpin> AsyncRead for Prefixed<S> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -39,7 +38,7 @@ impl AsyncRead for Prefixed {
     }
 }
 
-impl AsyncWrite for Prefixed {
+impl<S: AsyncWrite + Unpin> AsyncWrite for Prefixed<S> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
