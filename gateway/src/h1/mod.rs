@@ -12,10 +12,10 @@
 //! What it does not take on, it hands over, with the bytes already read, to the general hyper
 //! path at a request boundary (see [`head::Verdict::Handover`]): HTTP/2's preface (h2c), HTTP/1.0,
 //! protocol upgrades (WebSocket), `Expect`, CONNECT, non-path targets, and requests whose body
-//! is not already whole in the buffer (they stream both ways at once, which hyper does). Behaviour is the same
-//! either way: routing, round-robin, retries of replayable requests on connect failures and
-//! stale keep-alive connections, passive health, limits (431, 413), timeouts, `X-Forwarded-*`,
-//! `Via`, hop-by-hop headers, stats, graceful shutdown.
+//! is not already whole in the buffer (they stream both ways at once, which hyper does).
+//! Behaviour is the same either way: routing, round-robin, retries of replayable requests on
+//! connect failures and stale keep-alive connections, passive health, limits (431, 413),
+//! timeouts, `X-Forwarded-*`, `Via`, hop-by-hop headers, stats, graceful shutdown.
 
 mod chunked;
 mod client;
