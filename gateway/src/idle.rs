@@ -9,6 +9,7 @@
 //! header timeout while a connection is open, and each firing checks the deadlines. A slow
 //! client is therefore cut off between 1× and 1.25× the header timeout.
 
+use bytes::{Buf, BytesMut};
 use hyper::rt::{Read, ReadBufCursor, Write};
 use std::future::Future;
 use std::io;
@@ -78,6 +79,8 @@ pub(crate) struct IdleIo<T> {
     /// A request head under way: when its first byte came and the `started` count then.
     head: Option<(Instant, u64)>,
     sleep: Pin<Box<Sleep>>,
+    /// Bytes already read from the connection by the fast path, read again before `inner`.
+    prefix: BytesMut,
 }
 
 impl<T> IdleIo<T> {
@@ -100,7 +103,15 @@ impl<T> IdleIo<T> {
             last: now,
             head: Some((now, 0)),
             sleep: Box::pin(tokio::time::sleep_until(now + check_every)),
+            prefix: BytesMut::new(),
         }
+    }
+
+    /// Puts back bytes already read from the connection (the fast path's, at a request
+    /// boundary): they are read before anything new.
+    pub(crate) fn with_prefix(mut self, prefix: BytesMut) -> IdleIo<T> {
+        self.prefix = prefix;
+        self
     }
 
     /// Notes bytes read: with no request in flight they begin a request head.
@@ -156,9 +167,16 @@ impl<T: Read + Unpin> Read for IdleIo<T> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-        buf: ReadBufCursor<'_>,
+        mut buf: ReadBufCursor<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        if !this.prefix.is_empty() {
+            let n = this.prefix.len().min(buf.remaining());
+            buf.put_slice(&this.prefix[..n]);
+            this.prefix.advance(n);
+            this.on_read();
+            return Poll::Ready(Ok(()));
+        }
         match Pin::new(&mut this.inner).poll_read(cx, buf) {
             Poll::Ready(r) => {
                 this.on_read();

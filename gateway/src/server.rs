@@ -327,10 +327,11 @@ async fn serve_connection(
     });
     match tls {
         None => {
-            let Some(stream) = fast_path(ctx, stream, peer, false).await else {
+            let Some((stream, read)) = fast_path(ctx, stream, peer, false).await else {
                 return;
             };
-            let io = IdleIo::new(TokioIo::new(stream), ctx.idle, ctx.header_timeout, activity);
+            let io = IdleIo::new(TokioIo::new(stream), ctx.idle, ctx.header_timeout, activity)
+                .with_prefix(read);
             drive(ctx, io, svc).await;
         }
         Some(acceptor) => {
@@ -341,15 +342,16 @@ async fn serve_connection(
                 Err(_) => return tracing::debug!(%peer, "tls handshake timed out"),
             };
             // HTTP/1.1 (ALPN, or none) takes the fast path like plain HTTP; h2 is hyper's.
-            let stream = if tls_stream.get_ref().1.alpn_protocol() == Some(b"h2") {
-                h1::Prefixed::new(tls_stream, bytes::BytesMut::new())
+            let (stream, read) = if tls_stream.get_ref().1.alpn_protocol() == Some(b"h2") {
+                (tls_stream, bytes::BytesMut::new())
             } else {
-                let Some(stream) = fast_path(ctx, tls_stream, peer, true).await else {
+                let Some(handed) = fast_path(ctx, tls_stream, peer, true).await else {
                     return;
                 };
-                stream
+                handed
             };
-            let io = IdleIo::new(TokioIo::new(stream), ctx.idle, ctx.header_timeout, activity);
+            let io = IdleIo::new(TokioIo::new(stream), ctx.idle, ctx.header_timeout, activity)
+                .with_prefix(read);
             drive(ctx, io, svc).await;
         }
     }
@@ -362,7 +364,7 @@ async fn fast_path<S>(
     stream: S,
     addr: SocketAddr,
     https: bool,
-) -> Option<h1::Prefixed<S>>
+) -> Option<(S, bytes::BytesMut)>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
@@ -375,10 +377,10 @@ where
             let peer = h1::Peer { addr, https };
             match h1::serve(stream, peer, &ctx.shared, &ctx.token, timeouts).await {
                 h1::Ended::Closed => None,
-                h1::Ended::Handover(stream, read) => Some(h1::Prefixed::new(stream, read)),
+                h1::Ended::Handover(stream, read) => Some((stream, read)),
             }
         }
-        Http1Engine::Hyper => Some(h1::Prefixed::new(stream, bytes::BytesMut::new())),
+        Http1Engine::Hyper => Some((stream, bytes::BytesMut::new())),
     }
 }
 

@@ -20,10 +20,7 @@
 mod chunked;
 mod client;
 pub(crate) mod head;
-mod prefixed;
 pub(crate) mod upstream;
-
-pub(crate) use prefixed::Prefixed;
 
 use crate::proxy::Shared;
 use crate::table::{AppRoute, Backend, Route, Tried, MAX_TRIES};
