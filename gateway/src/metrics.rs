@@ -65,6 +65,8 @@ pub(crate) struct GlobalStats {
     pub(crate) blacklisted: AtomicU64,
     pub(crate) no_backend: AtomicU64,
     pub(crate) connections: AtomicU64,
+    /// Client connections the HTTP/1.1 fast path handed over to the general (hyper) path.
+    pub(crate) handovers: AtomicU64,
     pub(crate) generation: AtomicU64,
     pub(crate) routes: AtomicU64,
 }
@@ -112,6 +114,12 @@ impl Stats {
                 "gauge",
                 "client connections open",
                 &g.connections,
+            ),
+            (
+                "caas_gateway_handovers_total",
+                "counter",
+                "client connections the HTTP/1.1 fast path handed to the general path (h2c, HTTP/1.0, upgrades, Expect, streamed request bodies)",
+                &g.handovers,
             ),
             (
                 "caas_gateway_route_generation",

@@ -377,7 +377,10 @@ where
             let peer = h1::Peer { addr, https };
             match h1::serve(stream, peer, &ctx.shared, &ctx.token, timeouts).await {
                 h1::Ended::Closed => None,
-                h1::Ended::Handover(stream, read) => Some((stream, read)),
+                h1::Ended::Handover(stream, read) => {
+                    ctx.shared.stats.global.handovers.fetch_add(1, Relaxed);
+                    Some((stream, read))
+                }
             }
         }
         Http1Engine::Hyper => Some((stream, bytes::BytesMut::new())),
