@@ -619,6 +619,62 @@ mod tests {
         ));
     }
 
+    /// A small deterministic generator, so the mutation test needs no dependency and repeats.
+    fn xorshift(state: &mut u64) -> u64 {
+        *state ^= *state << 13;
+        *state ^= *state >> 7;
+        *state ^= *state << 17;
+        *state
+    }
+
+    #[test]
+    fn mutated_heads_never_panic_and_never_claim_more_than_was_read() {
+        let seeds: [&[u8]; 4] = [
+            b"GET /a?b=c HTTP/1.1\r\nHost: shop.caas.localhost\r\nX-Forwarded-For: 1.2.3.4\r\n\r\n",
+            b"POST /e HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nConnection: close, x\r\n\r\nhello",
+            b"PUT / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\nok",
+        ];
+        let alphabet = b":\r\n 0aZ,;\t\x00\xff-/";
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        for round in 0..20_000 {
+            let mut buf = seeds[round % seeds.len()].to_vec();
+            for _ in 0..1 + xorshift(&mut state) % 4 {
+                let at = (xorshift(&mut state) as usize) % (buf.len() + 1);
+                let byte = alphabet[(xorshift(&mut state) as usize) % alphabet.len()];
+                match xorshift(&mut state) % 4 {
+                    0 if at < buf.len() => buf[at] = byte,
+                    1 => buf.insert(at, byte),
+                    2 if at < buf.len() => {
+                        buf.remove(at);
+                    }
+                    _ => buf.truncate(at),
+                }
+            }
+            let mut slots = header_slots();
+            if let Verdict::Forward(r) =
+                parse_request(&buf, &mut slots, LIMITS.0, LIMITS.1, LIMITS.2)
+            {
+                assert!(r.len <= buf.len());
+                assert!(!r.host.is_empty());
+                let mut out = Vec::new();
+                r.write_upstream("127.0.0.1", false, &mut out);
+                assert!(out.ends_with(b"\r\n\r\n"));
+            }
+            for head in [false, true] {
+                let mut slots = header_slots();
+                if let ResponseVerdict::Head(r) = parse_response(&buf, &mut slots, head) {
+                    assert!(r.len <= buf.len());
+                    assert!(!(head && r.framing != Framing::Empty));
+                }
+            }
+            let mut scan = crate::h1::chunked::Chunked::default();
+            if let Ok(n) = scan.scan(&buf) {
+                assert!(n <= buf.len());
+            }
+        }
+    }
+
     #[test]
     fn own_answers_are_complete_messages() {
         let mut out = Vec::new();
