@@ -143,3 +143,52 @@ async fn sni_picks_each_domains_certificate() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn h2_over_tls_is_served_by_the_general_path() {
+    use http_body_util::BodyExt;
+    let dir = cert_dir();
+    let (cert, key) = (dir.0.join("cert.pem"), dir.0.join("key.pem"));
+    self_signed("shop.caas.localhost", &cert, &key);
+    let b = TestBackend::start("b").await;
+    let mut config = test_config();
+    config.tls_cert = Some(cert.clone());
+    config.tls_key = Some(key);
+    let gw = TestGateway::start(config, Snap::new().app("shop", &[b.addr]).build()).await;
+    let tls = gw.tls.expect("https listener");
+
+    // A client that offers only h2 by ALPN.
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls_pemfile::certs(&mut std::fs::read(&cert).unwrap().as_slice()) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut client = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    client.alpn_protocols = vec![b"h2".to_vec()];
+    let tcp = tokio::net::TcpStream::connect(tls).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("shop.caas.localhost").unwrap();
+    let stream = tokio_rustls::TlsConnector::from(std::sync::Arc::new(client))
+        .connect(name, tcp)
+        .await
+        .unwrap();
+    assert_eq!(stream.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .expect("h2 handshake");
+    tokio::spawn(conn);
+    let req = hyper::Request::get(format!("https://shop.caas.localhost:{}/", tls.port()))
+        .body(http_body_util::Empty::<bytes::Bytes>::new())
+        .unwrap();
+    let resp = sender.send_request(req).await.expect("h2 request");
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.version(), hyper::Version::HTTP_2);
+    let body = resp.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(&body[..], b"b");
+}
