@@ -239,14 +239,7 @@ async fn http_1_0_and_expect_go_to_the_general_path() {
     assert!(out.contains("\r\n\r\nhello"), "{out}");
     assert!(out.ends_with("\r\n\r\nb"), "{out}");
     // Both connections went over, and operators can see it.
-    let metrics = client()
-        .get(format!("http://{}/metrics", gw.admin))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = gw.metrics().await;
     assert!(
         metrics.contains("\ncaas_gateway_handovers_total 2\n"),
         "{metrics}"

@@ -47,18 +47,39 @@ fn self_signed(name: &str, cert: &Path, key: &Path) {
     );
 }
 
-#[tokio::test]
-async fn https_is_terminated_and_proxied() {
+/// A gateway serving `shop` over HTTPS with a self-signed certificate for
+/// `shop.caas.localhost` (the path of its PEM, to trust it), and its backend.
+struct HttpsShop {
+    _dir: TempDir,
+    cert: PathBuf,
+    _backend: TestBackend,
+    _gw: TestGateway,
+    tls: std::net::SocketAddr,
+}
+
+async fn https_shop() -> HttpsShop {
     let dir = cert_dir();
     let (cert, key) = (dir.0.join("cert.pem"), dir.0.join("key.pem"));
     self_signed("shop.caas.localhost", &cert, &key);
-
-    let b = TestBackend::start("b").await;
+    let backend = TestBackend::start("b").await;
     let mut config = test_config();
     config.tls_cert = Some(cert.clone());
     config.tls_key = Some(key);
-    let gw = TestGateway::start(config, Snap::new().app("shop", &[b.addr]).build()).await;
+    let gw = TestGateway::start(config, Snap::new().app("shop", &[backend.addr]).build()).await;
     let tls = gw.tls.expect("https listener");
+    HttpsShop {
+        _dir: dir,
+        cert,
+        _backend: backend,
+        _gw: gw,
+        tls,
+    }
+}
+
+#[tokio::test]
+async fn https_is_terminated_and_proxied() {
+    let shop = https_shop().await;
+    let (cert, tls) = (shop.cert.clone(), shop.tls);
     let c = reqwest::Client::builder()
         .no_proxy()
         .use_rustls_tls()
@@ -147,15 +168,8 @@ async fn sni_picks_each_domains_certificate() {
 #[tokio::test]
 async fn h2_over_tls_is_served_by_the_general_path() {
     use http_body_util::BodyExt;
-    let dir = cert_dir();
-    let (cert, key) = (dir.0.join("cert.pem"), dir.0.join("key.pem"));
-    self_signed("shop.caas.localhost", &cert, &key);
-    let b = TestBackend::start("b").await;
-    let mut config = test_config();
-    config.tls_cert = Some(cert.clone());
-    config.tls_key = Some(key);
-    let gw = TestGateway::start(config, Snap::new().app("shop", &[b.addr]).build()).await;
-    let tls = gw.tls.expect("https listener");
+    let shop = https_shop().await;
+    let (cert, tls) = (shop.cert.clone(), shop.tls);
 
     // A client that offers only h2 by ALPN.
     let mut roots = rustls::RootCertStore::empty();

@@ -173,14 +173,7 @@ async fn a_killed_backend_fails_no_get() {
         "the survivors share the load evenly: {seen:?}"
     );
     // Passive health: the dead backend was skipped, not tried 300 times.
-    let metrics = c
-        .get(format!("http://{}/metrics", gw.admin))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = gw.metrics().await;
     let errors: u64 = metrics
         .lines()
         .find(|l| l.starts_with("caas_gateway_upstream_errors_total{app=\"shop\"}"))
@@ -498,14 +491,7 @@ async fn metrics_and_healthz_are_on_the_admin_address() {
         .await
         .unwrap();
     assert_eq!(health.status(), 200);
-    let m = c
-        .get(format!("http://{}/metrics", gw.admin))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let m = gw.metrics().await;
     assert!(
         m.contains("caas_gateway_requests_total{app=\"shop\",class=\"2xx\"} 3"),
         "{m}"

@@ -371,6 +371,18 @@ impl TestGateway {
         self.routes.send_replace(snap);
     }
 
+    /// The Prometheus text of the admin address's `/metrics`.
+    pub async fn metrics(&self) -> String {
+        client()
+            .get(format!("http://{}/metrics", self.admin))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("metrics body")
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
     }
