@@ -341,7 +341,7 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
     // 2. Tries: round-robin, the next backend after a failure when that is safe.
     let max_tries = shared.max_tries.clamp(1, MAX_TRIES);
     let mut tried = Tried::default();
-    let (mut up, backend) = loop {
+    let (mut up, head, backend) = loop {
         let Some(slot) = fwd.route.pick(&mut tried, &shared.policy) else {
             shared.stats.global.no_backend.fetch_add(1, Relaxed);
             stats.response(503, start.elapsed());
@@ -356,10 +356,10 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
         };
         let backend = Arc::clone(slot.backend());
         match try_backend(shared, fwd, &backend, out, resp).await {
-            Ok(up) => {
+            Ok((up, head)) => {
                 backend.success();
                 drop(slot);
-                break (up, backend);
+                break (up, head, backend);
             }
             Err(err) => {
                 backend.failure(&shared.policy);
@@ -388,11 +388,12 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
     };
 
     // 3. The response: head and first body bytes in one write, then the rest as it comes.
-    let Some(head) = up.head.take() else {
-        return false;
-    };
-    let (status, framing, up_close, close_client) =
-        (head.status, head.framing, head.close, head.close_client);
+    let upstream::Head {
+        status,
+        framing,
+        close: up_close,
+        close_client,
+    } = head;
     stats.response(status, start.elapsed());
     let mut scan = Chunked::default();
     let mut body_left = match framing {
@@ -431,13 +432,12 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
     }
     while !ended {
         match up.fill(None).await {
+            // Until-close framing: the backend's close ends the body, ours the client's copy.
+            // Any other: cut short, the client sees the connection close mid-body.
             Ok(0) => {
-                if framing == Framing::UntilClose {
-                    // The backend's close ends the body; ours ends the client's copy.
-                    return false;
+                if framing != Framing::UntilClose {
+                    tracing::debug!(app = %fwd.route.app, "backend closed mid-body");
                 }
-                // Cut short: the client sees the connection close mid-body.
-                tracing::debug!(app = %fwd.route.app, "backend closed mid-body");
                 return false;
             }
             Ok(_) => {}
@@ -463,14 +463,14 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
 }
 
 /// Sends the request to `backend` (a pooled connection, or a fresh one if that turns out
-/// closed) and reads the response head into the connection's buffer.
+/// closed) and reads the response head; the client's copy of it is in `resp`.
 async fn try_backend(
     shared: &Shared,
     fwd: &Forward,
     backend: &Backend,
     out: &[u8],
     resp: &mut Vec<u8>,
-) -> Result<UpConn, TryError> {
+) -> Result<(UpConn, upstream::Head), TryError> {
     let addr = backend.endpoint.addr();
     let mut pooled = backend.idle.checkout();
     loop {
@@ -492,10 +492,7 @@ async fn try_backend(
             .response_timeout
             .map(|t| (Instant::now() + t, t));
         match read_head(&mut up, fwd.head, fwd.close, deadline, resp).await {
-            Ok(head) => {
-                up.head = Some(head);
-                return Ok(up);
-            }
+            Ok(head) => return Ok((up, head)),
             // A reused connection closed before any answer: most likely the backend dropped an
             // idle keep-alive connection as the request went out. The whole request is in
             // `out`, and an idempotent one may go again on a fresh connection (the rule Go's

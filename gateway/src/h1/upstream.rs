@@ -35,8 +35,6 @@ pub(crate) struct UpConn {
     pub(crate) buf: BytesMut,
     /// Taken from the idle stack (so it may have been closed by the backend meanwhile).
     pub(crate) reused: bool,
-    /// The response head of the exchange under way, once read.
-    pub(crate) head: Option<Head>,
 }
 
 /// What the proxy keeps of a response head once it is written out for the client.
@@ -117,7 +115,6 @@ pub(crate) async fn connect(addr: SocketAddr, timeout: Duration) -> io::Result<U
         timer: None,
         buf: BytesMut::with_capacity(READ_SPACE),
         reused: false,
-        head: None,
     })
 }
 
