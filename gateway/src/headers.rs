@@ -79,6 +79,15 @@ fn is_hop_by_hop(name: &HeaderName) -> bool {
     HOP_BY_HOP.contains(name) || *name == PROXY_CONNECTION
 }
 
+/// The same test by name, any case, for code that reads heads without a header map (the
+/// HTTP/1.1 fast path).
+pub(crate) fn is_hop_by_hop_name(name: &str) -> bool {
+    HOP_BY_HOP
+        .iter()
+        .chain(std::iter::once(&PROXY_CONNECTION))
+        .any(|h| name.eq_ignore_ascii_case(h.as_str()))
+}
+
 /// One client connection's address, with its `X-Forwarded-For` value made once per connection
 /// rather than formatted for every request.
 #[derive(Debug, Clone)]

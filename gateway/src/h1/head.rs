@@ -84,20 +84,11 @@ pub(crate) struct Request<'b> {
     named_len: usize,
 }
 
-/// The connection-level headers a proxy never forwards (RFC 9110 §7.6.1) plus the
-/// pre-standard ones still met. `transfer-encoding` is handled with the framing.
+/// Connection-level headers never forwarded (the list `headers` keeps for both paths), except
+/// `transfer-encoding`: the fast path passes chunked framing through and handles it with the
+/// framing.
 fn is_hop_by_hop(name: &str) -> bool {
-    const HOP: [&str; 8] = [
-        "connection",
-        "keep-alive",
-        "proxy-connection",
-        "te",
-        "trailer",
-        "upgrade",
-        "proxy-authorization",
-        "proxy-authenticate",
-    ];
-    HOP.iter().any(|h| h.eq_ignore_ascii_case(name))
+    !name.eq_ignore_ascii_case("transfer-encoding") && crate::headers::is_hop_by_hop_name(name)
 }
 
 fn tokens(v: &[u8]) -> impl Iterator<Item = &str> {
