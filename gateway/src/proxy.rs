@@ -2,6 +2,7 @@
 //! retries and passive health, response streaming, protocol upgrades. Reads the routing table
 //! through one lock-free load; never touches ZooKeeper.
 
+use crate::answers;
 use crate::body::{ProxyBody, Reuse};
 use crate::error::{BodyTooLarge, UpstreamError};
 use crate::headers::{self, Client};
@@ -70,7 +71,10 @@ pub(crate) async fn handle(
         let table = shared.table.load();
         if table.is_blacklisted(client.ip) {
             shared.stats.global.blacklisted.fetch_add(1, Relaxed);
-            return Ok(plain(StatusCode::FORBIDDEN, ProxyBody::text("forbidden\n")));
+            return Ok(plain(
+                StatusCode::FORBIDDEN,
+                ProxyBody::text(answers::FORBIDDEN),
+            ));
         }
         let host = req
             .headers()
@@ -80,7 +84,7 @@ pub(crate) async fn handle(
         let Some(host) = host else {
             return Ok(plain(
                 StatusCode::BAD_REQUEST,
-                ProxyBody::text("missing Host header\n"),
+                ProxyBody::text(answers::MISSING_HOST),
             ));
         };
         match table.lookup(host) {
@@ -89,7 +93,7 @@ pub(crate) async fn handle(
                 shared.stats.global.unknown_host.fetch_add(1, Relaxed);
                 return Ok(plain(
                     StatusCode::NOT_FOUND,
-                    ProxyBody::text("no app is routed at this host\n"),
+                    ProxyBody::text(answers::UNKNOWN_HOST),
                 ));
             }
         }
@@ -112,13 +116,13 @@ async fn forward(
         shared.stats.global.no_backend.fetch_add(1, Relaxed);
         return plain(
             StatusCode::SERVICE_UNAVAILABLE,
-            ProxyBody::owned(format!("app {} has no running instance\n", route.app)),
+            ProxyBody::owned(answers::no_instance(&route.app)),
         );
     }
     if req.version() == Version::HTTP_2 && headers_too_big(shared, req.headers()) {
         return plain(
             StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            ProxyBody::text("request headers too large\n"),
+            ProxyBody::text(answers::HEADERS_TOO_LARGE),
         );
     }
     let declared_len = req
@@ -186,7 +190,7 @@ async fn forward(
             shared.stats.global.no_backend.fetch_add(1, Relaxed);
             return plain(
                 StatusCode::SERVICE_UNAVAILABLE,
-                ProxyBody::text("no backend can take the request\n"),
+                ProxyBody::text(answers::NO_BACKEND),
             );
         };
         let backend = slot.backend();
@@ -253,12 +257,12 @@ async fn forward(
                     if matches!(err, UpstreamError::Timeout { .. }) {
                         return plain(
                             StatusCode::GATEWAY_TIMEOUT,
-                            ProxyBody::text("the app's instance did not answer in time\n"),
+                            ProxyBody::text(answers::BACKEND_TIMED_OUT),
                         );
                     }
                     return plain(
                         StatusCode::BAD_GATEWAY,
-                        ProxyBody::text("the app's instance failed to answer\n"),
+                        ProxyBody::text(answers::BACKEND_FAILED),
                     );
                 }
             }
@@ -269,7 +273,7 @@ async fn forward(
 fn too_large() -> Response<ProxyBody> {
     plain(
         StatusCode::PAYLOAD_TOO_LARGE,
-        ProxyBody::text("request body too large\n"),
+        ProxyBody::text(answers::BODY_TOO_LARGE),
     )
 }
 

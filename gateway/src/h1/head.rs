@@ -9,6 +9,8 @@
 //! Anything the fast path does not take on (HTTP/1.0, upgrades, `Expect`, absolute-form or
 //! asterisk targets) is reported as [`Verdict::Handover`] so the general hyper path serves it.
 
+use crate::answers;
+use http::StatusCode;
 use std::mem::MaybeUninit;
 
 /// Most header lines the fast path parses; a configured limit above it is capped here.
@@ -38,7 +40,7 @@ pub(crate) enum Framing {
 /// Why a request head is refused by the gateway itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Refusal {
-    /// Malformed head, conflicting or invalid framing: 400.
+    /// Malformed head, conflicting or invalid framing: 400, with this answer.
     BadRequest(&'static str),
     /// Head over the size or header-count limit: 431.
     TooLarge,
@@ -99,15 +101,16 @@ fn tokens(v: &[u8]) -> impl Iterator<Item = &str> {
         .filter(|t| !t.is_empty())
 }
 
-/// A Content-Length value: digits only, and the same as any seen before (`prev`).
+/// A Content-Length value: digits only, and the same as any seen before (`prev`). The error is
+/// the 400 answer's text.
 fn content_length(v: &[u8], prev: Option<u64>) -> Result<u64, &'static str> {
     let n = std::str::from_utf8(v)
         .ok()
         .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
         .and_then(|s| s.parse::<u64>().ok())
-        .ok_or("invalid Content-Length")?;
+        .ok_or("invalid Content-Length\n")?;
     if prev.is_some_and(|p| p != n) {
-        return Err("conflicting Content-Length");
+        return Err("conflicting Content-Length\n");
     }
     Ok(n)
 }
@@ -141,10 +144,10 @@ pub(crate) fn parse_request<'b>(
         Err(httparse::Error::TooManyHeaders) => return Verdict::Refuse(Refusal::TooLarge),
         // HTTP/2's connection preface, and other versions: hyper knows them.
         Err(httparse::Error::Version) => return Verdict::Handover,
-        Err(_) => return Verdict::Refuse(Refusal::BadRequest("malformed request head")),
+        Err(_) => return Verdict::Refuse(Refusal::BadRequest("malformed request\n")),
     };
     let (Some(method), Some(target), Some(version)) = (req.method, req.path, req.version) else {
-        return Verdict::Refuse(Refusal::BadRequest("malformed request line"));
+        return Verdict::Refuse(Refusal::BadRequest("malformed request\n"));
     };
     // HTTP/1.0 (keep-alive rules, no chunked answers), CONNECT and targets that are not plain
     // paths are the general path's; so are protocol switches and `Expect: 100-continue`.
@@ -162,7 +165,7 @@ pub(crate) fn parse_request<'b>(
         let name = h.name;
         if name.eq_ignore_ascii_case("host") {
             if host.is_some() {
-                return Verdict::Refuse(Refusal::BadRequest("more than one Host header"));
+                return Verdict::Refuse(Refusal::BadRequest("more than one Host header\n"));
             }
             host = std::str::from_utf8(h.value).ok();
         } else if name.eq_ignore_ascii_case("content-length") {
@@ -174,7 +177,7 @@ pub(crate) fn parse_request<'b>(
             // Anything but chunked last is undelimited and refused (RFC 9112 §6.3).
             chunked = chunked_last(h.value);
             if !chunked {
-                return Verdict::Refuse(Refusal::BadRequest("unsupported Transfer-Encoding"));
+                return Verdict::Refuse(Refusal::BadRequest("unsupported Transfer-Encoding\n"));
             }
         } else if name.eq_ignore_ascii_case("connection") {
             for t in tokens(h.value) {
@@ -197,11 +200,11 @@ pub(crate) fn parse_request<'b>(
     // Both framings at once is how smuggling starts: refuse it (RFC 9112 §6.1).
     if chunked && length.is_some() {
         return Verdict::Refuse(Refusal::BadRequest(
-            "both Content-Length and Transfer-Encoding",
+            "both Content-Length and Transfer-Encoding\n",
         ));
     }
     let Some(host) = host.filter(|h| !h.is_empty()) else {
-        return Verdict::Refuse(Refusal::BadRequest("missing Host header"));
+        return Verdict::Refuse(Refusal::BadRequest(answers::MISSING_HOST));
     };
     if length.is_some_and(|n| n > max_body) {
         return Verdict::Refuse(Refusal::BodyTooLarge);
@@ -429,12 +432,13 @@ fn itoa_3(n: u16) -> [u8; 3] {
     ]
 }
 
-/// A complete answer from the gateway itself, with a short plain-text body.
-pub(crate) fn write_own(status: u16, reason: &str, body: &str, close: bool, out: &mut Vec<u8>) {
+/// A complete answer from the gateway itself, with a short plain-text body (the reason phrase
+/// is the status code's canonical one).
+pub(crate) fn write_own(status: StatusCode, body: &str, close: bool, out: &mut Vec<u8>) {
     out.extend_from_slice(b"HTTP/1.1 ");
-    out.extend_from_slice(&itoa_3(status));
+    out.extend_from_slice(status.as_str().as_bytes());
     out.push(b' ');
-    out.extend_from_slice(reason.as_bytes());
+    out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
     out.extend_from_slice(b"\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: ");
     out.extend_from_slice(body.len().to_string().as_bytes());
     out.extend_from_slice(b"\r\nvia: 1.1 caas-gateway\r\n");
@@ -669,7 +673,7 @@ mod tests {
     #[test]
     fn own_answers_are_complete_messages() {
         let mut out = Vec::new();
-        write_own(404, "Not Found", "no app\n", true, &mut out);
+        write_own(StatusCode::NOT_FOUND, "no app\n", true, &mut out);
         assert_eq!(
             String::from_utf8(out).unwrap_or_default(),
             "HTTP/1.1 404 Not Found\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: 7\r\n\

@@ -22,6 +22,7 @@ mod client;
 pub(crate) mod head;
 pub(crate) mod upstream;
 
+use crate::answers;
 use crate::proxy::Shared;
 use crate::table::{AppRoute, Backend, Route, Tried, MAX_TRIES};
 use bytes::{Buf, BytesMut};
@@ -29,6 +30,7 @@ use chunked::Chunked;
 use client::ClientIo;
 pub(crate) use client::Timeouts;
 use head::{Framing, Refusal, ResponseVerdict, Verdict};
+use http::StatusCode;
 use std::borrow::Cow;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -69,8 +71,7 @@ enum Step {
 }
 
 struct Own {
-    status: u16,
-    reason: &'static str,
+    status: StatusCode,
     body: Cow<'static, str>,
     /// Close after answering (a refused head, or a body we will not read).
     close: bool,
@@ -105,7 +106,7 @@ impl std::fmt::Display for TryError {
         match self {
             TryError::NotSent(e) => write!(f, "not sent: {e}"),
             TryError::Sent(e) => write!(f, "failed after sending: {e}"),
-            TryError::Invalid(why) => write!(f, "invalid response: {why}"),
+            TryError::Invalid(why) => write!(f, "invalid response: {}", why.trim_end()),
             TryError::TimedOut => write!(f, "no response head within the response timeout"),
         }
     }
@@ -166,7 +167,7 @@ pub(crate) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
             }
             Step::Own(own) => {
                 resp.clear();
-                head::write_own(own.status, own.reason, &own.body, own.close, &mut resp);
+                head::write_own(own.status, &own.body, own.close, &mut resp);
                 let wrote = c.send(&resp).await.is_ok();
                 if own.close || !wrote {
                     c.linger().await;
@@ -210,33 +211,20 @@ fn prepare(
         Verdict::Partial => return Step::Partial,
         Verdict::Handover => return Step::Handover,
         Verdict::Refuse(r) => {
-            let (status, reason, body) = match r {
-                Refusal::BadRequest(why) => (400, "Bad Request", why),
+            return refuse(match r {
+                Refusal::BadRequest(why) => (StatusCode::BAD_REQUEST, why),
                 Refusal::TooLarge => (
-                    431,
-                    "Request Header Fields Too Large",
-                    "request headers too large\n",
+                    StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                    answers::HEADERS_TOO_LARGE,
                 ),
-                Refusal::BodyTooLarge => (413, "Payload Too Large", "request body too large\n"),
-            };
-            return Step::Own(Own {
-                status,
-                reason,
-                body: Cow::Borrowed(if status == 400 {
-                    bad_request(body)
-                } else {
-                    body
-                }),
-                close: true,
-                len: 0,
-            });
+                Refusal::BodyTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, answers::BODY_TOO_LARGE),
+            })
         }
         Verdict::Forward(req) => req,
     };
-    let own = |status, reason, body: Cow<'static, str>| {
+    let own = |status, body: Cow<'static, str>| {
         Step::Own(Own {
             status,
-            reason,
             body,
             close: req.close || req.framing != Framing::Empty,
             len: req.len,
@@ -245,24 +233,20 @@ fn prepare(
     let table = shared.table.load();
     if table.is_blacklisted(ip) {
         shared.stats.global.blacklisted.fetch_add(1, Relaxed);
-        return own(403, "Forbidden", Cow::Borrowed("forbidden\n"));
+        return own(StatusCode::FORBIDDEN, Cow::Borrowed(answers::FORBIDDEN));
     }
     let route = match table.lookup(req.host) {
         Route::App(r) => Arc::clone(r),
         Route::Unknown => {
             shared.stats.global.unknown_host.fetch_add(1, Relaxed);
-            return own(
-                404,
-                "Not Found",
-                Cow::Borrowed("no app is routed at this host\n"),
-            );
+            return own(StatusCode::NOT_FOUND, Cow::Borrowed(answers::UNKNOWN_HOST));
         }
     };
     if route.is_empty() {
         shared.stats.global.no_backend.fetch_add(1, Relaxed);
         route.stats.response(503, Duration::ZERO);
-        let body = format!("app {} has no running instance\n", route.app);
-        return own(503, "Service Unavailable", Cow::Owned(body));
+        let body = answers::no_instance(&route.app);
+        return own(StatusCode::SERVICE_UNAVAILABLE, Cow::Owned(body));
     }
     // The fast path forwards a request whose body it already holds whole (empty, or small and
     // read with the head, as most are): it can be replayed to the next backend and needs no
@@ -276,24 +260,10 @@ fn prepare(
         Framing::Chunked => {
             let mut scan = Chunked::default();
             match scan.scan(rest) {
-                Err(_) => {
-                    return Step::Own(Own {
-                        status: 400,
-                        reason: "Bad Request",
-                        body: Cow::Borrowed("malformed chunked body\n"),
-                        close: true,
-                        len: 0,
-                    })
-                }
+                Err(_) => return refuse((StatusCode::BAD_REQUEST, "malformed chunked body\n")),
                 Ok(_) if scan.total() > shared.max_body => {
                     route.stats.response(413, Duration::ZERO);
-                    return Step::Own(Own {
-                        status: 413,
-                        reason: "Payload Too Large",
-                        body: Cow::Borrowed("request body too large\n"),
-                        close: true,
-                        len: 0,
-                    });
+                    return refuse((StatusCode::PAYLOAD_TOO_LARGE, answers::BODY_TOO_LARGE));
                 }
                 Ok(n) if scan.is_done() => n,
                 Ok(_) => return Step::Handover,
@@ -312,19 +282,14 @@ fn prepare(
     })
 }
 
-/// The 400 bodies, with a newline (static strings, no allocation).
-fn bad_request(why: &'static str) -> &'static str {
-    match why {
-        "missing Host header" => "missing Host header\n",
-        "more than one Host header" => "more than one Host header\n",
-        "invalid Content-Length" => "invalid Content-Length\n",
-        "conflicting Content-Length" => "conflicting Content-Length\n",
-        "unsupported Transfer-Encoding" => "unsupported Transfer-Encoding\n",
-        "both Content-Length and Transfer-Encoding" => {
-            "both Content-Length and Transfer-Encoding\n"
-        }
-        _ => "malformed request\n",
-    }
+/// A refused request: answered, then the connection closes (what follows is not trusted).
+fn refuse((status, body): (StatusCode, &'static str)) -> Step {
+    Step::Own(Own {
+        status,
+        body: Cow::Borrowed(body),
+        close: true,
+        len: 0,
+    })
 }
 
 /// One request through to its response. Returns whether the client connection can carry the
@@ -347,9 +312,8 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
             stats.response(503, start.elapsed());
             return own_answer(
                 c,
-                503,
-                "Service Unavailable",
-                "no backend can take the request\n",
+                StatusCode::SERVICE_UNAVAILABLE,
+                answers::NO_BACKEND,
                 fwd.close,
             )
             .await;
@@ -372,16 +336,14 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
                     };
                 tracing::warn!(app = %fwd.route.app, backend = %backend.endpoint, error = %err, retry, "upstream try failed");
                 if !retry {
-                    let (status, reason, body) = match err {
-                        TryError::TimedOut => (
-                            504,
-                            "Gateway Timeout",
-                            "the app's instance did not answer in time\n",
-                        ),
-                        _ => (502, "Bad Gateway", "the app's instance failed to answer\n"),
+                    let (status, body) = match err {
+                        TryError::TimedOut => {
+                            (StatusCode::GATEWAY_TIMEOUT, answers::BACKEND_TIMED_OUT)
+                        }
+                        _ => (StatusCode::BAD_GATEWAY, answers::BACKEND_FAILED),
                     };
-                    stats.response(status, start.elapsed());
-                    return own_answer(c, status, reason, body, fwd.close).await;
+                    stats.response(status.as_u16(), start.elapsed());
+                    return own_answer(c, status, body, fwd.close).await;
                 }
             }
         }
@@ -573,12 +535,11 @@ async fn read_head(
 /// Answers a request (read whole) from the gateway; returns whether the connection goes on.
 async fn own_answer<S: AsyncRead + AsyncWrite + Unpin>(
     c: &mut ClientIo<S>,
-    status: u16,
-    reason: &'static str,
+    status: StatusCode,
     body: &'static str,
     close: bool,
 ) -> bool {
     let mut out = Vec::with_capacity(256);
-    head::write_own(status, reason, body, close, &mut out);
+    head::write_own(status, body, close, &mut out);
     c.send(&out).await.is_ok() && !close
 }

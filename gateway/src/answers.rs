@@ -1,0 +1,18 @@
+//! The gateway's own short answers (403, 404, 413, 431, 502, 503, 504, …), word for word the
+//! same on both request paths: clients and tests see one text whichever path served them.
+
+use caas_types::AppId;
+
+pub(crate) const FORBIDDEN: &str = "forbidden\n";
+pub(crate) const MISSING_HOST: &str = "missing Host header\n";
+pub(crate) const UNKNOWN_HOST: &str = "no app is routed at this host\n";
+pub(crate) const HEADERS_TOO_LARGE: &str = "request headers too large\n";
+pub(crate) const BODY_TOO_LARGE: &str = "request body too large\n";
+pub(crate) const NO_BACKEND: &str = "no backend can take the request\n";
+pub(crate) const BACKEND_FAILED: &str = "the app's instance failed to answer\n";
+pub(crate) const BACKEND_TIMED_OUT: &str = "the app's instance did not answer in time\n";
+
+/// 503 for a known app with nothing running.
+pub(crate) fn no_instance(app: &AppId) -> String {
+    format!("app {app} has no running instance\n")
+}
