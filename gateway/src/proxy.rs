@@ -217,14 +217,12 @@ async fn forward(
         let span = tracing::debug_span!("upstream", app = %route.app, backend = %addr);
         let sent = send(shared, backend, addr, up).instrument(span);
         let result = match shared.pool.response_timeout {
-            Some(after) => {
-                tokio::time::timeout(after, sent)
-                    .await
-                    .unwrap_or(Err(UpstreamError::Timeout {
-                        backend: addr,
-                        after,
-                    }))
-            }
+            Some(after) => tokio::time::timeout(after, sent).await.unwrap_or_else(|_| {
+                Err(UpstreamError::Timeout {
+                    backend: addr,
+                    after,
+                })
+            }),
             None => sent.await,
         };
         match result {

@@ -133,12 +133,13 @@ pub(crate) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         // 1. A complete request head.
         let mut began = first.then_some(accepted);
         let mut idle_until: Option<Instant> = None;
-        // A head can only have ended where a new line feed arrived: bytes trickling in without
+        // The first look parses straight away (the whole head is usually there). After that a
+        // head can only have ended where a new line feed arrived: bytes trickling in without
         // one are not parsed again (a slow client cannot make us rescan its head per byte).
         let mut scanned = 0;
         let step = loop {
             let fresh = &c.buf[scanned.min(c.buf.len())..];
-            if fresh.contains(&b'\n') || c.buf.len() > shared.max_header_bytes {
+            if scanned == 0 || fresh.contains(&b'\n') || c.buf.len() > shared.max_header_bytes {
                 out.clear();
                 match prepare(&c.buf, shared, ip, &ip_text, https, &mut out) {
                     Step::Partial => {}
