@@ -450,10 +450,7 @@ async fn try_backend(
             }
             return Err(TryError::NotSent(e));
         }
-        let deadline = shared
-            .pool
-            .response_timeout
-            .map(|t| (Instant::now() + t, t));
+        let deadline = shared.pool.response_timeout.map(|t| Instant::now() + t);
         match read_head(&mut up, fwd.head, fwd.close, deadline, resp).await {
             Ok(head) => return Ok((up, head)),
             // A reused connection closed before any answer: most likely the backend dropped an
@@ -476,7 +473,7 @@ async fn read_head(
     up: &mut UpConn,
     head_req: bool,
     force_close: bool,
-    deadline: Option<(Instant, Duration)>,
+    deadline: Option<Instant>,
     resp: &mut Vec<u8>,
 ) -> Result<upstream::Head, TryError> {
     let mut got_any = false;

@@ -19,17 +19,14 @@ use tokio::time::Sleep;
 /// Read buffer space kept free before each read from a backend.
 const READ_SPACE: usize = 16 * 1024;
 
-/// How often a connection's response timer checks at most: a hung backend is noticed between
-/// 1× and 1.25× the response timeout.
-fn check_every(timeout: Duration) -> Duration {
-    (timeout / 4).max(Duration::from_millis(1))
-}
-
 /// One connection to a backend.
 #[derive(Debug)]
 pub(crate) struct UpConn {
     pub(crate) stream: TcpStream,
-    /// The response timeout's timer: one per connection, re-armed only when it fires.
+    /// The response timeout's timer: one per connection, made on first need and re-armed only
+    /// when it fires. Deadlines only move later (each is "now + the same timeout"), so a timer
+    /// still set for an earlier request fires early at worst, and is then set to the current
+    /// deadline.
     timer: Option<Pin<Box<Sleep>>>,
     /// Bytes read and not yet passed on.
     pub(crate) buf: BytesMut,
@@ -50,10 +47,10 @@ pub(crate) struct Head {
 
 impl UpConn {
     /// Reads more from the backend into the buffer; `Ok(0)` is its end of stream. With a
-    /// deadline (and the `timeout` it came from), fails with `TimedOut` once it has passed.
+    /// deadline, fails with `TimedOut` once it has passed.
     pub(crate) async fn fill(
         &mut self,
-        deadline: Option<(tokio::time::Instant, Duration)>,
+        deadline: Option<tokio::time::Instant>,
     ) -> io::Result<usize> {
         if self.buf.capacity() - self.buf.len() < READ_SPACE / 4 {
             self.buf.reserve(READ_SPACE);
@@ -64,27 +61,22 @@ impl UpConn {
             {
                 return Poll::Ready(r);
             }
-            let Some((deadline, timeout)) = deadline else {
+            let Some(deadline) = deadline else {
                 return Poll::Pending;
             };
             let timer = self
                 .timer
-                .get_or_insert_with(|| Box::pin(tokio::time::sleep(check_every(timeout))));
-            loop {
-                if timer.as_mut().poll(cx).is_pending() {
-                    return Poll::Pending;
-                }
-                let now = tokio::time::Instant::now();
-                if now >= deadline {
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+            while timer.as_mut().poll(cx).is_ready() {
+                if tokio::time::Instant::now() >= deadline {
                     return Poll::Ready(Err(io::Error::new(
                         io::ErrorKind::TimedOut,
                         "no response head in time",
                     )));
                 }
-                timer
-                    .as_mut()
-                    .reset((now + check_every(timeout)).min(deadline));
+                timer.as_mut().reset(deadline);
             }
+            Poll::Pending
         })
         .await
     }
