@@ -8,13 +8,14 @@
 //! Modules: `config` (flags), `server` (listeners, connections, shutdown), `h1` (the HTTP/1.1
 //! fast path: the gateway's own request loop for HTTP/1.1 connections, plain and TLS), `proxy` (the
 //! general request path on hyper: h2c, h2 over TLS, HTTP/1.0, upgrades), `table` (routing table, round-robin, passive health), `headers` (proxy hygiene),
-//! `body` (streaming bodies), `pool` (upstream keep-alive connections), `idle` (idle timeout), `answers` (the gateway's own answer texts), `metrics` and `admin` (stats,
+//! `body` (streaming bodies), `pool` (upstream keep-alive connections), `idle` (idle timeout), `deadline` (the lazily re-armed per-connection timer of the fast path), `answers` (the gateway's own answer texts), `metrics` and `admin` (stats,
 //! `/healthz`), `status` (route source state), `tls`.
 
 mod admin;
 mod answers;
 mod body;
 mod config;
+mod deadline;
 mod error;
 mod h1;
 mod headers;

@@ -3,6 +3,7 @@
 //! most every quarter of the header timeout), never on the request path. A slow client is cut
 //! off between 1× and 1.25× its deadline.
 
+use crate::deadline::LazyDeadline;
 use bytes::BytesMut;
 use std::future::{poll_fn, Future};
 use std::io;
@@ -10,7 +11,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio::time::{Instant, Sleep};
+use tokio::time::Instant;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 /// Timeouts of a client connection.
@@ -33,8 +34,7 @@ pub(crate) struct ClientIo<S> {
     pub(crate) timeouts: Timeouts,
     /// Bytes read and not yet used: the rest of a head, body bytes, pipelined requests.
     pub(crate) buf: BytesMut,
-    timer: Pin<Box<Sleep>>,
-    check_every: Duration,
+    timer: LazyDeadline,
     shutdown: Pin<Box<WaitForCancellationFutureOwned>>,
 }
 
@@ -54,13 +54,12 @@ fn shutting_down() -> io::Error {
 impl<S: AsyncRead + AsyncWrite + Unpin> ClientIo<S> {
     /// Wraps an accepted connection; the header timeout sets how often the timer checks.
     pub(crate) fn new(stream: S, timeouts: Timeouts, token: &CancellationToken) -> ClientIo<S> {
-        let check_every = (timeouts.header / 4).max(Duration::from_millis(1));
         ClientIo {
             stream,
             timeouts,
             buf: BytesMut::with_capacity(READ_SPACE),
-            timer: Box::pin(tokio::time::sleep(check_every)),
-            check_every,
+            // A new head's deadline can be earlier than the idle one the timer was set for.
+            timer: LazyDeadline::new(Some(timeouts.header / 4)),
             shutdown: Box::pin(token.clone().cancelled_owned()),
         }
     }
@@ -138,17 +137,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ClientIo<S> {
     }
 
     fn poll_deadline(&mut self, cx: &mut Context<'_>, deadline: Instant) -> Poll<io::Error> {
-        loop {
-            if self.timer.as_mut().poll(cx).is_pending() {
-                return Poll::Pending;
-            }
-            let now = Instant::now();
-            if now >= deadline {
-                return Poll::Ready(io::Error::new(io::ErrorKind::TimedOut, "client timed out"));
-            }
-            self.timer
-                .as_mut()
-                .reset((now + self.check_every).min(deadline));
-        }
+        self.timer
+            .poll_passed(cx, deadline)
+            .map(|()| io::Error::new(io::ErrorKind::TimedOut, "client timed out"))
     }
 }

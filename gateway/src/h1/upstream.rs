@@ -5,8 +5,8 @@
 //! unless the socket became readable).
 
 use super::head::Framing;
+use crate::deadline::LazyDeadline;
 use bytes::BytesMut;
-use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -14,7 +14,6 @@ use std::sync::Mutex;
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 use tokio::net::TcpStream;
-use tokio::time::Sleep;
 
 /// Read buffer space kept free before each read from a backend.
 const READ_SPACE: usize = 16 * 1024;
@@ -23,11 +22,9 @@ const READ_SPACE: usize = 16 * 1024;
 #[derive(Debug)]
 pub(crate) struct UpConn {
     pub(crate) stream: TcpStream,
-    /// The response timeout's timer: one per connection, made on first need and re-armed only
-    /// when it fires. Deadlines only move later (each is "now + the same timeout"), so a timer
-    /// still set for an earlier request fires early at worst, and is then set to the current
-    /// deadline.
-    timer: Option<Pin<Box<Sleep>>>,
+    /// The response timeout's timer, one per connection. Its deadlines only move later (each
+    /// is "now + the same timeout"), so it is set to them exactly.
+    timer: LazyDeadline,
     /// Bytes read and not yet passed on.
     pub(crate) buf: BytesMut,
     /// Taken from the idle stack (so it may have been closed by the backend meanwhile).
@@ -61,22 +58,15 @@ impl UpConn {
             {
                 return Poll::Ready(r);
             }
-            let Some(deadline) = deadline else {
-                return Poll::Pending;
-            };
-            let timer = self
-                .timer
-                .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
-            while timer.as_mut().poll(cx).is_ready() {
-                if tokio::time::Instant::now() >= deadline {
-                    return Poll::Ready(Err(io::Error::new(
+            match deadline {
+                Some(d) => self.timer.poll_passed(cx, d).map(|()| {
+                    Err(io::Error::new(
                         io::ErrorKind::TimedOut,
                         "no response head in time",
-                    )));
-                }
-                timer.as_mut().reset(deadline);
+                    ))
+                }),
+                None => Poll::Pending,
             }
-            Poll::Pending
         })
         .await
     }
@@ -104,7 +94,7 @@ pub(crate) async fn connect(addr: SocketAddr, timeout: Duration) -> io::Result<U
     stream.set_nodelay(true)?;
     Ok(UpConn {
         stream,
-        timer: None,
+        timer: LazyDeadline::new(None),
         buf: BytesMut::with_capacity(READ_SPACE),
         reused: false,
     })
