@@ -1,17 +1,19 @@
 //! Auto-deploy: when a tag of an app with auto-deploy on is pushed, roll the app's running
 //! deployment to it. The roll deploys the new version with the spec of the newest running
-//! deployment through [`Orchestrator::deploy`] (which returns once every new instance is
+//! deployment through [`Deployments::deploy`] (which returns once every new instance is
 //! healthy and registered), then undeploys the versions that ran before through
-//! [`Orchestrator::undeploy`] (deregister, drain, stop): new instances serve before any old one
+//! [`Deployments::undeploy`] (deregister, drain, stop): new instances serve before any old one
 //! leaves, so the roll loses no request.
 //!
 //! One roll per app at a time in this process. A push that arrives during a roll is rolled
 //! after it, to the newest tag pushed meanwhile; tags in between are skipped.
 
-use crate::deploy::{DeployPlan, Orchestrator, Progress};
+use crate::config::Config;
+use crate::deployments::{DeployPlan, Deployments};
 use crate::error::Result;
 use crate::metrics::DeployMetrics;
-use crate::store::{DeploymentState, NewDeployment};
+use crate::progress::Progress;
+use crate::store::{DeploymentState, NewDeployment, Store};
 use caas_types::{AppId, Version};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -41,15 +43,26 @@ struct Slot {
 /// Rolls apps to newly pushed tags, one roll per app at a time.
 #[derive(Debug)]
 pub struct AutoDeployer {
-    orch: Arc<Orchestrator>,
+    config: Arc<Config>,
+    store: Store,
+    deployments: Arc<Deployments>,
+    metrics: Arc<DeployMetrics>,
     slots: Mutex<HashMap<AppId, Arc<Slot>>>,
 }
 
 impl AutoDeployer {
-    /// An auto-deployer over the orchestrator's deploy and undeploy.
-    pub fn new(orch: Arc<Orchestrator>) -> Arc<AutoDeployer> {
+    /// An auto-deployer over `deployments`' deploy and undeploy.
+    pub fn new(
+        config: Arc<Config>,
+        store: Store,
+        deployments: Arc<Deployments>,
+        metrics: Arc<DeployMetrics>,
+    ) -> Arc<AutoDeployer> {
         Arc::new(AutoDeployer {
-            orch,
+            config,
+            store,
+            deployments,
+            metrics,
             slots: Mutex::new(HashMap::new()),
         })
     }
@@ -81,7 +94,7 @@ impl AutoDeployer {
         let _rolling = slot.roll.lock().await;
         // A roll that ran while this task waited may have taken the newest tag already.
         let wanted = slot.wanted.lock().unwrap_or_else(|p| p.into_inner()).take();
-        let metrics = &self.orch.metrics;
+        let metrics = &self.metrics;
         let Some(tag) = wanted else {
             tracing::info!("superseded by a roll to a newer push");
             DeployMetrics::inc(&metrics.auto_deploys_skipped);
@@ -115,7 +128,7 @@ impl AutoDeployer {
 
     /// Rolls `app` to `tag` now (the caller holds the app's roll lock).
     async fn roll(&self, app: &AppId, tag: &Version) -> Result<Rolled> {
-        let store = &self.orch.store;
+        let store = &self.store;
         // Read again under the lock: auto-deploy may have been turned off meanwhile.
         if !store.get_app(app).await?.auto_deploy {
             return Ok(Rolled::Skipped("auto-deploy is off"));
@@ -135,17 +148,17 @@ impl AutoDeployer {
             // The running deployment's spec (instances, limits, port, env, policies) for the tag.
             new: NewDeployment {
                 version: tag.clone(),
-                image: app.image(&self.orch.config.registry, tag),
+                image: app.image(&self.config.registry, tag),
                 ..template.spec.clone()
             },
         };
         tracing::info!(from = %template.spec.version, instances = template.spec.instances, "rolling");
         // A failure here rolls the new deployment back and leaves the old ones untouched.
-        self.orch.deploy(plan, Progress::silent()).await?;
+        self.deployments.deploy(plan, Progress::silent()).await?;
         let mut from = Vec::with_capacity(running.len());
         let mut first_error = None;
         for old in running {
-            match self.orch.undeploy(app, &old.spec.version).await {
+            match self.deployments.undeploy(app, &old.spec.version).await {
                 Ok(()) => from.push(old.spec.version),
                 Err(e) => {
                     tracing::warn!(version = %old.spec.version, error = %e, "could not undeploy the old version");

@@ -1,5 +1,5 @@
-//! The scheduler library's error type: one enum for the store, placement and (later) the
-//! admin API's causes. Messages are lower-case, carry no SQL text and never end with a period;
+//! The scheduler library's error type: one enum for the store, placement, the engines,
+//! ZooKeeper and configuration. Messages are lower-case, carry no SQL text and never end with a period;
 //! the admin API maps each variant to a status and a stable code.
 
 /// What went wrong in the scheduler.
@@ -35,18 +35,46 @@ pub enum Error {
     /// The image of a deployment is not in the registry (admin API: 422).
     #[error("{0}")]
     ImageNotFound(String),
-    /// A Docker engine or the registry failed (admin API: 502). The text says which host and what.
+    /// A host's Docker engine (or the registry it pulls from) failed (admin API: 502).
+    #[error("host {host}: {source}")]
+    Engine {
+        /// The host, or the endpoint URL of one not added yet.
+        host: String,
+        /// What the engine said, classified by `caas-deployer`.
+        #[source]
+        source: caas_deployer::Error,
+    },
+    /// An operation stopped part-way and left the rest to the reconciler (admin API: 502).
     #[error("{0}")]
-    Docker(String),
+    Incomplete(String),
     /// ZooKeeper failed or is unreachable (admin API: 503).
-    #[error("{0}")]
-    Zookeeper(String),
+    #[error("zookeeper: {0}")]
+    Zookeeper(#[from] caas_registry::Error),
     /// An instance did not become healthy in time (admin API: 502).
     #[error("{0}")]
     Timeout(String),
+    /// The scheduler's configuration is unusable (a flag or variable is missing or malformed).
+    #[error("configuration: {0}")]
+    Config(String),
+    /// The admin API's listener failed while serving.
+    #[error("admin API server: {0}")]
+    Serve(#[source] std::io::Error),
 }
 
 impl Error {
+    /// An engine failure on `host`, keeping "image not found" distinct (admin API: 422, not 502).
+    pub fn engine(host: impl std::fmt::Display, e: caas_deployer::Error) -> Error {
+        match e {
+            caas_deployer::Error::ImageNotFound { image, .. } => {
+                Error::ImageNotFound(format!("image {image} not found in the registry"))
+            }
+            source => Error::Engine {
+                host: host.to_string(),
+                source,
+            },
+        }
+    }
+
     /// Whether retrying the same operation later may succeed (database down, contention).
     pub fn is_retryable(&self) -> bool {
         matches!(self, Error::Database(_) | Error::Contention { .. })

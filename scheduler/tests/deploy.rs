@@ -86,7 +86,7 @@ async fn deploy_with_spread_scale_and_undeploy_leave_nothing_behind() {
 
     // A reconciliation pass changes nothing on a healthy platform, even though the three
     // "hosts" share one engine and each sees the others' containers.
-    let report = p.orchestrator().reconcile().await.expect("reconcile");
+    let report = p.control().reconciler.reconcile().await.expect("reconcile");
     assert_eq!(report, Default::default(), "nothing to repair");
     let mut now: Vec<String> = p
         .containers()
@@ -293,7 +293,7 @@ async fn a_tenant_cannot_see_or_change_another_tenants_app() {
     zk.delete(&node, None)
         .await
         .expect("delete the node behind the scheduler's back");
-    let report = p.orchestrator().reconcile().await.expect("reconcile");
+    let report = p.control().reconciler.reconcile().await.expect("reconcile");
     assert_eq!(report.nodes, 1, "{report:?}");
     assert_eq!(
         zk.get_data(&node).await.expect("domain node restored").0,

@@ -282,7 +282,7 @@ async fn the_reconciler_moves_the_instances_of_a_host_marked_down() {
         )
         .await;
     assert_eq!((s, &h["state"]), (StatusCode::OK, &json!("down")), "{h}");
-    let report = p.orchestrator().reconcile().await.expect("reconcile");
+    let report = p.control().reconciler.reconcile().await.expect("reconcile");
     assert_eq!(
         report.recreated, 1,
         "one lost instance replaced: {report:?}"
@@ -348,7 +348,7 @@ async fn the_reconciler_moves_the_instances_of_a_host_marked_down() {
     );
 
     // A second pass has nothing left to do.
-    let report = p.orchestrator().reconcile().await.expect("reconcile");
+    let report = p.control().reconciler.reconcile().await.expect("reconcile");
     assert_eq!(report, Default::default(), "settled");
     finish(p).await;
 }
@@ -378,7 +378,7 @@ async fn the_reconciler_recreates_a_removed_container_on_its_claim() {
     let row = eventually("a reconcile pass re-creates the container", || {
         let (p, store, recreated) = (&p, &store, &recreated);
         async move {
-            let report = p.orchestrator().reconcile().await.ok()?;
+            let report = p.control().reconciler.reconcile().await.ok()?;
             recreated.fetch_add(report.recreated, Ordering::Relaxed);
             let row = store.get_instance(&gone_id.parse().ok()?).await.ok()?;
             let cid = row.container_id.as_ref()?.to_string();

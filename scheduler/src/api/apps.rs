@@ -29,7 +29,7 @@ async fn to_api(state: &AppState, app: &AppRow, with_deployments: bool) -> ApiRe
         .map(|d| d.domain)
         .collect();
     let deployments = if with_deployments {
-        state.orchestrator.deployments_of(&app.id).await?
+        state.control.deployments.deployments_of(&app.id).await?
     } else {
         Vec::new()
     };
@@ -60,8 +60,9 @@ pub async fn create(
     ApiJson(req): ApiJson<CreateApp>,
 ) -> ApiResult<(StatusCode, Json<api::App>)> {
     let app = state
-        .orchestrator
-        .create_app(&req.id, who.tenant(), req.auto_deploy)
+        .control
+        .apps
+        .create(&req.id, who.tenant(), req.auto_deploy)
         .await?;
     tracing::info!(app = %app.id, tenant = ?app.tenant, "app created");
     Ok((
@@ -116,7 +117,7 @@ pub async fn remove(
     Path(app): Path<String>,
 ) -> ApiResult<StatusCode> {
     let app = visible_app(&state, &who, &app).await?;
-    state.orchestrator.delete_app(&app.id).await?;
+    state.control.apps.delete(&app.id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -128,7 +129,7 @@ pub async fn add_domain(
     ApiJson(req): ApiJson<AddDomain>,
 ) -> ApiResult<(StatusCode, Json<AddDomain>)> {
     let app = visible_app(&state, &who, &app).await?;
-    state.orchestrator.add_domain(&app.id, &req.domain).await?;
+    state.control.apps.add_domain(&app.id, &req.domain).await?;
     Ok((StatusCode::CREATED, Json(req)))
 }
 
@@ -140,6 +141,6 @@ pub async fn remove_domain(
 ) -> ApiResult<StatusCode> {
     let app = visible_app(&state, &who, &app).await?;
     let domain: Domain = parse_path("domain", &domain)?;
-    state.orchestrator.remove_domain(&app.id, &domain).await?;
+    state.control.apps.remove_domain(&app.id, &domain).await?;
     Ok(StatusCode::NO_CONTENT)
 }

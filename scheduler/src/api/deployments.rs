@@ -5,7 +5,7 @@ use super::apps::visible_app;
 use super::auth::Principal;
 use super::error::{ApiError, ApiResult};
 use super::{parse_path, ApiJson, AppState};
-use crate::deploy::Progress;
+use crate::progress::Progress;
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -86,10 +86,10 @@ pub async fn create(
 ) -> ApiResult<Response> {
     let app = visible_app(&state, &who, &app).await?;
     // Cheap checks first, so bad input is a plain 400 even when progress is streamed.
-    let plan = state.orchestrator.validate(&app.id, &req)?;
-    let orch = state.orchestrator.clone();
+    let plan = state.control.deployments.validate(&app.id, &req)?;
+    let deployments = state.control.deployments.clone();
     run_with_progress(&headers, StatusCode::CREATED, move |progress| async move {
-        orch.deploy(plan, progress).await
+        deployments.deploy(plan, progress).await
     })
     .await
 }
@@ -101,7 +101,9 @@ pub async fn list(
     Path(app): Path<String>,
 ) -> ApiResult<Json<Vec<api::Deployment>>> {
     let app = visible_app(&state, &who, &app).await?;
-    Ok(Json(state.orchestrator.deployments_of(&app.id).await?))
+    Ok(Json(
+        state.control.deployments.deployments_of(&app.id).await?,
+    ))
 }
 
 /// `GET /v1/apps/{app}/deployments/{version}`
@@ -113,7 +115,11 @@ pub async fn show(
     let app = visible_app(&state, &who, &app).await?;
     let version: Version = parse_path("version", &version)?;
     Ok(Json(
-        state.orchestrator.deployment(&app.id, &version).await?,
+        state
+            .control
+            .deployments
+            .deployment(&app.id, &version)
+            .await?,
     ))
 }
 
@@ -127,10 +133,12 @@ pub async fn scale(
 ) -> ApiResult<Response> {
     let app = visible_app(&state, &who, &app).await?;
     let version: Version = parse_path("version", &version)?;
-    crate::deploy::check_instance_count(req.instances, true)?;
-    let orch = state.orchestrator.clone();
+    crate::deployments::check_instance_count(req.instances, true)?;
+    let deployments = state.control.deployments.clone();
     run_with_progress(&headers, StatusCode::OK, move |progress| async move {
-        orch.scale(&app.id, &version, req.instances, progress).await
+        deployments
+            .scale(&app.id, &version, req.instances, progress)
+            .await
     })
     .await
 }
@@ -143,8 +151,8 @@ pub async fn remove(
 ) -> ApiResult<StatusCode> {
     let app = visible_app(&state, &who, &app).await?;
     let version: Version = parse_path("version", &version)?;
-    let orch = state.orchestrator.clone();
-    tokio::spawn(async move { orch.undeploy(&app.id, &version).await })
+    let deployments = state.control.deployments.clone();
+    tokio::spawn(async move { deployments.undeploy(&app.id, &version).await })
         .await
         .map_err(|_| ApiError::Internal)??;
     Ok(StatusCode::NO_CONTENT)

@@ -109,14 +109,15 @@ impl From<crate::Error> for ApiError {
 }
 
 impl ApiError {
-    /// Maps the deploy-side errors (Docker, registry, ZooKeeper) that the scheduler error wraps.
+    /// Maps the deploy-side errors (engines, registry, ZooKeeper) that the scheduler error wraps.
     fn from_other(e: crate::Error) -> ApiError {
         use crate::Error as E;
         match e {
             E::ImageNotFound(m) => ApiError::ImageNotFound(m),
-            E::Docker(m) => ApiError::Upstream(m),
-            E::Zookeeper(m) => ApiError::Unavailable(m),
-            E::Timeout(m) => ApiError::Upstream(m),
+            e @ (E::Engine { .. } | E::Incomplete(_) | E::Timeout(_)) => {
+                ApiError::Upstream(e.to_string())
+            }
+            e @ E::Zookeeper(_) => ApiError::Unavailable(e.to_string()),
             _ => ApiError::Internal,
         }
     }

@@ -28,7 +28,7 @@ pub async fn create(
 ) -> ApiResult<(StatusCode, Json<api::Host>)> {
     who.require_operator()?;
     let new = NewHost::from_api(&req)?;
-    state.orchestrator.check_engine(&new.docker).await?;
+    state.control.check_engine(&new.docker).await?;
     let host = state.store.create_host(&new).await?;
     tracing::info!(host = %host.name, address = %host.address, "host added");
     Ok((StatusCode::CREATED, Json(host.to_api())))
@@ -79,6 +79,6 @@ pub async fn remove(
     who.require_operator()?;
     let name: HostName = parse_path("host name", &name)?;
     state.store.delete_host(&name).await?;
-    state.orchestrator.forget_engine(&name);
+    state.control.forget_engine(&name);
     Ok(StatusCode::NO_CONTENT)
 }

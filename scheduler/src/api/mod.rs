@@ -7,13 +7,12 @@ pub mod auth;
 mod deployments;
 pub mod error;
 mod hosts;
+mod image_push_hook;
 mod ops;
-mod registry;
 mod tenants;
 
-use crate::autodeploy::AutoDeployer;
 use crate::config::Config;
-use crate::deploy::Orchestrator;
+use crate::control::ControlPlane;
 use crate::store::Store;
 use axum::extract::{FromRequest, Request};
 use axum::routing::{delete, get, post, put};
@@ -29,19 +28,18 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// The database.
     pub store: Store,
-    /// Deploys, scales and undeploys.
-    pub orchestrator: Arc<Orchestrator>,
+    /// Every part of the scheduler.
+    pub control: Arc<ControlPlane>,
     /// SHA-256 (hex) of the operator token.
     pub operator_token_hash: Arc<str>,
     /// SHA-256 (hex) of the registry's notification token; `None`: notifications are off.
     pub registry_hook_token_hash: Option<Arc<str>>,
-    /// Rolls auto-deploy apps to pushed tags.
-    pub autodeploy: Arc<AutoDeployer>,
 }
 
 impl AppState {
     /// State for the router.
-    pub fn new(config: Arc<Config>, store: Store, orchestrator: Arc<Orchestrator>) -> AppState {
+    pub fn new(control: Arc<ControlPlane>) -> AppState {
+        let config = control.config.clone();
         let operator_token_hash = auth::token_hash(&config.token).into();
         let registry_hook_token_hash = config
             .registry_hook_token
@@ -49,14 +47,12 @@ impl AppState {
             .map(str::trim)
             .filter(|t| !t.is_empty())
             .map(|t| auth::token_hash(t).into());
-        let autodeploy = AutoDeployer::new(orchestrator.clone());
         AppState {
+            store: control.store.clone(),
             config,
-            store,
-            orchestrator,
+            control,
             operator_token_hash,
             registry_hook_token_hash,
-            autodeploy,
         }
     }
 }
@@ -73,7 +69,7 @@ pub fn router(state: AppState) -> Router {
             get(apps::show).patch(apps::update).delete(apps::remove),
         )
         .route("/v1/apps/{app}/tags", get(apps::tags))
-        .route("/v1/registry/events", post(registry::events))
+        .route("/v1/registry/events", post(image_push_hook::events))
         .route("/v1/apps/{app}/domains", post(apps::add_domain))
         .route(
             "/v1/apps/{app}/domains/{domain}",

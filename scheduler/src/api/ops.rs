@@ -14,8 +14,8 @@ use serde::Deserialize;
 /// `GET /healthz`: 200 when the database and ZooKeeper answer, 503 with which one failed.
 pub async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
     let db = state.store.ping().await.is_ok();
-    let zk = state.orchestrator.zookeeper_ok().await;
-    let leader = state.orchestrator.is_leader();
+    let zk = state.control.zookeeper_ok().await;
+    let leader = state.control.is_leader();
     let body = serde_json::json!({
         "status": if db && zk { "ok" } else { "degraded" },
         "database": db,
@@ -37,7 +37,7 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        state.orchestrator.render_metrics(&state.store),
+        state.control.render_metrics(),
     )
 }
 
@@ -63,7 +63,7 @@ pub async fn blacklist(
     who: Principal,
 ) -> ApiResult<Json<Blacklist>> {
     who.require_operator()?;
-    let rules = state.orchestrator.blacklist().await?;
+    let rules = state.control.blacklist.get().await?;
     Ok(Json(Blacklist {
         rules: rules.iter().map(ToString::to_string).collect(),
     }))
@@ -77,7 +77,7 @@ pub async fn blacklist_set(
 ) -> ApiResult<Json<Blacklist>> {
     who.require_operator()?;
     let rules = parse_rules(&req.rules)?;
-    state.orchestrator.set_blacklist(rules.clone()).await?;
+    state.control.blacklist.set(rules.clone()).await?;
     Ok(Json(Blacklist {
         rules: rules.iter().map(ToString::to_string).collect(),
     }))
@@ -92,8 +92,9 @@ pub async fn blacklist_add(
     who.require_operator()?;
     let rule = parse_rules(std::slice::from_ref(&req.rule))?.remove(0);
     let rules = state
-        .orchestrator
-        .update_blacklist(|rules| {
+        .control
+        .blacklist
+        .update(|rules| {
             if !rules.contains(&rule) {
                 rules.push(rule);
             }
@@ -124,8 +125,9 @@ pub async fn blacklist_remove(
     let rule = parse_rules(std::slice::from_ref(&q.rule))?.remove(0);
     let mut found = false;
     state
-        .orchestrator
-        .update_blacklist(|rules| {
+        .control
+        .blacklist
+        .update(|rules| {
             let before = rules.len();
             rules.retain(|r| *r != rule);
             found = rules.len() != before;

@@ -84,7 +84,7 @@ pub struct Platform {
     pub config: Config,
     server: Option<tokio::task::JoinHandle<()>>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
-    orchestrator: Option<std::sync::Arc<caas_scheduler::deploy::Orchestrator>>,
+    control: Option<std::sync::Arc<caas_scheduler::ControlPlane>>,
 }
 
 impl Platform {
@@ -129,7 +129,7 @@ impl Platform {
             .expect("valid flags"),
             server: None,
             stop: None,
-            orchestrator: None,
+            control: None,
         };
         p.config = p.config_with(extra);
         p.start().await;
@@ -196,7 +196,7 @@ impl Platform {
         let scheduler = caas_scheduler::Scheduler::start(self.config.clone())
             .await
             .unwrap_or_else(|e| panic!("scheduler failed to start ({e}): {HOW}"));
-        self.orchestrator = Some(scheduler.state.orchestrator.clone());
+        self.control = Some(scheduler.state.control.clone());
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         self.stop = Some(tx);
         self.server = Some(tokio::spawn(async move {
@@ -208,9 +208,9 @@ impl Platform {
         }));
     }
 
-    /// The running scheduler's orchestrator (to run a reconciliation pass on demand).
-    pub fn orchestrator(&self) -> &caas_scheduler::deploy::Orchestrator {
-        self.orchestrator.as_deref().expect("scheduler started")
+    /// The running scheduler's control plane (to run a reconciliation pass on demand).
+    pub fn control(&self) -> &caas_scheduler::ControlPlane {
+        self.control.as_deref().expect("scheduler started")
     }
 
     /// Stops the in-process scheduler gracefully.

@@ -3,15 +3,16 @@
 //! crash-looping app does not hammer its host. Also keeps the health checker's target set equal
 //! to the database's running instances (deploys made by other scheduler processes included).
 
-use crate::deploy::{Orchestrator, Progress};
+use crate::config::Config;
 use crate::error::Result;
+use crate::lifecycle::Lifecycle;
 use crate::metrics::DeployMetrics;
-use crate::store::InstanceRow;
-use caas_registry::{HealthEvent, HealthEventKind, HealthTarget};
+use crate::store::{InstanceRow, Store};
+use caas_registry::{HealthChecker, HealthEvent, HealthEventKind, HealthTarget};
 use caas_types::api::{InstanceState, OnFailure};
 use caas_types::{ContainerId, InstanceId};
 use std::collections::{HashMap, HashSet};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// First restart delay; doubles per consecutive failure up to [`MAX_BACKOFF`].
@@ -52,7 +53,34 @@ impl Backoff {
     }
 }
 
-impl Orchestrator {
+/// Acts on health transitions and keeps the checker's targets current (leader only).
+#[derive(Debug)]
+pub struct Healer {
+    store: Store,
+    lifecycle: Arc<Lifecycle>,
+    health: HealthChecker,
+    metrics: Arc<DeployMetrics>,
+    backoff: Backoff,
+}
+
+impl Healer {
+    /// A healer over these handles.
+    pub fn new(
+        _config: Arc<Config>,
+        store: Store,
+        lifecycle: Arc<Lifecycle>,
+        health: HealthChecker,
+        metrics: Arc<DeployMetrics>,
+    ) -> Healer {
+        Healer {
+            store,
+            lifecycle,
+            health,
+            metrics,
+            backoff: Backoff::default(),
+        }
+    }
+
     async fn instance_by_container(&self, ev: &HealthEvent) -> Result<Option<InstanceRow>> {
         let rows = self.store.list_instances_by_app(&ev.app).await?;
         Ok(rows
@@ -61,11 +89,7 @@ impl Orchestrator {
     }
 
     /// Acts on one health transition (the checker has already updated ZooKeeper).
-    pub async fn on_health_event(
-        self: &std::sync::Arc<Self>,
-        ev: HealthEvent,
-        backoff: &std::sync::Arc<Backoff>,
-    ) -> Result<()> {
+    pub async fn on_health_event(self: &Arc<Self>, ev: HealthEvent) -> Result<()> {
         let Some(inst) = self.instance_by_container(&ev).await? else {
             // Not ours any more (undeployed meanwhile): stop checking it.
             self.health.unwatch(&ev.container);
@@ -90,7 +114,7 @@ impl Orchestrator {
                     .set_instance_state(&inst.id, InstanceState::Unhealthy)
                     .await?;
                 let deployment = self.store.get_deployment_by_id(inst.deployment_id).await?;
-                let delay = backoff.next_delay(&inst.id);
+                let delay = self.backoff.next_delay(&inst.id);
                 tracing::warn!(instance = %inst.id, endpoint = %ev.endpoint, policy = ?deployment.spec.health.on_failure,
                     delay_ms = delay.as_millis() as u64, "instance unhealthy; removed from the gateway");
                 let this = self.clone();
@@ -110,42 +134,27 @@ impl Orchestrator {
     }
 
     /// Restarts an unhealthy instance's container; the checker re-registers it once it passes.
-    pub(crate) async fn restart_in_place(&self, inst: &InstanceRow) -> Result<()> {
+    async fn restart_in_place(&self, inst: &InstanceRow) -> Result<()> {
         // Still unhealthy? (It may have recovered, or been undeployed, during the back-off.)
         let now = self.store.get_instance(&inst.id).await?;
         if now.state != InstanceState::Unhealthy {
             return Ok(());
         }
-        let Some(cid) = &now.container_id else {
-            return Ok(());
-        };
-        let (host, deployer) = self.engine_of(now.host_id).await?;
-        let grace = Duration::from_secs(self.config.stop_grace_secs.min(5));
-        match deployer.restart(cid, grace).await {
-            Ok(()) => {
-                DeployMetrics::inc(&self.metrics.restarts);
-                tracing::info!(instance = %now.id, host = %host.name, "restarted in place");
-                Ok(())
-            }
-            Err(caas_deployer::Error::ContainerNotFound(_)) => {
-                // The container is gone: run a new one on the same claim.
-                self.recreate(&now).await
-            }
-            Err(e) => Err(crate::deploy::docker_error(&host.name, e)),
-        }
+        self.lifecycle.restart_in_place(&now).await
     }
 
     /// Replaces an unhealthy instance: a new placement first, then the old one goes.
-    pub(crate) async fn replace(&self, inst: &InstanceRow) -> Result<()> {
+    async fn replace(&self, inst: &InstanceRow) -> Result<()> {
         let now = self.store.get_instance(&inst.id).await?;
         if now.state != InstanceState::Unhealthy {
             return Ok(());
         }
         let deployment = self.store.get_deployment_by_id(now.deployment_id).await?;
-        self.add_replacement(&deployment, &Progress::silent())
-            .await?;
+        self.lifecycle.add_replacement(&deployment).await?;
         DeployMetrics::inc(&self.metrics.replacements);
-        self.teardown(std::slice::from_ref(&now), false).await;
+        self.lifecycle
+            .teardown(std::slice::from_ref(&now), false)
+            .await;
         Ok(())
     }
 

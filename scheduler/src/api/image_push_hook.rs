@@ -8,8 +8,8 @@
 use super::auth::{bearer_hash, same_hash};
 use super::error::{ApiError, ApiResult};
 use super::AppState;
+use crate::image_push::{self, Classified};
 use crate::metrics::DeployMetrics;
-use crate::registry_events::{self, Classified};
 use crate::Error;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -55,12 +55,12 @@ pub async fn events(
             ApiError::BadRequest("could not read the request body".into())
         }
     })?;
-    let envelope = registry_events::parse(&body).map_err(ApiError::BadRequest)?;
-    let metrics = &state.orchestrator.metrics;
+    let envelope = image_push::parse(&body).map_err(ApiError::BadRequest)?;
+    let metrics = &state.control.metrics;
     let mut report = EventsReport::default();
     for ev in &envelope.events {
         let id = ev.id.as_deref().unwrap_or("");
-        let new = match registry_events::classify(ev) {
+        let new = match image_push::classify(ev) {
             Classified::Push(new) => new,
             Classified::Ignored => {
                 report.ignored += 1;
@@ -98,7 +98,7 @@ pub async fn events(
         DeployMetrics::inc(&metrics.registry_recorded);
         if app.auto_deploy {
             report.auto_deploys += 1;
-            state.autodeploy.pushed(new.app, new.tag);
+            state.control.autodeploy.pushed(new.app, new.tag);
         }
     }
     Ok(Json(report))

@@ -16,14 +16,20 @@
 //! - a deployment below its desired count is topped up; a deployment stuck in `deploying` or
 //!   `stopping` after a crash is finished.
 
-use crate::deploy::{docker_error, probe, zk_error, Orchestrator, Progress};
+use crate::config::Config;
+use crate::engine::Engines;
 use crate::error::Result;
+use crate::lifecycle::{probe, Lifecycle};
 use crate::metrics::DeployMetrics;
-use crate::store::{DeploymentState, InstanceRow};
+use crate::progress::Progress;
+use crate::routes::RoutesRef;
+use crate::store::{DeploymentState, InstanceRow, Store};
 use caas_deployer::{ContainerState, ContainerSummary};
+use caas_registry::HealthChecker;
 use caas_types::api::{HostState, InstanceState};
 use caas_types::{labels, ContainerId};
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// How long a pass waits for the engine of a host marked down (which may really be gone)
@@ -64,42 +70,45 @@ fn now_ms() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
-impl Orchestrator {
+/// Repairs the differences between the database, the engines and ZooKeeper (leader only).
+#[derive(Debug)]
+pub struct Reconciler {
+    config: Arc<Config>,
+    store: Store,
+    engines: Arc<Engines>,
+    routes: RoutesRef,
+    health: HealthChecker,
+    lifecycle: Arc<Lifecycle>,
+    metrics: Arc<DeployMetrics>,
+}
+
+impl Reconciler {
+    /// A reconciler over these handles.
+    pub fn new(
+        config: Arc<Config>,
+        store: Store,
+        engines: Arc<Engines>,
+        routes: RoutesRef,
+        health: HealthChecker,
+        lifecycle: Arc<Lifecycle>,
+        metrics: Arc<DeployMetrics>,
+    ) -> Reconciler {
+        Reconciler {
+            config,
+            store,
+            engines,
+            routes,
+            health,
+            lifecycle,
+            metrics,
+        }
+    }
+
     /// How long an instance may sit in a transitional state before a crash is assumed.
     fn stuck_after(&self) -> Duration {
         Duration::from_secs(self.config.start_timeout_secs + 10)
             + Duration::from_millis(self.config.drain_ms)
             + Duration::from_secs(self.config.stop_grace_secs)
-    }
-
-    /// Re-creates the container of an instance whose container is gone, on the same claim.
-    pub(crate) async fn recreate(&self, inst: &InstanceRow) -> Result<()> {
-        if let Some(cid) = &inst.container_id {
-            self.health.unwatch(cid);
-            self.registry
-                .deregister(&inst.app, &inst.version, cid)
-                .await
-                .map_err(zk_error)?;
-            let (host, deployer) = self.engine_of(inst.host_id).await?;
-            deployer
-                .remove(cid)
-                .await
-                .map_err(|e| docker_error(&host.name, e))?;
-            self.store.set_instance_container(&inst.id, None).await?;
-        }
-        let deployment = self.store.get_deployment_by_id(inst.deployment_id).await?;
-        DeployMetrics::inc(&self.metrics.replacements);
-        self.start_instance(&deployment, inst, &Progress::silent())
-            .await
-    }
-
-    /// Places and starts one more instance of a deployment.
-    pub(crate) async fn add_replacement(
-        &self,
-        deployment: &crate::store::DeploymentRow,
-        progress: &Progress,
-    ) -> Result<()> {
-        self.add_instances(deployment, 1, progress).await
     }
 
     /// One reconciliation pass.
@@ -161,7 +170,7 @@ impl Orchestrator {
         for (host_id, by_instance) in &containers {
             for (instance, c) in by_instance {
                 if !known.contains(&(*host_id, instance.as_str())) {
-                    if let Ok((host, d)) = self.engine_of(*host_id).await {
+                    if let Ok((host, d)) = self.lifecycle.engine_of(*host_id).await {
                         tracing::info!(host = %host.name, container = %c.id, instance, "reconciler: removing orphan container");
                         if d.remove(&c.id).await.is_ok() {
                             report.orphans += 1;
@@ -201,7 +210,9 @@ impl Orchestrator {
                 }
                 InstanceState::Stopping if age > stuck => {
                     tracing::info!(instance = %r.id, "reconciler: finishing an interrupted stop");
-                    self.teardown(std::slice::from_ref(r), false).await;
+                    self.lifecycle
+                        .teardown(std::slice::from_ref(r), false)
+                        .await;
                     report.rolled_back += 1;
                 }
                 // Gone or dead. An `unhealthy` instance is being restarted by the healer: act
@@ -211,7 +222,7 @@ impl Orchestrator {
                         && (age > stuck || (r.state == InstanceState::Running && age > 10_000)) =>
                 {
                     tracing::info!(instance = %r.id, "reconciler: container lost; re-creating");
-                    match self.recreate(r).await {
+                    match self.lifecycle.recreate(r).await {
                         Ok(()) => report.recreated += 1,
                         Err(e) => {
                             tracing::warn!(instance = %r.id, error = %e, "reconciler: re-create failed")
@@ -248,10 +259,9 @@ impl Orchestrator {
                     if probe::check(endpoint, &deployment.spec.health.path, timeout).await {
                         let done = async {
                             self.store.set_instance_container(&r.id, Some(cid)).await?;
-                            self.registry
+                            self.routes
                                 .register(&r.app, &r.version, cid, endpoint)
-                                .await
-                                .map_err(zk_error)?;
+                                .await?;
                             self.store
                                 .set_instance_state(&r.id, InstanceState::Running)
                                 .await?;
@@ -272,7 +282,9 @@ impl Orchestrator {
         if row.container_id.is_none() {
             row.container_id = container;
         }
-        self.teardown(std::slice::from_ref(&row), false).await;
+        self.lifecycle
+            .teardown(std::slice::from_ref(&row), false)
+            .await;
         report.rolled_back += 1;
     }
 
@@ -289,15 +301,15 @@ impl Orchestrator {
             let deployment = self.store.get_deployment_by_id(r.deployment_id).await?;
             if let Some(cid) = &r.container_id {
                 self.health.unwatch(cid);
-                self.registry
+                self.routes
                     .deregister(&r.app, &r.version, cid)
                     .await
-                    .map_err(zk_error)?;
+                    ?;
             }
             // Removed while the engine answers; a host that is really gone keeps its container
             // (found as an orphan if the host comes back), and its claim is given back anyway.
             if let Some(cid) = &container {
-                if let Ok((host, d)) = self.engine_of(r.host_id).await {
+                if let Ok((host, d)) = self.lifecycle.engine_of(r.host_id).await {
                     match tokio::time::timeout(DOWN_ENGINE_WAIT, d.remove(cid)).await {
                         Ok(Ok(())) => {}
                         Ok(Err(e)) => {
@@ -309,8 +321,8 @@ impl Orchestrator {
                     }
                 }
             }
-            crate::placement::release(&self.store, &r.id).await?;
-            self.add_replacement(&deployment, &Progress::silent()).await
+            self.lifecycle.release(r).await?;
+            self.lifecycle.add_replacement(&deployment).await
         }
         .await;
         match result {
@@ -331,29 +343,18 @@ impl Orchestrator {
             .into_iter()
             .map(|d| (d.domain, d.app))
             .collect();
-        let have: HashMap<caas_types::Domain, caas_types::AppId> = self
-            .registry
-            .domains()
-            .await
-            .map_err(zk_error)?
-            .into_iter()
-            .collect();
+        let have: HashMap<caas_types::Domain, caas_types::AppId> =
+            self.routes.domains().await?.into_iter().collect();
         for (domain, app) in &want {
             if have.get(domain) != Some(app) {
                 tracing::info!(%domain, %app, "reconciler: restoring a custom domain node");
-                self.registry
-                    .set_domain(domain, app)
-                    .await
-                    .map_err(zk_error)?;
+                self.routes.set_domain(domain, app).await?;
                 report.nodes += 1;
             }
         }
         for domain in have.keys().filter(|d| !want.contains_key(*d)) {
             tracing::info!(%domain, "reconciler: removing a stale custom domain node");
-            self.registry
-                .remove_domain(domain)
-                .await
-                .map_err(zk_error)?;
+            self.routes.remove_domain(domain).await?;
             report.nodes += 1;
         }
         Ok(())
@@ -362,13 +363,7 @@ impl Orchestrator {
     /// Removes address nodes no instance owns; restores nodes of healthy running instances;
     /// keeps the app nodes equal to the apps in the database.
     async fn reconcile_nodes(&self, report: &mut Report) -> Result<()> {
-        let known: HashSet<caas_types::AppId> = self
-            .registry
-            .apps()
-            .await
-            .map_err(zk_error)?
-            .into_iter()
-            .collect();
+        let known: HashSet<caas_types::AppId> = self.routes.apps().await?.into_iter().collect();
         let apps: HashSet<caas_types::AppId> = self
             .store
             .list_apps(None)
@@ -378,16 +373,16 @@ impl Orchestrator {
             .collect();
         for missing in apps.difference(&known) {
             tracing::info!(app = %missing, "reconciler: restoring a missing app node");
-            self.registry.add_app(missing).await.map_err(zk_error)?;
+            self.routes.add_app(missing).await?;
             report.nodes += 1;
         }
         for stale in known.difference(&apps) {
             // An app being created has its row before its node, so a node without a row is stale.
             tracing::info!(app = %stale, "reconciler: removing the node of a deleted app");
-            self.registry.remove_app(stale).await.map_err(zk_error)?;
+            self.routes.remove_app(stale).await?;
             report.nodes += 1;
         }
-        let nodes = self.registry.instances().await.map_err(zk_error)?;
+        let nodes = self.routes.instances().await?;
         // Read rows after nodes: a node registered meanwhile has its row already.
         let rows = self.store.list_all_instances().await?;
         let owned: HashMap<&ContainerId, &InstanceRow> = rows
@@ -401,10 +396,7 @@ impl Orchestrator {
                 .is_some_and(|r| r.state != InstanceState::Stopping);
             if !keep {
                 tracing::info!(%app, %version, container = %cid, "reconciler: removing a stale address node");
-                self.registry
-                    .deregister(app, version, cid)
-                    .await
-                    .map_err(zk_error)?;
+                self.routes.deregister(app, version, cid).await?;
                 report.nodes += 1;
             }
         }
@@ -412,10 +404,9 @@ impl Orchestrator {
             let Some(cid) = &r.container_id else { continue };
             if r.state == InstanceState::Running && r.healthy && !present.contains(cid) {
                 tracing::info!(instance = %r.id, "reconciler: restoring a missing address node");
-                self.registry
+                self.routes
                     .register(&r.app, &r.version, cid, r.endpoint()?)
-                    .await
-                    .map_err(zk_error)?;
+                    .await?;
                 report.nodes += 1;
             }
         }
@@ -438,7 +429,11 @@ impl Orchestrator {
                     let missing =
                         u32::try_from(u64::from(d.spec.instances) - live as u64).unwrap_or(0);
                     tracing::info!(app = %d.spec.app, version = %d.spec.version, missing, "reconciler: topping up a deployment");
-                    match self.add_instances(&d, missing, &Progress::silent()).await {
+                    match self
+                        .lifecycle
+                        .add_instances(&d, missing, &Progress::silent())
+                        .await
+                    {
                         Ok(()) => report.topped_up += missing as usize,
                         Err(e) => {
                             tracing::warn!(app = %d.spec.app, version = %d.spec.version, error = %e, "reconciler: top-up failed")
@@ -465,7 +460,7 @@ impl Orchestrator {
                     // Its deploy or undeploy was interrupted: the user never got a success, so
                     // the safe end state is "not deployed".
                     tracing::info!(app = %d.spec.app, version = %d.spec.version, state = ?d.state, "reconciler: removing an interrupted deployment");
-                    self.teardown(&instances, false).await;
+                    self.lifecycle.teardown(&instances, false).await;
                     if self
                         .store
                         .list_instances_by_deployment(d.id)

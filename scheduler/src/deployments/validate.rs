@@ -1,7 +1,7 @@
 //! Checks a deployment request before anything is claimed: sizes, ports, env, health settings.
 //! Everything here is pure, so bad input is a 400 with nothing touched.
 
-use super::Orchestrator;
+use super::Deployments;
 use crate::error::{Error, Result};
 use crate::store::NewDeployment;
 use caas_types::api::CreateDeployment;
@@ -115,7 +115,7 @@ pub fn plan(registry: &str, app: &AppId, req: &CreateDeployment) -> Result<Deplo
     })
 }
 
-impl Orchestrator {
+impl Deployments {
     /// Validates a deployment request of `app`.
     pub fn validate(&self, app: &AppId, req: &CreateDeployment) -> Result<DeployPlan> {
         plan(&self.config.registry, app, req)

@@ -1,11 +1,11 @@
 //! How deployments look in the admin API.
 
-use super::Orchestrator;
+use super::Deployments;
 use crate::error::Result;
 use crate::store::DeploymentRow;
 use caas_types::api;
 
-impl Orchestrator {
+impl Deployments {
     /// The API view of a deployment with its instances.
     pub(crate) async fn view(&self, row: &DeploymentRow) -> Result<api::Deployment> {
         let instances = self.store.list_instances_by_deployment(row.id).await?;

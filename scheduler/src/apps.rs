@@ -1,0 +1,81 @@
+//! Apps and their custom domains: the database row first (uniqueness, ownership), then the
+//! ZooKeeper node gateways route by; a failure on the second step takes the first back.
+
+use crate::deployments::Deployments;
+use crate::error::{Error, Result};
+use crate::routes::RoutesRef;
+use crate::store::{AppRow, Store};
+use caas_types::{AppId, Domain, TenantName};
+use std::sync::Arc;
+
+/// Creates and deletes apps, routes custom domains to them.
+#[derive(Debug)]
+pub struct Apps {
+    store: Store,
+    routes: RoutesRef,
+    deployments: Arc<Deployments>,
+}
+
+impl Apps {
+    /// Apps over these handles; deleting an app undeploys through `deployments`.
+    pub fn new(store: Store, routes: RoutesRef, deployments: Arc<Deployments>) -> Apps {
+        Apps {
+            store,
+            routes,
+            deployments,
+        }
+    }
+
+    /// Creates an app: its row, then its ZooKeeper node (so the gateway knows the name and
+    /// answers 503 until an instance runs). If ZooKeeper fails the row is removed again.
+    pub async fn create(
+        &self,
+        id: &AppId,
+        tenant: Option<&TenantName>,
+        auto_deploy: bool,
+    ) -> Result<AppRow> {
+        let app = self.store.create_app(id, tenant, auto_deploy).await?;
+        if let Err(e) = self.routes.add_app(id).await {
+            let _ = self.store.delete_app(id).await;
+            return Err(e.into());
+        }
+        Ok(app)
+    }
+
+    /// Undeploys every version of an app, removes its domains from ZooKeeper, deletes it.
+    pub async fn delete(&self, app: &AppId) -> Result<()> {
+        for d in self.store.list_deployments(app).await? {
+            self.deployments.undeploy(app, &d.spec.version).await?;
+        }
+        for d in self.store.list_domains(app).await? {
+            self.routes.remove_domain(&d.domain).await?;
+        }
+        self.routes.remove_app(app).await?;
+        self.store.delete_app(app).await
+    }
+
+    /// Routes a custom domain to an app: database first (uniqueness), then ZooKeeper.
+    pub async fn add_domain(&self, app: &AppId, domain: &Domain) -> Result<()> {
+        self.store.add_domain(app, domain).await?;
+        if let Err(e) = self.routes.set_domain(domain, app).await {
+            let _ = self.store.remove_domain(app, domain).await;
+            return Err(e.into());
+        }
+        Ok(())
+    }
+
+    /// Stops routing a custom domain: ZooKeeper first (the gateway stops at once), then the row.
+    pub async fn remove_domain(&self, app: &AppId, domain: &Domain) -> Result<()> {
+        let owned = self
+            .store
+            .list_domains(app)
+            .await?
+            .iter()
+            .any(|d| &d.domain == domain);
+        if !owned {
+            return Err(Error::NotFound(format!("domain {domain} of app {app}")));
+        }
+        self.routes.remove_domain(domain).await?;
+        self.store.remove_domain(app, domain).await
+    }
+}

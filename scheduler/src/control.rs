@@ -1,0 +1,152 @@
+//! The control plane's wiring: one of each part, built over the same handles. Nothing here
+//! decides anything; each part holds only the dependencies it needs, and new kinds of work
+//! (jobs, workflows, autoscaling) are added as parts next to [`Deployments`].
+
+use crate::apps::Apps;
+use crate::autodeploy::AutoDeployer;
+use crate::blacklist::Blacklist;
+use crate::config::Config;
+use crate::deployments::Deployments;
+use crate::engine::Engines;
+use crate::error::Result;
+use crate::healing::Healer;
+use crate::lifecycle::Lifecycle;
+use crate::metrics::DeployMetrics;
+use crate::reconcile::Reconciler;
+use crate::routes::RoutesRef;
+use crate::store::Store;
+use caas_registry::HealthChecker;
+use caas_types::HostName;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Every part of the scheduler, wired.
+#[derive(Debug)]
+pub struct ControlPlane {
+    /// Configuration.
+    pub config: Arc<Config>,
+    /// The database.
+    pub store: Store,
+    /// The service registry (ZooKeeper).
+    pub routes: RoutesRef,
+    /// One engine client per host.
+    pub engines: Arc<Engines>,
+    /// The health checker (run by the leader).
+    pub health: HealthChecker,
+    /// Counters for `/metrics`.
+    pub metrics: Arc<DeployMetrics>,
+    /// One instance's life: start, replace, remove.
+    pub lifecycle: Arc<Lifecycle>,
+    /// Deploy, scale, undeploy.
+    pub deployments: Arc<Deployments>,
+    /// Apps and custom domains.
+    pub apps: Apps,
+    /// The gateway blacklist.
+    pub blacklist: Blacklist,
+    /// Acts on health transitions (leader).
+    pub healer: Arc<Healer>,
+    /// Repairs drift between the database, the engines and ZooKeeper (leader).
+    pub reconciler: Reconciler,
+    /// Rolls auto-deploy apps to pushed tags.
+    pub autodeploy: Arc<AutoDeployer>,
+    leader: AtomicBool,
+}
+
+impl ControlPlane {
+    /// Wires every part over these handles.
+    pub fn new(
+        config: Arc<Config>,
+        store: Store,
+        routes: RoutesRef,
+        engines: Arc<Engines>,
+        health: HealthChecker,
+    ) -> Arc<ControlPlane> {
+        let metrics = Arc::new(DeployMetrics::default());
+        let lifecycle = Arc::new(Lifecycle::new(
+            config.clone(),
+            store.clone(),
+            engines.clone(),
+            routes.clone(),
+            health.clone(),
+            metrics.clone(),
+        ));
+        let deployments = Arc::new(Deployments::new(
+            config.clone(),
+            store.clone(),
+            lifecycle.clone(),
+            metrics.clone(),
+        ));
+        let apps = Apps::new(store.clone(), routes.clone(), deployments.clone());
+        let healer = Arc::new(Healer::new(
+            config.clone(),
+            store.clone(),
+            lifecycle.clone(),
+            health.clone(),
+            metrics.clone(),
+        ));
+        let reconciler = Reconciler::new(
+            config.clone(),
+            store.clone(),
+            engines.clone(),
+            routes.clone(),
+            health.clone(),
+            lifecycle.clone(),
+            metrics.clone(),
+        );
+        let autodeploy = AutoDeployer::new(
+            config.clone(),
+            store.clone(),
+            deployments.clone(),
+            metrics.clone(),
+        );
+        Arc::new(ControlPlane {
+            blacklist: Blacklist::new(routes.clone()),
+            config,
+            store,
+            routes,
+            engines,
+            health,
+            metrics,
+            lifecycle,
+            deployments,
+            apps,
+            healer,
+            reconciler,
+            autodeploy,
+            leader: AtomicBool::new(false),
+        })
+    }
+
+    /// Whether this process holds the scheduler leadership (runs health checks and the reconciler).
+    pub fn is_leader(&self) -> bool {
+        self.leader.load(Ordering::Relaxed)
+    }
+
+    /// Records leadership changes.
+    pub fn set_leader(&self, leader: bool) {
+        self.leader.store(leader, Ordering::Relaxed);
+    }
+
+    /// Whether ZooKeeper answers a read.
+    pub async fn zookeeper_ok(&self) -> bool {
+        tokio::time::timeout(Duration::from_secs(2), self.routes.blacklist())
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
+    /// Prometheus text of the scheduler's metrics.
+    pub fn render_metrics(&self) -> String {
+        self.metrics.render(self.store.metrics())
+    }
+
+    /// Checks that a Docker endpoint answers (before a host is added).
+    pub async fn check_engine(&self, url: &str) -> Result<()> {
+        self.engines.check(url).await
+    }
+
+    /// Drops the engine client of a removed host.
+    pub fn forget_engine(&self, host: &HostName) {
+        self.engines.forget(host);
+    }
+}

@@ -1,0 +1,202 @@
+//! Deployments: validate → deploy (all instances running and registered, or none) → scale →
+//! undeploy, and how deployments look in the admin API. One instance's steps are the
+//! [`Lifecycle`](crate::lifecycle::Lifecycle)'s; this module decides how many, and keeps the
+//! deployment row's state.
+
+mod validate;
+mod view;
+
+pub use validate::{check_instance_count, DeployPlan, MAX_INSTANCES};
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::lifecycle::Lifecycle;
+use crate::metrics::DeployMetrics;
+use crate::progress::Progress;
+use crate::store::{DeploymentRow, DeploymentState, InstanceRow, Store};
+use caas_types::api::{self, InstanceState};
+use caas_types::{AppId, Version};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+/// A per-deployment lock within one process.
+type DeploymentLock = Arc<tokio::sync::Mutex<()>>;
+
+/// Deploys, scales and undeploys versions of apps.
+#[derive(Debug)]
+pub struct Deployments {
+    config: Arc<Config>,
+    store: Store,
+    lifecycle: Arc<Lifecycle>,
+    metrics: Arc<DeployMetrics>,
+    /// Serialises deploy/scale/undeploy of one deployment within this process (the database
+    /// keeps several processes consistent; this keeps one process from racing itself).
+    locks: Mutex<HashMap<(AppId, Version), DeploymentLock>>,
+}
+
+impl Deployments {
+    /// Deployments over these handles.
+    pub fn new(
+        config: Arc<Config>,
+        store: Store,
+        lifecycle: Arc<Lifecycle>,
+        metrics: Arc<DeployMetrics>,
+    ) -> Deployments {
+        Deployments {
+            config,
+            store,
+            lifecycle,
+            metrics,
+            locks: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn lock_for(&self, app: &AppId, version: &Version) -> DeploymentLock {
+        let mut map = self.locks.lock().unwrap_or_else(|p| p.into_inner());
+        map.entry((app.clone(), version.clone()))
+            .or_default()
+            .clone()
+    }
+
+    /// Deploys a validated plan: all instances running and registered, or none.
+    pub async fn deploy(&self, plan: DeployPlan, progress: Progress) -> Result<api::Deployment> {
+        let started = Instant::now();
+        let lock = self.lock_for(&plan.new.app, &plan.new.version);
+        let _guard = lock.lock().await;
+        let row = self.store.create_deployment(&plan.new).await?;
+        // Everything after the row exists goes through the one rollback below, so a failure
+        // here (even counting hosts) never leaves a `deploying` row behind.
+        let placed = async {
+            let count = self.instance_count(&row).await?;
+            progress.step(
+                None,
+                "accepted",
+                format!(
+                    "deploying {} × {count} ({})",
+                    row.spec.version, row.spec.image
+                ),
+            );
+            self.lifecycle.add_instances(&row, count, &progress).await
+        };
+        match placed.await {
+            Ok(()) => {
+                self.store
+                    .set_deployment_state(row.id, DeploymentState::Running)
+                    .await?;
+                self.metrics.observe_deploy(started.elapsed());
+                DeployMetrics::inc(&self.metrics.deploys_ok);
+                self.deployment(&row.spec.app, &row.spec.version).await
+            }
+            Err(e) => {
+                DeployMetrics::inc(&self.metrics.deploys_failed);
+                progress.step(None, "failed", format!("rolled back: {e}"));
+                if let Err(cleanup) = self.store.delete_deployment(row.id).await {
+                    // The reconciler removes a deployment row with no instances left.
+                    tracing::warn!(error = %cleanup, deployment = row.id, "could not delete a failed deployment");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// How many instances a deployment wants (global: one per ready host).
+    async fn instance_count(&self, row: &DeploymentRow) -> Result<u32> {
+        if !row.spec.placement.global {
+            return Ok(row.spec.instances);
+        }
+        let ready = self
+            .store
+            .list_hosts()
+            .await?
+            .into_iter()
+            .filter(|h| h.state == api::HostState::Ready)
+            .count();
+        Ok(u32::try_from(ready).unwrap_or(u32::MAX))
+    }
+
+    /// Scales a deployment to `n` instances.
+    pub async fn scale(
+        &self,
+        app: &AppId,
+        version: &Version,
+        n: u32,
+        progress: Progress,
+    ) -> Result<api::Deployment> {
+        let lock = self.lock_for(app, version);
+        let _guard = lock.lock().await;
+        let row = self.store.get_deployment(app, version).await?;
+        let live: Vec<InstanceRow> = self
+            .store
+            .list_instances_by_deployment(row.id)
+            .await?
+            .into_iter()
+            .filter(|i| i.state != InstanceState::Stopping)
+            .collect();
+        let current = u32::try_from(live.len()).unwrap_or(u32::MAX);
+        if n > current {
+            progress.step(None, "scaling", format!("{current} → {n}"));
+            self.lifecycle
+                .add_instances(&row, n - current, &progress)
+                .await?;
+        } else if n < current {
+            progress.step(None, "scaling", format!("{current} → {n}"));
+            let victims = pick_victims(live, (current - n) as usize);
+            self.store.set_deployment_instances(row.id, n).await?;
+            self.lifecycle.teardown(&victims, true).await;
+        }
+        self.store.set_deployment_instances(row.id, n).await?;
+        self.deployment(app, version).await
+    }
+
+    /// Undeploys one version: deregister every instance, drain, stop, remove, release; then the
+    /// deployment row goes.
+    pub async fn undeploy(&self, app: &AppId, version: &Version) -> Result<()> {
+        let lock = self.lock_for(app, version);
+        let _guard = lock.lock().await;
+        let row = self.store.get_deployment(app, version).await?;
+        self.store
+            .set_deployment_state(row.id, DeploymentState::Stopping)
+            .await?;
+        let instances = self.store.list_instances_by_deployment(row.id).await?;
+        tracing::info!(%app, %version, instances = instances.len(), "undeploying");
+        self.lifecycle.teardown(&instances, true).await;
+        let left = self.store.list_instances_by_deployment(row.id).await?;
+        if !left.is_empty() {
+            return Err(Error::Incomplete(format!(
+                "{} instance(s) of {app} {version} could not be removed; the reconciler will retry",
+                left.len()
+            )));
+        }
+        self.store.delete_deployment(row.id).await?;
+        Ok(())
+    }
+
+    /// Every deployment of an app with its instances.
+    pub async fn deployments_of(&self, app: &AppId) -> Result<Vec<api::Deployment>> {
+        let mut out = Vec::new();
+        for row in self.store.list_deployments(app).await? {
+            out.push(self.view(&row).await?);
+        }
+        Ok(out)
+    }
+
+    /// One deployment with its instances.
+    pub async fn deployment(&self, app: &AppId, version: &Version) -> Result<api::Deployment> {
+        let row = self.store.get_deployment(app, version).await?;
+        self.view(&row).await
+    }
+}
+
+/// Chooses which instances a scale-down removes: unhealthy ones first, then the newest.
+fn pick_victims(mut live: Vec<InstanceRow>, n: usize) -> Vec<InstanceRow> {
+    live.sort_by_key(|i| {
+        (
+            i.healthy,
+            i.state == InstanceState::Running,
+            std::cmp::Reverse(i.updated_ms),
+        )
+    });
+    live.truncate(n);
+    live
+}

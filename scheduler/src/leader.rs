@@ -1,0 +1,74 @@
+//! The leader's duties: while this process leads, run the health checker, act on its events,
+//! keep its targets in sync with the database, and reconcile at start and periodically. They
+//! stop when leadership is lost or on shutdown.
+
+use crate::control::ControlPlane;
+use caas_registry::HealthEvent;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+
+/// How often the leader syncs the health checker's targets with the database, so instances
+/// deployed by other scheduler processes are checked within this time.
+const HEALTH_SYNC: Duration = Duration::from_secs(2);
+
+/// Runs the leader's duties whenever `leader` says this process leads, until `stop`.
+pub async fn run(
+    control: Arc<ControlPlane>,
+    mut leader: watch::Receiver<bool>,
+    mut events: mpsc::Receiver<HealthEvent>,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            ok = until(&mut leader, true) => if !ok { return },
+            _ = until(&mut stop, true) => return,
+        }
+        tracing::info!("this scheduler is the leader: running health checks and the reconciler");
+        control.set_leader(true);
+        let mut lost = leader.clone();
+        let mut stop_checker = stop.clone();
+        let checker = control.health.clone();
+        let checker_task = tokio::spawn(checker.run(async move {
+            tokio::select! {
+                _ = until(&mut lost, false) => {}
+                _ = until(&mut stop_checker, true) => {}
+            }
+        }));
+        let mut sync = tokio::time::interval(HEALTH_SYNC);
+        let mut reconcile =
+            tokio::time::interval(Duration::from_secs(control.config.reconcile_secs.max(1)));
+        loop {
+            tokio::select! {
+                _ = until(&mut leader, false) => break,
+                _ = until(&mut stop, true) => break,
+                Some(ev) = events.recv() => {
+                    if let Err(e) = control.healer.on_health_event(ev).await {
+                        tracing::warn!(error = %e, "could not act on a health event");
+                    }
+                }
+                _ = sync.tick() => {
+                    if let Err(e) = control.healer.sync_health_targets().await {
+                        tracing::warn!(error = %e, "could not sync health-check targets");
+                    }
+                }
+                _ = reconcile.tick() => {
+                    if let Err(e) = control.reconciler.reconcile().await {
+                        tracing::warn!(error = %e, "reconciliation pass failed");
+                    }
+                }
+            }
+        }
+        control.set_leader(false);
+        let _ = checker_task.await;
+        if *stop.borrow() {
+            return;
+        }
+        tracing::warn!("this scheduler lost the leadership");
+    }
+}
+
+/// Waits until `rx` holds `want`; false if its sender is gone.
+async fn until(rx: &mut watch::Receiver<bool>, want: bool) -> bool {
+    rx.wait_for(|v| *v == want).await.is_ok()
+}
