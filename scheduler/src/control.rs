@@ -10,12 +10,12 @@ use crate::deployments::Deployments;
 use crate::engine::Engines;
 use crate::error::Result;
 use crate::healing::Healer;
+use crate::health_targets::HealthRef;
 use crate::lifecycle::Lifecycle;
 use crate::metrics::DeployMetrics;
 use crate::reconcile::Reconciler;
 use crate::routes::RoutesRef;
 use crate::store::Store;
-use caas_registry::HealthChecker;
 use caas_types::HostName;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -32,8 +32,8 @@ pub struct ControlPlane {
     pub routes: RoutesRef,
     /// One engine client per host.
     pub engines: Arc<Engines>,
-    /// The health checker (run by the leader).
-    pub health: HealthChecker,
+    /// The instances whose health is checked (the leader runs the checker).
+    pub health: HealthRef,
     /// Counters for `/metrics`.
     pub metrics: Arc<DeployMetrics>,
     /// One instance's life: start, replace, remove.
@@ -60,7 +60,7 @@ impl ControlPlane {
         store: Store,
         routes: RoutesRef,
         engines: Arc<Engines>,
-        health: HealthChecker,
+        health: HealthRef,
     ) -> Arc<ControlPlane> {
         let metrics = Arc::new(DeployMetrics::default());
         let lifecycle = Arc::new(Lifecycle::new(

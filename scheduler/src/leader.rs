@@ -3,7 +3,7 @@
 //! stop when leadership is lost or on shutdown.
 
 use crate::control::ControlPlane;
-use caas_registry::HealthEvent;
+use caas_registry::{HealthChecker, HealthEvent};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
@@ -12,10 +12,12 @@ use tokio::sync::{mpsc, watch};
 /// deployed by other scheduler processes are checked within this time.
 const HEALTH_SYNC: Duration = Duration::from_secs(2);
 
-/// Runs the leader's duties whenever `leader` says this process leads, until `stop`.
+/// Runs the leader's duties whenever `leader` says this process leads, until `stop`:
+/// `checker` polls health paths and reports transitions on `events`.
 pub async fn run(
     control: Arc<ControlPlane>,
     mut leader: watch::Receiver<bool>,
+    checker: HealthChecker,
     mut events: mpsc::Receiver<HealthEvent>,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -28,8 +30,7 @@ pub async fn run(
         control.set_leader(true);
         let mut lost = leader.clone();
         let mut stop_checker = stop.clone();
-        let checker = control.health.clone();
-        let checker_task = tokio::spawn(checker.run(async move {
+        let checker_task = tokio::spawn(checker.clone().run(async move {
             tokio::select! {
                 _ = until(&mut lost, false) => {}
                 _ = until(&mut stop_checker, true) => {}

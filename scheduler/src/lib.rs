@@ -13,6 +13,7 @@ pub mod deployments;
 pub mod engine;
 pub mod error;
 pub mod healing;
+pub mod health_targets;
 pub mod image_push;
 pub mod leader;
 pub mod lifecycle;
@@ -69,6 +70,7 @@ pub struct Scheduler {
     /// The admin API's state (configuration, token hashes, the control plane).
     pub state: api::AppState,
     election: LeaderElection,
+    checker: HealthChecker,
     events: mpsc::Receiver<HealthEvent>,
 }
 
@@ -83,13 +85,20 @@ impl Scheduler {
         registry.ensure_layout().await?;
         let (health, events) = HealthChecker::new(registry.clone(), config.health_concurrency);
         let engines = Arc::new(Engines::new(DockerConnector::new(&config)));
-        let control = ControlPlane::new(config.clone(), store, Arc::new(registry), engines, health);
+        let control = ControlPlane::new(
+            config.clone(),
+            store,
+            Arc::new(registry),
+            engines,
+            Arc::new(health.clone()),
+        );
         let id = format!("{}-{}", config.listen, std::process::id());
         let election = LeaderElection::join(&zk, &id).await?;
         let state = api::AppState::new(control);
         Ok(Scheduler {
             state,
             election,
+            checker: health,
             events,
         })
     }
@@ -104,6 +113,7 @@ impl Scheduler {
         let leader_task = tokio::spawn(leader::run(
             self.state.control.clone(),
             self.election.subscribe(),
+            self.checker,
             self.events,
             stop_rx,
         ));

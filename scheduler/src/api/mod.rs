@@ -10,6 +10,8 @@ mod hosts;
 mod image_push_hook;
 mod ops;
 mod tenants;
+#[cfg(test)]
+mod tests;
 
 use crate::config::Config;
 use crate::control::ControlPlane;

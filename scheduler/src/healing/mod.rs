@@ -5,10 +5,11 @@
 
 use crate::config::Config;
 use crate::error::Result;
+use crate::health_targets::HealthRef;
 use crate::lifecycle::Lifecycle;
 use crate::metrics::DeployMetrics;
 use crate::store::{InstanceRow, Store};
-use caas_registry::{HealthChecker, HealthEvent, HealthEventKind, HealthTarget};
+use caas_registry::{HealthEvent, HealthEventKind, HealthTarget};
 use caas_types::api::{InstanceState, OnFailure};
 use caas_types::{ContainerId, InstanceId};
 use std::collections::{HashMap, HashSet};
@@ -58,7 +59,7 @@ impl Backoff {
 pub struct Healer {
     store: Store,
     lifecycle: Arc<Lifecycle>,
-    health: HealthChecker,
+    health: HealthRef,
     metrics: Arc<DeployMetrics>,
     backoff: Backoff,
 }
@@ -69,7 +70,7 @@ impl Healer {
         _config: Arc<Config>,
         store: Store,
         lifecycle: Arc<Lifecycle>,
-        health: HealthChecker,
+        health: HealthRef,
         metrics: Arc<DeployMetrics>,
     ) -> Healer {
         Healer {

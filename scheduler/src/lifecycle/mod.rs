@@ -10,13 +10,13 @@ mod teardown;
 use crate::config::Config;
 use crate::engine::{EngineRef, Engines};
 use crate::error::{Error, Result};
+use crate::health_targets::HealthRef;
 use crate::metrics::DeployMetrics;
 use crate::placement;
 use crate::progress::Progress;
 use crate::routes::RoutesRef;
 use crate::store::{DeploymentRow, HostRow, InstanceRow, Store};
 use caas_deployer::RegistryCredentials;
-use caas_registry::HealthChecker;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,7 +27,7 @@ pub struct Lifecycle {
     pub(crate) store: Store,
     pub(crate) engines: Arc<Engines>,
     pub(crate) routes: RoutesRef,
-    pub(crate) health: HealthChecker,
+    pub(crate) health: HealthRef,
     pub(crate) metrics: Arc<DeployMetrics>,
     creds: Option<RegistryCredentials>,
 }
@@ -39,7 +39,7 @@ impl Lifecycle {
         store: Store,
         engines: Arc<Engines>,
         routes: RoutesRef,
-        health: HealthChecker,
+        health: HealthRef,
         metrics: Arc<DeployMetrics>,
     ) -> Lifecycle {
         let creds = match (&config.registry_user, &config.registry_password) {

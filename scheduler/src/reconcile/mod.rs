@@ -19,13 +19,13 @@
 use crate::config::Config;
 use crate::engine::Engines;
 use crate::error::Result;
+use crate::health_targets::HealthRef;
 use crate::lifecycle::{probe, Lifecycle};
 use crate::metrics::DeployMetrics;
 use crate::progress::Progress;
 use crate::routes::RoutesRef;
 use crate::store::{DeploymentState, InstanceRow, Store};
 use caas_deployer::{ContainerState, ContainerSummary};
-use caas_registry::HealthChecker;
 use caas_types::api::{HostState, InstanceState};
 use caas_types::{labels, ContainerId};
 use std::collections::{HashMap, HashSet};
@@ -77,7 +77,7 @@ pub struct Reconciler {
     store: Store,
     engines: Arc<Engines>,
     routes: RoutesRef,
-    health: HealthChecker,
+    health: HealthRef,
     lifecycle: Arc<Lifecycle>,
     metrics: Arc<DeployMetrics>,
 }
@@ -89,7 +89,7 @@ impl Reconciler {
         store: Store,
         engines: Arc<Engines>,
         routes: RoutesRef,
-        health: HealthChecker,
+        health: HealthRef,
         lifecycle: Arc<Lifecycle>,
         metrics: Arc<DeployMetrics>,
     ) -> Reconciler {
