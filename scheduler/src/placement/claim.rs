@@ -1,6 +1,7 @@
 //! The write half of placement: one claim transaction (optimistic host update, host port,
-//! instance row), one release transaction, and the retry loop they (and the pessimistic baseline)
-//! share.
+//! instance row), one release transaction, and the retry loop they share. The retry loop, the
+//! attempt outcome, the instance-row insert and the rollback are public so the benchmark's
+//! pessimistic baseline (`examples/bench_placement`) claims with the same parts.
 //!
 //! Why a port search is safe without locking `instances`: every transaction that adds or removes
 //! an instance row of a host first updates that host's row, so it holds the host's row lock
@@ -17,9 +18,10 @@ use sqlx::{MySql, Transaction};
 use std::future::Future;
 use std::time::Duration;
 
-/// The result of one attempt that did not fail for good.
+/// The result of one attempt that did not fail for good; [`retry`] ends on `Done` and tries
+/// again on the others.
 #[derive(Debug)]
-pub(crate) enum Attempt<T> {
+pub enum Attempt<T> {
     /// Committed.
     Done(T),
     /// The optimistic check lost: another scheduler changed the host first.
@@ -31,7 +33,7 @@ pub(crate) enum Attempt<T> {
 }
 
 /// Maps an error inside an attempt: retryable database failures become [`Attempt::Transient`].
-pub(super) fn attempt_error<T>(what: &str, e: sqlx::Error) -> Result<Attempt<T>> {
+pub fn attempt_error<T>(what: &str, e: sqlx::Error) -> Result<Attempt<T>> {
     match sql::classify(&e) {
         Failure::Transient | Failure::Duplicate => {
             tracing::debug!(error = %e, "retrying after a transient failure while {what}");
@@ -45,7 +47,7 @@ pub(super) fn attempt_error<T>(what: &str, e: sqlx::Error) -> Result<Attempt<T>>
 /// failure or a full host is tried again in a new transaction after a jittered back-off, up to
 /// [`MAX_ATTEMPTS`] in all, then [`Error::Contention`]; any other error ends it at once. The
 /// attempt itself reacts to what it saw (e.g. reads every host after [`Attempt::PortsFull`]).
-pub(super) async fn retry<T, F, Fut>(metrics: &PlacementMetrics, mut attempt: F) -> Result<T>
+pub async fn retry<T, F, Fut>(metrics: &PlacementMetrics, mut attempt: F) -> Result<T>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Result<Attempt<T>>>,
@@ -96,7 +98,7 @@ pub(crate) fn free_port(range: PortRange, used: &[u16]) -> Option<u16> {
 
 /// Takes a free host port of `host_id` and inserts the instance row, inside `tx` (which must
 /// already hold the host's row lock). `Ok(None)`: every port is taken.
-pub(crate) async fn insert_instance(
+pub async fn insert_instance(
     tx: &mut Transaction<'static, MySql>,
     req: &PlacementRequest,
     host_id: i64,
@@ -194,7 +196,7 @@ pub(crate) async fn try_claim(
 
 /// Rolls back, logging (only) a failure: the connection is dropped and the server rolls back
 /// anyway.
-pub(crate) async fn rollback(tx: Transaction<'static, MySql>) {
+pub async fn rollback(tx: Transaction<'static, MySql>) {
     if let Err(e) = tx.rollback().await {
         tracing::debug!(error = %e, "rollback failed; the connection is discarded");
     }

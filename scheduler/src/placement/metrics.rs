@@ -45,7 +45,8 @@ impl PlacementMetrics {
         }
     }
 
-    pub(crate) fn placed(&self) {
+    /// Counts one committed claim (also called by the benchmark's pessimistic baseline).
+    pub fn placed(&self) {
         self.placements.fetch_add(1, Ordering::Relaxed);
     }
     pub(crate) fn conflict(&self) {
@@ -54,7 +55,9 @@ impl PlacementMetrics {
     pub(crate) fn retry(&self) {
         self.retries.fetch_add(1, Ordering::Relaxed);
     }
-    pub(crate) fn unplaceable(&self) {
+    /// Counts one request refused because no host could take it (also called by the
+    /// benchmark's pessimistic baseline).
+    pub fn unplaceable(&self) {
         self.unplaceable.fetch_add(1, Ordering::Relaxed);
     }
     pub(crate) fn gave_up(&self) {

@@ -9,16 +9,17 @@
 //! Architecture invariants (tested in `tests/placement.rs` with several pools at once):
 //! no host's instance rows exceed its capacity; no (host, host port) is handed out twice; a
 //! host's free amounts equal its capacity minus what its instance rows hold.
+//!
+//! The pessimistic baseline of the placement benchmark (`examples/bench_placement`) is built
+//! outside this crate from the few public parts of `claim`, `snapshot` and `random`.
 
-mod claim;
+pub mod claim;
 mod metrics;
-mod pessimistic;
 pub mod plan;
-mod random;
-mod snapshot;
+pub mod random;
+pub mod snapshot;
 
 pub use metrics::{MetricsSnapshot, PlacementMetrics};
-pub use pessimistic::place_pessimistic;
 
 use crate::error::{Error, Result};
 use crate::store::{DeploymentRow, Store};
@@ -63,7 +64,8 @@ impl PlacementRequest {
         }
     }
 
-    fn ask(&self) -> plan::Ask<'_> {
+    /// What one instance asks of a host, for [`plan::feasible`] and [`plan::pick`].
+    pub fn ask(&self) -> plan::Ask<'_> {
         plan::Ask {
             memory: self.resources.memory.bytes(),
             cpu: self.resources.cpus.millis(),
@@ -72,7 +74,7 @@ impl PlacementRequest {
     }
 
     /// Memory per instance as the database's signed BIGINT (at most 1 PiB, so it fits).
-    pub(crate) fn memory_i64(&self) -> i64 {
+    pub fn memory_i64(&self) -> i64 {
         i64::try_from(self.resources.memory.bytes()).unwrap_or(i64::MAX)
     }
 
@@ -82,7 +84,8 @@ impl PlacementRequest {
         p.spread || p.global || p.colocate_with.is_some() || !p.constraints.is_empty()
     }
 
-    fn describe(&self) -> String {
+    /// What one instance asks, in words, for the [`Error::Unplaceable`] message.
+    pub fn describe(&self) -> String {
         format!(
             "{} of memory and {} CPUs",
             self.resources.memory, self.resources.cpus
@@ -225,7 +228,7 @@ pub async fn release(store: &Store, instance: &InstanceId) -> Result<()> {
 
 /// Releases claims of a failed multi-instance placement, logging what could not be released
 /// (the reconciler finds such rows: pending instances without a container).
-async fn release_all(store: &Store, claims: &[Claim]) {
+pub async fn release_all(store: &Store, claims: &[Claim]) {
     for claim in claims {
         match release(store, &claim.instance).await {
             Ok(()) | Err(Error::NotFound(_)) => {}

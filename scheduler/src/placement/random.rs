@@ -14,8 +14,8 @@ fn seed() -> u64 {
     s | 1
 }
 
-/// The next pseudo-random number of this thread's stream.
-pub(crate) fn next_u64() -> u64 {
+/// The next pseudo-random number of this thread's stream (picks and instance ids).
+pub fn next_u64() -> u64 {
     STATE.with(|state| {
         let mut x = state.get();
         x ^= x >> 12;

@@ -41,7 +41,10 @@ const CANDIDATE_SELECT: &str = "(SELECT COUNT(*) FROM instances i WHERE i.host_i
 const WINDOW_SELECT: &str =
     "0 AS used_ports, 0 AS same_deployment, 0 AS colocated FROM hosts h FORCE INDEX (PRIMARY)";
 
-pub(crate) fn candidate_from_row(row: &MySqlRow, with_counts: bool) -> Result<Candidate> {
+/// A host row (the `CANDIDATE_COLUMNS`, and with `with_counts` the `used_ports`,
+/// `same_deployment` and `colocated` counts) as a candidate; without counts, every port is
+/// free and no instance of the deployment or the co-location app is on the host.
+pub fn candidate_from_row(row: &MySqlRow, with_counts: bool) -> Result<Candidate> {
     let first: u16 = unsigned(row, "port_first")?;
     let last: u16 = unsigned(row, "port_last")?;
     let ports = PortRange::new(first, last)
@@ -77,7 +80,7 @@ pub(crate) fn candidate_from_row(row: &MySqlRow, with_counts: bool) -> Result<Ca
 /// A random host id between the smallest and the largest, or `None` without hosts. The
 /// bounds are cached for a second: a stale bound only skews which window is read, and the
 /// wrap-around still covers every host.
-pub(crate) async fn random_pivot(store: &Store) -> Result<Option<i64>> {
+pub async fn random_pivot(store: &Store) -> Result<Option<i64>> {
     let (lo, hi) = match store.cached_host_id_bounds() {
         Some(bounds) => bounds,
         None => {

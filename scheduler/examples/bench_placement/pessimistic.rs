@@ -1,14 +1,17 @@
 //! The pessimistic baseline the benchmark compares against: the same window, filter, rank and
 //! pick, but the candidate hosts are read with `SELECT ... FOR UPDATE` inside the claim's
 //! transaction, so concurrent schedulers wait for each other's row locks instead of retrying.
-//! Not used by the scheduler itself. It ignores spread and co-location (no instance counts are
-//! read under the lock); constraints are applied.
+//! Not used by the scheduler itself (it lives here, beside the benchmark, and
+//! `tests/placement.rs` includes it to check the invariant). It ignores spread and co-location
+//! (no instance counts are read under the lock); constraints are applied.
 
-use super::claim::{self, attempt_error, rollback, Attempt};
-use super::snapshot::{candidate_from_row, random_pivot};
-use super::{plan, random, Claim, PlacementRequest, PICK_AMONG, WINDOW};
-use crate::error::{Error, Result};
-use crate::store::Store;
+use caas_scheduler::placement::claim::{self, attempt_error, rollback, Attempt};
+use caas_scheduler::placement::snapshot::{candidate_from_row, random_pivot};
+use caas_scheduler::placement::{
+    plan, random, release_all, Claim, PlacementRequest, PICK_AMONG, WINDOW,
+};
+use caas_scheduler::store::Store;
+use caas_scheduler::{Error, Result};
 use caas_types::InstanceId;
 
 const LOCKING_WINDOW: &str = "SELECT h.id, h.name, h.address, h.state, h.labels, h.mem_free, \
@@ -23,7 +26,7 @@ pub async fn place_pessimistic(store: &Store, req: &PlacementRequest) -> Result<
         match place_one_locked(store, req).await {
             Ok(c) => claims.push(c),
             Err(e) => {
-                super::release_all(store, &claims).await;
+                release_all(store, &claims).await;
                 return Err(e);
             }
         }
