@@ -12,6 +12,7 @@ pub mod healing;
 pub mod metrics;
 pub mod placement;
 pub mod reconcile;
+pub mod reconcile_plan;
 pub mod registry_events;
 pub mod store;
 
