@@ -9,6 +9,7 @@ pub mod config;
 pub mod deploy;
 pub mod error;
 pub mod healing;
+pub mod healing_plan;
 pub mod metrics;
 pub mod placement;
 pub mod reconcile;
