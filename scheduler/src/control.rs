@@ -79,7 +79,6 @@ impl ControlPlane {
         ));
         let apps = Apps::new(store.clone(), routes.clone(), deployments.clone());
         let healer = Arc::new(Healer::new(
-            config.clone(),
             store.clone(),
             lifecycle.clone(),
             health.clone(),

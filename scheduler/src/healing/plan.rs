@@ -1,0 +1,317 @@
+//! The pure half of healing: what a health transition does to an instance, whether an instance
+//! is still to be healed once its back-off has passed, and which containers the health checker
+//! should start or stop watching. No I/O here; the healer reads the rows, asks these functions
+//! and acts.
+
+use crate::store::InstanceRow;
+use caas_registry::HealthEventKind;
+use caas_types::api::{InstanceState, OnFailure};
+use caas_types::{ContainerId, InstanceId};
+use std::collections::HashSet;
+
+/// What to do with one health transition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HealthAction {
+    /// The container belongs to no instance any more (undeployed meanwhile): stop checking it.
+    Unwatch,
+    /// The instance is being stopped: nothing to do.
+    Ignore,
+    /// Record the instance healthy and `running`.
+    MarkHealthy {
+        /// The instance.
+        instance: InstanceId,
+    },
+    /// Record the instance unhealthy (`unhealthy` state), then, after the back-off, heal it
+    /// per its deployment's policy.
+    MarkUnhealthy {
+        /// The instance.
+        instance: InstanceId,
+        /// The deployment's `on_failure` policy; `None` if it could not be read: mark only
+        /// (the reconciler re-creates the container if it is gone).
+        then: Option<OnFailure>,
+    },
+}
+
+/// What a health transition of `kind` does to `instance`, the row whose container it is
+/// (`None`: no row has that container). `on_failure` is its deployment's policy, `None` if it
+/// could not be read (only an unhealthy transition uses it).
+pub fn on_event(
+    kind: HealthEventKind,
+    instance: Option<&InstanceRow>,
+    on_failure: Option<OnFailure>,
+) -> HealthAction {
+    let Some(inst) = instance else {
+        return HealthAction::Unwatch;
+    };
+    if inst.state == InstanceState::Stopping {
+        return HealthAction::Ignore;
+    }
+    let instance = inst.id.clone();
+    match kind {
+        HealthEventKind::Healthy => HealthAction::MarkHealthy { instance },
+        HealthEventKind::Unhealthy => HealthAction::MarkUnhealthy {
+            instance,
+            then: on_failure,
+        },
+    }
+}
+
+/// Whether an instance, read again after its back-off, is still to be healed (it may have
+/// recovered, or been undeployed, meanwhile).
+pub fn still_unhealthy(now: &InstanceRow) -> bool {
+    now.state == InstanceState::Unhealthy
+}
+
+/// The container a restart in place restarts: the instance's, if it is still unhealthy and has
+/// one.
+pub fn restart_target(now: &InstanceRow) -> Option<&ContainerId> {
+    now.container_id.as_ref().filter(|_| still_unhealthy(now))
+}
+
+/// Whether the health checker treats an instance as registered in ZooKeeper when it starts
+/// watching it: healthy and `running`.
+pub fn registered(r: &InstanceRow) -> bool {
+    r.healthy && r.state == InstanceState::Running
+}
+
+/// An instance the health checker should start watching.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Watch {
+    /// The instance's row (app, version, endpoint, deployment for the health spec).
+    pub instance: InstanceRow,
+    /// Its container.
+    pub container: ContainerId,
+    /// Whether it is registered already ([`registered`]).
+    pub registered: bool,
+}
+
+/// How the health checker's targets change to equal the database's.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TargetDiff {
+    /// Instances to start watching, in row order.
+    pub watch: Vec<Watch>,
+    /// Containers to stop watching, sorted.
+    pub unwatch: Vec<ContainerId>,
+}
+
+/// The targets to add and remove so that the checker watches exactly the containers of the
+/// `running` and `unhealthy` instances in `rows`, given the containers it `watched`.
+pub fn target_diff(rows: &[InstanceRow], watched: &HashSet<ContainerId>) -> TargetDiff {
+    let mut want: HashSet<&ContainerId> = HashSet::new();
+    let mut watch = Vec::new();
+    for r in rows {
+        let Some(cid) = &r.container_id else {
+            continue;
+        };
+        if !matches!(r.state, InstanceState::Running | InstanceState::Unhealthy) {
+            continue;
+        }
+        // Watched already, or named by an earlier row.
+        if !want.insert(cid) || watched.contains(cid) {
+            continue;
+        }
+        watch.push(Watch {
+            instance: r.clone(),
+            container: cid.clone(),
+            registered: registered(r),
+        });
+    }
+    let mut unwatch: Vec<ContainerId> = watched
+        .iter()
+        .filter(|c| !want.contains(c))
+        .cloned()
+        .collect();
+    unwatch.sort();
+    TargetDiff { watch, unwatch }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cid(n: u8) -> ContainerId {
+        format!("{n:064x}").parse().expect("valid container id")
+    }
+
+    fn inst(id: &str, state: InstanceState, container: Option<u8>, healthy: bool) -> InstanceRow {
+        InstanceRow {
+            id: id.parse().expect("valid instance id"),
+            deployment_id: 1,
+            app: "web".parse().expect("valid app id"),
+            version: "v1".parse().expect("valid version"),
+            host_id: 1,
+            host: "h1".parse().expect("valid host name"),
+            host_address: [10, 0, 0, 1].into(),
+            host_port: 20_000,
+            memory: 64 << 20,
+            cpu: 100,
+            container_id: container.map(cid),
+            state,
+            healthy,
+            updated_ms: 0,
+        }
+    }
+
+    const STATES: [InstanceState; 5] = [
+        InstanceState::Pending,
+        InstanceState::Starting,
+        InstanceState::Running,
+        InstanceState::Unhealthy,
+        InstanceState::Stopping,
+    ];
+
+    #[test]
+    fn an_event_for_a_container_of_no_instance_unwatches_it() {
+        for kind in [HealthEventKind::Healthy, HealthEventKind::Unhealthy] {
+            assert_eq!(
+                on_event(kind, None, Some(OnFailure::Replace)),
+                HealthAction::Unwatch
+            );
+        }
+    }
+
+    #[test]
+    fn events_of_a_stopping_instance_are_ignored() {
+        let r = inst("web-a", InstanceState::Stopping, Some(1), false);
+        for kind in [HealthEventKind::Healthy, HealthEventKind::Unhealthy] {
+            assert_eq!(
+                on_event(kind, Some(&r), Some(OnFailure::Restart)),
+                HealthAction::Ignore
+            );
+        }
+    }
+
+    #[test]
+    fn a_healthy_event_marks_any_other_instance_healthy() {
+        for state in STATES.into_iter().filter(|s| *s != InstanceState::Stopping) {
+            let r = inst("web-a", state, Some(1), false);
+            assert_eq!(
+                on_event(HealthEventKind::Healthy, Some(&r), None),
+                HealthAction::MarkHealthy {
+                    instance: r.id.clone()
+                },
+                "{state:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_unhealthy_event_marks_then_heals_per_policy() {
+        let r = inst("web-a", InstanceState::Running, Some(1), true);
+        for policy in [OnFailure::Restart, OnFailure::Replace] {
+            assert_eq!(
+                on_event(HealthEventKind::Unhealthy, Some(&r), Some(policy)),
+                HealthAction::MarkUnhealthy {
+                    instance: r.id.clone(),
+                    then: Some(policy)
+                }
+            );
+        }
+    }
+
+    #[test]
+    fn an_unhealthy_event_without_a_policy_only_marks() {
+        let r = inst("web-a", InstanceState::Running, Some(1), true);
+        assert_eq!(
+            on_event(HealthEventKind::Unhealthy, Some(&r), None),
+            HealthAction::MarkUnhealthy {
+                instance: r.id.clone(),
+                then: None
+            }
+        );
+    }
+
+    #[test]
+    fn only_a_still_unhealthy_instance_is_healed_after_its_backoff() {
+        for state in STATES {
+            let r = inst("web-a", state, Some(1), false);
+            assert_eq!(
+                still_unhealthy(&r),
+                state == InstanceState::Unhealthy,
+                "{state:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_restart_in_place_needs_a_container_and_an_unhealthy_instance() {
+        let one = cid(1);
+        assert_eq!(
+            restart_target(&inst("web-a", InstanceState::Unhealthy, Some(1), false)),
+            Some(&one)
+        );
+        assert_eq!(
+            restart_target(&inst("web-a", InstanceState::Unhealthy, None, false)),
+            None
+        );
+        assert_eq!(
+            restart_target(&inst("web-a", InstanceState::Running, Some(1), true)),
+            None
+        );
+    }
+
+    #[test]
+    fn running_and_unhealthy_instances_with_a_container_are_watched() {
+        let rows = vec![
+            inst("web-a", InstanceState::Running, Some(1), true),
+            inst("web-b", InstanceState::Unhealthy, Some(2), false),
+            // Running but failing its checks since the last sync: not registered.
+            inst("web-c", InstanceState::Running, Some(3), false),
+            inst("web-d", InstanceState::Running, None, true),
+            inst("web-e", InstanceState::Starting, Some(5), false),
+            inst("web-f", InstanceState::Pending, None, false),
+            inst("web-g", InstanceState::Stopping, Some(7), false),
+        ];
+        let diff = target_diff(&rows, &HashSet::new());
+        let got: Vec<(&str, ContainerId, bool)> = diff
+            .watch
+            .iter()
+            .map(|w| (w.instance.id.as_str(), w.container.clone(), w.registered))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("web-a", cid(1), true),
+                ("web-b", cid(2), false),
+                ("web-c", cid(3), false),
+            ]
+        );
+        assert_eq!(diff.unwatch, vec![]);
+    }
+
+    #[test]
+    fn watched_targets_are_kept_and_unwanted_ones_unwatched() {
+        let rows = vec![
+            inst("web-a", InstanceState::Running, Some(1), true),
+            inst("web-b", InstanceState::Unhealthy, Some(2), false),
+            inst("web-e", InstanceState::Starting, Some(5), false),
+            inst("web-g", InstanceState::Stopping, Some(7), false),
+        ];
+        let watched: HashSet<ContainerId> = [1, 9, 7, 5].into_iter().map(cid).collect();
+        let diff = target_diff(&rows, &watched);
+        assert_eq!(diff.watch.len(), 1);
+        assert_eq!(diff.watch[0].container, cid(2));
+        assert_eq!(diff.unwatch, vec![cid(5), cid(7), cid(9)]);
+    }
+
+    #[test]
+    fn a_container_named_by_two_rows_is_watched_once() {
+        let rows = vec![
+            inst("web-a", InstanceState::Running, Some(1), true),
+            inst("web-b", InstanceState::Unhealthy, Some(1), false),
+        ];
+        let diff = target_diff(&rows, &HashSet::new());
+        assert_eq!(diff.watch.len(), 1);
+        assert_eq!(diff.watch[0].instance.id.as_str(), "web-a");
+    }
+
+    #[test]
+    fn in_step_targets_change_nothing() {
+        let rows = vec![
+            inst("web-a", InstanceState::Running, Some(1), true),
+            inst("web-b", InstanceState::Unhealthy, Some(2), false),
+        ];
+        let watched: HashSet<ContainerId> = [1, 2].into_iter().map(cid).collect();
+        assert_eq!(target_diff(&rows, &watched), TargetDiff::default());
+    }
+}
