@@ -468,3 +468,63 @@ async fn the_reconciler_repairs_a_scheduler_killed_mid_deploy() {
     }
     p.assert_empty("after repair").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_global_deployment_reaches_a_host_added_later() {
+    let p = Platform::new(&[]).await;
+    p.add_hosts(2, 1024, 2.0).await;
+    let (s, _) = p
+        .call("POST", "/v1/apps", Some(json!({"id": "hello"})), TOKEN)
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let (s, d) = p
+        .call(
+            "POST",
+            "/v1/apps/hello/deployments",
+            Some(json!({"version": "v1", "memory_mb": 64, "cpus": 0.1,
+                        "placement": {"global": true}})),
+            TOKEN,
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{d}");
+    assert_eq!(instances(&d).len(), 2, "one per host: {d}");
+
+    // A third host joins after the deploy; the next reconciliation pass gives it its instance.
+    let (s, body) = p
+        .call(
+            "POST",
+            "/v1/hosts",
+            Some(
+                json!({"name": "h3", "address": p.host_ip(3), "docker": var("CAAS_DOCKER"),
+                        "memory_mb": 1024, "cpus": 2.0, "ports": "25700-25799"}),
+            ),
+            TOKEN,
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{body}");
+    let report = p.control().reconciler.reconcile().await.expect("reconcile");
+    assert_eq!(report.topped_up, 1, "{report:?}");
+    let (s, d) = p
+        .call("GET", "/v1/apps/hello/deployments/v1", None, TOKEN)
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let list = instances(&d);
+    let hosts: HashSet<&str> = list.iter().filter_map(|i| i["host"].as_str()).collect();
+    assert_eq!(hosts, HashSet::from(["h1", "h2", "h3"]), "{d}");
+    let on_h3 = list
+        .iter()
+        .find(|i| i["host"] == "h3")
+        .and_then(|i| i["address"].as_str())
+        .expect("an instance on h3");
+    assert!(ping(on_h3).await.is_some(), "the new instance answers");
+    // A second pass finds nothing more to do.
+    let again = p.control().reconciler.reconcile().await.expect("reconcile");
+    assert_eq!(again.topped_up, 0, "{again:?}");
+
+    let (s, _) = p
+        .call("DELETE", "/v1/apps/hello/deployments/v1", None, TOKEN)
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    p.assert_empty("after undeploying the global deployment")
+        .await;
+}
