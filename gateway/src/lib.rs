@@ -8,7 +8,7 @@
 //! Modules: `config` (flags), `server` (listeners, connections, shutdown), `h1` (the HTTP/1.1
 //! fast path: the gateway's own request loop for HTTP/1.1 connections, plain and TLS), `proxy` (the
 //! general request path on hyper: h2c, h2 over TLS, HTTP/1.0, upgrades), `table` (routing table, round-robin, passive health), `headers` (proxy hygiene),
-//! `body` (streaming bodies), `pool` (upstream keep-alive connections), `idle` (idle timeout), `deadline` (the lazily re-armed per-connection timer of the fast path), `answers` (the gateway's own answer texts), `metrics` and `admin` (stats,
+//! `body` (streaming bodies), `pool` (upstream keep-alive connections), `retry` (the one retry policy of both paths), `idle` (idle timeout), `deadline` (the lazily re-armed per-connection timer of the fast path), `answers` (the gateway's own answer texts), `metrics` and `admin` (stats,
 //! `/healthz`), `status` (route source state), `tls`.
 
 mod admin;
@@ -23,6 +23,7 @@ mod idle;
 mod metrics;
 mod pool;
 mod proxy;
+mod retry;
 mod server;
 mod status;
 mod table;
