@@ -9,7 +9,7 @@
 //! fast path: the gateway's own request loop for HTTP/1.1 connections, plain and TLS), `proxy` (the
 //! general request path on hyper: h2c, h2 over TLS, HTTP/1.0, upgrades), `table` (routing table, round-robin, passive health), `headers` (proxy hygiene),
 //! `body` (streaming bodies), `pool` (upstream keep-alive connections), `retry` (the one retry policy of both paths), `idle` (idle timeout), `deadline` (the lazily re-armed per-connection timer of the fast path), `answers` (the gateway's own answer texts), `metrics` and `admin` (stats,
-//! `/healthz`), `status` (route source state), `tls`.
+//! `/healthz`), `route_source` (where routes come from: live, starting, disconnected), `tls`.
 
 mod admin;
 mod answers;
@@ -24,8 +24,8 @@ mod metrics;
 mod pool;
 mod proxy;
 mod retry;
+mod route_source;
 mod server;
-mod status;
 mod table;
 mod tls;
 
@@ -33,8 +33,8 @@ pub use body::ProxyBody;
 pub use caas_registry::RouteSnapshot;
 pub use config::{Config, Http1Engine};
 pub use error::{Error, Result};
+pub use route_source::RouteStatus;
 pub use server::Gateway;
-pub use status::RouteStatus;
 
 use std::future::Future;
 use std::sync::Arc;
