@@ -22,6 +22,10 @@ pub enum Error {
     /// The gateway domain is not a valid DNS name.
     #[error("invalid gateway domain {0:?}")]
     Domain(String),
+    /// The read-only ZooKeeper credential is not `user:password`. The message names the
+    /// variable the operator sets; the cause says what is wrong with it.
+    #[error("CAAS_ZK_READ_AUTH")]
+    ReadAuth(#[source] caas_registry::Error),
 }
 
 /// Result with the gateway's [`Error`].
