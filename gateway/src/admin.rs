@@ -2,7 +2,7 @@
 
 use crate::body::ProxyBody;
 use crate::metrics::Stats;
-use crate::status::RouteStatus;
+use crate::route_source::RouteStatus;
 use http::header::{self, HeaderValue};
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;

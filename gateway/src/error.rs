@@ -1,6 +1,8 @@
-//! The gateway's error type: what failed, where (downstream client, upstream backend, or the
-//! gateway itself), and whether the request may be sent again.
+//! The gateway's error type: what failed and where (downstream client, upstream backend, or the
+//! gateway itself); for a failed try at a backend, the [`Failure`] from which [`crate::retry`]
+//! decides whether the request may be sent again.
 
+use crate::retry::Failure;
 use std::net::SocketAddr;
 
 /// Errors of the gateway library.
@@ -20,6 +22,10 @@ pub enum Error {
     /// The gateway domain is not a valid DNS name.
     #[error("invalid gateway domain {0:?}")]
     Domain(String),
+    /// The read-only ZooKeeper credential is not `user:password`. The message names the
+    /// variable the operator sets; the cause says what is wrong with it.
+    #[error("CAAS_ZK_READ_AUTH")]
+    ReadAuth(#[source] caas_registry::Error),
 }
 
 /// Result with the gateway's [`Error`].
@@ -28,21 +34,19 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// Why one try at a backend failed: the proxy decides from this whether to try the next one.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum UpstreamError {
-    /// No connection could be made: nothing was sent, so any request may go elsewhere.
+    /// No connection could be made: nothing was sent.
     #[error("connect to {backend} failed: {source}")]
     Connect {
         backend: SocketAddr,
         source: crate::pool::ConnectError,
     },
-    /// No response head within the response timeout: never sent again (the backend may be
-    /// working on it), answered 504.
+    /// No response head within the response timeout: answered 504.
     #[error("{backend} sent no response head within {after:?}")]
     Timeout {
         backend: SocketAddr,
         after: std::time::Duration,
     },
-    /// The connection broke after the request (or part of it) was sent: only idempotent
-    /// requests may be sent again.
+    /// The connection broke after the request (or part of it) was sent.
     #[error("request to {backend} failed: {source}")]
     Send {
         backend: SocketAddr,
@@ -51,12 +55,12 @@ pub(crate) enum UpstreamError {
 }
 
 impl UpstreamError {
-    /// Whether a request with `idempotent` semantics may be sent to another backend.
-    pub(crate) fn retry_safe(&self, idempotent: bool) -> bool {
+    /// What failed, for the retry policy ([`crate::retry`]).
+    pub(crate) fn failure(&self) -> Failure {
         match self {
-            UpstreamError::Connect { .. } => true,
-            UpstreamError::Timeout { .. } => false,
-            UpstreamError::Send { .. } => idempotent,
+            UpstreamError::Connect { .. } => Failure::Connect,
+            UpstreamError::Timeout { .. } => Failure::TimedOut,
+            UpstreamError::Send { .. } => Failure::Sent,
         }
     }
 }

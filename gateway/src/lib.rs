@@ -8,8 +8,10 @@
 //! Modules: `config` (flags), `server` (listeners, connections, shutdown), `h1` (the HTTP/1.1
 //! fast path: the gateway's own request loop for HTTP/1.1 connections, plain and TLS), `proxy` (the
 //! general request path on hyper: h2c, h2 over TLS, HTTP/1.0, upgrades), `table` (routing table, round-robin, passive health), `headers` (proxy hygiene),
-//! `body` (streaming bodies), `pool` (upstream keep-alive connections), `idle` (idle timeout), `deadline` (the lazily re-armed per-connection timer of the fast path), `answers` (the gateway's own answer texts), `metrics` and `admin` (stats,
-//! `/healthz`), `status` (route source state), `tls`.
+//! `body` (streaming bodies), `pool` (upstream keep-alive connections), `retry` (the one retry policy of both paths), `idle` (idle timeout), `deadline` (the lazily re-armed per-connection timer of the fast path), `answers` (the gateway's own answer texts), `metrics` and `admin` (stats,
+//! `/healthz`), `route_source` (where routes come from: live, starting, disconnected), `routes_feed`
+//! (ZooKeeper's routes into the gateway: the connection config and the task that follows the
+//! registry's route cache), `tls`.
 
 mod admin;
 mod answers;
@@ -23,8 +25,10 @@ mod idle;
 mod metrics;
 mod pool;
 mod proxy;
+mod retry;
+mod route_source;
+pub mod routes_feed;
 mod server;
-mod status;
 mod table;
 mod tls;
 
@@ -32,8 +36,9 @@ pub use body::ProxyBody;
 pub use caas_registry::RouteSnapshot;
 pub use config::{Config, Http1Engine};
 pub use error::{Error, Result};
+pub use route_source::RouteStatus;
+pub use routes_feed::RoutesFeed;
 pub use server::Gateway;
-pub use status::RouteStatus;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -47,4 +52,19 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<()> {
     Gateway::bind(config).await?.serve(routes, shutdown).await
+}
+
+/// Runs the gateway as deployed: follows the routes under `zk` ([`RoutesFeed`], starting before
+/// ZooKeeper answers), binds the listeners of `config`, and serves until `shutdown` completes.
+pub async fn run_with_zookeeper(
+    config: Config,
+    zk: caas_registry::ZkConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<()> {
+    let feed = RoutesFeed::start(zk);
+    Gateway::bind(config)
+        .await?
+        .with_route_status(feed.status)
+        .serve(feed.routes, shutdown)
+        .await
 }

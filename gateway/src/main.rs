@@ -1,30 +1,26 @@
-//! The `caas-gateway` binary: parses configuration, follows the registry's route cache and runs
-//! the gateway until Ctrl-C or SIGTERM.
+//! The `caas-gateway` binary: parses its flags and runs the gateway on the routes ZooKeeper
+//! holds ([`caas_gateway::run_with_zookeeper`]) until Ctrl-C or SIGTERM.
 
 use anyhow::Context as _;
-use caas_gateway::{Config, Gateway, RouteSnapshot, RouteStatus};
-use caas_registry::{RouteCache, ZkAuth, ZkConfig};
+use caas_gateway::Config;
+use caas_service::{LogFormat, ZkArgs};
 use clap::Parser;
-use std::sync::Arc;
-use std::time::Duration;
-use tokio::sync::watch;
 
 /// caas-gateway: round-robin reverse proxy for caas apps.
 #[derive(Debug, Parser)]
 #[command(version, about)]
+// The gateway keeps the 6 s ZooKeeper session it has always had (`ZkConfig::new`'s), not the
+// scheduler's 10 s.
+#[command(mut_arg(ZkArgs::SESSION_TIMEOUT_ID, |a| a.default_value("6000")))]
 struct Cli {
     #[command(flatten)]
     gateway: Config,
 
-    /// ZooKeeper connect string (`host:port,...`).
-    #[arg(long, env = "CAAS_ZK", default_value = "127.0.0.1:2181")]
-    zk: String,
+    #[command(flatten)]
+    zk: ZkArgs,
 
-    /// ZooKeeper chroot the caas tree lives under, if any.
-    #[arg(long, env = "CAAS_ZK_CHROOT")]
-    zk_chroot: Option<String>,
-
-    /// Read-only digest credential `user:password` for ZooKeeper.
+    /// Read-only digest credential `user:password` for ZooKeeper. Its own variable, never the
+    /// scheduler's `CAAS_ZK_AUTH`: a gateway only ever reads the tree.
     #[arg(long, env = "CAAS_ZK_READ_AUTH", hide_env_values = true)]
     zk_auth: Option<String>,
 
@@ -49,118 +45,61 @@ fn main() -> anyhow::Result<()> {
             .build(),
     }
     .context("cannot start the async runtime")?;
-    rt.block_on(serve(cli))
+    rt.block_on(async {
+        caas_service::init_logging("info", LogFormat::Text);
+        let zk = caas_gateway::routes_feed::zk_config(&cli.zk, cli.zk_auth.as_deref())?;
+        caas_gateway::run_with_zookeeper(cli.gateway, zk, caas_service::shutdown_signal())
+            .await
+            .context("gateway failed")
+    })
 }
 
-async fn serve(cli: Cli) -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        // Colours only for a person at a terminal; log files stay plain text.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .init();
-    let mut zk = ZkConfig::new(cli.zk.clone());
-    if let Some(root) = cli.zk_chroot.clone().filter(|r| !r.is_empty()) {
-        zk = zk.with_chroot(root);
-    }
-    if let Some(auth) = &cli.zk_auth {
-        let auth: ZkAuth = auth.parse().context("CAAS_ZK_READ_AUTH")?;
-        zk = zk.with_auth(auth);
-    }
-    // Serve from the start (404 for everything) and switch to the cache's snapshots once
-    // ZooKeeper answers, so a gateway started before ZooKeeper comes up on its own.
-    let (tx, routes) = watch::channel(Arc::new(RouteSnapshot::default()));
-    let (status_tx, status) = watch::channel(RouteStatus::Starting {
-        reason: format!("connecting to ZooKeeper at {}", zk.connect),
-    });
-    tokio::spawn(follow_routes(zk, tx, status_tx));
-    Gateway::bind(cli.gateway)
-        .await
-        .context("gateway failed")?
-        .with_route_status(status)
-        .serve(routes, shutdown_signal())
-        .await
-        .context("gateway failed")
-}
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
 
-/// How often the cache's connection state is looked at for `/healthz`.
-const STATUS_EVERY: Duration = Duration::from_millis(500);
+    use super::*;
+    use clap::CommandFactory as _;
 
-/// Starts the route cache (retrying until ZooKeeper answers), forwards its snapshots and keeps
-/// the route status current.
-async fn follow_routes(
-    zk: ZkConfig,
-    tx: watch::Sender<Arc<RouteSnapshot>>,
-    status: watch::Sender<RouteStatus>,
-) {
-    let cache = loop {
-        match RouteCache::start(&zk).await {
-            Ok(c) => break c,
-            Err(e) => {
-                tracing::warn!(error = %e, connect = %zk.connect, "route cache not started; retrying");
-                status.send_replace(RouteStatus::Starting {
-                    reason: e.to_string(),
-                });
-                tokio::time::sleep(Duration::from_secs(2)).await;
-            }
-        }
-    };
-    tracing::info!(connect = %zk.connect, "route cache started");
-    status.send_replace(RouteStatus::Live);
-    let mut rx = cache.subscribe();
-    let mut tick = tokio::time::interval(STATUS_EVERY);
-    let mut snap = rx.borrow_and_update().clone();
-    loop {
-        if tx.send(snap).is_err() {
-            break;
-        }
-        loop {
-            tokio::select! {
-                changed = rx.changed() => {
-                    if changed.is_err() {
-                        return;
-                    }
-                    break;
-                }
-                _ = tick.tick() => {
-                    let connected = cache.is_connected();
-                    status.send_if_modified(|s| match (connected, &*s) {
-                        (true, RouteStatus::Live) | (false, RouteStatus::Disconnected { .. }) => false,
-                        (true, _) => {
-                            tracing::info!("route cache connected again");
-                            *s = RouteStatus::Live;
-                            true
-                        }
-                        (false, _) => {
-                            tracing::warn!("route cache lost ZooKeeper; serving the last good routes");
-                            *s = RouteStatus::Disconnected {
-                                since: std::time::Instant::now(),
-                                reason: format!("no ZooKeeper session to {}", zk.connect),
-                            };
-                            true
-                        }
-                    });
-                }
-            }
-        }
-        snap = rx.borrow_and_update().clone();
+    fn env_of(long: &str) -> Option<String> {
+        Cli::command()
+            .get_arguments()
+            .find(|a| a.get_long() == Some(long))
+            .and_then(|a| a.get_env())
+            .map(|e| e.to_str().unwrap().to_owned())
     }
-}
 
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => {
-            let _ = ctrl_c.await;
-            return;
-        }
-    };
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term.recv() => {}
+    #[test]
+    fn zookeeper_flags_keep_their_names_and_variables() {
+        Cli::command().debug_assert();
+        assert_eq!(env_of("zk").as_deref(), Some("CAAS_ZK"));
+        assert_eq!(env_of("zk-chroot").as_deref(), Some("CAAS_ZK_CHROOT"));
+        assert_eq!(env_of("zk-auth").as_deref(), Some("CAAS_ZK_READ_AUTH"));
+        assert_eq!(env_of("threads").as_deref(), Some("CAAS_GATEWAY_THREADS"));
+    }
+
+    #[test]
+    fn never_reads_the_writer_credential() {
+        assert!(Cli::command()
+            .get_arguments()
+            .all(|a| a.get_env().is_none_or(|e| e != "CAAS_ZK_AUTH")));
+    }
+
+    #[test]
+    fn the_session_timeout_stays_that_of_zk_config() {
+        let arg = Cli::command()
+            .get_arguments()
+            .find(|a| a.get_long() == Some("zk-session-timeout-ms"))
+            .cloned()
+            .unwrap();
+        let default: u64 = arg.get_default_values()[0]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!(
+            std::time::Duration::from_millis(default),
+            caas_registry::ZkConfig::new("").session_timeout
+        );
     }
 }

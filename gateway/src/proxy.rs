@@ -8,12 +8,13 @@ use crate::error::{BodyTooLarge, UpstreamError};
 use crate::headers::{self, Client};
 use crate::metrics::{AppStats, Stats};
 use crate::pool::{self, PoolPolicy};
+use crate::retry::{self, Failure, Retry};
 use crate::table::{AppRoute, Backend, HealthPolicy, Route, Table, Tried, MAX_TRIES};
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::uri::{PathAndQuery, Uri};
-use http::{Method, Request, Response, StatusCode, Version};
+use http::{Request, Response, StatusCode, Version};
 use http_body_util::BodyExt;
 use hyper::body::{Body, Incoming};
 use hyper_util::rt::TokioIo;
@@ -50,13 +51,6 @@ fn plain(status: StatusCode, body: ProxyBody) -> Response<ProxyBody> {
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     r
-}
-
-fn idempotent(m: &Method) -> bool {
-    matches!(
-        *m,
-        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
-    )
 }
 
 /// Answers one client request.
@@ -155,7 +149,7 @@ async fn forward(
         .path_and_query()
         .cloned()
         .unwrap_or_else(|| PathAndQuery::from_static("/"));
-    let is_idempotent = idempotent(&parts.method);
+    let is_idempotent = retry::is_idempotent(parts.method.as_str());
 
     // A body we can send again, or the one-shot stream.
     let mut replay: Option<Bytes> = None;
@@ -215,7 +209,7 @@ async fn forward(
         };
         let addr = backend.endpoint.addr();
         let span = tracing::debug_span!("upstream", app = %route.app, backend = %addr);
-        let sent = send(shared, backend, addr, up).instrument(span);
+        let sent = send(shared, backend, addr, up, is_idempotent).instrument(span);
         let result = match shared.pool.response_timeout {
             Some(after) => tokio::time::timeout(after, sent).await.unwrap_or_else(|_| {
                 Err(UpstreamError::Timeout {
@@ -249,7 +243,8 @@ async fn forward(
                 }
                 backend.failure(&shared.policy);
                 route.stats.upstream_error();
-                let retry = can_retry && err.retry_safe(is_idempotent);
+                let retry = can_retry
+                    && err.failure().retry(is_idempotent, replay.is_some()) == Retry::NextBackend;
                 tracing::warn!(app = %route.app, error = %err, retry, "upstream try failed");
                 if !retry {
                     if matches!(err, UpstreamError::Timeout { .. }) {
@@ -291,13 +286,19 @@ async fn send(
     backend: &Backend,
     addr: SocketAddr,
     mut req: Request<ProxyBody>,
+    idempotent: bool,
 ) -> Result<(Response<Incoming>, pool::Sender), UpstreamError> {
     if let Some(mut sender) = backend.pool.checkout() {
         match sender.try_send_request(req).await {
             Ok(resp) => return Ok((resp, sender)),
             Err(mut e) => match e.take_message() {
-                Some(unsent) => req = unsent,
-                None => {
+                // Handed back whole, so replayable whatever its body.
+                Some(unsent)
+                    if Failure::StaleUnsent.retry(idempotent, true) == Retry::FreshConnection =>
+                {
+                    req = unsent
+                }
+                _ => {
                     return Err(UpstreamError::Send {
                         backend: addr,
                         source: e.into_error(),
@@ -362,25 +363,4 @@ fn switch_protocols(
     }
     let (parts, _) = resp.into_parts();
     Response::from_parts(parts, ProxyBody::empty())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn idempotent_methods_are_the_rfc_ones() {
-        for m in [
-            Method::GET,
-            Method::HEAD,
-            Method::OPTIONS,
-            Method::PUT,
-            Method::DELETE,
-        ] {
-            assert!(idempotent(&m), "{m}");
-        }
-        for m in [Method::POST, Method::PATCH, Method::CONNECT] {
-            assert!(!idempotent(&m), "{m}");
-        }
-    }
 }

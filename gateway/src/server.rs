@@ -10,7 +10,7 @@ use crate::idle::{Activity, IdleIo};
 use crate::metrics::Stats;
 use crate::pool::PoolPolicy;
 use crate::proxy::Shared;
-use crate::status::RouteStatus;
+use crate::route_source::RouteStatus;
 use crate::table::{HealthPolicy, Table};
 use crate::{admin, h1, proxy, tls};
 use arc_swap::ArcSwap;

@@ -1,6 +1,7 @@
 //! The scheduler's configuration: one clap struct, every field from a flag or a `CAAS_` variable,
 //! with defaults that work on a laptop after `scripts/up`.
 
+use caas_service::ZkArgs;
 use clap::Parser;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -25,13 +26,10 @@ pub struct Config {
     #[arg(long, env = "CAAS_TOKEN", hide_env_values = true)]
     pub token: String,
 
-    /// ZooKeeper connect string.
-    #[arg(long, env = "CAAS_ZK", default_value = "127.0.0.1:2181")]
-    pub zk: String,
-
-    /// ZooKeeper chroot for everything caas writes (e.g. /prod); empty for none.
-    #[arg(long, env = "CAAS_ZK_CHROOT", default_value = "")]
-    pub zk_chroot: String,
+    /// Where ZooKeeper is: `--zk`, `--zk-chroot`, `--zk-session-timeout-ms` (shared with the
+    /// gateway; the credentials below are the scheduler's own).
+    #[command(flatten)]
+    pub zk: ZkArgs,
 
     /// The platform's ZooKeeper digest credential, user:password (write access to the tree).
     #[arg(long, env = "CAAS_ZK_AUTH", hide_env_values = true)]
@@ -40,10 +38,6 @@ pub struct Config {
     /// The gateways' read-only ZooKeeper digest credential, user:password (granted READ).
     #[arg(long, env = "CAAS_ZK_READ_AUTH", hide_env_values = true)]
     pub zk_read_auth: Option<String>,
-
-    /// ZooKeeper session timeout, milliseconds.
-    #[arg(long, env = "CAAS_ZK_SESSION_TIMEOUT_MS", default_value_t = 10_000)]
-    pub zk_session_timeout_ms: u64,
 
     /// The private registry apps are pulled from (host:port); images are {registry}/{app}:{version}.
     #[arg(long, env = "CAAS_REGISTRY", default_value = "127.0.0.1:5000")]
@@ -109,5 +103,68 @@ impl Config {
     /// The public URL of an app through the gateway.
     pub fn app_domain(&self, app: &caas_types::AppId) -> String {
         format!("{app}.{}", self.domain)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use clap::CommandFactory as _;
+
+    #[test]
+    fn zookeeper_flags_parse_as_before_the_shared_zk_args() {
+        let config = Config::try_parse_from([
+            "caas-scheduler",
+            "--database-url",
+            "mysql://u:p@127.0.0.1:3306/caas",
+            "--token",
+            "t",
+            "--zk",
+            "zk1:2181,zk2:2181",
+            "--zk-chroot",
+            "/prod",
+            "--zk-auth",
+            "caas:pw",
+            "--zk-read-auth",
+            "gateway:pw2",
+            "--zk-session-timeout-ms",
+            "4000",
+        ])
+        .unwrap();
+        assert_eq!(config.zk.connect, "zk1:2181,zk2:2181");
+        assert_eq!(config.zk.chroot.as_deref(), Some("/prod"));
+        assert_eq!(config.zk.session_timeout_ms, 4000);
+        assert_eq!(config.zk_auth.as_deref(), Some("caas:pw"));
+        assert_eq!(config.zk_read_auth.as_deref(), Some("gateway:pw2"));
+
+        let cmd = Config::command();
+        let arg = |long: &str| {
+            cmd.get_arguments()
+                .find(|a| a.get_long() == Some(long))
+                .unwrap()
+        };
+        for (long, env, default) in [
+            ("zk", "CAAS_ZK", Some("127.0.0.1:2181")),
+            ("zk-chroot", "CAAS_ZK_CHROOT", None),
+            ("zk-auth", "CAAS_ZK_AUTH", None),
+            ("zk-read-auth", "CAAS_ZK_READ_AUTH", None),
+            (
+                "zk-session-timeout-ms",
+                "CAAS_ZK_SESSION_TIMEOUT_MS",
+                Some("10000"),
+            ),
+        ] {
+            assert_eq!(arg(long).get_env().unwrap(), env, "--{long}");
+            assert_eq!(
+                arg(long)
+                    .get_default_values()
+                    .first()
+                    .map(|v| v.to_str().unwrap()),
+                default,
+                "--{long}"
+            );
+        }
     }
 }

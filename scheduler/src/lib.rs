@@ -34,7 +34,6 @@ use caas_registry::{
 use engine::{DockerConnector, Engines};
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
 use store::Store;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
@@ -57,11 +56,7 @@ pub fn zk_config(config: &Config) -> Result<(ZkConfig, AclPolicy)> {
         })?),
         None => None,
     };
-    let mut zk = ZkConfig::new(config.zk.clone()).with_auth(auth.clone());
-    if !config.zk_chroot.is_empty() {
-        zk = zk.with_chroot(config.zk_chroot.clone());
-    }
-    zk.session_timeout = Duration::from_millis(config.zk_session_timeout_ms);
+    let zk = config.zk.zk_config(Some(auth.clone()));
     Ok((zk, AclPolicy::new(auth, reader)))
 }
 

@@ -3,6 +3,7 @@
 
 use anyhow::Context;
 use caas_scheduler::Config;
+use caas_service::LogFormat;
 use clap::Parser;
 use std::time::Duration;
 
@@ -13,7 +14,10 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 fn main() -> anyhow::Result<()> {
     let config = Config::parse();
-    init_logging(&config.log_format);
+    caas_service::init_logging(
+        "info,sqlx=warn,zookeeper_client=warn",
+        LogFormat::from_name(&config.log_format),
+    );
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -34,43 +38,8 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn init_logging(format: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new("info,sqlx=warn,zookeeper_client=warn")
-    });
-    // Colours only for a person at a terminal; log files stay plain text.
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(ansi)
-        .with_writer(std::io::stderr);
-    if format == "json" {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
-}
-
+/// Ctrl-C or SIGTERM, then a log line: the scheduler says it heard the signal.
 async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = ctrl_c => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = ctrl_c.await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
-    }
+    caas_service::shutdown_signal().await;
     tracing::info!("shutting down");
 }

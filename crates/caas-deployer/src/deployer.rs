@@ -5,10 +5,10 @@
 
 use crate::endpoint::DockerEndpoint;
 use crate::error::{classify, classify_message, Error, Op, Result};
-use crate::spec::{RegistryCredentials, RunSpec};
-use crate::status::{
+use crate::observed::{
     ContainerEvent, ContainerStatus, ContainerSummary, PullProgress, RunningContainer,
 };
+use crate::spec::{RegistryCredentials, RunSpec};
 use bollard::auth::DockerCredentials;
 use bollard::container::{
     CreateContainerOptions, InspectContainerOptions, ListContainersOptions, RemoveContainerOptions,

@@ -26,14 +26,14 @@
 mod deployer;
 mod endpoint;
 mod error;
+mod observed;
 mod spec;
-mod status;
 
 pub use deployer::{Deployer, DEFAULT_TIMEOUT};
 pub use endpoint::{DockerEndpoint, TlsFiles};
 pub use error::{Error, Result};
-pub use spec::{container_name, RegistryCredentials, RestartPolicy, RunSpec, DEFAULT_PIDS_LIMIT};
-pub use status::{
+pub use observed::{
     AppliedLimits, ContainerEvent, ContainerState, ContainerStatus, ContainerSummary, EventKind,
     PullProgress, RunningContainer,
 };
+pub use spec::{container_name, RegistryCredentials, RestartPolicy, RunSpec, DEFAULT_PIDS_LIMIT};

@@ -77,7 +77,7 @@ pub(crate) struct Request<'b> {
     pub(crate) framing: Framing,
     /// The client asked to close the connection after this exchange.
     pub(crate) close: bool,
-    /// GET, HEAD, OPTIONS, PUT, DELETE, TRACE: safe to send again.
+    /// Its method is idempotent ([`crate::retry::is_idempotent`]).
     pub(crate) idempotent: bool,
     /// A HEAD request: the response has no body whatever its headers say.
     pub(crate) head: bool,
@@ -222,10 +222,7 @@ pub(crate) fn parse_request<'b>(
         headers,
         framing,
         close,
-        idempotent: matches!(
-            method,
-            "GET" | "HEAD" | "OPTIONS" | "PUT" | "DELETE" | "TRACE"
-        ),
+        idempotent: crate::retry::is_idempotent(method),
         head: method == "HEAD",
         named,
         named_len,

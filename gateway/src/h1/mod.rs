@@ -24,6 +24,7 @@ pub(crate) mod upstream;
 
 use crate::answers;
 use crate::proxy::Shared;
+use crate::retry::{Failure, Retry};
 use crate::table::{AppRoute, Backend, Route, Tried, MAX_TRIES};
 use bytes::{Buf, BytesMut};
 use chunked::Chunked;
@@ -90,15 +91,27 @@ struct Forward {
 
 /// Why one try at a backend failed.
 enum TryError {
-    /// Nothing of the request reached a backend that took it (connect failed, or a reused
-    /// connection turned out closed): any request may go to the next backend.
+    /// Nothing of the request reached a backend that took it (connecting or the first write on
+    /// a new connection failed; inside [`try_backend`] also a reused connection closed before
+    /// any answer).
     NotSent(io::Error),
-    /// The backend may have seen the request: only a replayable, idempotent one goes elsewhere.
+    /// The backend may have seen the request.
     Sent(io::Error),
     /// The backend answered something that is not HTTP.
     Invalid(&'static str),
     /// No response head within the response timeout: never sent again, answered 504.
     TimedOut,
+}
+
+impl TryError {
+    /// What failed, for the retry policy, once [`try_backend`] gave up on the backend.
+    fn failure(&self) -> Failure {
+        match self {
+            TryError::NotSent(_) => Failure::Connect,
+            TryError::Sent(_) | TryError::Invalid(_) => Failure::Sent,
+            TryError::TimedOut => Failure::TimedOut,
+        }
+    }
 }
 
 impl std::fmt::Display for TryError {
@@ -329,12 +342,9 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
             Err(err) => {
                 backend.failure(&shared.policy);
                 stats.upstream_error();
+                // Every body the fast path forwards is whole in `out`: always replayable.
                 let retry = tried.count() < max_tries
-                    && match &err {
-                        TryError::NotSent(_) => true,
-                        TryError::Sent(_) | TryError::Invalid(_) => fwd.idempotent,
-                        TryError::TimedOut => false,
-                    };
+                    && err.failure().retry(fwd.idempotent, true) == Retry::NextBackend;
                 tracing::warn!(app = %fwd.route.app, backend = %backend.endpoint, error = %err, retry, "upstream try failed");
                 if !retry {
                     let (status, body) = match err {
@@ -444,9 +454,14 @@ async fn try_backend(
                 .map_err(TryError::NotSent)?,
         };
         let reused = up.reused;
+        // The whole request is in `out`: replayable.
+        let fresh_again = |failure: Failure| {
+            reused && failure.retry(fwd.idempotent, true) == Retry::FreshConnection
+        };
         if let Err(e) = up.stream.write_all(out).await {
-            if reused {
-                continue; // a keep-alive connection the backend had closed: try a fresh one
+            // A keep-alive connection the backend had closed: try a fresh one.
+            if fresh_again(Failure::StaleUnsent) {
+                continue;
             }
             return Err(TryError::NotSent(e));
         }
@@ -454,11 +469,9 @@ async fn try_backend(
         match read_head(&mut up, fwd.head, fwd.close, deadline, resp).await {
             Ok(head) => return Ok((up, head)),
             // A reused connection closed before any answer: most likely the backend dropped an
-            // idle keep-alive connection as the request went out. The whole request is in
-            // `out`, and an idempotent one may go again on a fresh connection (the rule Go's
-            // transport follows: a POST might have been acted on).
-            Err(TryError::NotSent(_)) if reused && fwd.idempotent => continue,
-            // A fresh connection closed without an answer: the backend may have acted on it.
+            // idle keep-alive connection as the request went out.
+            Err(TryError::NotSent(_)) if fresh_again(Failure::StaleSent) => continue,
+            // Closed without an answer, not retried here: the backend may have acted on it.
             Err(TryError::NotSent(e)) => return Err(TryError::Sent(e)),
             Err(e) => return Err(e),
         }

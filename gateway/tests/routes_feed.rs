@@ -1,0 +1,253 @@
+//! `routes_feed` against the real ZooKeeper (a chroot of its own): the feed follows the
+//! registry's route cache into the gateway's two channels, and its status goes starting → live,
+//! live → disconnected (the last routes kept) → live again, as `/healthz` reports it.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use caas_gateway::{Gateway, RouteStatus, RoutesFeed};
+use caas_registry::{Registry, ZkConfig};
+use caas_types::{AppId, ContainerId, Endpoint, Version};
+use common::zk::Chroot;
+use common::*;
+use std::net::SocketAddr;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::oneshot;
+use tokio::task::JoinSet;
+
+/// A gateway serving from `feed`, as `run_with_zookeeper` wires it; stops when dropped.
+struct Served {
+    addr: SocketAddr,
+    admin: SocketAddr,
+    _stop: oneshot::Sender<()>,
+}
+
+async fn serve(feed: RoutesFeed) -> Served {
+    let gw = Gateway::bind(test_config())
+        .await
+        .expect("bind gateway")
+        .with_route_status(feed.status);
+    let (addr, admin) = (gw.http_addr(), gw.admin_addr());
+    let (stop, stopped) = oneshot::channel::<()>();
+    tokio::spawn(gw.serve(feed.routes, async move {
+        let _ = stopped.await;
+    }));
+    Served {
+        addr,
+        admin,
+        _stop: stop,
+    }
+}
+
+/// (status, body) of `GET url`, with `host` as the Host header if given.
+async fn fetch(url: String, host: Option<&str>) -> (u16, String) {
+    let mut r = client().get(url);
+    if let Some(h) = host {
+        r = r.header("host", h);
+    }
+    let r = r.send().await.expect("request");
+    (r.status().as_u16(), r.text().await.unwrap_or_default())
+}
+
+async fn healthz(gw: &Served) -> (u16, String) {
+    fetch(format!("http://{}/healthz", gw.admin), None).await
+}
+
+async fn status_of_host(gw: &Served, host: &str) -> u16 {
+    fetch(format!("http://{}/", gw.addr), Some(host)).await.0
+}
+
+#[tokio::test]
+async fn the_feed_follows_zookeeper_into_the_gateway() {
+    let root = Chroot::new("feed").await;
+    let registry = Registry::connect(&root.platform(), root.policy())
+        .await
+        .expect("registry");
+    registry.ensure_layout().await.expect("layout");
+    let app: AppId = "shop".parse().unwrap();
+    registry.add_app(&app).await.expect("app node");
+
+    let feed = RoutesFeed::start(root.reader());
+    let (mut routes, mut status) = (feed.routes.clone(), feed.status.clone());
+    let gw = serve(feed).await;
+    eventually("the feed is live", || {
+        let live = *status.borrow_and_update() == RouteStatus::Live;
+        async move { live.then_some(()) }
+    })
+    .await;
+    eventually("the app's node is in the routes", || {
+        let known = routes.borrow_and_update().apps.contains_key(&app);
+        async move { known.then_some(()) }
+    })
+    .await;
+    assert_eq!(healthz(&gw).await, (200, "ok\n".to_owned()));
+    // Known app, no instance: 503; a name ZooKeeper does not hold: 404.
+    assert_eq!(status_of_host(&gw, "shop.caas.localhost").await, 503);
+    assert_eq!(status_of_host(&gw, "nope.caas.localhost").await, 404);
+
+    // A registered instance reaches the routes.
+    let endpoint: Endpoint = "127.0.0.2:1".parse().unwrap();
+    let version: Version = "v1".parse().unwrap();
+    let container: ContainerId = "0123456789ab".parse().unwrap();
+    registry
+        .register(&app, &version, &container, endpoint)
+        .await
+        .expect("register");
+    eventually("the instance is in the routes", || {
+        let has = routes
+            .borrow_and_update()
+            .endpoints(&app)
+            .is_some_and(|e| e.iter().any(|r| r.endpoint == endpoint));
+        async move { has.then_some(()) }
+    })
+    .await;
+    registry
+        .deregister(&app, &version, &container)
+        .await
+        .expect("deregister");
+    eventually("the instance leaves the routes", || {
+        let gone = routes
+            .borrow_and_update()
+            .endpoints(&app)
+            .is_none_or(|e| e.is_empty());
+        async move { gone.then_some(()) }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_unreachable_zookeeper_is_starting_and_routes_nothing() {
+    // Port 1 on loopback: nothing listens, connecting is refused.
+    let zk = ZkConfig::new("127.0.0.1:1");
+    let feed = RoutesFeed::start(zk);
+    let mut status = feed.status.clone();
+    assert!(
+        matches!(&*status.borrow(), RouteStatus::Starting { reason } if reason.contains("127.0.0.1:1")),
+        "{:?}",
+        *status.borrow()
+    );
+    let gw = serve(feed).await;
+    // The first failed start replaces the initial reason with its own.
+    eventually("a failed start is reported", || {
+        let failed = matches!(
+            &*status.borrow_and_update(),
+            RouteStatus::Starting { reason } if !reason.starts_with("connecting to ZooKeeper")
+        );
+        async move { failed.then_some(()) }
+    })
+    .await;
+    let (code, text) = healthz(&gw).await;
+    assert_eq!(code, 503, "{text}");
+    assert!(text.contains("not started"), "{text}");
+    assert_eq!(status_of_host(&gw, "shop.caas.localhost").await, 404);
+}
+
+/// A TCP relay in front of ZooKeeper that a test can cut (every connection closed, nothing
+/// accepted) and restore on the same address.
+struct Relay {
+    addr: SocketAddr,
+    target: String,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Relay {
+    async fn start(target: String) -> Relay {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind relay");
+        let addr = listener.local_addr().unwrap();
+        let mut relay = Relay {
+            addr,
+            target,
+            task: None,
+        };
+        relay.run(listener);
+        relay
+    }
+
+    fn run(&mut self, listener: TcpListener) {
+        let target = self.target.clone();
+        self.task = Some(tokio::spawn(async move {
+            // Dropped with the task: aborting it closes every relayed connection.
+            let mut conns = JoinSet::new();
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let target = target.clone();
+                conns.spawn(async move {
+                    if let Ok(mut out) = TcpStream::connect(&target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut out).await;
+                    }
+                });
+            }
+        }));
+    }
+
+    fn cut(&mut self) {
+        if let Some(t) = self.task.take() {
+            t.abort();
+        }
+    }
+
+    async fn restore(&mut self) {
+        let addr = self.addr;
+        let listener = eventually("the relay's address is free again", || async move {
+            TcpListener::bind(addr).await.ok()
+        })
+        .await;
+        self.run(listener);
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.cut();
+    }
+}
+
+#[tokio::test]
+async fn a_lost_zookeeper_keeps_the_last_routes_and_comes_back() {
+    let root = Chroot::new("feed-cut").await;
+    let registry = Registry::connect(&root.platform(), root.policy())
+        .await
+        .expect("registry");
+    registry.ensure_layout().await.expect("layout");
+    let app: AppId = "shop".parse().unwrap();
+    registry.add_app(&app).await.expect("app node");
+
+    let mut zk = root.reader();
+    let target = zk.connect.split(',').next().unwrap().to_owned();
+    let mut relay = Relay::start(target).await;
+    zk.connect = relay.addr.to_string();
+    let feed = RoutesFeed::start(zk);
+    let (mut routes, mut status) = (feed.routes.clone(), feed.status.clone());
+    let gw = serve(feed).await;
+    eventually("the feed is live with the app", || {
+        let ready = *status.borrow_and_update() == RouteStatus::Live
+            && routes.borrow_and_update().apps.contains_key(&app);
+        async move { ready.then_some(()) }
+    })
+    .await;
+    let generation = routes.borrow().generation;
+
+    relay.cut();
+    eventually("the lost session is reported", || {
+        let lost = matches!(
+            &*status.borrow_and_update(),
+            RouteStatus::Disconnected { reason, .. } if reason.contains(&relay.addr.to_string())
+        );
+        async move { lost.then_some(()) }
+    })
+    .await;
+    let (code, text) = healthz(&gw).await;
+    assert_eq!(code, 503, "{text}");
+    assert!(text.contains("disconnected"), "{text}");
+    // Still routed from the last good snapshot.
+    assert_eq!(routes.borrow().generation, generation);
+    assert_eq!(status_of_host(&gw, "shop.caas.localhost").await, 503);
+
+    relay.restore().await;
+    eventually("the feed is live again", || {
+        let live = *status.borrow_and_update() == RouteStatus::Live;
+        async move { live.then_some(()) }
+    })
+    .await;
+    assert_eq!(healthz(&gw).await, (200, "ok\n".to_owned()));
+}
