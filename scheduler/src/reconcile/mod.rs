@@ -26,8 +26,7 @@ use crate::routes::RoutesRef;
 use crate::store::{DeploymentState, InstanceRow, Store};
 use caas_deployer::{ContainerState, ContainerSummary};
 use caas_registry::HealthChecker;
-use caas_types::api::{HostState, InstanceState};
-use caas_types::{labels, ContainerId};
+use caas_types::{labels, ContainerId, HostState, InstanceState};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -256,7 +255,7 @@ impl Reconciler {
             if let Ok(deployment) = self.store.get_deployment_by_id(r.deployment_id).await {
                 if let Ok(endpoint) = r.endpoint() {
                     let timeout = Duration::from_millis(deployment.spec.health.timeout_ms.max(100));
-                    if probe::check(endpoint, &deployment.spec.health.path, timeout).await {
+                    if probe::check(endpoint, deployment.spec.health.path.as_str(), timeout).await {
                         let done = async {
                             self.store.set_instance_container(&r.id, Some(cid)).await?;
                             self.routes
