@@ -164,6 +164,23 @@ mod tests {
     }
 
     #[test]
+    fn a_bad_health_path_is_refused_with_the_same_message() {
+        let app: AppId = "hello".parse().expect("valid");
+        for path in ["ping", "/a b", "/\\u0007"] {
+            let body = format!(
+                r#"{{"version":"v1","memory_mb":128,"cpus":0.5,"health":{{"path":"{path}"}}}}"#
+            );
+            match plan("r:5000", &app, &req(&body)) {
+                Err(Error::Invalid(m)) => assert_eq!(
+                    m,
+                    "health.path: must start with '/' and hold no spaces or control characters"
+                ),
+                other => panic!("{path:?}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
     fn ten_terabytes_is_valid_input_but_placement_refuses_it() {
         let app: AppId = "hello".parse().expect("valid");
         let p = plan(
