@@ -436,7 +436,7 @@ async fn the_reconciler_repairs_a_scheduler_killed_mid_deploy() {
                 .all(|d| d.state == caas_scheduler::store::DeploymentState::Running)
                 && rows
                     .iter()
-                    .all(|r| r.state == caas_types::api::InstanceState::Running)
+                    .all(|r| r.state == caas_types::InstanceState::Running)
                 && containers.len() == rows.len()
                 && nodes.len() == rows.len();
             settled.then_some(())

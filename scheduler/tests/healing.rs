@@ -12,7 +12,7 @@ mod db;
 mod platform;
 
 use caas_scheduler::store::{InstanceRow, Store};
-use caas_types::api::InstanceState;
+use caas_types::InstanceState;
 use platform::{eventually, var, zk_super, Platform, HOW, TOKEN};
 use reqwest::StatusCode;
 use serde_json::{json, Value};

@@ -8,8 +8,10 @@ mod db;
 use caas_scheduler::placement::{self, PlacementRequest};
 use caas_scheduler::store::{DeploymentRow, NewDeployment, NewHost, Store};
 use caas_scheduler::Error;
-use caas_types::api::{HealthSpec, HostState, Placement, Rank};
-use caas_types::{AppId, Cpus, HostName, InstanceId, Memory, PortRange, Resources, TenantName};
+use caas_types::{
+    AppId, Cpus, HealthPolicy, HostName, HostState, InstanceId, Memory, PlacementPolicy, PortRange,
+    Rank, Resources, TenantName,
+};
 use db::TestDb;
 use sqlx::Row;
 use std::collections::{BTreeMap, BTreeSet};
@@ -46,7 +48,7 @@ async fn deployment(
     app_id: &str,
     version: &str,
     res: Resources,
-    placement: Placement,
+    placement: PlacementPolicy,
 ) -> DeploymentRow {
     let app_id = app(app_id);
     match store.create_app(&app_id, None, false).await {
@@ -62,7 +64,7 @@ async fn deployment(
             port: 8080,
             env: BTreeMap::new(),
             placement,
-            health: HealthSpec::default(),
+            health: HealthPolicy::default(),
             instances: 1,
         })
         .await
@@ -217,7 +219,7 @@ async fn store_crud_maps_conflicts_and_not_found() {
         "app01",
         "v1",
         resources(128, 500),
-        Placement::default(),
+        PlacementPolicy::default(),
     )
     .await;
     assert_eq!(d.spec.resources, resources(128, 500));
@@ -230,8 +232,8 @@ async fn store_crud_maps_conflicts_and_not_found() {
                 resources: resources(128, 500),
                 port: 8080,
                 env: BTreeMap::new(),
-                placement: Placement::default(),
-                health: HealthSpec::default(),
+                placement: PlacementPolicy::default(),
+                health: HealthPolicy::default(),
                 instances: 1,
             })
             .await,
@@ -242,7 +244,7 @@ async fn store_crud_maps_conflicts_and_not_found() {
         .expect("place");
     let inst = &claims[0].instance;
     store
-        .set_instance_state(inst, caas_types::api::InstanceState::Starting)
+        .set_instance_state(inst, caas_types::InstanceState::Starting)
         .await
         .expect("state");
     let cid = "0123456789ab".parse().expect("valid container id");
@@ -318,9 +320,9 @@ async fn policies_against_the_database() {
     };
 
     // Spread: one per ready host; the draining (and much bigger) h4 gets nothing.
-    let spread = Placement {
+    let spread = PlacementPolicy {
         spread: true,
-        ..Placement::default()
+        ..PlacementPolicy::default()
     };
     let d = deployment(&store, "web", "v1", resources(128, 250), spread.clone()).await;
     let claims = placement::place(&store, &PlacementRequest::for_deployment(&d, 3))
@@ -334,10 +336,10 @@ async fn policies_against_the_database() {
     assert_eq!(hosts_of(&more), vec!["h1", "h2", "h3"]);
 
     // Constraints.
-    let zone_a = Placement {
+    let zone_a = PlacementPolicy {
         spread: true,
         constraints: [("zone".to_string(), "a".to_string())].into(),
-        ..Placement::default()
+        ..PlacementPolicy::default()
     };
     let d = deployment(&store, "api", "v1", resources(64, 100), zone_a).await;
     let claims = placement::place(&store, &PlacementRequest::for_deployment(&d, 4))
@@ -346,9 +348,9 @@ async fn policies_against_the_database() {
     assert_eq!(hosts_of(&claims), vec!["h1", "h1", "h2", "h2"]);
 
     // Rank by CPU: h2 has the most free CPU.
-    let by_cpu = Placement {
+    let by_cpu = PlacementPolicy {
         rank: Rank::Cpu,
-        ..Placement::default()
+        ..PlacementPolicy::default()
     };
     let d = deployment(&store, "cpu", "v1", resources(64, 100), by_cpu).await;
     let claims = placement::place(&store, &PlacementRequest::for_deployment(&d, 1))
@@ -361,17 +363,17 @@ async fn policies_against_the_database() {
     );
 
     // Co-location: "db" runs only in zone b (h3); "cache" follows it there.
-    let zone_b = Placement {
+    let zone_b = PlacementPolicy {
         constraints: [("zone".to_string(), "b".to_string())].into(),
-        ..Placement::default()
+        ..PlacementPolicy::default()
     };
     let d = deployment(&store, "db", "v1", resources(64, 100), zone_b).await;
     placement::place(&store, &PlacementRequest::for_deployment(&d, 1))
         .await
         .expect("db");
-    let near_db = Placement {
+    let near_db = PlacementPolicy {
         colocate_with: Some(app("db")),
-        ..Placement::default()
+        ..PlacementPolicy::default()
     };
     let d = deployment(&store, "cache", "v1", resources(64, 100), near_db).await;
     let claims = placement::place(&store, &PlacementRequest::for_deployment(&d, 2))
@@ -380,9 +382,9 @@ async fn policies_against_the_database() {
     assert_eq!(hosts_of(&claims), vec!["h3", "h3"]);
 
     // Global: one per ready host, again only where missing, and with a constraint.
-    let global = Placement {
+    let global = PlacementPolicy {
         global: true,
-        ..Placement::default()
+        ..PlacementPolicy::default()
     };
     let d = deployment(&store, "agent", "v1", resources(16, 10), global).await;
     let req = PlacementRequest::for_deployment(&d, 99);
@@ -392,10 +394,10 @@ async fn policies_against_the_database() {
         .await
         .expect("global again")
         .is_empty());
-    let global_a = Placement {
+    let global_a = PlacementPolicy {
         global: true,
         constraints: [("zone".to_string(), "a".to_string())].into(),
-        ..Placement::default()
+        ..PlacementPolicy::default()
     };
     let d = deployment(&store, "agent-a", "v1", resources(16, 10), global_a).await;
     let claims = placement::place(&store, &PlacementRequest::for_deployment(&d, 1))
@@ -411,7 +413,7 @@ async fn policies_against_the_database() {
         "huge",
         "v1",
         resources(10 << 20, 500),
-        Placement::default(),
+        PlacementPolicy::default(),
     )
     .await;
     let err = placement::place(&store, &PlacementRequest::for_deployment(&d, 1)).await;
@@ -425,7 +427,7 @@ async fn policies_against_the_database() {
         "big",
         "v1",
         resources(1024, 100),
-        Placement::default(),
+        PlacementPolicy::default(),
     )
     .await;
     let err = placement::place(&store, &PlacementRequest::for_deployment(&d, 40)).await;
@@ -476,9 +478,9 @@ async fn concurrent_schedulers_never_overcommit() {
     const CAPACITY: i64 = 40 * 3 + 30;
     let mut deployments = Vec::new();
     for (i, spread) in [(0, false), (1, true), (2, false)] {
-        let p = Placement {
+        let p = PlacementPolicy {
             spread,
-            ..Placement::default()
+            ..PlacementPolicy::default()
         };
         deployments.push(deployment(&store, &format!("app{i}"), "v1", resources(32, 100), p).await);
     }
@@ -585,7 +587,7 @@ async fn pessimistic_baseline_keeps_the_invariant() {
         "base",
         "v1",
         resources(64, 100),
-        Placement::default(),
+        PlacementPolicy::default(),
     )
     .await;
     let mut tasks = tokio::task::JoinSet::new();

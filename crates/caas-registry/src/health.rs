@@ -7,8 +7,7 @@
 
 use crate::registry::Registry;
 use bytes::Bytes;
-use caas_types::api::HealthSpec;
-use caas_types::{AppId, ContainerId, Endpoint, Version};
+use caas_types::{AppId, ContainerId, Endpoint, HealthPolicy, Version};
 use http_body_util::{BodyExt as _, Empty, Limited};
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
@@ -37,7 +36,7 @@ pub struct HealthTarget {
     /// Where it answers.
     pub endpoint: Endpoint,
     /// Path, interval, timeout and thresholds from its deployment.
-    pub spec: HealthSpec,
+    pub spec: HealthPolicy,
     /// Whether its node is in ZooKeeper now. A registered target is deregistered after
     /// `spec.failures` failures; an unregistered one registered after `spec.successes` successes.
     pub registered: bool,
@@ -220,7 +219,13 @@ async fn check(inner: Arc<Inner>, container: ContainerId, epoch: u64, target: He
     let ok = {
         let _permit = inner.permits.clone().acquire_owned().await;
         let timeout = Duration::from_millis(target.spec.timeout_ms.max(1));
-        probe(&inner.http, target.endpoint, &target.spec.path, timeout).await
+        probe(
+            &inner.http,
+            target.endpoint,
+            target.spec.path.as_str(),
+            timeout,
+        )
+        .await
     };
     let action = {
         let mut targets = lock(&inner.targets);

@@ -5,8 +5,7 @@
 mod common;
 
 use caas_registry::{HealthChecker, HealthEvent, HealthEventKind, HealthTarget, Registry};
-use caas_types::api::HealthSpec;
-use caas_types::{AppId, ContainerId, Endpoint, Version};
+use caas_types::{AppId, ContainerId, Endpoint, HealthPolicy, Version};
 use common::{eventually, read, Chroot};
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -52,13 +51,13 @@ impl Drop for PingServer {
     }
 }
 
-fn spec() -> HealthSpec {
-    HealthSpec {
+fn spec() -> HealthPolicy {
+    HealthPolicy {
         interval_ms: 100,
         timeout_ms: 1000,
         failures: 3,
         successes: 2,
-        ..HealthSpec::default()
+        ..HealthPolicy::default()
     }
 }
 
@@ -177,7 +176,7 @@ async fn a_hanging_instance_delays_no_other() {
     let running = tokio::spawn(checker.clone().run(async {
         let _ = stop_rx.await;
     }));
-    let slow_spec = HealthSpec {
+    let slow_spec = HealthPolicy {
         timeout_ms: 60_000,
         failures: 1,
         ..spec()
@@ -278,8 +277,8 @@ async fn status_codes_and_the_configured_path_decide_health() {
         version: version.clone(),
         container: container.clone(),
         endpoint,
-        spec: HealthSpec {
-            path: "/healthz".into(),
+        spec: HealthPolicy {
+            path: "/healthz".parse().expect("health path"),
             ..spec()
         },
         registered: false,

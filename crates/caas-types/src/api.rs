@@ -3,6 +3,13 @@
 //! Field names and meanings here are fixed by the brief; adding fields is fine, renaming is not.
 //! Requests carry validated types, so a body that deserializes is already well-formed; range and
 //! placement checks that need the database happen in the scheduler.
+//!
+//! These are wire shapes only. The platform reasons with the domain types at the crate's root
+//! ([`crate::PlacementPolicy`], [`crate::HealthPolicy`], [`crate::HostState`], ...); the
+//! conversions between the two are the `From`/`TryFrom` impls in `api/convert.rs`, used by the
+//! scheduler at its API edge.
+
+mod convert;
 
 use crate::{
     AppId, ContainerId, Domain, Endpoint, HostName, InstanceId, PortRange, TenantName, Version,

@@ -67,6 +67,7 @@ macro_rules! validated_string {
         }
     };
 }
+pub(crate) use validated_string;
 
 validated_string!(
     /// An app id: one DNS label (`[a-z0-9-]`, 1..=63, no leading or trailing `-`), because it is the

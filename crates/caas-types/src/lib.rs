@@ -4,11 +4,18 @@
 //! checks), so a value that exists is valid: an [`AppId`] is always a DNS label, a [`Version`] is
 //! always a Docker tag, a [`ContainerId`] is always hex. Code further in (Docker, ZooKeeper, SQL)
 //! can therefore splice them into names, paths and queries without re-checking.
+//!
+//! The domain types the platform reasons with live at the root too: a deployment's policies
+//! ([`PlacementPolicy`], [`HealthPolicy`]) and the states of hosts and instances ([`HostState`],
+//! [`InstanceState`]). [`api`] holds only the admin API's wire shapes, with the conversions to and
+//! from the domain types; the scheduler converts at its API edge.
 
 mod error;
 mod ids;
 mod net;
+mod policy;
 mod resources;
+mod state;
 
 pub mod api;
 pub mod zk;
@@ -16,7 +23,9 @@ pub mod zk;
 pub use error::{Error, Result};
 pub use ids::{AppId, ContainerId, Domain, HostName, InstanceId, TenantName, Version};
 pub use net::{Endpoint, PortRange};
+pub use policy::{HealthPath, HealthPolicy, OnFailure, PlacementPolicy, Rank};
 pub use resources::{Cpus, Memory, Resources};
+pub use state::{HostState, InstanceState};
 
 /// Label keys the platform puts on every container it starts. The reconciler finds "our"
 /// containers by these, so they are part of the contract between deployer and scheduler.

@@ -13,8 +13,7 @@ mod pessimistic;
 use anyhow::{bail, Context, Result};
 use caas_scheduler::placement::{self, MetricsSnapshot, PlacementRequest};
 use caas_scheduler::store::{NewDeployment, Store};
-use caas_types::api::{HealthSpec, Placement};
-use caas_types::{Cpus, Memory, Resources};
+use caas_types::{Cpus, HealthPolicy, Memory, PlacementPolicy, Resources};
 use clap::Parser;
 use sqlx::mysql::MySqlPoolOptions;
 use sqlx::{Executor, Row};
@@ -285,8 +284,8 @@ async fn bench_in(args: &Args, hosts: u32, url: &str) -> Result<()> {
             },
             port: 8080,
             env: BTreeMap::new(),
-            placement: Placement::default(),
-            health: HealthSpec::default(),
+            placement: PlacementPolicy::default(),
+            health: HealthPolicy::default(),
             instances: 1,
         })
         .await?;

@@ -64,7 +64,7 @@ pub async fn update(
         host = state.store.set_host_labels(&name, labels).await?;
     }
     if let Some(s) = req.state {
-        host = state.store.set_host_state(&name, s).await?;
+        host = state.store.set_host_state(&name, s.into()).await?;
         tracing::info!(host = %name, state = ?s, "host state changed");
     }
     Ok(Json(host.to_api()))

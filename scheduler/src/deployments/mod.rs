@@ -14,8 +14,8 @@ use crate::lifecycle::Lifecycle;
 use crate::metrics::DeployMetrics;
 use crate::progress::Progress;
 use crate::store::{DeploymentRow, DeploymentState, InstanceRow, Store};
-use caas_types::api::{self, InstanceState};
-use caas_types::{AppId, Version};
+use caas_types::api;
+use caas_types::{AppId, HostState, InstanceState, Version};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -110,7 +110,7 @@ impl Deployments {
             .list_hosts()
             .await?
             .into_iter()
-            .filter(|h| h.state == api::HostState::Ready)
+            .filter(|h| h.state == HostState::Ready)
             .count();
         Ok(u32::try_from(ready).unwrap_or(u32::MAX))
     }

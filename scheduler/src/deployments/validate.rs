@@ -1,11 +1,13 @@
 //! Checks a deployment request before anything is claimed: sizes, ports, env, health settings.
-//! Everything here is pure, so bad input is a 400 with nothing touched.
+//! Everything here is pure, so bad input is a 400 with nothing touched. This is the API edge for
+//! deployments: the request's wire shapes become the domain's policies here, and nothing further
+//! in sees the wire shapes.
 
 use super::Deployments;
 use crate::error::{Error, Result};
 use crate::store::NewDeployment;
 use caas_types::api::CreateDeployment;
-use caas_types::{AppId, Cpus, Memory, Resources};
+use caas_types::{AppId, Cpus, HealthPolicy, Memory, PlacementPolicy, Resources};
 
 /// Most instances one deployment may ask for.
 pub const MAX_INSTANCES: u32 = 1000;
@@ -67,15 +69,11 @@ pub fn plan(registry: &str, app: &AppId, req: &CreateDeployment) -> Result<Deplo
     if env_bytes > MAX_ENV_BYTES {
         return Err(invalid("env: larger than 64 KiB"));
     }
-    let h = &req.health;
-    let path_ok = h.path.starts_with('/')
-        && h.path.len() <= 512
-        && h.path.chars().all(|c| c.is_ascii_graphic());
-    if !path_ok {
-        return Err(invalid(
-            "health.path: must start with '/' and hold no spaces or control characters",
-        ));
-    }
+    // The conversion fails only on the path (see `HealthPath` for the rule).
+    let health = HealthPolicy::try_from(req.health.clone()).map_err(|_| {
+        invalid("health.path: must start with '/' and hold no spaces or control characters")
+    })?;
+    let h = &health;
     if !(100..=600_000).contains(&h.interval_ms) {
         return Err(invalid(
             "health.interval_ms: must be between 100 and 600000",
@@ -104,8 +102,8 @@ pub fn plan(registry: &str, app: &AppId, req: &CreateDeployment) -> Result<Deplo
             resources: Resources { memory, cpus },
             port: req.port,
             env: req.env.clone(),
-            placement: req.placement.clone(),
-            health: req.health.clone(),
+            placement: PlacementPolicy::from(req.placement.clone()),
+            health,
             instances: if req.placement.global {
                 0
             } else {
@@ -162,6 +160,23 @@ mod tests {
             r#"{"version":"v1","memory_mb":128,"cpus":0.5,"health":{"failures":0}}"#,
         ] {
             assert!(plan("r:5000", &app, &req(body)).is_err(), "{body}");
+        }
+    }
+
+    #[test]
+    fn a_bad_health_path_is_refused_with_the_same_message() {
+        let app: AppId = "hello".parse().expect("valid");
+        for path in ["ping", "/a b", "/\\u0007"] {
+            let body = format!(
+                r#"{{"version":"v1","memory_mb":128,"cpus":0.5,"health":{{"path":"{path}"}}}}"#
+            );
+            match plan("r:5000", &app, &req(&body)) {
+                Err(Error::Invalid(m)) => assert_eq!(
+                    m,
+                    "health.path: must start with '/' and hold no spaces or control characters"
+                ),
+                other => panic!("{path:?}: {other:?}"),
+            }
         }
     }
 

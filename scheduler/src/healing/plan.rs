@@ -5,8 +5,8 @@
 
 use crate::store::InstanceRow;
 use caas_registry::HealthEventKind;
-use caas_types::api::{InstanceState, OnFailure};
 use caas_types::{ContainerId, InstanceId};
+use caas_types::{InstanceState, OnFailure};
 use std::collections::HashSet;
 
 /// What to do with one health transition.

@@ -9,8 +9,7 @@ use crate::progress::Progress;
 use crate::store::{DeploymentRow, HostRow, InstanceRow};
 use caas_deployer::RunSpec;
 use caas_registry::HealthTarget;
-use caas_types::api::InstanceState;
-use caas_types::{labels, ContainerId, Endpoint, Resources};
+use caas_types::{labels, ContainerId, Endpoint, InstanceState, Resources};
 use futures::StreamExt;
 use std::collections::HashMap;
 use std::time::Duration;
@@ -84,7 +83,7 @@ impl Lifecycle {
         let deadline = Duration::from_secs(self.config.start_timeout_secs);
         if !probe::wait_healthy(
             endpoint,
-            &row.spec.health.path,
+            row.spec.health.path.as_str(),
             timeout,
             START_POLL,
             deadline,

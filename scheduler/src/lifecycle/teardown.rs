@@ -5,7 +5,7 @@ use super::Lifecycle;
 use crate::error::Error;
 use crate::metrics::DeployMetrics;
 use crate::store::InstanceRow;
-use caas_types::api::InstanceState;
+use caas_types::InstanceState;
 use std::time::Duration;
 
 impl Lifecycle {

@@ -23,7 +23,7 @@ pub use metrics::{MetricsSnapshot, PlacementMetrics};
 
 use crate::error::{Error, Result};
 use crate::store::{DeploymentRow, Store};
-use caas_types::api::Placement;
+use caas_types::PlacementPolicy;
 use caas_types::{AppId, HostName, InstanceId, Resources};
 use claim::Attempt;
 use snapshot::Scope;
@@ -49,7 +49,7 @@ pub struct PlacementRequest {
     /// How many instances; ignored when `placement.global`.
     pub count: u32,
     /// The deployment's placement policy.
-    pub placement: Placement,
+    pub placement: PlacementPolicy,
 }
 
 impl PlacementRequest {

@@ -2,8 +2,8 @@
 //! feasibility filter, the spread preference and the ranking, and one host comes out, picked at
 //! random among the best few. No I/O here, so every rule is unit-tested without a database.
 
-use caas_types::api::{HostState, Placement, Rank};
 use caas_types::{HostName, PortRange};
+use caas_types::{HostState, PlacementPolicy, Rank};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
@@ -44,7 +44,7 @@ pub struct Ask<'a> {
     /// CPU, millicores.
     pub cpu: u32,
     /// The deployment's placement policy.
-    pub placement: &'a Placement,
+    pub placement: &'a PlacementPolicy,
 }
 
 /// Why a host was filtered out (the dimension that was exhausted).
@@ -204,7 +204,7 @@ mod tests {
         }
     }
 
-    fn ask(placement: &Placement) -> Ask<'_> {
+    fn ask(placement: &PlacementPolicy) -> Ask<'_> {
         Ask {
             memory: 128 * MIB,
             cpu: 500,
@@ -219,11 +219,11 @@ mod tests {
             host(2, 4096, 1000),
             host(3, 2048, 8000),
         ];
-        let p = Placement::default();
+        let p = PlacementPolicy::default();
         assert_eq!(pick(&hosts, &ask(&p), 1, 7).map(|h| h.id), Ok(2));
-        let p = Placement {
+        let p = PlacementPolicy {
             rank: Rank::Cpu,
-            ..Placement::default()
+            ..PlacementPolicy::default()
         };
         assert_eq!(pick(&hosts, &ask(&p), 1, 7).map(|h| h.id), Ok(3));
     }
@@ -231,7 +231,7 @@ mod tests {
     #[test]
     fn picks_only_among_the_best_few() {
         let hosts: Vec<_> = (1..=10).map(|i| host(i, 1000 + i as u64, 1000)).collect();
-        let p = Placement::default();
+        let p = PlacementPolicy::default();
         let mut seen = std::collections::BTreeSet::new();
         for r in 0..100 {
             seen.insert(pick(&hosts, &ask(&p), 3, r).map(|h| h.id).unwrap_or(-1));
@@ -252,12 +252,12 @@ mod tests {
         let mut zone_a = host(6, 1024, 1000);
         zone_a.labels.insert("zone".into(), "a".into());
         let hosts = vec![draining, small, no_cpu, no_ports, zone_b, zone_a];
-        let p = Placement {
+        let p = PlacementPolicy {
             constraints: [("zone".to_string(), "a".to_string())].into(),
-            ..Placement::default()
+            ..PlacementPolicy::default()
         };
         assert_eq!(pick(&hosts, &ask(&p), 4, 3).map(|h| h.id), Ok(6));
-        let p = Placement::default();
+        let p = PlacementPolicy::default();
         // Without the constraint the zone-b host (most memory) wins.
         assert_eq!(pick(&hosts, &ask(&p), 1, 3).map(|h| h.id), Ok(5));
     }
@@ -269,9 +269,9 @@ mod tests {
             host(2, 1024, 8000),
             host(3, 2048, 8000),
         ];
-        let p = Placement {
+        let p = PlacementPolicy {
             spread: true,
-            ..Placement::default()
+            ..PlacementPolicy::default()
         };
         let a = ask(&p);
         let mut order = Vec::new();
@@ -290,9 +290,9 @@ mod tests {
         let mut with = host(2, 512, 1000);
         with.colocated = true;
         let hosts = vec![host(1, 8192, 8000), with];
-        let p = Placement {
+        let p = PlacementPolicy {
             colocate_with: Some("other".parse().expect("valid app id")),
-            ..Placement::default()
+            ..PlacementPolicy::default()
         };
         assert_eq!(pick(&hosts, &ask(&p), 4, 1).map(|h| h.id), Ok(2));
     }
@@ -300,7 +300,7 @@ mod tests {
     #[test]
     fn no_fit_says_what_ran_out() {
         let hosts = vec![host(1, 1024, 8000), host(2, 2048, 100)];
-        let p = Placement::default();
+        let p = PlacementPolicy::default();
         let huge = Ask {
             memory: 10 << 40,
             cpu: 500,

@@ -27,7 +27,7 @@ use crate::metrics::DeployMetrics;
 use crate::progress::Progress;
 use crate::routes::RoutesRef;
 use crate::store::{DeploymentState, InstanceRow, Store};
-use caas_types::api::InstanceState;
+use caas_types::InstanceState;
 use caas_types::{ContainerId, InstanceId};
 use std::sync::Arc;
 use std::time::Duration;
@@ -297,7 +297,7 @@ impl Reconciler {
             let deployment = self.store.get_deployment_by_id(r.deployment_id).await?;
             let endpoint = r.endpoint()?;
             let timeout = Duration::from_millis(deployment.spec.health.timeout_ms.max(100));
-            if !probe::check(endpoint, &deployment.spec.health.path, timeout).await {
+            if !probe::check(endpoint, deployment.spec.health.path.as_str(), timeout).await {
                 return Ok(false);
             }
             self.store.set_instance_container(&r.id, Some(&cid)).await?;

@@ -19,8 +19,8 @@
 
 use crate::store::{DeploymentRow, DeploymentState, HostRow, InstanceRow};
 use caas_deployer::{ContainerState, ContainerSummary};
-use caas_types::api::{HostState, InstanceState};
 use caas_types::{labels, AppId, ContainerId, Domain, InstanceId, Version};
+use caas_types::{HostState, InstanceState};
 use std::collections::{HashMap, HashSet};
 
 /// A `running` instance whose container is gone or dead is re-created once its row is this
@@ -528,8 +528,8 @@ fn global_hosts(
 mod tests {
     use super::*;
     use crate::store::NewDeployment;
-    use caas_types::api::{HealthSpec, Placement};
     use caas_types::{Cpus, Memory, PortRange, Resources};
+    use caas_types::{HealthPolicy, PlacementPolicy};
     use std::collections::BTreeMap;
 
     const NOW: i64 = 1_700_000_000_000;
@@ -619,7 +619,7 @@ mod tests {
         }
     }
 
-    fn spec(app_id: &str, instances: u32, placement: Placement) -> NewDeployment {
+    fn spec(app_id: &str, instances: u32, placement: PlacementPolicy) -> NewDeployment {
         NewDeployment {
             app: app(app_id),
             version: v1(),
@@ -631,7 +631,7 @@ mod tests {
             port: 8080,
             env: BTreeMap::new(),
             placement,
-            health: HealthSpec::default(),
+            health: HealthPolicy::default(),
             instances,
         }
     }
@@ -645,19 +645,19 @@ mod tests {
     ) -> DeploymentRow {
         DeploymentRow {
             id,
-            spec: spec(app_id, instances, Placement::default()),
+            spec: spec(app_id, instances, PlacementPolicy::default()),
             state,
             updated_ms: NOW - age_ms,
         }
     }
 
-    fn global(id: i64, app_id: &str, placement: Placement) -> DeploymentRow {
+    fn global(id: i64, app_id: &str, placement: PlacementPolicy) -> DeploymentRow {
         DeploymentRow {
             id,
             spec: spec(
                 app_id,
                 1,
-                Placement {
+                PlacementPolicy {
                     global: true,
                     ..placement
                 },
@@ -741,7 +741,8 @@ mod tests {
         s.healthy("web-a", 1, 1, 1).healthy("web-b", 1, 2, 2);
         s.apps.push(app("db"));
         s.app_nodes.push(app("db"));
-        s.deployments.push(global(2, "db", Placement::default()));
+        s.deployments
+            .push(global(2, "db", PlacementPolicy::default()));
         s.healthy("db-a", 2, 1, 3).healthy("db-b", 2, 2, 4);
         s.domains.push((domain("shop.example.com"), app("web")));
         s.domain_nodes
@@ -1214,7 +1215,7 @@ mod tests {
     #[test]
     fn a_global_deployment_reaches_a_host_added_later() {
         let mut s = world();
-        s.deployments = vec![global(1, "web", Placement::default())];
+        s.deployments = vec![global(1, "web", PlacementPolicy::default())];
         s.healthy("web-a", 1, 1, 1).healthy("web-b", 1, 2, 2);
         assert_eq!(plan(&s), vec![]);
         s.hosts.push(host(3, HostState::Ready));
@@ -1235,9 +1236,9 @@ mod tests {
         s.deployments = vec![global(
             1,
             "web",
-            Placement {
+            PlacementPolicy {
                 constraints: zone_a.clone(),
-                ..Placement::default()
+                ..PlacementPolicy::default()
             },
         )];
         s.hosts = vec![
@@ -1299,9 +1300,9 @@ mod tests {
         s.deployments.push(global(
             2,
             "db",
-            Placement {
+            PlacementPolicy {
                 colocate_with: Some(app("web")),
-                ..Placement::default()
+                ..PlacementPolicy::default()
             },
         ));
         s.healthy("web-a", 1, 1, 1).healthy("web-b", 1, 2, 2);
@@ -1320,7 +1321,7 @@ mod tests {
     #[test]
     fn a_global_deployment_is_neither_counted_nor_placed_while_an_instance_is_repaired() {
         let mut s = world();
-        s.deployments = vec![global(1, "web", Placement::default())];
+        s.deployments = vec![global(1, "web", PlacementPolicy::default())];
         s.deployments[0].spec.instances = 5;
         s.row(inst("web-a", 1, 1, InstanceState::Running, Some(1), OLD));
         assert_eq!(
@@ -1379,7 +1380,7 @@ mod tests {
     #[test]
     fn stuck_undeploys_failed_and_global_deploys_are_removed_young_ones_kept() {
         let mut s = world();
-        let mut stuck_global = global(4, "web", Placement::default());
+        let mut stuck_global = global(4, "web", PlacementPolicy::default());
         stuck_global.state = DeploymentState::Deploying;
         s.deployments = vec![
             deployment(1, "web", 1, DeploymentState::Stopping, OLD),

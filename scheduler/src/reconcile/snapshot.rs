@@ -5,8 +5,8 @@
 use super::plan::Snapshot;
 use super::{Reconciler, DOWN_ENGINE_WAIT};
 use crate::error::Result;
-use caas_types::api::HostState;
 use caas_types::labels;
+use caas_types::HostState;
 use std::collections::HashMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 

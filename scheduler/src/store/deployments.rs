@@ -4,8 +4,7 @@
 use super::sql::{self, get, json, parse, text, unsigned};
 use super::Store;
 use crate::error::{Error, Result};
-use caas_types::api::{HealthSpec, Placement};
-use caas_types::{AppId, Cpus, Memory, Resources, Version};
+use caas_types::{AppId, Cpus, HealthPolicy, Memory, PlacementPolicy, Resources, Version};
 use sqlx::mysql::MySqlRow;
 use std::collections::BTreeMap;
 
@@ -60,9 +59,9 @@ pub struct NewDeployment {
     /// Environment variables.
     pub env: BTreeMap<String, String>,
     /// Placement policy.
-    pub placement: Placement,
+    pub placement: PlacementPolicy,
     /// Health-check policy.
-    pub health: HealthSpec,
+    pub health: HealthPolicy,
     /// Desired instance count.
     pub instances: u32,
 }

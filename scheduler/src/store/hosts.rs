@@ -4,8 +4,8 @@
 use super::sql::{self, get, json, parse, text, unsigned};
 use super::Store;
 use crate::error::{Error, Result};
-use caas_types::api::{self, HostState};
-use caas_types::{Cpus, HostName, Memory, PortRange};
+use caas_types::api;
+use caas_types::{Cpus, HostName, HostState, Memory, PortRange};
 use sqlx::mysql::MySqlRow;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -87,7 +87,7 @@ impl HostRow {
             cpus_free: f64::from(self.cpu_free) / 1000.0,
             labels: self.labels.clone(),
             ports: self.ports,
-            state: self.state,
+            state: self.state.into(),
         }
     }
 }

@@ -6,8 +6,8 @@
 use super::sql::{self, get, opt_text, parse, text, unsigned};
 use super::Store;
 use crate::error::{Error, Result};
-use caas_types::api::{self, InstanceState};
-use caas_types::{AppId, ContainerId, Endpoint, HostName, InstanceId, Version};
+use caas_types::api;
+use caas_types::{AppId, ContainerId, Endpoint, HostName, InstanceId, InstanceState, Version};
 use sqlx::mysql::MySqlRow;
 use std::net::IpAddr;
 
@@ -60,7 +60,7 @@ impl InstanceRow {
             host: self.host.clone(),
             address: self.endpoint()?,
             container_id: self.container_id.clone(),
-            state: self.state,
+            state: self.state.into(),
             healthy: self.healthy,
         })
     }
