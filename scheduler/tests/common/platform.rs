@@ -216,29 +216,29 @@ impl Platform {
             .expect("docker list")
     }
 
-    /// Address nodes under our chroot: (app/version/container, data).
+    /// Address nodes under our chroot: (app/version/container, data). Only a missing root
+    /// means none; any other ZooKeeper error fails the test, so "no node left" cannot pass
+    /// because ZooKeeper could not be read.
     pub async fn nodes(&self) -> Vec<(String, String)> {
-        let zk = zk::super_client().await;
+        let client = zk::super_client().await;
         let root = format!("{}/caas/service/address", self.chroot);
         let mut out = Vec::new();
-        let Ok((apps, _)) = zk.get_children(&root).await else {
+        let Some(apps) = zk::children(&client, &root).await else {
             return out;
         };
+        // Below the root, a node that went between listing and reading (an undeploy in
+        // flight) is simply not there any more.
         for a in apps {
-            let Ok((versions, _)) = zk.get_children(&format!("{root}/{a}")).await else {
+            let Some(versions) = zk::children(&client, &format!("{root}/{a}")).await else {
                 continue;
             };
             for v in versions {
-                let Ok((cs, _)) = zk.get_children(&format!("{root}/{a}/{v}")).await else {
+                let Some(cs) = zk::children(&client, &format!("{root}/{a}/{v}")).await else {
                     continue;
                 };
                 for c in cs {
-                    let path = format!("{root}/{a}/{v}/{c}");
-                    if let Ok((data, _)) = zk.get_data(&path).await {
-                        out.push((
-                            format!("{a}/{v}/{c}"),
-                            String::from_utf8_lossy(&data).into_owned(),
-                        ));
+                    if let Some(data) = zk::read(&client, &format!("{root}/{a}/{v}/{c}")).await {
+                        out.push((format!("{a}/{v}/{c}"), data));
                     }
                 }
             }
