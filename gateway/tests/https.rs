@@ -20,7 +20,7 @@ impl Drop for TempDir {
 
 /// A fresh directory for certificates.
 fn cert_dir() -> TempDir {
-    let dir = TempDir(std::env::temp_dir().join(common::zk::unique("caas-gwtest-tls")));
+    let dir = TempDir(std::env::temp_dir().join(caas_testkit::unique("caas-gwtest-tls")));
     std::fs::create_dir_all(&dir.0).unwrap();
     dir
 }

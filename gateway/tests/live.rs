@@ -6,8 +6,10 @@
 mod common;
 
 use caas_registry::{IpRule, Registry, RouteCache};
+use caas_testkit::eventually;
+use caas_testkit::zk::Chroot;
 use caas_types::{AppId, ContainerId, Domain, Endpoint, Version};
-use common::zk::{Chroot, Containers};
+use common::containers::Containers;
 use common::*;
 use std::collections::HashMap;
 

@@ -5,6 +5,7 @@
 
 mod common;
 
+use caas_testkit::eventually;
 use common::*;
 use futures::StreamExt;
 use std::collections::HashMap;

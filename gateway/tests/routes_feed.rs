@@ -8,8 +8,9 @@ mod common;
 
 use caas_gateway::{Gateway, RouteStatus, RoutesFeed};
 use caas_registry::{Registry, ZkConfig};
+use caas_testkit::eventually;
+use caas_testkit::zk::Chroot;
 use caas_types::{AppId, ContainerId, Endpoint, Version};
-use common::zk::Chroot;
 use common::*;
 use std::net::SocketAddr;
 use tokio::net::{TcpListener, TcpStream};

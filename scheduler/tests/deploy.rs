@@ -9,7 +9,9 @@ mod db;
 #[path = "common/platform.rs"]
 mod platform;
 
-use platform::{eventually, var, Platform, TOKEN};
+use caas_testkit::zk::super_client;
+use caas_testkit::{eventually, var};
+use platform::{Platform, TOKEN};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::collections::HashSet;
@@ -288,7 +290,7 @@ async fn a_tenant_cannot_see_or_change_another_tenants_app() {
         .await;
     assert_eq!(s, StatusCode::CREATED);
     let node = format!("{}/caas/domains/shop.example.com", p.chroot);
-    let zk = platform::zk_super().await;
+    let zk = super_client().await;
     assert_eq!(zk.get_data(&node).await.expect("domain node").0, b"shop");
     zk.delete(&node, None)
         .await

@@ -12,11 +12,12 @@ mod db;
 mod platform;
 
 use caas_scheduler::store::{InstanceRow, Store};
+use caas_testkit::zk::super_client;
+use caas_testkit::{eventually, var, HOW};
 use caas_types::InstanceState;
-use platform::{eventually, var, zk_super, Platform, HOW, TOKEN};
+use platform::{Platform, TOKEN};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use sqlx::mysql::MySqlPoolOptions;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -155,25 +156,15 @@ async fn finish(p: Platform) {
             .is_empty(),
         "containers of {namespace} left after drop"
     );
-    let zk = zk_super().await;
+    let zk = super_client().await;
     assert!(
         zk.check_stat(&chroot).await.expect("zookeeper").is_none(),
         "chroot {chroot} left after drop"
     );
-    let admin = MySqlPoolOptions::new()
-        .max_connections(1)
-        .connect(&db::admin_url())
-        .await
-        .expect("mariadb");
-    let left: Option<String> = sqlx::query_scalar(
-        "SELECT schema_name FROM information_schema.schemata WHERE schema_name = ?",
-    )
-    .bind(&database)
-    .fetch_optional(&admin)
-    .await
-    .expect("schemata");
-    assert_eq!(left, None, "database {database} left after drop");
-    admin.close().await;
+    assert!(
+        !caas_testkit::mysql::database_exists(&database).await,
+        "database {database} left after drop"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

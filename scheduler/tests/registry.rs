@@ -11,7 +11,9 @@ mod db;
 #[path = "common/platform.rs"]
 mod platform;
 
-use platform::{eventually, zk_super, Platform, TOKEN};
+use caas_testkit::eventually;
+use caas_testkit::zk::super_client;
+use platform::{Platform, TOKEN};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -341,7 +343,7 @@ struct Traffic {
 /// Requests `GET /` from the app's instances as ZooKeeper lists them (as a gateway would),
 /// round-robin, one new connection each, until `stop` or a bound on count and time.
 async fn traffic(chroot: String, stop: Arc<AtomicBool>, seen: Arc<Mutex<Traffic>>) {
-    let zk = zk_super().await;
+    let zk = super_client().await;
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(0)
         .timeout(Duration::from_secs(5))

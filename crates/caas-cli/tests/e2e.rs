@@ -13,19 +13,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use caas_testkit::{eventually_within, var, HOW};
 use serde_json::Value;
 use std::collections::HashSet;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-const HOW: &str =
-    "start the platform with `scripts/up` (or run `scripts/test`), then `source .caas/env`";
-
-fn var(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set: {HOW}"))
-}
 
 fn root() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -77,24 +71,6 @@ async fn get(http: &reqwest::Client, app: &str, path: &str) -> Result<(u16, Stri
         .map_err(|e| e.to_string())?;
     let status = resp.status().as_u16();
     Ok((status, resp.text().await.map_err(|e| e.to_string())?))
-}
-
-async fn eventually<T, F, Fut>(what: &str, secs: u64, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {secs}s waiting for: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// A steady, bounded load: sequential GETs until stopped (at most 3 minutes), counting failures.
@@ -208,22 +184,26 @@ async fn push_deploy_reach_roll_kill_restart_undeploy() {
 
     phase("deployed 3");
     // Requests reach all three.
-    let hostnames = eventually("requests spread over all three instances", 30, || {
-        let http = http.clone();
-        let app = app.clone();
-        async move {
-            let mut seen = HashSet::new();
-            for _ in 0..30 {
-                let (s, body) = get(&http, &app, "/").await.ok()?;
-                if s != 200 {
-                    return None;
+    let hostnames = eventually_within(
+        "requests spread over all three instances",
+        Duration::from_secs(30),
+        || {
+            let http = http.clone();
+            let app = app.clone();
+            async move {
+                let mut seen = HashSet::new();
+                for _ in 0..30 {
+                    let (s, body) = get(&http, &app, "/").await.ok()?;
+                    if s != 200 {
+                        return None;
+                    }
+                    let v: Value = serde_json::from_str(&body).ok()?;
+                    seen.insert(v["hostname"].as_str()?.to_owned());
                 }
-                let v: Value = serde_json::from_str(&body).ok()?;
-                seen.insert(v["hostname"].as_str()?.to_owned());
+                (seen.len() == 3).then_some(seen)
             }
-            (seen.len() == 3).then_some(seen)
-        }
-    })
+        },
+    )
     .await;
     assert_eq!(hostnames.len(), 3);
 
@@ -255,9 +235,9 @@ async fn push_deploy_reach_roll_kill_restart_undeploy() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     docker(&["kill", &container]);
     let killed = Instant::now();
-    eventually(
+    eventually_within(
         "the killed instance is marked unhealthy (left ZooKeeper)",
-        30,
+        Duration::from_secs(30),
         || {
             let id = victim_id.clone();
             let app = app.clone();
@@ -271,9 +251,9 @@ async fn push_deploy_reach_roll_kill_restart_undeploy() {
     )
     .await;
     let detected = killed.elapsed();
-    eventually(
+    eventually_within(
         "the killed instance is restarted and healthy again",
-        60,
+        Duration::from_secs(60),
         || {
             let id = victim_id.clone();
             let app = app.clone();
@@ -312,7 +292,7 @@ async fn push_deploy_reach_roll_kill_restart_undeploy() {
         .status()
         .expect("kill")
         .success());
-    eventually("the scheduler stops", 30, || {
+    eventually_within("the scheduler stops", Duration::from_secs(30), || {
         let http = http.clone();
         let api = api.clone();
         async move {
@@ -352,11 +332,15 @@ async fn push_deploy_reach_roll_kill_restart_undeploy() {
     phase("scheduler restarted");
     // Undeploy → 503; delete the app → 404.
     caas(&["undeploy", &app, "v2"]);
-    let (s, body) = eventually("503 once nothing is deployed", 10, || {
-        let http = http.clone();
-        let app = app.clone();
-        async move { get(&http, &app, "/").await.ok().filter(|(s, _)| *s == 503) }
-    })
+    let (s, body) = eventually_within(
+        "503 once nothing is deployed",
+        Duration::from_secs(10),
+        || {
+            let http = http.clone();
+            let app = app.clone();
+            async move { get(&http, &app, "/").await.ok().filter(|(s, _)| *s == 503) }
+        },
+    )
     .await;
     assert_eq!(s, 503, "{body}");
     caas(&["apps", "rm", &app]);
@@ -382,24 +366,28 @@ async fn a_push_rolls_an_auto_deploy_app() {
     caas(&["apps", "create", &app, "--auto-deploy"]);
     push("v1");
     // The registry's notification reaches the scheduler, which records the tag.
-    eventually("the push of v1 recorded by the scheduler", 30, || {
-        let (http, api, token, app) = (http.clone(), api.clone(), token.clone(), app.clone());
-        async move {
-            let tags: Value = http
-                .get(format!("{api}/v1/apps/{app}/tags"))
-                .bearer_auth(token)
-                .send()
-                .await
-                .ok()?
-                .json()
-                .await
-                .ok()?;
-            tags.as_array()?
-                .iter()
-                .any(|t| t["tag"] == "v1")
-                .then_some(())
-        }
-    })
+    eventually_within(
+        "the push of v1 recorded by the scheduler",
+        Duration::from_secs(30),
+        || {
+            let (http, api, token, app) = (http.clone(), api.clone(), token.clone(), app.clone());
+            async move {
+                let tags: Value = http
+                    .get(format!("{api}/v1/apps/{app}/tags"))
+                    .bearer_auth(token)
+                    .send()
+                    .await
+                    .ok()?
+                    .json()
+                    .await
+                    .ok()?;
+                tags.as_array()?
+                    .iter()
+                    .any(|t| t["tag"] == "v1")
+                    .then_some(())
+            }
+        },
+    )
     .await;
     phase("push recorded");
     caas(&[
@@ -416,24 +404,38 @@ async fn a_push_rolls_an_auto_deploy_app() {
             }
         }
     };
-    eventually("v1 served through the gateway", 30, version_served("v1")).await;
+    eventually_within(
+        "v1 served through the gateway",
+        Duration::from_secs(30),
+        version_served("v1"),
+    )
+    .await;
     phase("v1 deployed");
 
     // Push v2 under steady load: the app rolls to it, and no request fails.
     let load = Load::start(&app);
     push("v2");
-    eventually("every instance on v2 after the push", 90, || {
-        let app = app.clone();
-        async move {
-            let all = instances(&app);
-            let on_v2 = all
-                .iter()
-                .all(|i| i["version"] == "v2" && i["state"] == "running");
-            (all.len() == 2 && on_v2).then_some(())
-        }
-    })
+    eventually_within(
+        "every instance on v2 after the push",
+        Duration::from_secs(90),
+        || {
+            let app = app.clone();
+            async move {
+                let all = instances(&app);
+                let on_v2 = all
+                    .iter()
+                    .all(|i| i["version"] == "v2" && i["state"] == "running");
+                (all.len() == 2 && on_v2).then_some(())
+            }
+        },
+    )
     .await;
-    eventually("v2 served through the gateway", 30, version_served("v2")).await;
+    eventually_within(
+        "v2 served through the gateway",
+        Duration::from_secs(30),
+        version_served("v2"),
+    )
+    .await;
     phase("rolled to v2");
     tokio::time::sleep(Duration::from_millis(500)).await;
     let ok = load.finish_without_failures("the auto-deploy roll").await;

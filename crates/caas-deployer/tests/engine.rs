@@ -6,6 +6,8 @@
 mod common;
 
 use caas_deployer::{ContainerState, Deployer, DockerEndpoint, Error, EventKind};
+use caas_testkit::docker::{deployer, hello_image, registry_credentials, Namespace};
+use caas_testkit::{eventually_within, var, HOW};
 use common::*;
 use futures::StreamExt;
 use std::time::Duration;
@@ -13,7 +15,7 @@ use std::time::Duration;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn runs_with_limits_on_two_hosts_and_answers_ping() {
     let d = deployer().await;
-    let image = hello(&d, "v1").await;
+    let image = hello_image(&d, "v1").await;
     let ns = Namespace::new("limits");
     let port = free_port();
 
@@ -47,7 +49,7 @@ async fn runs_with_limits_on_two_hosts_and_answers_ping() {
         cli_inspect(b.id.as_str(), "{{.Config.Labels}}"),
         format!(
             "map[caas.app:hello caas.instance:hello-b caas.managed:{} caas.version:v1]",
-            ns.0
+            ns.as_str()
         )
     );
 
@@ -65,7 +67,7 @@ async fn runs_with_limits_on_two_hosts_and_answers_ping() {
     assert_eq!(status.endpoint, Some(a.endpoint));
     assert_eq!(status.limits.memory, Some(64 << 20));
     assert_eq!(status.limits.nano_cpus, Some(500_000_000));
-    assert_eq!(status.name, ns.name("a"));
+    assert_eq!(status.name, ns.container_name("a"));
     assert_eq!(
         status.labels.get("caas.instance").map(String::as_str),
         Some("hello-a")
@@ -73,7 +75,7 @@ async fn runs_with_limits_on_two_hosts_and_answers_ping() {
 
     // Listing by label: the namespace, then one instance of it.
     let mut all: Vec<_> = d
-        .list_managed(&ns.0)
+        .list_managed(ns.as_str())
         .await
         .unwrap()
         .into_iter()
@@ -84,7 +86,7 @@ async fn runs_with_limits_on_two_hosts_and_answers_ping() {
     expected.sort();
     assert_eq!(all, expected);
     let only_b = d
-        .list(&[("caas.managed", &ns.0), ("caas.instance", "hello-b")])
+        .list(&[("caas.managed", ns.as_str()), ("caas.instance", "hello-b")])
         .await
         .unwrap();
     assert_eq!(only_b.len(), 1);
@@ -101,7 +103,7 @@ async fn runs_with_limits_on_two_hosts_and_answers_ping() {
     let stopped = d.inspect(&a.id).await.unwrap();
     assert_eq!(stopped.state, ContainerState::Exited);
     assert!(!stopped.oom_killed);
-    let listed = d.list_managed(&ns.0).await.unwrap();
+    let listed = d.list_managed(ns.as_str()).await.unwrap();
     assert!(
         listed
             .iter()
@@ -116,14 +118,14 @@ async fn runs_with_limits_on_two_hosts_and_answers_ping() {
         Err(Error::ContainerNotFound(_))
     ));
     d.stop(&a.id, Duration::from_secs(1)).await.unwrap();
-    assert!(d.list_managed(&ns.0).await.unwrap().is_empty());
+    assert!(d.list_managed(ns.as_str()).await.unwrap().is_empty());
     assert!(cli_containers(&ns).is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn run_on_a_taken_port_fails_cleanly() {
     let d = deployer().await;
-    let image = hello(&d, "v1").await;
+    let image = hello_image(&d, "v1").await;
     let ns = Namespace::new("taken");
     let port = free_port();
 
@@ -154,7 +156,7 @@ async fn run_on_a_taken_port_fails_cleanly() {
     assert_eq!(cli_containers(&ns), vec![first.id.to_string()]);
 
     // An image that does not exist locally is refused at create, with nothing left either.
-    let missing = format!("{}/hello:no-such-tag", env("CAAS_REGISTRY"));
+    let missing = format!("{}/hello:no-such-tag", var("CAAS_REGISTRY"));
     let err = d
         .run(&hello_spec(&ns, "four", &missing, HOST_A, free_port()))
         .await
@@ -169,7 +171,7 @@ async fn run_on_a_taken_port_fails_cleanly() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rerun_adopts_ours_and_refuses_a_foreign_name() {
     let d = deployer().await;
-    let image = hello(&d, "v1").await;
+    let image = hello_image(&d, "v1").await;
     let ns = Namespace::new("adopt");
     let port = free_port();
     let spec = hello_spec(&ns, "x", &image, HOST_A, port);
@@ -191,7 +193,7 @@ async fn rerun_adopts_ours_and_refuses_a_foreign_name() {
 
     // The same name with other labels (another namespace's container) is a conflict, untouched.
     let mut foreign = spec.clone();
-    foreign.namespace = format!("{}-other", ns.0);
+    foreign.namespace = format!("{}-other", ns.as_str());
     foreign.host_port = free_port();
     let err = d.run(&foreign).await.unwrap_err();
     assert!(matches!(err, Error::NameConflict(_)), "{err:?}");
@@ -202,13 +204,13 @@ async fn rerun_adopts_ours_and_refuses_a_foreign_name() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oom_kill_is_reported() {
     let d = deployer().await;
-    let image = hello(&d, "v1").await;
+    let image = hello_image(&d, "v1").await;
     let ns = Namespace::new("oom");
     let port = free_port();
     let mut spec = hello_spec(&ns, "oom", &image, HOST_A, port);
     spec.resources = resources(32, 500);
 
-    let events = d.events(&[("caas.managed", &ns.0)]);
+    let events = d.events(&[("caas.managed", ns.as_str())]);
     let c = d.run(&spec).await.unwrap();
     wait_ping(HOST_A, port).await;
     // Allocate far past the 32 MiB limit: the kernel kills the app mid-request.
@@ -218,7 +220,7 @@ async fn oom_kill_is_reported() {
         "allocation survived: {answer:?}"
     );
 
-    let status = eventually("the container to exit", Duration::from_secs(60), || {
+    let status = eventually_within("the container to exit", Duration::from_secs(60), || {
         let d = d.clone();
         let id = c.id.clone();
         async move {
@@ -278,12 +280,12 @@ impl Drop for PushedImage {
         if let Some(digest) = &self.digest {
             let url = format!(
                 "http://{}/v2/{}/manifests/{digest}",
-                env("CAAS_REGISTRY"),
+                var("CAAS_REGISTRY"),
                 self.repo
             );
             let mut curl = std::process::Command::new("curl");
             curl.args(["-fsS", "-X", "DELETE", &url]);
-            if let Some(c) = registry_creds() {
+            if let Some(c) = registry_credentials() {
                 curl.args(["-u", &format!("{}:{}", c.username, c.password)]);
             }
             let _ = curl.output();
@@ -294,19 +296,19 @@ impl Drop for PushedImage {
 /// Builds `FROM hello:v1` plus a unique 1 MiB layer, pushes it, and removes it locally, so a
 /// pull must really download that layer.
 fn push_unique_image(ns: &Namespace) -> PushedImage {
-    let registry = env("CAAS_REGISTRY");
+    let registry = var("CAAS_REGISTRY");
     let repo = "caas-test-deployer-pull".to_owned();
-    let image = format!("{registry}/{repo}:{}", ns.0);
+    let image = format!("{registry}/{repo}:{}", ns.as_str());
     let mut pushed = PushedImage {
         image: image.clone(),
         repo,
         digest: None,
     };
-    let dir = std::env::temp_dir().join(format!("{}-ctx", ns.0));
+    let dir = std::env::temp_dir().join(format!("{}-ctx", ns.as_str()));
     std::fs::create_dir_all(&dir).unwrap();
     let blob: Vec<u8> = (0..(1u32 << 20))
-        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8 ^ ns.0.len() as u8)
-        .chain(ns.0.bytes())
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8 ^ ns.as_str().len() as u8)
+        .chain(ns.as_str().bytes())
         .collect();
     std::fs::write(dir.join("blob"), blob).unwrap();
     std::fs::write(
@@ -341,11 +343,11 @@ fn push_unique_image(ns: &Namespace) -> PushedImage {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pull_reports_progress_and_distinct_errors() {
     let d = deployer().await;
-    hello(&d, "v1").await;
+    hello_image(&d, "v1").await;
     let ns = Namespace::new("pull");
     let pushed = push_unique_image(&ns);
     assert!(!d.image_present(&pushed.image).await.unwrap());
-    let creds = registry_creds();
+    let creds = registry_credentials();
 
     let steps: Vec<_> = d.pull(&pushed.image, creds.as_ref()).collect().await;
     let steps: Vec<_> = steps.into_iter().map(|s| s.unwrap()).collect();
@@ -372,7 +374,7 @@ async fn pull_reports_progress_and_distinct_errors() {
     // Pulling again is quick and fine.
     d.pull_to_end(&pushed.image, creds.as_ref()).await.unwrap();
 
-    let registry = env("CAAS_REGISTRY");
+    let registry = var("CAAS_REGISTRY");
     let err = d
         .pull_to_end(&format!("{registry}/hello:no-such-tag"), creds.as_ref())
         .await
@@ -380,7 +382,7 @@ async fn pull_reports_progress_and_distinct_errors() {
     assert!(matches!(err, Error::ImageNotFound { .. }), "{err:?}");
     let err = d
         .pull_to_end(
-            &format!("{registry}/no-such-repo-{}:v1", ns.0),
+            &format!("{registry}/no-such-repo-{}:v1", ns.as_str()),
             creds.as_ref(),
         )
         .await
@@ -411,15 +413,16 @@ impl Drop for AuthRegistry {
 }
 
 fn start_auth_registry(ns: &Namespace, port: u16, user: &str, password: &str) -> AuthRegistry {
-    let dir = std::env::temp_dir().join(format!("{}-registry", ns.0));
+    let dir = std::env::temp_dir().join(format!("{}-registry", ns.as_str()));
     std::fs::create_dir_all(dir.join("data")).unwrap();
     // The registry reads bcrypt only; glibc's crypt (through perl-base, Essential) makes it.
-    let salt: String =
-        ns.0.chars()
-            .filter(char::is_ascii_alphanumeric)
-            .cycle()
-            .take(22)
-            .collect();
+    let salt: String = ns
+        .as_str()
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .cycle()
+        .take(22)
+        .collect();
     let out = std::process::Command::new("perl")
         .args([
             "-e",
@@ -435,7 +438,7 @@ fn start_auth_registry(ns: &Namespace, port: u16, user: &str, password: &str) ->
     let config = format!(
         "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {data}\nhttp:\n  addr: 127.0.0.1:{port}\n  secret: {secret}\nauth:\n  htpasswd:\n    realm: caas-test\n    path: {htpasswd}\n",
         data = dir.join("data").display(),
-        secret = ns.0,
+        secret = ns.as_str(),
         htpasswd = dir.join("htpasswd").display(),
     );
     std::fs::write(dir.join("config.yml"), config).unwrap();
@@ -455,7 +458,7 @@ async fn registry_auth_failure_is_its_own_error() {
     let ns = Namespace::new("auth");
     let port = free_port();
     let _registry = start_auth_registry(&ns, port, "caas", "right-password");
-    eventually(
+    eventually_within(
         "the auth registry to answer",
         Duration::from_secs(30),
         || async move {

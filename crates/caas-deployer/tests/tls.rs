@@ -8,7 +8,8 @@
 mod common;
 
 use caas_deployer::{Deployer, DockerEndpoint, Error, TlsFiles};
-use common::{eventually, free_port};
+use caas_testkit::{eventually_within, unique};
+use common::free_port;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -18,12 +19,8 @@ struct TempDir(PathBuf);
 
 impl TempDir {
     fn new() -> TempDir {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
         // Short: the daemon's unix sockets live below it and socket paths are limited to 108 bytes.
-        let dir = std::env::temp_dir().join(format!("cdt-{}-{nanos:x}", std::process::id()));
+        let dir = std::env::temp_dir().join(unique("cdt"));
         std::fs::create_dir_all(&dir).unwrap();
         TempDir(dir)
     }
@@ -235,7 +232,7 @@ async fn tls_engine_needs_our_client_certificate() {
         .parse()
         .unwrap();
     let log = daemon.log.clone();
-    eventually(
+    eventually_within(
         "the test's dockerd to start",
         Duration::from_secs(90),
         || {

@@ -1,10 +1,8 @@
 //! Blacklist edits from several schedulers at once: ZooKeeper's version check makes every
 //! read-modify-write land, none overwriting another.
 
-mod common;
-
 use caas_registry::{IpRule, Registry};
-use common::Chroot;
+use caas_testkit::zk::Chroot;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_blacklist_edits_all_land() {

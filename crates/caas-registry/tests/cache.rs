@@ -1,11 +1,10 @@
 //! The route cache follows the tree through watches: creates, data changes, deletes, domains,
 //! the blacklist, and a forced session expiry after which it re-reads what changed meanwhile.
 
-mod common;
-
 use caas_registry::{IpRule, Registry, RouteCache, RouteEntry};
+use caas_testkit::zk::{end_session, Chroot};
+use caas_testkit::{eventually, init_tracing};
 use caas_types::{AppId, ContainerId, Domain, Endpoint, Version};
-use common::{eventually, Chroot};
 use std::net::IpAddr;
 
 fn app(s: &str) -> AppId {
@@ -33,7 +32,7 @@ fn endpoints(cache: &RouteCache, a: &AppId) -> Vec<String> {
 
 #[tokio::test]
 async fn cache_sees_creates_changes_and_deletes() {
-    common::init_tracing();
+    init_tracing("caas_registry=debug");
     let root = Chroot::new("cache").await;
     let reg = Registry::connect(&root.platform(), root.policy())
         .await
@@ -142,7 +141,7 @@ async fn cache_sees_creates_changes_and_deletes() {
 
 #[tokio::test]
 async fn cache_recovers_from_session_expiry_and_sees_what_changed_meanwhile() {
-    common::init_tracing();
+    init_tracing("caas_registry=debug");
     let root = Chroot::new("expiry").await;
     let reg = Registry::connect(&root.platform(), root.policy())
         .await
@@ -165,7 +164,7 @@ async fn cache_recovers_from_session_expiry_and_sees_what_changed_meanwhile() {
 
     // Close the cache's session from a second client that takes it over: the cache's own
     // connection then finds its session expired.
-    common::end_session(&root.env.connect, session).await;
+    end_session(&root.env.connect, session).await;
 
     // Changes while the cache is cut off: one instance goes, another comes, a domain appears.
     reg.deregister(&a, &v, &old).await.expect("deregister");
@@ -203,7 +202,7 @@ async fn cache_recovers_from_session_expiry_and_sees_what_changed_meanwhile() {
 
 #[tokio::test]
 async fn cache_started_before_the_layout_exists_sees_it_appear() {
-    common::init_tracing();
+    init_tracing("caas_registry=debug");
     let root = Chroot::new("early").await;
     // A gateway may start before any scheduler has written the layout.
     let cache = RouteCache::start(&root.reader())

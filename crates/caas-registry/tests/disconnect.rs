@@ -2,9 +2,8 @@
 //! tree again once it is back. This test runs its OWN ZooKeeper on a free port (never the
 //! shared one), stops it and starts it again.
 
-mod common;
-
 use caas_registry::{AclPolicy, Registry, RouteCache, ZkAuth, ZkConfig};
+use caas_testkit::{eventually, init_tracing};
 use caas_types::{AppId, ContainerId, Version};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -106,7 +105,7 @@ impl Drop for OwnZk {
 
 #[tokio::test]
 async fn cache_serves_last_snapshot_while_zookeeper_is_down() {
-    common::init_tracing();
+    init_tracing("caas_registry=debug");
     let mut zk = OwnZk::new();
     zk.start().await;
     let platform: ZkAuth = "caas:platform-test".parse().expect("auth");
@@ -136,7 +135,7 @@ async fn cache_serves_last_snapshot_while_zookeeper_is_down() {
     assert_eq!(cache.snapshot().endpoints(&app).map(<[_]>::len), Some(1));
 
     zk.stop().await;
-    common::eventually("cache notices the outage", || async {
+    eventually("cache notices the outage", || async {
         (!cache.is_connected()).then_some(())
     })
     .await;
@@ -148,17 +147,17 @@ async fn cache_serves_last_snapshot_while_zookeeper_is_down() {
     );
 
     zk.start().await;
-    common::eventually("cache reconnects", || async {
+    eventually("cache reconnects", || async {
         cache.is_connected().then_some(())
     })
     .await;
-    common::eventually("registry writes again", || async {
+    eventually("registry writes again", || async {
         reg.register(&app, &v, &b, "127.0.0.3:25701".parse().expect("endpoint"))
             .await
             .ok()
     })
     .await;
-    common::eventually("cache follows changes after the outage", || async {
+    eventually("cache follows changes after the outage", || async {
         (cache.snapshot().endpoints(&app).map(<[_]>::len) == Some(2)).then_some(())
     })
     .await;

@@ -1,10 +1,9 @@
 //! Leader election: exactly one leader; leadership passes on when the leader's session ends,
 //! whether it resigns, is dropped, or its session is closed from outside.
 
-mod common;
-
 use caas_registry::LeaderElection;
-use common::{eventually, Chroot};
+use caas_testkit::zk::{end_session, Chroot};
+use caas_testkit::{eventually, init_tracing, WAIT};
 
 fn leaders(c: &[&LeaderElection]) -> usize {
     c.iter().filter(|e| e.is_leader()).count()
@@ -12,7 +11,7 @@ fn leaders(c: &[&LeaderElection]) -> usize {
 
 #[tokio::test]
 async fn leadership_hands_over_when_the_leader_session_ends() {
-    common::init_tracing();
+    init_tracing("caas_registry=debug");
     let root = Chroot::new("election").await;
     let cfg = root.platform();
     let a = LeaderElection::join(&cfg, "sched-a").await.expect("join a");
@@ -40,7 +39,7 @@ async fn leadership_hands_over_when_the_leader_session_ends() {
 
     // The leader's process goes away (its session is closed): the next candidate takes over.
     drop(a);
-    tokio::time::timeout(common::WAIT, b.wait_leader())
+    tokio::time::timeout(WAIT, b.wait_leader())
         .await
         .expect("b leads in time")
         .expect("b leads");
@@ -51,8 +50,8 @@ async fn leadership_hands_over_when_the_leader_session_ends() {
     // and b, back on a new session, queues up behind c.
     let before = b.session_info().expect("session");
     let before_id = before.id();
-    common::end_session(&root.env.connect, before).await;
-    tokio::time::timeout(common::WAIT, c.wait_leader())
+    end_session(&root.env.connect, before).await;
+    tokio::time::timeout(WAIT, c.wait_leader())
         .await
         .expect("c leads in time")
         .expect("c leads");
@@ -70,7 +69,7 @@ async fn leadership_hands_over_when_the_leader_session_ends() {
 
     // Resigning deletes the node at once and hands over.
     c.resign().await;
-    tokio::time::timeout(common::WAIT, b.wait_leader())
+    tokio::time::timeout(WAIT, b.wait_leader())
         .await
         .expect("b leads again in time")
         .expect("b leads again");

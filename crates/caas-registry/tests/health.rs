@@ -2,11 +2,10 @@
 //! leaves ZooKeeper after N failures and comes back after M successes, with events for both;
 //! a hanging instance delays no other.
 
-mod common;
-
 use caas_registry::{HealthChecker, HealthEvent, HealthEventKind, HealthTarget, Registry};
+use caas_testkit::zk::{read, Chroot};
+use caas_testkit::{eventually, init_tracing, WAIT};
 use caas_types::{AppId, ContainerId, Endpoint, HealthPolicy, Version};
-use common::{eventually, read, Chroot};
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -62,7 +61,7 @@ fn spec() -> HealthPolicy {
 }
 
 async fn next_event(rx: &mut mpsc::Receiver<HealthEvent>) -> HealthEvent {
-    tokio::time::timeout(common::WAIT, rx.recv())
+    tokio::time::timeout(WAIT, rx.recv())
         .await
         .expect("a health event in time")
         .expect("channel open")
@@ -70,7 +69,7 @@ async fn next_event(rx: &mut mpsc::Receiver<HealthEvent>) -> HealthEvent {
 
 #[tokio::test]
 async fn unhealthy_instance_leaves_zookeeper_and_comes_back() {
-    common::init_tracing();
+    init_tracing("caas_registry=debug");
     let root = Chroot::new("health").await;
     let reg = Registry::connect(&root.platform(), root.policy())
         .await
@@ -141,7 +140,7 @@ async fn unhealthy_instance_leaves_zookeeper_and_comes_back() {
 
 #[tokio::test]
 async fn a_hanging_instance_delays_no_other() {
-    common::init_tracing();
+    init_tracing("caas_registry=debug");
     let root = Chroot::new("hang").await;
     let reg = Registry::connect(&root.platform(), root.policy())
         .await
@@ -220,7 +219,7 @@ async fn a_hanging_instance_delays_no_other() {
 async fn status_codes_and_the_configured_path_decide_health() {
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     use std::sync::Arc;
-    common::init_tracing();
+    init_tracing("caas_registry=debug");
     let root = Chroot::new("status").await;
     let reg = Registry::connect(&root.platform(), root.policy())
         .await

@@ -1,11 +1,10 @@
 //! The registry writes exactly the brief's layout, with the digest ACL, idempotently; checked
 //! with raw ZooKeeper reads, not through the crate.
 
-mod common;
-
 use caas_registry::{Error, IpRule, Registry};
+use caas_testkit::init_tracing;
+use caas_testkit::zk::{read, Chroot};
 use caas_types::{AppId, ContainerId, Domain, Endpoint, Version};
-use common::{read, Chroot};
 use zookeeper_client::{CreateMode, Permission};
 
 fn ids() -> (AppId, Version, ContainerId, Endpoint) {
@@ -19,7 +18,7 @@ fn ids() -> (AppId, Version, ContainerId, Endpoint) {
 
 #[tokio::test]
 async fn writes_the_exact_layout_with_digest_acl() {
-    common::init_tracing();
+    init_tracing("caas_registry=debug");
     let root = Chroot::new("layout").await;
     let reg = Registry::connect(&root.platform(), root.policy())
         .await
@@ -174,7 +173,7 @@ async fn writes_the_exact_layout_with_digest_acl() {
 
 #[tokio::test]
 async fn writes_are_refused_without_the_platform_credential() {
-    common::init_tracing();
+    init_tracing("caas_registry=debug");
     let root = Chroot::new("acl").await;
     let reg = Registry::connect(&root.platform(), root.policy())
         .await
@@ -244,7 +243,7 @@ async fn writes_are_refused_without_the_platform_credential() {
 #[tokio::test]
 async fn full_reads_span_several_multi_read_chunks() {
     use futures::StreamExt as _;
-    common::init_tracing();
+    init_tracing("caas_registry=debug");
     let root = Chroot::new("chunks").await;
     let reg = Registry::connect(&root.platform(), root.policy())
         .await

@@ -1,10 +1,10 @@
-//! Shared test support: in-test backends (plain hyper servers), a gateway run in-process with a
-//! route channel the test publishes to, snapshot builders, raw HTTP helpers and "eventually"
-//! waits.
+//! The gateway's own test support (waits, ZooKeeper chroots and container namespaces come from
+//! `caas-testkit`): in-test backends (plain hyper servers), a gateway run in-process with a
+//! route channel the test publishes to, snapshot builders and raw HTTP helpers.
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
-pub mod zk;
+pub mod containers;
 
 use bytes::Bytes;
 use caas_gateway::{Config, Gateway, RouteSnapshot};
@@ -13,36 +13,20 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::{Body, Frame, Incoming};
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
-use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch, Notify};
 use tokio::task::JoinSet;
 
-/// Deadline of every "eventually" wait: generous, the machine is shared and noisy.
+/// How long a raw read waits for the gateway: shorter than [`client`]'s 60 s timeout, so a
+/// test can tell an answer the gateway's own timeout produced from the client giving up.
 pub const WAIT: Duration = Duration::from_secs(30);
-
-/// Retries `check` until it returns `Some`, or panics with `what` after [`WAIT`].
-pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 // ---------------------------------------------------------------------------------------------
 // Backends

@@ -1,80 +1,32 @@
-//! A whole platform per test: its own database (see `db.rs`), its own ZooKeeper chroot, its own
-//! container namespace and loopback addresses, and a scheduler serving the admin API in-process
-//! on a free port. Everything is removed on drop, even when the test failed.
+//! A whole platform per test: its own database (see `db.rs`), its own ZooKeeper chroot and
+//! container namespace (`caas-testkit` guards), its own loopback addresses, and a scheduler
+//! serving the admin API in-process on a free port. Everything is removed on drop, even when the
+//! test failed.
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use super::db::TestDb;
-use caas_deployer::{Deployer, DockerEndpoint};
+use caas_deployer::Deployer;
 use caas_scheduler::Config;
+use caas_testkit::docker::Namespace;
+use caas_testkit::zk::{self, Chroot};
+use caas_testkit::{unique_u64, var, var_opt, HOW};
 use clap::Parser;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use std::future::Future;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant};
-use zookeeper_client::{Acl, AuthId, Client, CreateMode, Permission};
 
-pub const HOW: &str =
-    "start the services with `scripts/up && source .caas/env`, or run `scripts/test`";
-/// Deadline of "eventually" waits: generous, the machine is shared.
-pub const WAIT: Duration = Duration::from_secs(60);
 pub const TOKEN: &str = "operator-test-token";
-
-pub fn var(name: &str) -> String {
-    std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set: {HOW}"))
-}
-
-fn unique() -> u32 {
-    static N: AtomicU32 = AtomicU32::new(0);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    (std::process::id() ^ nanos).wrapping_add(N.fetch_add(1, Ordering::Relaxed) * 7919)
-}
-
-/// Polls `f` until it returns `Some`, or panics after [`WAIT`] with `what`.
-pub async fn eventually<T, F, Fut>(what: &str, mut f: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if let Some(v) = f().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// A raw ZooKeeper client with the super credential (sees through every ACL).
-pub async fn zk_super() -> Client {
-    let sup = var("CAAS_ZK_SUPER_AUTH");
-    Client::connector()
-        .with_session_timeout(Duration::from_secs(6))
-        .with_auth("digest", sup.as_bytes())
-        .connect(&var("CAAS_ZK"))
-        .await
-        .unwrap_or_else(|e| panic!("zookeeper unreachable ({e}): {HOW}"))
-}
-
-fn digest_acl(auth: &str, perms: Permission) -> Acl {
-    let (user, _) = auth.split_once(':').expect("user:password");
-    let id = caas_registry::ZkAuth {
-        user: user.into(),
-        password: auth[user.len() + 1..].into(),
-    }
-    .digest_id();
-    Acl::new(perms, AuthId::new("digest", &id))
-}
 
 /// Everything one test owns.
 pub struct Platform {
+    // The guards first: fields drop in order, after `Drop for Platform` has stopped the
+    // scheduler, so its containers go before its chroot and its database.
+    containers: Namespace,
+    zk: Chroot,
     pub db: TestDb,
+    /// The chroot's path.
     pub chroot: String,
+    /// The `caas.managed` value of this test's containers.
     pub namespace: String,
     /// The loopback /24 this test's hosts live in: 127.{a}.{b}.0
     pub net: (u8, u8),
@@ -91,30 +43,17 @@ impl Platform {
     /// A platform with its scheduler started; `extra` adds flags (e.g. `--drain-ms 0`).
     pub async fn new(extra: &[&str]) -> Platform {
         let (db, _store) = TestDb::new().await;
-        let n = unique();
-        let chroot = format!("/caas-sched-test-{n:08x}");
-        let zk = zk_super().await;
-        let acls = [
-            digest_acl(&var("CAAS_ZK_AUTH"), Permission::ALL),
-            digest_acl(&var("CAAS_ZK_READ_AUTH"), Permission::READ),
-        ];
-        zk.create(
-            &chroot,
-            b"",
-            &CreateMode::Persistent.with_acls(zookeeper_client::Acls::new(&acls)),
-        )
-        .await
-        .unwrap_or_else(|e| panic!("creating chroot {chroot}: {e}"));
-        let namespace = format!("t{n:08x}");
+        let zk = Chroot::new("sched").await;
+        let containers = Namespace::new("sched");
+        let n = unique_u64();
         let net = (100 + (n % 100) as u8, ((n >> 8) % 250) as u8 + 1);
-        let docker = Deployer::connect(
-            &DockerEndpoint::parse(&var("CAAS_DOCKER"), None).expect("docker url"),
-        )
-        .expect("docker client");
+        let docker = caas_testkit::docker::deployer().await;
         let mut p = Platform {
+            chroot: zk.path.clone(),
+            namespace: containers.as_str().to_owned(),
+            containers,
+            zk,
             db,
-            chroot,
-            namespace,
             net,
             api: String::new(),
             http: reqwest::Client::new(),
@@ -165,10 +104,8 @@ impl Platform {
             ("--registry-user", "CAAS_REGISTRY_USER"),
             ("--registry-password", "CAAS_REGISTRY_PASSWORD"),
         ] {
-            if let Ok(v) = std::env::var(name) {
-                if !v.is_empty() {
-                    flags.push((flag.to_string(), v));
-                }
+            if let Some(v) = var_opt(name) {
+                flags.push((flag.to_string(), v));
             }
         }
         // `extra` is flag/value pairs that override the defaults above.
@@ -279,29 +216,29 @@ impl Platform {
             .expect("docker list")
     }
 
-    /// Address nodes under our chroot: (app/version/container, data).
+    /// Address nodes under our chroot: (app/version/container, data). Only a missing root
+    /// means none; any other ZooKeeper error fails the test, so "no node left" cannot pass
+    /// because ZooKeeper could not be read.
     pub async fn nodes(&self) -> Vec<(String, String)> {
-        let zk = zk_super().await;
+        let client = zk::super_client().await;
         let root = format!("{}/caas/service/address", self.chroot);
         let mut out = Vec::new();
-        let Ok((apps, _)) = zk.get_children(&root).await else {
+        let Some(apps) = zk::children(&client, &root).await else {
             return out;
         };
+        // Below the root, a node that went between listing and reading (an undeploy in
+        // flight) is simply not there any more.
         for a in apps {
-            let Ok((versions, _)) = zk.get_children(&format!("{root}/{a}")).await else {
+            let Some(versions) = zk::children(&client, &format!("{root}/{a}")).await else {
                 continue;
             };
             for v in versions {
-                let Ok((cs, _)) = zk.get_children(&format!("{root}/{a}/{v}")).await else {
+                let Some(cs) = zk::children(&client, &format!("{root}/{a}/{v}")).await else {
                     continue;
                 };
                 for c in cs {
-                    let path = format!("{root}/{a}/{v}/{c}");
-                    if let Ok((data, _)) = zk.get_data(&path).await {
-                        out.push((
-                            format!("{a}/{v}/{c}"),
-                            String::from_utf8_lossy(&data).into_owned(),
-                        ));
+                    if let Some(data) = zk::read(&client, &format!("{root}/{a}/{v}/{c}")).await {
+                        out.push((format!("{a}/{v}/{c}"), data));
                     }
                 }
             }
@@ -338,47 +275,13 @@ impl Platform {
 
 impl Drop for Platform {
     fn drop(&mut self) {
+        // Stop the scheduler first; the guards then remove the containers, the chroot and the
+        // database.
         if let Some(tx) = self.stop.take() {
             let _ = tx.send(());
         }
         if let Some(h) = self.server.take() {
             h.abort();
         }
-        let namespace = self.namespace.clone();
-        let chroot = self.chroot.clone();
-        let docker = self.docker.clone();
-        // Clean up on a runtime of our own: Drop may run while the test's runtime unwinds.
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(async move {
-                if let Ok(list) = docker.list_managed(&namespace).await {
-                    for c in list {
-                        let _ = docker.remove(&c.id).await;
-                    }
-                }
-                let zk = zk_super().await;
-                delete_recursive(&zk, &chroot).await;
-            });
-        })
-        .join();
-    }
-}
-
-async fn delete_recursive(zk: &Client, path: &str) {
-    let mut stack = vec![path.to_owned()];
-    let mut order = Vec::new();
-    while let Some(p) = stack.pop() {
-        if let Ok((children, _)) = zk.get_children(&p).await {
-            for c in children {
-                stack.push(format!("{p}/{c}"));
-            }
-        }
-        order.push(p);
-    }
-    for p in order.into_iter().rev() {
-        let _ = zk.delete(&p, None).await;
     }
 }

@@ -1,105 +1,19 @@
-//! Shared helpers of the deployer's integration tests: the real engine from the environment, a
-//! per-test namespace that removes its containers when dropped, free ports, a tiny HTTP client
-//! and an "eventually" wait.
+//! The deployer's own test helpers (the engine, the hello image, namespaces and waits come from
+//! `caas-testkit`): the docker CLI as an independent view, two loopback "hosts", free ports,
+//! hello run specs and a tiny HTTP client.
 #![allow(dead_code, clippy::unwrap_used)]
 
-use caas_deployer::{Deployer, DockerEndpoint, RegistryCredentials, RunSpec};
+use caas_deployer::RunSpec;
+use caas_testkit::docker::Namespace;
 use caas_types::{Cpus, Memory, Resources};
-use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, TcpListener};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-/// How to bring the services up, for failure messages.
-pub const HOW: &str =
-    "start the services with `scripts/up && source .caas/env`, or run `scripts/test`";
-
-/// An environment variable the tests need; fails the test (never skips) when missing.
-pub fn env(name: &str) -> String {
-    match std::env::var(name) {
-        Ok(v) if !v.is_empty() => v,
-        _ => panic!("{name} is not set: {HOW}"),
-    }
-}
-
-/// The shared engine (`CAAS_DOCKER`), checked to answer.
-pub async fn deployer() -> Deployer {
-    let url = env("CAAS_DOCKER");
-    let endpoint: DockerEndpoint = url
-        .parse()
-        .unwrap_or_else(|e| panic!("CAAS_DOCKER={url}: {e}"));
-    let d = Deployer::connect(&endpoint)
-        .unwrap_or_else(|e| panic!("cannot reach docker at {url}: {e}; {HOW}"));
-    if let Err(e) = d.ping().await {
-        panic!("docker at {url} does not answer: {e}; {HOW}");
-    }
-    d
-}
-
-/// The registry's credentials (`CAAS_REGISTRY_USER` / `CAAS_REGISTRY_PASSWORD`, written to
-/// .caas/env by scripts/up), if it asks for any.
-pub fn registry_creds() -> Option<RegistryCredentials> {
-    RegistryCredentials::from_env(&env("CAAS_REGISTRY"))
-}
-
-/// `{CAAS_REGISTRY}/hello:{tag}`, pulled if the engine lacks it.
-pub async fn hello(d: &Deployer, tag: &str) -> String {
-    let image = format!("{}/hello:{tag}", env("CAAS_REGISTRY"));
-    if !d.image_present(&image).await.unwrap() {
-        d.pull_to_end(&image, registry_creds().as_ref())
-            .await
-            .unwrap_or_else(|e| {
-                panic!("cannot pull {image}: {e}; {HOW} (it pushes the hello images)")
-            });
-    }
-    image
-}
-
-/// A test's own `caas.managed` value; every container carrying it is removed on drop, so a
-/// failing test leaves nothing behind either.
-pub struct Namespace(pub String);
-
-impl Namespace {
-    pub fn new(test: &str) -> Namespace {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-        Namespace(format!("t-dep-{test}-{}-{nanos:x}", std::process::id()))
-    }
-
-    /// A container name unique to this namespace.
-    pub fn name(&self, suffix: &str) -> String {
-        format!("caas-{}-{suffix}", self.0)
-    }
-}
-
-impl Drop for Namespace {
-    fn drop(&mut self) {
-        let filter = format!("label=caas.managed={}", self.0);
-        let Ok(out) = Command::new("docker")
-            .args(["ps", "-aq", "--filter", &filter])
-            .output()
-        else {
-            return;
-        };
-        let ids: Vec<String> = String::from_utf8_lossy(&out.stdout)
-            .split_whitespace()
-            .map(str::to_owned)
-            .collect();
-        if !ids.is_empty() {
-            let _ = Command::new("docker")
-                .args(["rm", "-f", "-v"])
-                .args(&ids)
-                .output();
-        }
-    }
-}
 
 /// Containers of a namespace as the docker CLI sees them (an independent check).
 pub fn cli_containers(ns: &Namespace) -> Vec<String> {
-    let filter = format!("label=caas.managed={}", ns.0);
+    let filter = format!("label=caas.managed={ns}");
     let out = Command::new("docker")
         .args(["ps", "-aq", "--no-trunc", "--filter", &filter])
         .output()
@@ -155,7 +69,7 @@ pub fn hello_spec(ns: &Namespace, suffix: &str, image: &str, ip: IpAddr, port: u
     let version = "v1".parse().unwrap();
     let instance = format!("hello-{suffix}").parse().unwrap();
     let mut spec = RunSpec::for_instance(
-        &ns.0,
+        ns.as_str(),
         &app,
         &version,
         &instance,
@@ -164,7 +78,7 @@ pub fn hello_spec(ns: &Namespace, suffix: &str, image: &str, ip: IpAddr, port: u
         caas_types::Endpoint::new(ip, port).unwrap(),
         resources(64, 500),
     );
-    spec.name = ns.name(suffix);
+    spec.name = ns.container_name(suffix);
     spec
 }
 
@@ -187,25 +101,9 @@ pub async fn http_get(ip: IpAddr, port: u16, path: &str) -> Option<(u16, String)
         .flatten()
 }
 
-/// Polls `check` until it returns `Some` or `limit` passes (then fails with `what`).
-pub async fn eventually<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// Waits for hello's `/_ping` to answer `pong` on `ip:port`.
 pub async fn wait_ping(ip: IpAddr, port: u16) {
-    eventually("/_ping to answer", Duration::from_secs(60), || async move {
+    caas_testkit::eventually("/_ping to answer", || async move {
         match http_get(ip, port, "/_ping").await {
             Some((200, body)) if body.trim() == "pong" => Some(()),
             _ => None,
