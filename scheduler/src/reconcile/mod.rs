@@ -27,8 +27,8 @@ use crate::metrics::DeployMetrics;
 use crate::progress::Progress;
 use crate::routes::RoutesRef;
 use crate::store::{DeploymentState, InstanceRow, Store};
+use caas_types::ContainerId;
 use caas_types::InstanceState;
-use caas_types::{ContainerId, InstanceId};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -124,7 +124,13 @@ impl Reconciler {
     }
 
     async fn apply(&self, s: &Snapshot, repair: Repair, report: &mut Report) -> Result<()> {
-        let row = |id: &InstanceId| s.instances.iter().find(|r| &r.id == id);
+        if let Some(id) = repair.instance() {
+            // An instance repair acts on the row the plan saw.
+            return match s.instances.iter().find(|r| &r.id == id) {
+                Some(r) => self.apply_to_instance(r, repair, report).await,
+                None => Ok(()),
+            };
+        }
         match repair {
             Repair::RemoveOrphan { host_id, container } => {
                 if let Ok((host, engine)) = self.lifecycle.engine_of(host_id).await {
@@ -132,50 +138,6 @@ impl Reconciler {
                     if engine.remove(&container).await.is_ok() {
                         report.orphans += 1;
                     }
-                }
-            }
-            Repair::FinishStart {
-                instance,
-                container,
-            } => {
-                if let Some(r) = row(&instance) {
-                    self.finish_or_roll_back(r, container, report).await;
-                }
-            }
-            Repair::RollBackStart {
-                instance,
-                container,
-            } => {
-                if let Some(r) = row(&instance) {
-                    self.roll_back_start(r, container, report).await;
-                }
-            }
-            Repair::FinishStop { instance } => {
-                if let Some(r) = row(&instance) {
-                    tracing::info!(instance = %r.id, "reconciler: finishing an interrupted stop");
-                    self.lifecycle
-                        .teardown(std::slice::from_ref(r), false)
-                        .await;
-                    report.rolled_back += 1;
-                }
-            }
-            Repair::Recreate { instance } => {
-                if let Some(r) = row(&instance) {
-                    tracing::info!(instance = %r.id, "reconciler: container lost; re-creating");
-                    match self.lifecycle.recreate(r).await {
-                        Ok(()) => report.recreated += 1,
-                        Err(e) => {
-                            tracing::warn!(instance = %r.id, error = %e, "reconciler: re-create failed")
-                        }
-                    }
-                }
-            }
-            Repair::ReplaceLost {
-                instance,
-                container,
-            } => {
-                if let Some(r) = row(&instance) {
-                    self.replace_lost(r, container, report).await;
                 }
             }
             Repair::DeregisterNode {
@@ -186,17 +148,6 @@ impl Reconciler {
                 tracing::info!(%app, %version, %container, "reconciler: removing a stale address node");
                 self.routes.deregister(&app, &version, &container).await?;
                 report.nodes += 1;
-            }
-            Repair::RegisterNode { instance } => {
-                if let Some((r, cid)) =
-                    row(&instance).and_then(|r| Some((r, r.container_id.as_ref()?)))
-                {
-                    tracing::info!(instance = %r.id, "reconciler: restoring a missing address node");
-                    self.routes
-                        .register(&r.app, &r.version, cid, r.endpoint()?)
-                        .await?;
-                    report.nodes += 1;
-                }
             }
             Repair::AddAppNode(app) => {
                 tracing::info!(%app, "reconciler: restoring a missing app node");
@@ -254,6 +205,13 @@ impl Reconciler {
                     }
                 }
             }
+            // Applied above, with their row.
+            Repair::FinishStart { .. }
+            | Repair::RollBackStart { .. }
+            | Repair::FinishStop { .. }
+            | Repair::Recreate { .. }
+            | Repair::ReplaceLost { .. }
+            | Repair::RegisterNode { .. } => {}
             Repair::FinishDeploy { deployment_id } => {
                 tracing::info!(
                     deployment = deployment_id,
@@ -286,6 +244,51 @@ impl Reconciler {
                     report.rolled_back += 1;
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// Applies a repair of one instance (`r`, as the snapshot read it).
+    async fn apply_to_instance(
+        &self,
+        r: &InstanceRow,
+        repair: Repair,
+        report: &mut Report,
+    ) -> Result<()> {
+        match repair {
+            Repair::FinishStart { container, .. } => {
+                self.finish_or_roll_back(r, container, report).await
+            }
+            Repair::RollBackStart { container, .. } => {
+                self.roll_back_start(r, container, report).await
+            }
+            Repair::FinishStop { .. } => {
+                tracing::info!(instance = %r.id, "reconciler: finishing an interrupted stop");
+                self.lifecycle
+                    .teardown(std::slice::from_ref(r), false)
+                    .await;
+                report.rolled_back += 1;
+            }
+            Repair::Recreate { .. } => {
+                tracing::info!(instance = %r.id, "reconciler: container lost; re-creating");
+                match self.lifecycle.recreate(r).await {
+                    Ok(()) => report.recreated += 1,
+                    Err(e) => {
+                        tracing::warn!(instance = %r.id, error = %e, "reconciler: re-create failed")
+                    }
+                }
+            }
+            Repair::ReplaceLost { container, .. } => self.replace_lost(r, container, report).await,
+            Repair::RegisterNode { .. } => {
+                if let Some(cid) = &r.container_id {
+                    tracing::info!(instance = %r.id, "reconciler: restoring a missing address node");
+                    self.routes
+                        .register(&r.app, &r.version, cid, r.endpoint()?)
+                        .await?;
+                    report.nodes += 1;
+                }
+            }
+            _ => {}
         }
         Ok(())
     }
