@@ -47,10 +47,10 @@ pub struct ControlPlane {
     /// Acts on health transitions (leader).
     pub healer: Arc<Healer>,
     /// Repairs drift between the database, the engines and ZooKeeper (leader).
-    pub reconciler: Reconciler,
+    pub reconciler: Arc<Reconciler>,
     /// Rolls auto-deploy apps to pushed tags.
     pub autodeploy: Arc<AutoDeployer>,
-    leader: AtomicBool,
+    leader: Arc<AtomicBool>,
 }
 
 impl ControlPlane {
@@ -84,7 +84,7 @@ impl ControlPlane {
             health.clone(),
             metrics.clone(),
         ));
-        let reconciler = Reconciler::new(
+        let reconciler = Arc::new(Reconciler::new(
             config.clone(),
             store.clone(),
             engines.clone(),
@@ -92,7 +92,7 @@ impl ControlPlane {
             health.clone(),
             lifecycle.clone(),
             metrics.clone(),
-        );
+        ));
         let autodeploy = AutoDeployer::new(
             config.clone(),
             store.clone(),
@@ -113,7 +113,7 @@ impl ControlPlane {
             healer,
             reconciler,
             autodeploy,
-            leader: AtomicBool::new(false),
+            leader: Arc::new(AtomicBool::new(false)),
         })
     }
 
@@ -122,9 +122,9 @@ impl ControlPlane {
         self.leader.load(Ordering::Relaxed)
     }
 
-    /// Records leadership changes.
-    pub fn set_leader(&self, leader: bool) {
-        self.leader.store(leader, Ordering::Relaxed);
+    /// The flag the leader's duties set while this process leads.
+    pub fn leader_flag(&self) -> Arc<AtomicBool> {
+        self.leader.clone()
     }
 
     /// Whether ZooKeeper answers a read.

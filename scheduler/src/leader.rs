@@ -3,7 +3,10 @@
 //! stop when leadership is lost or on shutdown.
 
 use crate::control::ControlPlane;
+use crate::healing::Healer;
+use crate::reconcile::Reconciler;
 use caas_registry::{HealthChecker, HealthEvent};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, watch};
@@ -12,60 +15,84 @@ use tokio::sync::{mpsc, watch};
 /// deployed by other scheduler processes are checked within this time.
 const HEALTH_SYNC: Duration = Duration::from_secs(2);
 
-/// Runs the leader's duties whenever `leader` says this process leads, until `stop`:
-/// `checker` polls health paths and reports transitions on `events`.
-pub async fn run(
-    control: Arc<ControlPlane>,
-    mut leader: watch::Receiver<bool>,
+/// What only the leader does, with only what that needs.
+#[derive(Debug)]
+pub struct LeaderDuties {
+    healer: Arc<Healer>,
+    reconciler: Arc<Reconciler>,
     checker: HealthChecker,
-    mut events: mpsc::Receiver<HealthEvent>,
-    mut stop: watch::Receiver<bool>,
-) {
-    loop {
-        tokio::select! {
-            ok = until(&mut leader, true) => if !ok { return },
-            _ = until(&mut stop, true) => return,
+    reconcile_every: Duration,
+    /// Shared with the control plane, whose `/healthz` reports it.
+    leading: Arc<AtomicBool>,
+}
+
+impl LeaderDuties {
+    /// The duties of `control`'s leader; `checker` polls health paths and reports transitions
+    /// on the receiver given to [`LeaderDuties::run`].
+    pub fn new(control: &ControlPlane, checker: HealthChecker) -> LeaderDuties {
+        LeaderDuties {
+            healer: control.healer.clone(),
+            reconciler: control.reconciler.clone(),
+            checker,
+            reconcile_every: Duration::from_secs(control.config.reconcile_secs.max(1)),
+            leading: control.leader_flag(),
         }
-        tracing::info!("this scheduler is the leader: running health checks and the reconciler");
-        control.set_leader(true);
-        let mut lost = leader.clone();
-        let mut stop_checker = stop.clone();
-        let checker_task = tokio::spawn(checker.clone().run(async move {
-            tokio::select! {
-                _ = until(&mut lost, false) => {}
-                _ = until(&mut stop_checker, true) => {}
-            }
-        }));
-        let mut sync = tokio::time::interval(HEALTH_SYNC);
-        let mut reconcile =
-            tokio::time::interval(Duration::from_secs(control.config.reconcile_secs.max(1)));
+    }
+
+    /// Runs the duties whenever `leader` says this process leads, until `stop`.
+    pub async fn run(
+        self,
+        mut leader: watch::Receiver<bool>,
+        mut events: mpsc::Receiver<HealthEvent>,
+        mut stop: watch::Receiver<bool>,
+    ) {
         loop {
             tokio::select! {
-                _ = until(&mut leader, false) => break,
-                _ = until(&mut stop, true) => break,
-                Some(ev) = events.recv() => {
-                    if let Err(e) = control.healer.on_health_event(ev).await {
-                        tracing::warn!(error = %e, "could not act on a health event");
-                    }
+                ok = until(&mut leader, true) => if !ok { return },
+                _ = until(&mut stop, true) => return,
+            }
+            tracing::info!(
+                "this scheduler is the leader: running health checks and the reconciler"
+            );
+            self.leading.store(true, Ordering::Relaxed);
+            let mut lost = leader.clone();
+            let mut stop_checker = stop.clone();
+            let checker_task = tokio::spawn(self.checker.clone().run(async move {
+                tokio::select! {
+                    _ = until(&mut lost, false) => {}
+                    _ = until(&mut stop_checker, true) => {}
                 }
-                _ = sync.tick() => {
-                    if let Err(e) = control.healer.sync_health_targets().await {
-                        tracing::warn!(error = %e, "could not sync health-check targets");
+            }));
+            let mut sync = tokio::time::interval(HEALTH_SYNC);
+            let mut reconcile = tokio::time::interval(self.reconcile_every);
+            loop {
+                tokio::select! {
+                    _ = until(&mut leader, false) => break,
+                    _ = until(&mut stop, true) => break,
+                    Some(ev) = events.recv() => {
+                        if let Err(e) = self.healer.on_health_event(ev).await {
+                            tracing::warn!(error = %e, "could not act on a health event");
+                        }
                     }
-                }
-                _ = reconcile.tick() => {
-                    if let Err(e) = control.reconciler.reconcile().await {
-                        tracing::warn!(error = %e, "reconciliation pass failed");
+                    _ = sync.tick() => {
+                        if let Err(e) = self.healer.sync_health_targets().await {
+                            tracing::warn!(error = %e, "could not sync health-check targets");
+                        }
+                    }
+                    _ = reconcile.tick() => {
+                        if let Err(e) = self.reconciler.reconcile().await {
+                            tracing::warn!(error = %e, "reconciliation pass failed");
+                        }
                     }
                 }
             }
+            self.leading.store(false, Ordering::Relaxed);
+            let _ = checker_task.await;
+            if *stop.borrow() {
+                return;
+            }
+            tracing::warn!("this scheduler lost the leadership");
         }
-        control.set_leader(false);
-        let _ = checker_task.await;
-        if *stop.borrow() {
-            return;
-        }
-        tracing::warn!("this scheduler lost the leadership");
     }
 }
 

@@ -105,13 +105,8 @@ impl Scheduler {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<()> {
         let (stop_tx, stop_rx) = watch::channel(false);
-        let leader_task = tokio::spawn(leader::run(
-            self.state.control.clone(),
-            self.election.subscribe(),
-            self.checker,
-            self.events,
-            stop_rx,
-        ));
+        let duties = leader::LeaderDuties::new(&self.state.control, self.checker);
+        let leader_task = tokio::spawn(duties.run(self.election.subscribe(), self.events, stop_rx));
         let app = api::router(self.state);
         tracing::info!(addr = ?listener.local_addr().ok(), "admin API listening");
         let served = axum::serve(listener, app)
