@@ -2,7 +2,7 @@
 //! leaves ZooKeeper after N failures and comes back after M successes, with events for both;
 //! a hanging instance delays no other.
 
-use caas_registry::{HealthChecker, HealthEvent, HealthEventKind, HealthTarget, Registry};
+use caas_registry::{HealthChecker, HealthEvent, HealthEventKind, HealthTarget};
 use caas_testkit::zk::{read, Chroot};
 use caas_testkit::{eventually, init_tracing, WAIT};
 use caas_types::{AppId, ContainerId, Endpoint, HealthPolicy, Version};
@@ -71,10 +71,7 @@ async fn next_event(rx: &mut mpsc::Receiver<HealthEvent>) -> HealthEvent {
 async fn unhealthy_instance_leaves_zookeeper_and_comes_back() {
     init_tracing("caas_registry=debug");
     let root = Chroot::new("health").await;
-    let reg = Registry::connect(&root.platform(), root.policy())
-        .await
-        .expect("connect");
-    reg.ensure_layout().await.expect("layout");
+    let reg = root.registry().await;
 
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
@@ -142,10 +139,7 @@ async fn unhealthy_instance_leaves_zookeeper_and_comes_back() {
 async fn a_hanging_instance_delays_no_other() {
     init_tracing("caas_registry=debug");
     let root = Chroot::new("hang").await;
-    let reg = Registry::connect(&root.platform(), root.policy())
-        .await
-        .expect("connect");
-    reg.ensure_layout().await.expect("layout");
+    let reg = root.registry().await;
     let app: AppId = "shop".parse().expect("app");
     let version: Version = "v1".parse().expect("version");
 
@@ -221,10 +215,7 @@ async fn status_codes_and_the_configured_path_decide_health() {
     use std::sync::Arc;
     init_tracing("caas_registry=debug");
     let root = Chroot::new("status").await;
-    let reg = Registry::connect(&root.platform(), root.policy())
-        .await
-        .expect("connect");
-    reg.ensure_layout().await.expect("layout");
+    let reg = root.registry().await;
 
     // Answers 200 on /healthz only while `up`, 503 otherwise, 404 on any other path.
     let up = Arc::new(AtomicBool::new(false));
