@@ -2,7 +2,7 @@
 //! leaves ZooKeeper after N failures and comes back after M successes, with events for both;
 //! a hanging instance delays no other.
 
-use caas_registry::{HealthChecker, HealthEvent, HealthEventKind, HealthTarget};
+use caas_registry::{HealthChecker, HealthEvent, HealthEventKind, HealthTarget, Registry};
 use caas_testkit::zk::{read, Chroot};
 use caas_testkit::{eventually, init_tracing, WAIT};
 use caas_types::{AppId, ContainerId, Endpoint, HealthPolicy, Version};
@@ -10,7 +10,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
 
 /// A tiny HTTP server answering `GET /_ping` with 200 "pong", until dropped.
 struct PingServer {
@@ -67,6 +68,29 @@ async fn next_event(rx: &mut mpsc::Receiver<HealthEvent>) -> HealthEvent {
         .expect("channel open")
 }
 
+/// A health checker of `reg` running in a task of its own until `stop` is sent or dropped.
+struct Running {
+    checker: HealthChecker,
+    events: mpsc::Receiver<HealthEvent>,
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<()>,
+}
+
+/// Starts a checker of `reg` that checks at most `max_concurrent` instances at once.
+fn start_checker(reg: &Registry, max_concurrent: usize) -> Running {
+    let (checker, events) = HealthChecker::new(reg.clone(), max_concurrent);
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(checker.clone().run(async {
+        let _ = stopped.await;
+    }));
+    Running {
+        checker,
+        events,
+        stop,
+        task,
+    }
+}
+
 #[tokio::test]
 async fn unhealthy_instance_leaves_zookeeper_and_comes_back() {
     init_tracing("caas_registry=debug");
@@ -86,11 +110,12 @@ async fn unhealthy_instance_leaves_zookeeper_and_comes_back() {
     let node = format!("/caas/service/address/shop/v1/{container}");
     let raw = root.raw(Some(&root.env.reader)).await;
 
-    let (checker, mut events) = HealthChecker::new(reg.clone(), 4);
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let running = tokio::spawn(checker.clone().run(async {
-        let _ = stop_rx.await;
-    }));
+    let Running {
+        checker,
+        mut events,
+        stop: stop_tx,
+        task: running,
+    } = start_checker(&reg, 4);
     checker.watch(HealthTarget {
         app: app.clone(),
         version: version.clone(),
@@ -164,11 +189,12 @@ async fn a_hanging_instance_delays_no_other() {
         reg.register(&app, &version, c, e).await.expect("register");
     }
     // Bound of 2: the hanging check holds one permit for a long time, the other keeps going.
-    let (checker, mut events) = HealthChecker::new(reg.clone(), 2);
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let running = tokio::spawn(checker.clone().run(async {
-        let _ = stop_rx.await;
-    }));
+    let Running {
+        checker,
+        mut events,
+        stop: stop_tx,
+        task: running,
+    } = start_checker(&reg, 2);
     let slow_spec = HealthPolicy {
         timeout_ms: 60_000,
         failures: 1,
@@ -256,11 +282,12 @@ async fn status_codes_and_the_configured_path_decide_health() {
     let node = format!("/caas/service/address/shop/v2/{container}");
     let raw = root.raw(Some(&root.env.reader)).await;
 
-    let (checker, mut events) = HealthChecker::new(reg.clone(), 4);
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let running = tokio::spawn(checker.clone().run(async {
-        let _ = stop_rx.await;
-    }));
+    let Running {
+        checker,
+        mut events,
+        stop: stop_tx,
+        task: running,
+    } = start_checker(&reg, 4);
     // A new instance, not registered yet: it enters ZooKeeper only once it passes.
     checker.watch(HealthTarget {
         app: app.clone(),
