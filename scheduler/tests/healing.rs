@@ -51,14 +51,8 @@ async fn ping(address: &str) -> bool {
 
 /// Creates app `hello` and deploys `body` (hello v1); returns the deployment's instances.
 async fn deploy_hello(p: &Platform, body: Value) -> Vec<Value> {
-    let (s, app) = p
-        .call("POST", "/v1/apps", Some(json!({"id": "hello"})), TOKEN)
-        .await;
-    assert_eq!(s, StatusCode::CREATED, "{app}");
-    let (s, d) = p
-        .call("POST", "/v1/apps/hello/deployments", Some(body), TOKEN)
-        .await;
-    assert_eq!(s, StatusCode::CREATED, "{d}");
+    p.create_app("hello").await;
+    let d = p.deploy("hello", body).await;
     d["instance_list"].as_array().cloned().unwrap_or_default()
 }
 

@@ -181,6 +181,29 @@ impl Platform {
         }
     }
 
+    /// Creates the app `id` as the operator; its answer, checked to be a 201.
+    pub async fn create_app(&self, id: &str) -> Value {
+        let (s, app) = self
+            .call("POST", "/v1/apps", Some(json!({"id": id})), TOKEN)
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "creating app {id}: {app}");
+        app
+    }
+
+    /// Deploys `body` to the app `app` as the operator; the deployment, checked to be a 201.
+    pub async fn deploy(&self, app: &str, body: Value) -> Value {
+        let (s, d) = self
+            .call(
+                "POST",
+                &format!("/v1/apps/{app}/deployments"),
+                Some(body),
+                TOKEN,
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "deploying {app}: {d}");
+        d
+    }
+
     /// One admin API call; returns the status and the JSON body (`null` if empty).
     pub async fn call(
         &self,
