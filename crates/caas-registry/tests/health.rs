@@ -68,27 +68,23 @@ async fn next_event(rx: &mut mpsc::Receiver<HealthEvent>) -> HealthEvent {
         .expect("channel open")
 }
 
-/// A health checker of `reg` running in a task of its own until `stop` is sent or dropped.
-struct Running {
-    checker: HealthChecker,
-    events: mpsc::Receiver<HealthEvent>,
-    stop: oneshot::Sender<()>,
-    task: JoinHandle<()>,
-}
-
-/// Starts a checker of `reg` that checks at most `max_concurrent` instances at once.
-fn start_checker(reg: &Registry, max_concurrent: usize) -> Running {
+/// Starts a checker of `reg` that checks at most `max_concurrent` instances at once, in a task
+/// of its own: (the checker, its events, the sender that stops it when used or dropped, the task).
+fn start_checker(
+    reg: &Registry,
+    max_concurrent: usize,
+) -> (
+    HealthChecker,
+    mpsc::Receiver<HealthEvent>,
+    oneshot::Sender<()>,
+    JoinHandle<()>,
+) {
     let (checker, events) = HealthChecker::new(reg.clone(), max_concurrent);
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(checker.clone().run(async {
         let _ = stopped.await;
     }));
-    Running {
-        checker,
-        events,
-        stop,
-        task,
-    }
+    (checker, events, stop, task)
 }
 
 #[tokio::test]
@@ -110,12 +106,7 @@ async fn unhealthy_instance_leaves_zookeeper_and_comes_back() {
     let node = format!("/caas/service/address/shop/v1/{container}");
     let raw = root.raw(Some(&root.env.reader)).await;
 
-    let Running {
-        checker,
-        mut events,
-        stop: stop_tx,
-        task: running,
-    } = start_checker(&reg, 4);
+    let (checker, mut events, stop_tx, running) = start_checker(&reg, 4);
     checker.watch(HealthTarget {
         app: app.clone(),
         version: version.clone(),
@@ -189,12 +180,7 @@ async fn a_hanging_instance_delays_no_other() {
         reg.register(&app, &version, c, e).await.expect("register");
     }
     // Bound of 2: the hanging check holds one permit for a long time, the other keeps going.
-    let Running {
-        checker,
-        mut events,
-        stop: stop_tx,
-        task: running,
-    } = start_checker(&reg, 2);
+    let (checker, mut events, stop_tx, running) = start_checker(&reg, 2);
     let slow_spec = HealthPolicy {
         timeout_ms: 60_000,
         failures: 1,
@@ -282,12 +268,7 @@ async fn status_codes_and_the_configured_path_decide_health() {
     let node = format!("/caas/service/address/shop/v2/{container}");
     let raw = root.raw(Some(&root.env.reader)).await;
 
-    let Running {
-        checker,
-        mut events,
-        stop: stop_tx,
-        task: running,
-    } = start_checker(&reg, 4);
+    let (checker, mut events, stop_tx, running) = start_checker(&reg, 4);
     // A new instance, not registered yet: it enters ZooKeeper only once it passes.
     checker.watch(HealthTarget {
         app: app.clone(),
