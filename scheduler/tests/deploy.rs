@@ -11,29 +11,10 @@ mod platform;
 
 use caas_testkit::zk::super_client;
 use caas_testkit::{eventually, var};
-use platform::{Platform, TOKEN};
+use platform::{instances, ping, Platform, TOKEN};
 use reqwest::StatusCode;
-use serde_json::{json, Value};
+use serde_json::json;
 use std::collections::HashSet;
-use std::time::Duration;
-
-async fn ping(address: &str) -> Option<String> {
-    let resp = reqwest::Client::new()
-        .get(format!("http://{address}/_ping"))
-        .timeout(Duration::from_secs(3))
-        .send()
-        .await
-        .ok()?;
-    resp.status().is_success().then_some(())?;
-    resp.text().await.ok()
-}
-
-fn instances(deployment: &Value) -> Vec<Value> {
-    deployment["instance_list"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn deploy_with_spread_scale_and_undeploy_leave_nothing_behind() {

@@ -308,3 +308,23 @@ impl Drop for Platform {
         }
     }
 }
+
+/// The body of `GET http://{address}/_ping` when it answers with a success in time.
+pub async fn ping(address: &str) -> Option<String> {
+    let resp = reqwest::Client::new()
+        .get(format!("http://{address}/_ping"))
+        .timeout(std::time::Duration::from_secs(3))
+        .send()
+        .await
+        .ok()?;
+    resp.status().is_success().then_some(())?;
+    resp.text().await.ok()
+}
+
+/// The instances of a deployment as the admin API answers it.
+pub fn instances(deployment: &Value) -> Vec<Value> {
+    deployment["instance_list"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
