@@ -5,7 +5,7 @@
 
 mod common;
 
-use caas_registry::{IpRule, Registry, RouteCache};
+use caas_registry::{IpRule, RouteCache};
 use caas_testkit::eventually;
 use caas_testkit::zk::Chroot;
 use caas_types::{AppId, ContainerId, Domain, Endpoint, Version};
@@ -26,10 +26,7 @@ async fn hello(c: &reqwest::Client, gw: &TestGateway, host: &str) -> (u16, Strin
 #[tokio::test]
 async fn routes_follow_zookeeper_to_real_containers() {
     let root = Chroot::new("live").await;
-    let registry = Registry::connect(&root.platform(), root.policy())
-        .await
-        .expect("registry");
-    registry.ensure_layout().await.expect("layout");
+    let registry = root.registry().await;
     registry
         .add_app(&"hello".parse().unwrap())
         .await

@@ -187,6 +187,18 @@ async fn a_killed_backend_fails_no_get() {
     );
 }
 
+/// Reads `r`'s body as it streams in, checking that every byte is `byte`; how many there were.
+async fn count_all(r: reqwest::Response, byte: u8, what: &str) -> u64 {
+    let mut stream = r.bytes_stream();
+    let mut got = 0u64;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.unwrap_or_else(|e| panic!("{what} chunk: {e}"));
+        assert!(chunk.iter().all(|b| *b == byte));
+        got += chunk.len() as u64;
+    }
+    got
+}
+
 #[tokio::test]
 async fn streams_100_mb_both_ways() {
     const SIZE: u64 = 100 * 1024 * 1024;
@@ -201,14 +213,7 @@ async fn streams_100_mb_both_ways() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    let mut stream = r.bytes_stream();
-    let mut got = 0u64;
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.expect("download chunk");
-        assert!(chunk.iter().all(|b| *b == b'x'));
-        got += chunk.len() as u64;
-    }
-    assert_eq!(got, SIZE);
+    assert_eq!(count_all(r, b'x', "download").await, SIZE);
     // Upload, echoed back while it is still being sent.
     let chunks = futures::stream::iter(
         (0..SIZE / (1024 * 1024))
@@ -222,14 +227,7 @@ async fn streams_100_mb_both_ways() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    let mut stream = r.bytes_stream();
-    let mut got = 0u64;
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.expect("echo chunk");
-        assert!(chunk.iter().all(|b| *b == b'y'));
-        got += chunk.len() as u64;
-    }
-    assert_eq!(got, SIZE);
+    assert_eq!(count_all(r, b'y', "echo").await, SIZE);
 }
 
 #[tokio::test]

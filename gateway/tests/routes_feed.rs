@@ -7,7 +7,7 @@
 mod common;
 
 use caas_gateway::{Gateway, RouteStatus, RoutesFeed};
-use caas_registry::{Registry, ZkConfig};
+use caas_registry::ZkConfig;
 use caas_testkit::eventually;
 use caas_testkit::zk::Chroot;
 use caas_types::{AppId, ContainerId, Endpoint, Version};
@@ -62,10 +62,7 @@ async fn status_of_host(gw: &Served, host: &str) -> u16 {
 #[tokio::test]
 async fn the_feed_follows_zookeeper_into_the_gateway() {
     let root = Chroot::new("feed").await;
-    let registry = Registry::connect(&root.platform(), root.policy())
-        .await
-        .expect("registry");
-    registry.ensure_layout().await.expect("layout");
+    let registry = root.registry().await;
     let app: AppId = "shop".parse().unwrap();
     registry.add_app(&app).await.expect("app node");
 
@@ -206,10 +203,7 @@ impl Drop for Relay {
 #[tokio::test]
 async fn a_lost_zookeeper_keeps_the_last_routes_and_comes_back() {
     let root = Chroot::new("feed-cut").await;
-    let registry = Registry::connect(&root.platform(), root.policy())
-        .await
-        .expect("registry");
-    registry.ensure_layout().await.expect("layout");
+    let registry = root.registry().await;
     let app: AppId = "shop".parse().unwrap();
     registry.add_app(&app).await.expect("app node");
 

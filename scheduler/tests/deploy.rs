@@ -11,52 +11,25 @@ mod platform;
 
 use caas_testkit::zk::super_client;
 use caas_testkit::{eventually, var};
-use platform::{Platform, TOKEN};
+use platform::{instances, ping, Platform, TOKEN};
 use reqwest::StatusCode;
-use serde_json::{json, Value};
+use serde_json::json;
 use std::collections::HashSet;
-use std::time::Duration;
-
-async fn ping(address: &str) -> Option<String> {
-    let resp = reqwest::Client::new()
-        .get(format!("http://{address}/_ping"))
-        .timeout(Duration::from_secs(3))
-        .send()
-        .await
-        .ok()?;
-    resp.status().is_success().then_some(())?;
-    resp.text().await.ok()
-}
-
-fn instances(deployment: &Value) -> Vec<Value> {
-    deployment["instance_list"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn deploy_with_spread_scale_and_undeploy_leave_nothing_behind() {
     let p = Platform::new(&[]).await;
     p.add_hosts(3, 1024, 2.0).await;
-    let (s, app) = p
-        .call("POST", "/v1/apps", Some(json!({"id": "hello"})), TOKEN)
-        .await;
-    assert_eq!(s, StatusCode::CREATED, "{app}");
+    let app = p.create_app("hello").await;
     assert_eq!(app["domain"], "hello.caas.localhost");
 
-    let (s, d) = p
-        .call(
-            "POST",
-            "/v1/apps/hello/deployments",
-            Some(
-                json!({"version": "v1", "instances": 3, "memory_mb": 128, "cpus": 0.5, "port": 8080,
-                        "placement": {"spread": true}}),
-            ),
-            TOKEN,
+    let d = p
+        .deploy(
+            "hello",
+            json!({"version": "v1", "instances": 3, "memory_mb": 128, "cpus": 0.5, "port": 8080,
+                   "placement": {"spread": true}}),
         )
         .await;
-    assert_eq!(s, StatusCode::CREATED, "{d}");
     let list = instances(&d);
     assert_eq!(list.len(), 3);
     let hosts: HashSet<&str> = list.iter().map(|i| i["host"].as_str().unwrap()).collect();
@@ -150,10 +123,7 @@ async fn deploy_with_spread_scale_and_undeploy_leave_nothing_behind() {
 async fn failed_deploys_answer_precisely_and_leave_nothing() {
     let p = Platform::new(&[]).await;
     p.add_hosts(2, 512, 1.0).await;
-    let (s, _) = p
-        .call("POST", "/v1/apps", Some(json!({"id": "hello"})), TOKEN)
-        .await;
-    assert_eq!(s, StatusCode::CREATED);
+    p.create_app("hello").await;
 
     let cases = [
         // A tag the registry does not have.
@@ -333,10 +303,7 @@ async fn a_tenant_cannot_see_or_change_another_tenants_app() {
 async fn the_reconciler_repairs_a_scheduler_killed_mid_deploy() {
     let mut p = Platform::new(&[]).await;
     p.add_hosts(2, 1024, 2.0).await;
-    let (s, _) = p
-        .call("POST", "/v1/apps", Some(json!({"id": "hello"})), TOKEN)
-        .await;
-    assert_eq!(s, StatusCode::CREATED);
+    p.create_app("hello").await;
     // The in-process scheduler steps aside; a real process takes over and is killed with
     // SIGKILL as soon as its deploy has started containers.
     p.stop().await;
@@ -475,20 +442,14 @@ async fn the_reconciler_repairs_a_scheduler_killed_mid_deploy() {
 async fn a_global_deployment_reaches_a_host_added_later() {
     let p = Platform::new(&[]).await;
     p.add_hosts(2, 1024, 2.0).await;
-    let (s, _) = p
-        .call("POST", "/v1/apps", Some(json!({"id": "hello"})), TOKEN)
-        .await;
-    assert_eq!(s, StatusCode::CREATED);
-    let (s, d) = p
-        .call(
-            "POST",
-            "/v1/apps/hello/deployments",
-            Some(json!({"version": "v1", "memory_mb": 64, "cpus": 0.1,
-                        "placement": {"global": true}})),
-            TOKEN,
+    p.create_app("hello").await;
+    let d = p
+        .deploy(
+            "hello",
+            json!({"version": "v1", "memory_mb": 64, "cpus": 0.1,
+                   "placement": {"global": true}}),
         )
         .await;
-    assert_eq!(s, StatusCode::CREATED, "{d}");
     assert_eq!(instances(&d).len(), 2, "one per host: {d}");
 
     // A third host joins after the deploy; the next reconciliation pass gives it its instance.

@@ -15,12 +15,11 @@ use caas_scheduler::store::{InstanceRow, Store};
 use caas_testkit::zk::super_client;
 use caas_testkit::{eventually, var, HOW};
 use caas_types::InstanceState;
-use platform::{Platform, TOKEN};
+use platform::{instances, ping, Platform, TOKEN};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
 
 /// Runs the docker CLI against the engine the tests use.
 fn docker(args: &[&str]) {
@@ -37,29 +36,11 @@ fn docker(args: &[&str]) {
     );
 }
 
-async fn ping(address: &str) -> bool {
-    let Ok(resp) = reqwest::Client::new()
-        .get(format!("http://{address}/_ping"))
-        .timeout(Duration::from_secs(3))
-        .send()
-        .await
-    else {
-        return false;
-    };
-    resp.status().is_success()
-}
-
 /// Creates app `hello` and deploys `body` (hello v1); returns the deployment's instances.
 async fn deploy_hello(p: &Platform, body: Value) -> Vec<Value> {
-    let (s, app) = p
-        .call("POST", "/v1/apps", Some(json!({"id": "hello"})), TOKEN)
-        .await;
-    assert_eq!(s, StatusCode::CREATED, "{app}");
-    let (s, d) = p
-        .call("POST", "/v1/apps/hello/deployments", Some(body), TOKEN)
-        .await;
-    assert_eq!(s, StatusCode::CREATED, "{d}");
-    d["instance_list"].as_array().cloned().unwrap_or_default()
+    p.create_app("hello").await;
+    let d = p.deploy("hello", body).await;
+    instances(&d)
 }
 
 /// A platform whose reconciler runs only when a test asks (so each pass's report is the
@@ -232,7 +213,10 @@ async fn an_unhealthy_instance_is_replaced_when_the_policy_says_replace() {
         .expect("container")
         .to_string();
     assert_eq!(nodes.get(&cid), Some(&address), "{nodes:?}");
-    assert!(ping(&address).await, "the replacement answers at {address}");
+    assert!(
+        ping(&address).await.is_some(),
+        "the replacement answers at {address}"
+    );
     let free_host = ["h1", "h2", "h3"]
         .into_iter()
         .find(|h| !used.contains(h))
@@ -312,7 +296,11 @@ async fn the_reconciler_moves_the_instances_of_a_host_marked_down() {
     );
     for r in &rows {
         let address = r.endpoint().expect("endpoint").to_string();
-        assert!(ping(&address).await, "{} answers at {address}", r.id);
+        assert!(
+            ping(&address).await.is_some(),
+            "{} answers at {address}",
+            r.id
+        );
     }
     let on_engine = containers(&p).await;
     assert!(
@@ -396,7 +384,7 @@ async fn the_reconciler_recreates_a_removed_container_on_its_claim() {
     assert!(!nodes.contains_key(gone_cid), "the old node is gone");
     assert_eq!(nodes.len(), 2, "{nodes:?}");
     assert!(
-        ping(gone_address).await,
+        ping(gone_address).await.is_some(),
         "it answers again at {gone_address}"
     );
     assert!(

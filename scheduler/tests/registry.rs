@@ -121,10 +121,7 @@ async fn registry_events_are_off_without_a_hook_token() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_hook_authenticates_validates_and_ignores_what_is_not_a_tagged_push() {
     let p = Platform::new(&["--registry-hook-token", HOOK]).await;
-    let (s, _) = p
-        .call("POST", "/v1/apps", Some(json!({"id": "hello"})), TOKEN)
-        .await;
-    assert_eq!(s, StatusCode::CREATED);
+    p.create_app("hello").await;
     let good = serde_json::to_vec(&json!({"events": [push("hello", "v1", &digest(1))]})).unwrap();
 
     // Missing, wrong, or another principal's token: 401 with our error body; nothing recorded.
@@ -216,10 +213,7 @@ async fn the_hook_authenticates_validates_and_ignores_what_is_not_a_tagged_push(
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn pushes_are_recorded_listed_newest_first_and_toggled_per_app() {
     let p = Platform::new(&["--registry-hook-token", HOOK]).await;
-    let (s, app) = p
-        .call("POST", "/v1/apps", Some(json!({"id": "hello"})), TOKEN)
-        .await;
-    assert_eq!(s, StatusCode::CREATED);
+    let app = p.create_app("hello").await;
     assert_eq!(app["auto_deploy"], false);
 
     let report = deliver(&p, vec![push("hello", "v1", &digest(1))]).await;
@@ -413,22 +407,13 @@ async fn deployments(p: &Platform) -> Vec<Value> {
 async fn auto_deploy_rolls_to_a_pushed_tag_without_a_failed_request() {
     let p = Platform::new(&["--registry-hook-token", HOOK, "--drain-ms", "300"]).await;
     p.add_hosts(2, 512, 2.0).await;
-    let (s, _) = p
-        .call("POST", "/v1/apps", Some(json!({"id": "hello"})), TOKEN)
-        .await;
-    assert_eq!(s, StatusCode::CREATED);
-    let (s, d) = p
-        .call(
-            "POST",
-            "/v1/apps/hello/deployments",
-            Some(
-                json!({"version": "v1", "instances": 2, "memory_mb": 64, "cpus": 0.1,
-                        "env": {"GREETING": "hi"}, "placement": {"spread": true}}),
-            ),
-            TOKEN,
-        )
-        .await;
-    assert_eq!(s, StatusCode::CREATED, "{d}");
+    p.create_app("hello").await;
+    p.deploy(
+        "hello",
+        json!({"version": "v1", "instances": 2, "memory_mb": 64, "cpus": 0.1,
+               "env": {"GREETING": "hi"}, "placement": {"spread": true}}),
+    )
+    .await;
 
     // Auto-deploy off: the push is only recorded.
     let report = deliver(&p, vec![push("hello", "v2", &digest(2))]).await;

@@ -1,7 +1,7 @@
 //! The route cache follows the tree through watches: creates, data changes, deletes, domains,
 //! the blacklist, and a forced session expiry after which it re-reads what changed meanwhile.
 
-use caas_registry::{IpRule, Registry, RouteCache, RouteEntry};
+use caas_registry::{IpRule, RouteCache, RouteEntry};
 use caas_testkit::zk::{end_session, Chroot};
 use caas_testkit::{eventually, init_tracing};
 use caas_types::{AppId, ContainerId, Domain, Endpoint, Version};
@@ -34,10 +34,7 @@ fn endpoints(cache: &RouteCache, a: &AppId) -> Vec<String> {
 async fn cache_sees_creates_changes_and_deletes() {
     init_tracing("caas_registry=debug");
     let root = Chroot::new("cache").await;
-    let reg = Registry::connect(&root.platform(), root.policy())
-        .await
-        .expect("connect");
-    reg.ensure_layout().await.expect("layout");
+    let reg = root.registry().await;
     let a = app("shop");
     let (v1, c1) = (ver("v1"), cid("aaaaaaaaaaaa"));
     reg.register(&a, &v1, &c1, ep("127.0.0.2:25700"))
@@ -143,10 +140,7 @@ async fn cache_sees_creates_changes_and_deletes() {
 async fn cache_recovers_from_session_expiry_and_sees_what_changed_meanwhile() {
     init_tracing("caas_registry=debug");
     let root = Chroot::new("expiry").await;
-    let reg = Registry::connect(&root.platform(), root.policy())
-        .await
-        .expect("connect");
-    reg.ensure_layout().await.expect("layout");
+    let reg = root.registry().await;
     let a = app("shop");
     let v = ver("v1");
     let (old, new) = (cid("aaaaaaaaaaaa"), cid("cccccccccccc"));
@@ -209,10 +203,7 @@ async fn cache_started_before_the_layout_exists_sees_it_appear() {
         .await
         .expect("start on an empty tree");
     assert!(cache.snapshot().apps.is_empty());
-    let reg = Registry::connect(&root.platform(), root.policy())
-        .await
-        .expect("connect");
-    reg.ensure_layout().await.expect("layout");
+    let reg = root.registry().await;
     let a = app("late");
     reg.register(&a, &ver("v1"), &cid("eeeeeeeeeeee"), ep("127.0.0.2:25799"))
         .await
@@ -226,10 +217,7 @@ async fn cache_started_before_the_layout_exists_sees_it_appear() {
 #[tokio::test]
 async fn a_known_app_without_instances_stays_in_the_snapshot_until_removed() {
     let root = Chroot::new("known").await;
-    let reg = Registry::connect(&root.platform(), root.policy())
-        .await
-        .expect("connect");
-    reg.ensure_layout().await.expect("layout");
+    let reg = root.registry().await;
     let (known, before) = (app("known"), app("before"));
     // An app added before the cache starts is seen by the initial read.
     reg.add_app(&before).await.expect("add app");

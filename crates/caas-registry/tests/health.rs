@@ -10,7 +10,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
 
 /// A tiny HTTP server answering `GET /_ping` with 200 "pong", until dropped.
 struct PingServer {
@@ -67,14 +68,30 @@ async fn next_event(rx: &mut mpsc::Receiver<HealthEvent>) -> HealthEvent {
         .expect("channel open")
 }
 
+/// Starts a checker of `reg` that checks at most `max_concurrent` instances at once, in a task
+/// of its own: (the checker, its events, the sender that stops it when used or dropped, the task).
+fn start_checker(
+    reg: &Registry,
+    max_concurrent: usize,
+) -> (
+    HealthChecker,
+    mpsc::Receiver<HealthEvent>,
+    oneshot::Sender<()>,
+    JoinHandle<()>,
+) {
+    let (checker, events) = HealthChecker::new(reg.clone(), max_concurrent);
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(checker.clone().run(async {
+        let _ = stopped.await;
+    }));
+    (checker, events, stop, task)
+}
+
 #[tokio::test]
 async fn unhealthy_instance_leaves_zookeeper_and_comes_back() {
     init_tracing("caas_registry=debug");
     let root = Chroot::new("health").await;
-    let reg = Registry::connect(&root.platform(), root.policy())
-        .await
-        .expect("connect");
-    reg.ensure_layout().await.expect("layout");
+    let reg = root.registry().await;
 
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
@@ -89,11 +106,7 @@ async fn unhealthy_instance_leaves_zookeeper_and_comes_back() {
     let node = format!("/caas/service/address/shop/v1/{container}");
     let raw = root.raw(Some(&root.env.reader)).await;
 
-    let (checker, mut events) = HealthChecker::new(reg.clone(), 4);
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let running = tokio::spawn(checker.clone().run(async {
-        let _ = stop_rx.await;
-    }));
+    let (checker, mut events, stop_tx, running) = start_checker(&reg, 4);
     checker.watch(HealthTarget {
         app: app.clone(),
         version: version.clone(),
@@ -142,10 +155,7 @@ async fn unhealthy_instance_leaves_zookeeper_and_comes_back() {
 async fn a_hanging_instance_delays_no_other() {
     init_tracing("caas_registry=debug");
     let root = Chroot::new("hang").await;
-    let reg = Registry::connect(&root.platform(), root.policy())
-        .await
-        .expect("connect");
-    reg.ensure_layout().await.expect("layout");
+    let reg = root.registry().await;
     let app: AppId = "shop".parse().expect("app");
     let version: Version = "v1".parse().expect("version");
 
@@ -170,11 +180,7 @@ async fn a_hanging_instance_delays_no_other() {
         reg.register(&app, &version, c, e).await.expect("register");
     }
     // Bound of 2: the hanging check holds one permit for a long time, the other keeps going.
-    let (checker, mut events) = HealthChecker::new(reg.clone(), 2);
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let running = tokio::spawn(checker.clone().run(async {
-        let _ = stop_rx.await;
-    }));
+    let (checker, mut events, stop_tx, running) = start_checker(&reg, 2);
     let slow_spec = HealthPolicy {
         timeout_ms: 60_000,
         failures: 1,
@@ -221,10 +227,7 @@ async fn status_codes_and_the_configured_path_decide_health() {
     use std::sync::Arc;
     init_tracing("caas_registry=debug");
     let root = Chroot::new("status").await;
-    let reg = Registry::connect(&root.platform(), root.policy())
-        .await
-        .expect("connect");
-    reg.ensure_layout().await.expect("layout");
+    let reg = root.registry().await;
 
     // Answers 200 on /healthz only while `up`, 503 otherwise, 404 on any other path.
     let up = Arc::new(AtomicBool::new(false));
@@ -265,11 +268,7 @@ async fn status_codes_and_the_configured_path_decide_health() {
     let node = format!("/caas/service/address/shop/v2/{container}");
     let raw = root.raw(Some(&root.env.reader)).await;
 
-    let (checker, mut events) = HealthChecker::new(reg.clone(), 4);
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let running = tokio::spawn(checker.clone().run(async {
-        let _ = stop_rx.await;
-    }));
+    let (checker, mut events, stop_tx, running) = start_checker(&reg, 4);
     // A new instance, not registered yet: it enters ZooKeeper only once it passes.
     checker.watch(HealthTarget {
         app: app.clone(),

@@ -20,10 +20,7 @@ fn ids() -> (AppId, Version, ContainerId, Endpoint) {
 async fn writes_the_exact_layout_with_digest_acl() {
     init_tracing("caas_registry=debug");
     let root = Chroot::new("layout").await;
-    let reg = Registry::connect(&root.platform(), root.policy())
-        .await
-        .expect("connect");
-    reg.ensure_layout().await.expect("layout");
+    let reg = root.registry().await;
     reg.ensure_layout().await.expect("layout is idempotent");
     let raw = root.raw(Some(&root.env.reader)).await;
     assert_eq!(
@@ -175,10 +172,7 @@ async fn writes_the_exact_layout_with_digest_acl() {
 async fn writes_are_refused_without_the_platform_credential() {
     init_tracing("caas_registry=debug");
     let root = Chroot::new("acl").await;
-    let reg = Registry::connect(&root.platform(), root.policy())
-        .await
-        .expect("connect");
-    reg.ensure_layout().await.expect("layout");
+    let reg = root.registry().await;
     let (app, version, container, endpoint) = ids();
     reg.register(&app, &version, &container, endpoint)
         .await
@@ -245,10 +239,7 @@ async fn full_reads_span_several_multi_read_chunks() {
     use futures::StreamExt as _;
     init_tracing("caas_registry=debug");
     let root = Chroot::new("chunks").await;
-    let reg = Registry::connect(&root.platform(), root.policy())
-        .await
-        .expect("connect");
-    reg.ensure_layout().await.expect("layout");
+    let reg = root.registry().await;
     // 300 apps × 2 instances: every level of the read exceeds one 256-operation request.
     let version: Version = "v1".parse().expect("version");
     let mut want: Vec<(AppId, Version, ContainerId, Endpoint)> = (0..600u16)

@@ -3,7 +3,7 @@
 //! on drop.
 
 use crate::{clean_up, unique, var, HOW};
-use caas_registry::{AclPolicy, ZkAuth, ZkConfig};
+use caas_registry::{AclPolicy, Registry, ZkAuth, ZkConfig};
 use std::time::Duration;
 use zookeeper_client::{Acl, Acls, AuthId, Client, CreateMode, Error, Permission, SessionInfo};
 
@@ -128,6 +128,19 @@ impl Chroot {
     /// The platform's ACL policy: the writer gets ALL, the reader READ.
     pub fn policy(&self) -> AclPolicy {
         AclPolicy::new(self.env.platform.clone(), Some(self.env.reader.clone()))
+    }
+
+    /// The platform's `Registry` on the chroot (writer config, platform ACLs) with its layout
+    /// made, as the scheduler has it once started.
+    pub async fn registry(&self) -> Registry {
+        let registry = Registry::connect(&self.platform(), self.policy())
+            .await
+            .unwrap_or_else(|e| panic!("connecting the registry in {}: {e}", self.path));
+        registry
+            .ensure_layout()
+            .await
+            .unwrap_or_else(|e| panic!("making the layout in {}: {e}", self.path));
+        registry
     }
 
     /// A raw client rooted at the chroot, authenticated as `auth` if given.

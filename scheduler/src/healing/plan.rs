@@ -128,27 +128,13 @@ pub fn target_diff(rows: &[InstanceRow], watched: &HashSet<ContainerId>) -> Targ
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::fixtures::{self, cid};
 
-    fn cid(n: u8) -> ContainerId {
-        format!("{n:064x}").parse().expect("valid container id")
-    }
-
+    /// The instance `id` of app `web` on host `h1`, healthy or not whatever its state.
     fn inst(id: &str, state: InstanceState, container: Option<u8>, healthy: bool) -> InstanceRow {
         InstanceRow {
-            id: id.parse().expect("valid instance id"),
-            deployment_id: 1,
-            app: "web".parse().expect("valid app id"),
-            version: "v1".parse().expect("valid version"),
-            host_id: 1,
-            host: "h1".parse().expect("valid host name"),
-            host_address: [10, 0, 0, 1].into(),
-            host_port: 20_000,
-            memory: 64 << 20,
-            cpu: 100,
-            container_id: container.map(cid),
-            state,
             healthy,
-            updated_ms: 0,
+            ..fixtures::instance(id, 1, state, container)
         }
     }
 

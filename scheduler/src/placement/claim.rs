@@ -14,6 +14,7 @@ use crate::error::{Error, Result};
 use crate::store::sql::{self, get, Failure};
 use crate::store::Store;
 use caas_types::{InstanceId, PortRange};
+use sqlx::mysql::MySqlQueryResult;
 use sqlx::{MySql, Transaction};
 use std::future::Future;
 use std::time::Duration;
@@ -157,16 +158,9 @@ pub(crate) async fn try_claim(
     .bind(i64::from(req.resources.cpus.millis()))
     .execute(&mut *tx)
     .await;
-    match updated {
-        Ok(done) if done.rows_affected() == 1 => {}
-        Ok(_) => {
-            rollback(tx).await;
-            return Ok(Attempt::Conflict);
-        }
-        Err(e) => {
-            rollback(tx).await;
-            return attempt_error(WHAT, e);
-        }
+    if let Some(end) = unless_one_row(WHAT, updated) {
+        rollback(tx).await;
+        return end;
     }
     let port = match insert_instance(&mut tx, req, host.id, host.ports, &instance).await {
         Ok(Some(port)) => port,
@@ -192,6 +186,20 @@ pub(crate) async fn try_claim(
         host_port: port,
         resources: req.resources,
     }))
+}
+
+/// How an attempt ends when its statement did not change exactly one row, `None` when it did:
+/// with [`Attempt::Conflict`] when another transaction changed or removed the row first, with
+/// the mapped error (see [`attempt_error`]) when the statement failed. The caller rolls back.
+fn unless_one_row<T>(
+    what: &str,
+    done: std::result::Result<MySqlQueryResult, sqlx::Error>,
+) -> Option<Result<Attempt<T>>> {
+    match done {
+        Ok(done) if done.rows_affected() == 1 => None,
+        Ok(_) => Some(Ok(Attempt::Conflict)),
+        Err(e) => Some(attempt_error(what, e)),
+    }
 }
 
 /// Rolls back, logging (only) a failure: the connection is dropped and the server rolls back
@@ -233,32 +241,18 @@ pub(crate) async fn try_release(store: &Store, instance: &InstanceId) -> Result<
     .bind(version)
     .execute(&mut *tx)
     .await;
-    match updated {
-        Ok(done) if done.rows_affected() == 1 => {}
-        Ok(_) => {
-            rollback(tx).await;
-            return Ok(Attempt::Conflict);
-        }
-        Err(e) => {
-            rollback(tx).await;
-            return attempt_error(WHAT, e);
-        }
+    if let Some(end) = unless_one_row(WHAT, updated) {
+        rollback(tx).await;
+        return end;
     }
-    match sqlx::query("DELETE FROM instances WHERE id = ?")
+    let deleted = sqlx::query("DELETE FROM instances WHERE id = ?")
         .bind(instance.as_str())
         .execute(&mut *tx)
-        .await
-    {
-        Ok(done) if done.rows_affected() == 1 => {}
-        Ok(_) => {
-            // Released by someone else in between; the next attempt reports NotFound.
-            rollback(tx).await;
-            return Ok(Attempt::Conflict);
-        }
-        Err(e) => {
-            rollback(tx).await;
-            return attempt_error(WHAT, e);
-        }
+        .await;
+    // No row: released by someone else in between; the next attempt reports NotFound.
+    if let Some(end) = unless_one_row(WHAT, deleted) {
+        rollback(tx).await;
+        return end;
     }
     if let Err(e) = tx.commit().await {
         return attempt_error(WHAT, e);

@@ -527,6 +527,7 @@ fn global_hosts(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::fixtures::{self, cid};
     use crate::store::NewDeployment;
     use caas_types::{Cpus, Memory, PortRange, Resources};
     use caas_types::{HealthPolicy, PlacementPolicy};
@@ -536,10 +537,6 @@ mod tests {
     const STUCK: i64 = 60_000;
     /// An age past `stuck`.
     const OLD: i64 = STUCK + 1;
-
-    fn cid(n: u8) -> ContainerId {
-        format!("{n:064x}").parse().expect("valid container id")
-    }
 
     fn iid(id: &str) -> InstanceId {
         id.parse().expect("valid instance id")
@@ -584,22 +581,10 @@ mod tests {
         container: Option<u8>,
         age_ms: i64,
     ) -> InstanceRow {
-        let app_id = id.split('-').next().expect("app prefix");
         InstanceRow {
-            id: iid(id),
             deployment_id: deployment,
-            app: app(app_id),
-            version: v1(),
-            host_id,
-            host: format!("h{host_id}").parse().expect("valid host name"),
-            host_address: [10, 0, 0, 1].into(),
-            host_port: 20_000,
-            memory: 64 << 20,
-            cpu: 100,
-            container_id: container.map(cid),
-            state,
-            healthy: state == InstanceState::Running,
             updated_ms: NOW - age_ms,
+            ..fixtures::instance(id, host_id, state, container)
         }
     }
 

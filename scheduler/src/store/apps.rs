@@ -133,10 +133,7 @@ impl Store {
                     e,
                 )
             })?;
-        if done.rows_affected() == 0 {
-            return Err(Error::NotFound(format!("app {id}")));
-        }
-        Ok(())
+        sql::found(&done, || format!("app {id}"))
     }
 
     /// Routes a custom domain to an app. A domain already routed is [`Error::Conflict`].
@@ -170,10 +167,7 @@ impl Store {
             .execute(&self.pool)
             .await
             .map_err(|e| sql::db_error("removing a domain", e))?;
-        if done.rows_affected() == 0 {
-            return Err(Error::NotFound(format!("domain {domain} of app {app}")));
-        }
-        Ok(())
+        sql::found(&done, || format!("domain {domain} of app {app}"))
     }
 
     /// An app's custom domains, sorted.

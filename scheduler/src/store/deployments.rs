@@ -202,10 +202,7 @@ impl Store {
             .execute(&self.pool)
             .await
             .map_err(|e| sql::db_error("scaling a deployment", e))?;
-        if done.rows_affected() == 0 {
-            return Err(Error::NotFound(format!("deployment #{id}")));
-        }
-        Ok(())
+        sql::found(&done, || format!("deployment #{id}"))
     }
 
     /// Sets a deployment's state.
@@ -216,10 +213,7 @@ impl Store {
             .execute(&self.pool)
             .await
             .map_err(|e| sql::db_error("changing a deployment's state", e))?;
-        if done.rows_affected() == 0 {
-            return Err(Error::NotFound(format!("deployment #{id}")));
-        }
-        Ok(())
+        sql::found(&done, || format!("deployment #{id}"))
     }
 
     /// Deletes a deployment. One that still has instances is [`Error::Conflict`]: release them
@@ -236,9 +230,6 @@ impl Store {
                     e,
                 )
             })?;
-        if done.rows_affected() == 0 {
-            return Err(Error::NotFound(format!("deployment #{id}")));
-        }
-        Ok(())
+        sql::found(&done, || format!("deployment #{id}"))
     }
 }

@@ -216,9 +216,7 @@ impl Store {
             .execute(&self.pool)
             .await
             .map_err(|e| sql::db_error("changing a host's state", e))?;
-        if done.rows_affected() == 0 {
-            return Err(Error::NotFound(format!("host {name}")));
-        }
+        sql::found(&done, || format!("host {name}"))?;
         self.get_host(name).await
     }
 
@@ -234,9 +232,7 @@ impl Store {
             .execute(&self.pool)
             .await
             .map_err(|e| sql::db_error("changing a host's labels", e))?;
-        if done.rows_affected() == 0 {
-            return Err(Error::NotFound(format!("host {name}")));
-        }
+        sql::found(&done, || format!("host {name}"))?;
         self.get_host(name).await
     }
 
@@ -253,9 +249,6 @@ impl Store {
                     e,
                 )
             })?;
-        if done.rows_affected() == 0 {
-            return Err(Error::NotFound(format!("host {name}")));
-        }
-        Ok(())
+        sql::found(&done, || format!("host {name}"))
     }
 }

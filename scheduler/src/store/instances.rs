@@ -196,10 +196,7 @@ impl Store {
             .execute(&self.pool)
             .await
             .map_err(|e| sql::db_error("recording a container id", e))?;
-        if done.rows_affected() == 0 {
-            return Err(Error::NotFound(format!("instance {id}")));
-        }
-        Ok(())
+        sql::found(&done, || format!("instance {id}"))
     }
 
     /// Records whether an instance's last health checks passed.
@@ -210,10 +207,7 @@ impl Store {
             .execute(&self.pool)
             .await
             .map_err(|e| sql::db_error("recording an instance's health", e))?;
-        if done.rows_affected() == 0 {
-            return Err(Error::NotFound(format!("instance {id}")));
-        }
-        Ok(())
+        sql::found(&done, || format!("instance {id}"))
     }
 
     async fn update_instance(
@@ -229,9 +223,6 @@ impl Store {
             .execute(&self.pool)
             .await
             .map_err(|e| sql::db_error(what, e))?;
-        if done.rows_affected() == 0 {
-            return Err(Error::NotFound(format!("instance {id}")));
-        }
-        Ok(())
+        sql::found(&done, || format!("instance {id}"))
     }
 }

@@ -7,6 +7,8 @@
 
 mod apps;
 mod deployments;
+#[cfg(test)]
+pub(crate) mod fixtures;
 mod hosts;
 mod instances;
 pub(crate) mod sql;

@@ -2,7 +2,7 @@
 //! caller, plus small decoding helpers shared by the store's modules.
 
 use crate::error::{Error, Result};
-use sqlx::mysql::MySqlRow;
+use sqlx::mysql::{MySqlQueryResult, MySqlRow};
 use sqlx::Row;
 
 /// What kind of failure a database error is, by MySQL error number.
@@ -54,6 +54,14 @@ pub(crate) fn write_error(what: &str, conflict: impl FnOnce() -> String, e: sqlx
         }
         _ => db_error(what, e),
     }
+}
+
+/// A write by key that changed no row found nothing to change: [`Error::NotFound`] of `what`.
+pub(crate) fn found(done: &MySqlQueryResult, what: impl FnOnce() -> String) -> Result<()> {
+    if done.rows_affected() == 0 {
+        return Err(Error::NotFound(what()));
+    }
+    Ok(())
 }
 
 /// Reads a column, mapping a decode failure to [`Error::Database`].

@@ -87,9 +87,6 @@ impl Store {
                     e,
                 )
             })?;
-        if done.rows_affected() == 0 {
-            return Err(Error::NotFound(format!("tenant {name}")));
-        }
-        Ok(())
+        sql::found(&done, || format!("tenant {name}"))
     }
 }

@@ -181,6 +181,29 @@ impl Platform {
         }
     }
 
+    /// Creates the app `id` as the operator; its answer, checked to be a 201.
+    pub async fn create_app(&self, id: &str) -> Value {
+        let (s, app) = self
+            .call("POST", "/v1/apps", Some(json!({"id": id})), TOKEN)
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "creating app {id}: {app}");
+        app
+    }
+
+    /// Deploys `body` to the app `app` as the operator; the deployment, checked to be a 201.
+    pub async fn deploy(&self, app: &str, body: Value) -> Value {
+        let (s, d) = self
+            .call(
+                "POST",
+                &format!("/v1/apps/{app}/deployments"),
+                Some(body),
+                TOKEN,
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "deploying {app}: {d}");
+        d
+    }
+
     /// One admin API call; returns the status and the JSON body (`null` if empty).
     pub async fn call(
         &self,
@@ -284,4 +307,24 @@ impl Drop for Platform {
             h.abort();
         }
     }
+}
+
+/// The body of `GET http://{address}/_ping` when it answers with a success in time.
+pub async fn ping(address: &str) -> Option<String> {
+    let resp = reqwest::Client::new()
+        .get(format!("http://{address}/_ping"))
+        .timeout(std::time::Duration::from_secs(3))
+        .send()
+        .await
+        .ok()?;
+    resp.status().is_success().then_some(())?;
+    resp.text().await.ok()
+}
+
+/// The instances of a deployment as the admin API answers it.
+pub fn instances(deployment: &Value) -> Vec<Value> {
+    deployment["instance_list"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
 }

@@ -27,6 +27,35 @@ macro_rules! same_variants {
     )*};
 }
 
+/// `From` between structs with the same fields on the wire and in the domain (`<=>` both ways,
+/// `=>` one way): the fields listed in `into` convert with `Into`, the others move as they are.
+/// Both sides are written out field by field, so a field added to either does not compile until
+/// it is listed here.
+macro_rules! same_fields {
+    (
+        $from:ident :: $a:ident <=> $to:ident :: $b:ident {
+            into: [$($conv:ident),* $(,)?],
+            $($field:ident),* $(,)?
+        }
+    ) => {
+        same_fields!($from::$a => $to::$b { into: [$($conv),*], $($field),* });
+        same_fields!($to::$b => $from::$a { into: [$($conv),*], $($field),* });
+    };
+    (
+        $from:ident :: $a:ident => $to:ident :: $b:ident {
+            into: [$($conv:ident),* $(,)?],
+            $($field:ident),* $(,)?
+        }
+    ) => {
+        impl From<$from::$a> for $to::$b {
+            fn from(value: $from::$a) -> Self {
+                let $from::$a { $($conv,)* $($field,)* } = value;
+                $to::$b { $($conv: $conv.into(),)* $($field,)* }
+            }
+        }
+    };
+}
+
 same_variants! {
     Rank { Memory, Cpu }
     OnFailure { Restart, Replace }
@@ -34,41 +63,18 @@ same_variants! {
     InstanceState { Pending, Starting, Running, Unhealthy, Stopping }
 }
 
-impl From<api::Placement> for domain::PlacementPolicy {
-    fn from(wire: api::Placement) -> Self {
-        let api::Placement {
-            rank,
-            spread,
-            constraints,
-            colocate_with,
-            global,
-        } = wire;
-        domain::PlacementPolicy {
-            rank: rank.into(),
-            spread,
-            constraints,
-            colocate_with,
-            global,
-        }
+same_fields! {
+    api::Placement <=> domain::PlacementPolicy {
+        into: [rank],
+        spread, constraints, colocate_with, global
     }
 }
 
-impl From<domain::PlacementPolicy> for api::Placement {
-    fn from(value: domain::PlacementPolicy) -> Self {
-        let domain::PlacementPolicy {
-            rank,
-            spread,
-            constraints,
-            colocate_with,
-            global,
-        } = value;
-        api::Placement {
-            rank: rank.into(),
-            spread,
-            constraints,
-            colocate_with,
-            global,
-        }
+// The way out; the way in is the `TryFrom` below.
+same_fields! {
+    domain::HealthPolicy => api::HealthSpec {
+        into: [path, on_failure],
+        interval_ms, timeout_ms, failures, successes
     }
 }
 
@@ -97,31 +103,11 @@ impl TryFrom<api::HealthSpec> for domain::HealthPolicy {
     }
 }
 
-impl From<domain::HealthPolicy> for api::HealthSpec {
-    fn from(value: domain::HealthPolicy) -> Self {
-        let domain::HealthPolicy {
-            path,
-            interval_ms,
-            timeout_ms,
-            failures,
-            successes,
-            on_failure,
-        } = value;
-        api::HealthSpec {
-            path: path.into(),
-            interval_ms,
-            timeout_ms,
-            failures,
-            successes,
-            on_failure: on_failure.into(),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use serde::Serialize;
+    use std::fmt::Debug;
 
     /// What the scheduler wrote to the `placement` column for a default deployment before the
     /// domain types existed (`serde_json::to_string(&api::Placement::default())`).
@@ -150,52 +136,51 @@ mod tests {
         .expect("valid health")
     }
 
+    /// Each wire variant converts to a domain value stored and logged the same, and back.
+    fn variants_round_trip<W, D>(wires: impl IntoIterator<Item = W>)
+    where
+        W: Copy + PartialEq + Debug + Serialize + From<D>,
+        D: Debug + Serialize + From<W>,
+    {
+        for wire in wires {
+            let value = D::from(wire);
+            assert_eq!(json(&value), json(&wire));
+            assert_eq!(format!("{value:?}"), format!("{wire:?}"), "logged the same");
+            assert_eq!(W::from(value), wire);
+        }
+    }
+
     #[test]
     fn rank_round_trips() {
-        for wire in [api::Rank::Memory, api::Rank::Cpu] {
-            let value = domain::Rank::from(wire);
-            assert_eq!(json(&value), json(&wire));
-            assert_eq!(api::Rank::from(value), wire);
-        }
+        variants_round_trip::<_, domain::Rank>([api::Rank::Memory, api::Rank::Cpu]);
     }
 
     #[test]
     fn on_failure_round_trips() {
-        for wire in [api::OnFailure::Restart, api::OnFailure::Replace] {
-            let value = domain::OnFailure::from(wire);
-            assert_eq!(json(&value), json(&wire));
-            assert_eq!(api::OnFailure::from(value), wire);
-        }
+        variants_round_trip::<_, domain::OnFailure>([
+            api::OnFailure::Restart,
+            api::OnFailure::Replace,
+        ]);
     }
 
     #[test]
     fn host_state_round_trips() {
-        for wire in [
+        variants_round_trip::<_, domain::HostState>([
             api::HostState::Ready,
             api::HostState::Draining,
             api::HostState::Down,
-        ] {
-            let value = domain::HostState::from(wire);
-            assert_eq!(json(&value), json(&wire));
-            assert_eq!(format!("{value:?}"), format!("{wire:?}"), "logged the same");
-            assert_eq!(api::HostState::from(value), wire);
-        }
+        ]);
     }
 
     #[test]
     fn instance_state_round_trips() {
-        for wire in [
+        variants_round_trip::<_, domain::InstanceState>([
             api::InstanceState::Pending,
             api::InstanceState::Starting,
             api::InstanceState::Running,
             api::InstanceState::Unhealthy,
             api::InstanceState::Stopping,
-        ] {
-            let value = domain::InstanceState::from(wire);
-            assert_eq!(json(&value), json(&wire));
-            assert_eq!(format!("{value:?}"), format!("{wire:?}"), "logged the same");
-            assert_eq!(api::InstanceState::from(value), wire);
-        }
+        ]);
     }
 
     #[test]

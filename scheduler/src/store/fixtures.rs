@@ -1,0 +1,39 @@
+//! Row fixtures for the scheduler's unit tests: one way to build a container id and an
+//! instance row, shared by the pure planners' tests (`healing::plan`, `reconcile::plan`), which
+//! adjust the fields they care about with struct update syntax.
+
+use super::InstanceRow;
+use caas_types::{ContainerId, InstanceState};
+
+/// The container id numbered `n` (64 hex digits).
+pub(crate) fn cid(n: u8) -> ContainerId {
+    format!("{n:064x}").parse().expect("valid container id")
+}
+
+/// The instance `id` (`{app}-{suffix}`, the app taken from before the first `-`) of deployment
+/// 1 at version `v1`, on host `h{host_id}` at 10.0.0.1:20000 with 64 MiB and 100 mCPU, in
+/// container `container`; healthy when running, last changed at time 0.
+pub(crate) fn instance(
+    id: &str,
+    host_id: i64,
+    state: InstanceState,
+    container: Option<u8>,
+) -> InstanceRow {
+    let app = id.split('-').next().expect("app prefix");
+    InstanceRow {
+        id: id.parse().expect("valid instance id"),
+        deployment_id: 1,
+        app: app.parse().expect("valid app id"),
+        version: "v1".parse().expect("valid version"),
+        host_id,
+        host: format!("h{host_id}").parse().expect("valid host name"),
+        host_address: [10, 0, 0, 1].into(),
+        host_port: 20_000,
+        memory: 64 << 20,
+        cpu: 100,
+        container_id: container.map(cid),
+        state,
+        healthy: state == InstanceState::Running,
+        updated_ms: 0,
+    }
+}
