@@ -1,7 +1,9 @@
-//! The caas scheduler as a library: the store (MySQL), placement with optimistic locking, the
-//! admin API, deploy orchestration, health healing, the reconciler, and auto-deploy of tags the
-//! registry reports as pushed. `main.rs` only parses
-//! configuration and calls [`run`], so tests drive the same code without a process.
+//! The caas scheduler as a library. [`ControlPlane`] wires the parts, each holding only what it
+//! needs: `Lifecycle` (one instance's life), `Deployments`, `Apps`, `Blacklist`, `Healer`,
+//! `Reconciler`, `AutoDeployer`, over the store (MySQL), placement with optimistic locking and
+//! three seams (`engine`, `routes`, `health_targets`); `LeaderDuties` runs what only the leader
+//! does; `api` is the admin API. `main.rs` only parses configuration and calls [`run`], so
+//! tests drive the same code without a process. docs/ARCHITECTURE.md is the map.
 
 pub mod api;
 pub mod apps;

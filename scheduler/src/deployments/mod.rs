@@ -1,6 +1,6 @@
 //! Deployments: validate → deploy (all instances running and registered, or none) → scale →
 //! undeploy, and how deployments look in the admin API. One instance's steps are the
-//! [`Lifecycle`](crate::lifecycle::Lifecycle)'s; this module decides how many, and keeps the
+//! [`Lifecycle`]'s; this module decides how many, and keeps the
 //! deployment row's state.
 
 mod validate;
