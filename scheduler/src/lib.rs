@@ -4,6 +4,7 @@
 //! configuration and calls [`run`], so tests drive the same code without a process.
 
 pub mod api;
+pub mod app_locks;
 pub mod apps;
 pub mod autodeploy;
 pub mod blacklist;
@@ -14,6 +15,7 @@ pub mod engine;
 pub mod error;
 pub mod healing;
 pub mod health_targets;
+pub mod image_digest;
 pub mod image_push;
 pub mod leader;
 pub mod lifecycle;
@@ -21,6 +23,7 @@ pub mod metrics;
 pub mod placement;
 pub mod progress;
 pub mod reconcile;
+pub mod releases;
 pub mod routes;
 pub mod store;
 
