@@ -820,3 +820,42 @@ async fn a_release_whose_image_was_deleted_is_refused_with_nothing_changed() {
     assert_eq!(s, StatusCode::NO_CONTENT);
     registry.delete(&app, &d2).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn history_is_bounded_but_an_active_release_is_never_pruned() {
+    let p = Platform::new(&["--releases-keep", "2"]).await;
+    p.add_hosts(1, 512, 2.0).await;
+    p.create_app("hello").await;
+    let spec = |v: &str| json!({"version": v, "memory_mb": 64, "cpus": 0.1});
+    let undeploy = |v: &'static str| {
+        let p = &p;
+        async move {
+            let (s, _) = p
+                .call(
+                    "DELETE",
+                    &format!("/v1/apps/hello/deployments/{v}"),
+                    None,
+                    TOKEN,
+                )
+                .await;
+            assert_eq!(s, StatusCode::NO_CONTENT);
+        }
+    };
+    p.deploy("hello", spec("v2")).await; // 1: v2, keeps running throughout
+    p.deploy("hello", spec("v1")).await; // 2: v1
+    undeploy("v1").await;
+    p.deploy("hello", spec("v1")).await; // 3: v1; keep 2 → 1 would go, but it is active
+    undeploy("v1").await;
+    p.deploy("hello", spec("v1")).await; // 4: v1; 2 (inactive) goes, 1 (active) stays
+    let numbers: Vec<(u64, bool)> = releases(&p, "hello")
+        .await
+        .iter()
+        .map(|r| {
+            (
+                r["number"].as_u64().unwrap(),
+                r["active"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(numbers, [(4, true), (3, false), (1, true)]);
+}
