@@ -45,7 +45,8 @@ impl Apps {
     /// Undeploys every version of an app, removes its domains from ZooKeeper, deletes it.
     pub async fn delete(&self, app: &AppId) -> Result<()> {
         for d in self.store.list_deployments(app).await? {
-            self.deployments.undeploy(app, &d.spec.version).await?;
+            // By id: a rollback in flight may hold two deployments of one version.
+            self.deployments.undeploy_id(d.id).await?;
         }
         for d in self.store.list_domains(app).await? {
             self.routes.remove_domain(&d.domain).await?;

@@ -1,19 +1,20 @@
 //! Auto-deploy: when a tag of an app with auto-deploy on is pushed, roll the app's running
-//! deployment to it. The roll deploys the new version with the spec of the newest running
-//! deployment through [`Deployments::deploy`] (which returns once every new instance is
-//! healthy and registered), then undeploys the versions that ran before through
-//! [`Deployments::undeploy`] (deregister, drain, stop): new instances serve before any old one
-//! leaves, so the roll loses no request.
+//! deployment to it. The roll resolves the tag to its digest, deploys it with the spec of the
+//! newest running deployment through [`Deployments::deploy`](crate::deployments::Deployments::deploy) (which returns once every new
+//! instance is healthy and registered), records a release, then undeploys the versions that ran
+//! before through [`Deployments::undeploy_id`](crate::deployments::Deployments::undeploy_id) (deregister, drain, stop): new instances serve
+//! before any old one leaves, so the roll loses no request. The roll itself is
+//! [`Releases`]' (the same as a rollback's).
 //!
-//! One roll per app at a time in this process. A push that arrives during a roll is rolled
-//! after it, to the newest tag pushed meanwhile; tags in between are skipped.
+//! Rolls queue behind every other deploy or rollback of the app ([`Releases::lock`]). A push
+//! that arrives during a roll is rolled after it, to the newest tag pushed meanwhile; tags in
+//! between are skipped.
 
-use crate::config::Config;
-use crate::deployments::{DeployPlan, Deployments};
 use crate::error::Result;
 use crate::metrics::DeployMetrics;
 use crate::progress::Progress;
-use crate::store::{DeploymentState, NewDeployment, Store};
+use crate::releases::{request_of, Releases, RollMode};
+use crate::store::{DeploymentState, Store};
 use caas_types::{AppId, Version};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -33,35 +34,35 @@ pub enum Rolled {
     Skipped(&'static str),
 }
 
-/// Per-app state: the roll lock and the newest tag waiting to be rolled.
+/// Per-app state: the newest tag waiting to be rolled.
 #[derive(Debug, Default)]
 struct Slot {
-    roll: tokio::sync::Mutex<()>,
     wanted: Mutex<Option<Version>>,
 }
+
+/// Who a release made by auto-deploy is recorded as.
+pub const CREATED_BY: &str = "auto-deploy";
 
 /// Rolls apps to newly pushed tags, one roll per app at a time.
 #[derive(Debug)]
 pub struct AutoDeployer {
-    config: Arc<Config>,
     store: Store,
-    deployments: Arc<Deployments>,
+    releases: Arc<Releases>,
     metrics: Arc<DeployMetrics>,
     slots: Mutex<HashMap<AppId, Arc<Slot>>>,
 }
 
 impl AutoDeployer {
-    /// An auto-deployer over `deployments`' deploy and undeploy.
+    /// An auto-deployer rolling through `releases` (and so through [`Deployments`](crate::deployments::Deployments)' deploy and
+    /// undeploy).
     pub fn new(
-        config: Arc<Config>,
         store: Store,
-        deployments: Arc<Deployments>,
+        releases: Arc<Releases>,
         metrics: Arc<DeployMetrics>,
     ) -> Arc<AutoDeployer> {
         Arc::new(AutoDeployer {
-            config,
             store,
-            deployments,
+            releases,
             metrics,
             slots: Mutex::new(HashMap::new()),
         })
@@ -89,9 +90,9 @@ impl AutoDeployer {
         )
     }
 
-    /// Waits for the app's roll lock, then rolls to the newest wanted tag, if any is left.
+    /// Waits for the app's lock, then rolls to the newest wanted tag, if any is left.
     async fn take_and_roll(&self, app: &AppId, slot: &Slot) {
-        let _rolling = slot.roll.lock().await;
+        let _rolling = self.releases.lock(app).await;
         // A roll that ran while this task waited may have taken the newest tag already.
         let wanted = slot.wanted.lock().unwrap_or_else(|p| p.into_inner()).take();
         let metrics = &self.metrics;
@@ -126,7 +127,7 @@ impl AutoDeployer {
         }
     }
 
-    /// Rolls `app` to `tag` now (the caller holds the app's roll lock).
+    /// Rolls `app` to `tag` now (the caller holds the app's lock).
     async fn roll(&self, app: &AppId, tag: &Version) -> Result<Rolled> {
         let store = &self.store;
         // Read again under the lock: auto-deploy may have been turned off meanwhile.
@@ -137,41 +138,47 @@ impl AutoDeployer {
         if deployments.iter().any(|d| &d.spec.version == tag) {
             return Ok(Rolled::Skipped("a deployment of this version exists"));
         }
-        let running: Vec<_> = deployments
-            .into_iter()
+        let Some(template) = deployments
+            .iter()
             .filter(|d| d.state == DeploymentState::Running)
-            .collect();
-        let Some(template) = running.iter().max_by_key(|d| d.id) else {
+            .max_by_key(|d| d.id)
+        else {
             return Ok(Rolled::Skipped("no running deployment"));
         };
-        let plan = DeployPlan {
-            // The running deployment's spec (instances, limits, port, env, policies) for the tag.
-            new: NewDeployment {
-                version: tag.clone(),
-                image: app.image(&self.config.registry, tag),
-                ..template.spec.clone()
-            },
+        // The running deployment's request (instances, limits, port, env, policies) for the
+        // tag: as its release recorded it, or as its row holds it if it predates releases.
+        let (mut spec, config_version) = match store.release_of_deployment(app, template.id).await?
+        {
+            Some(r) => (r.spec, r.config_version),
+            None => (request_of(&template.spec), 0),
         };
-        tracing::info!(from = %template.spec.version, instances = template.spec.instances, "rolling");
-        // A failure here rolls the new deployment back and leaves the old ones untouched.
-        self.deployments.deploy(plan, Progress::silent()).await?;
-        let mut from = Vec::with_capacity(running.len());
-        let mut first_error = None;
-        for old in running {
-            match self.deployments.undeploy(app, &old.spec.version).await {
-                Ok(()) => from.push(old.spec.version),
-                Err(e) => {
-                    tracing::warn!(version = %old.spec.version, error = %e, "could not undeploy the old version");
-                    first_error.get_or_insert(e);
-                }
-            }
+        spec.version = tag.clone();
+        // The count it was scaled to since, as before releases existed.
+        if !spec.placement.global && template.spec.instances > 0 {
+            spec.instances = template.spec.instances;
         }
-        match first_error {
-            Some(e) => Err(e),
-            None => Ok(Rolled::Done {
-                from,
-                to: tag.clone(),
-            }),
-        }
+        let digest = self.releases.resolve(app, tag).await?;
+        tracing::info!(from = %template.spec.version, %digest, instances = template.spec.instances, "rolling");
+        let mode = RollMode {
+            replace_same_version: false,
+            retire_others: true,
+        };
+        // A failed deploy rolls the new deployment back and leaves the old ones untouched.
+        let rolled = self
+            .releases
+            .roll_locked(
+                app,
+                spec,
+                &digest,
+                config_version,
+                CREATED_BY.to_owned(),
+                mode,
+                &Progress::silent(),
+            )
+            .await?;
+        Ok(Rolled::Done {
+            from: rolled.retired,
+            to: tag.clone(),
+        })
     }
 }

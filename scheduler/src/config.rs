@@ -56,6 +56,11 @@ pub struct Config {
     #[arg(long, env = "CAAS_REGISTRY_HOOK_TOKEN", hide_env_values = true)]
     pub registry_hook_token: Option<String>,
 
+    /// Releases kept per app; older ones are pruned (never an active one, never the newest).
+    #[arg(long, env = "CAAS_RELEASES_KEEP", default_value_t = 100,
+          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub releases_keep: u32,
+
     /// The gateway's domain: apps are reached at {app}.{domain}.
     #[arg(long, env = "CAAS_DOMAIN", default_value = "caas.localhost")]
     pub domain: String,

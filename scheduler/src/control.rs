@@ -14,6 +14,7 @@ use crate::health_targets::HealthRef;
 use crate::lifecycle::Lifecycle;
 use crate::metrics::DeployMetrics;
 use crate::reconcile::Reconciler;
+use crate::releases::Releases;
 use crate::routes::RoutesRef;
 use crate::store::Store;
 use caas_types::HostName;
@@ -48,6 +49,8 @@ pub struct ControlPlane {
     pub healer: Arc<Healer>,
     /// Repairs drift between the database, the engines and ZooKeeper (leader).
     pub reconciler: Arc<Reconciler>,
+    /// Releases (deploys pinned by digest) and rollbacks.
+    pub releases: Arc<Releases>,
     /// Rolls auto-deploy apps to pushed tags.
     pub autodeploy: Arc<AutoDeployer>,
     leader: Arc<AtomicBool>,
@@ -93,12 +96,12 @@ impl ControlPlane {
             lifecycle.clone(),
             metrics.clone(),
         ));
-        let autodeploy = AutoDeployer::new(
+        let releases = Arc::new(Releases::new(
             config.clone(),
             store.clone(),
             deployments.clone(),
-            metrics.clone(),
-        );
+        ));
+        let autodeploy = AutoDeployer::new(store.clone(), releases.clone(), metrics.clone());
         Arc::new(ControlPlane {
             blacklist: Blacklist::new(routes.clone()),
             config,
@@ -112,6 +115,7 @@ impl ControlPlane {
             apps,
             healer,
             reconciler,
+            releases,
             autodeploy,
             leader: Arc::new(AtomicBool::new(false)),
         })

@@ -35,6 +35,10 @@ pub enum Error {
     /// The image of a deployment is not in the registry (admin API: 422).
     #[error("{0}")]
     ImageNotFound(String),
+    /// The image registry could not be asked what a tag or digest points to: unreachable,
+    /// credentials refused, or an answer without a digest (admin API: 502).
+    #[error("{0}")]
+    Registry(String),
     /// A host's Docker engine (or the registry it pulls from) failed (admin API: 502).
     #[error("host {host}: {source}")]
     Engine {

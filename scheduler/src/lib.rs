@@ -6,6 +6,7 @@
 //! tests drive the same code without a process. docs/ARCHITECTURE.md is the map.
 
 pub mod api;
+pub mod app_locks;
 pub mod apps;
 pub mod autodeploy;
 pub mod blacklist;
@@ -16,6 +17,7 @@ pub mod engine;
 pub mod error;
 pub mod healing;
 pub mod health_targets;
+pub mod image_digest;
 pub mod image_push;
 pub mod leader;
 pub mod lifecycle;
@@ -23,6 +25,7 @@ pub mod metrics;
 pub mod placement;
 pub mod progress;
 pub mod reconcile;
+pub mod releases;
 pub mod routes;
 pub mod store;
 

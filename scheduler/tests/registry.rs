@@ -491,6 +491,27 @@ async fn auto_deploy_rolls_to_a_pushed_tag_without_a_failed_request() {
         (metric(&p, "caas_scheduler_auto_deploys_total{result=\"ok\"}").await == 1).then_some(())
     })
     .await;
+    // The roll is a release of the pushed tag, pinned to its digest, and the only active one.
+    let (_, releases) = p.call("GET", "/v1/apps/hello/releases", None, TOKEN).await;
+    let releases = releases.as_array().cloned().unwrap_or_default();
+    assert_eq!(releases.len(), 2, "{releases:?}");
+    assert_eq!(releases[0]["version"], "v2");
+    assert_eq!(releases[0]["created_by"], "auto-deploy");
+    assert_eq!(
+        releases[0]["spec"]["env"]["GREETING"], "hi",
+        "v1's request carried over"
+    );
+    assert_eq!(
+        (
+            releases[0]["active"].as_bool(),
+            releases[1]["active"].as_bool()
+        ),
+        (Some(true), Some(false))
+    );
+    assert!(
+        v2["image"].as_str().unwrap().contains("/hello@sha256:"),
+        "{v2}"
+    );
     let nodes = p.nodes().await;
     assert_eq!(nodes.len(), 2, "{nodes:?}");
     assert!(

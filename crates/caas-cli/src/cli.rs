@@ -63,6 +63,28 @@ pub enum Command {
         /// App id.
         app: AppId,
     },
+    /// Releases of an app (every deploy and rollback, pinned by digest), newest first.
+    Releases {
+        /// App id.
+        app: AppId,
+        /// Releases to show (1 to 500).
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        /// Only releases numbered below this (the next page).
+        #[arg(long)]
+        before: Option<u32>,
+    },
+    /// Roll an app back to a release (default: the one before the active release); afterwards
+    /// the app runs only that release.
+    Rollback {
+        /// App id.
+        app: AppId,
+        /// Release number.
+        release: Option<u32>,
+        /// Don't show progress; print only the result.
+        #[arg(long, short = 'q')]
+        quiet: bool,
+    },
     /// List instances (of one app, or of every app).
     Ps {
         /// App id.
@@ -356,6 +378,39 @@ mod tests {
         let cli = Cli::try_parse_from(["caas", "tags", "hello", "-o", "json"]).expect("valid");
         assert!(matches!(cli.command, Command::Tags { .. }));
         assert!(Cli::try_parse_from(["caas", "tags", "Bad_App"]).is_err());
+    }
+
+    #[test]
+    fn releases_and_rollback_parse() {
+        let cli = Cli::try_parse_from(["caas", "releases", "hello", "-o", "json"]).expect("valid");
+        assert!(matches!(
+            cli.command,
+            Command::Releases {
+                limit: 50,
+                before: None,
+                ..
+            }
+        ));
+        let cli = Cli::try_parse_from(["caas", "rollback", "hello"]).expect("valid");
+        assert!(matches!(
+            cli.command,
+            Command::Rollback {
+                release: None,
+                quiet: false,
+                ..
+            }
+        ));
+        let cli = Cli::try_parse_from(["caas", "rollback", "hello", "3", "-q"]).expect("valid");
+        assert!(matches!(
+            cli.command,
+            Command::Rollback {
+                release: Some(3),
+                quiet: true,
+                ..
+            }
+        ));
+        assert!(Cli::try_parse_from(["caas", "rollback", "hello", "v1"]).is_err());
+        assert!(Cli::try_parse_from(["caas", "rollback", "Bad_App"]).is_err());
     }
 
     #[test]

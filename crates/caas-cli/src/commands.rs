@@ -12,7 +12,7 @@ use anyhow::{bail, Context, Result};
 use caas_types::api::{
     AddDomain, App, Blacklist, BlacklistRule, CreateApp, CreateDeployment, CreateHost,
     CreateTenant, DeployEvent, Deployment, HealthSpec, Host, HostState, Instance, OnFailure,
-    Placement, Rank, Scale, Tag, Tenant, UpdateApp, UpdateHost,
+    Placement, Rank, Release, Rollback, Scale, Tag, Tenant, UpdateApp, UpdateHost,
 };
 use caas_types::AppId;
 use futures::StreamExt;
@@ -53,6 +53,14 @@ pub async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Tags { app } => tags(&client, out, app).await,
+        Command::Releases { app, limit, before } => {
+            releases(&client, out, app, limit, before).await
+        }
+        Command::Rollback {
+            app,
+            release,
+            quiet,
+        } => rollback(&client, out, app, release, quiet).await,
         Command::Ps { app } => ps(&client, out, app).await,
         Command::Hosts(cmd) => hosts(&client, out, cmd).await,
         Command::Domains(cmd) => domains(&client, cmd).await,
@@ -175,23 +183,8 @@ async fn deploy(client: &Client, out: Output, args: DeployArgs) -> Result<()> {
     }
     let body = deployment_request(&args);
     let path = format!("/v1/apps/{}/deployments", args.app);
-    let mut req = client.request(Method::POST, &path).json(&body);
-    if !args.quiet {
-        req = req.header(reqwest::header::ACCEPT, "application/x-ndjson");
-    }
-    let resp = client.send(req).await?;
-    let streamed = resp
-        .headers()
-        .get(reqwest::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/x-ndjson"));
-    let deployment = if streamed {
-        follow_progress(resp).await?
-    } else {
-        resp.json::<Deployment>()
-            .await
-            .context("the admin API answered with unexpected JSON")?
-    };
+    let req = client.request(Method::POST, &path).json(&body);
+    let deployment = with_progress(client, req, args.quiet).await?;
     if out == Output::Json {
         return print_json(&deployment);
     }
@@ -203,6 +196,103 @@ async fn deploy(client: &Client, out: Output, args: DeployArgs) -> Result<()> {
     );
     out!("{}", instance_table(&deployment.instance_list).render());
     Ok(())
+}
+
+/// Sends a deploy-like request (deploy, rollback), asking for the progress stream unless
+/// `quiet`, and answers the resulting deployment.
+async fn with_progress(
+    client: &Client,
+    mut req: reqwest::RequestBuilder,
+    quiet: bool,
+) -> Result<Deployment> {
+    if !quiet {
+        req = req.header(reqwest::header::ACCEPT, "application/x-ndjson");
+    }
+    let resp = client.send(req).await?;
+    let streamed = resp
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-ndjson"));
+    if streamed {
+        follow_progress(resp).await
+    } else {
+        resp.json::<Deployment>()
+            .await
+            .context("the admin API answered with unexpected JSON")
+    }
+}
+
+async fn releases(
+    client: &Client,
+    out: Output,
+    app: AppId,
+    limit: u32,
+    before: Option<u32>,
+) -> Result<()> {
+    let mut path = format!("/v1/apps/{app}/releases?limit={limit}");
+    if let Some(b) = before {
+        path.push_str(&format!("&before={b}"));
+    }
+    let list: Vec<Release> = client.get(&path).await?;
+    match out {
+        Output::Json => print_json(&list),
+        Output::Table => {
+            out!("{}", release_table(&list).render());
+            Ok(())
+        }
+    }
+}
+
+fn release_table(releases: &[Release]) -> Table {
+    let mut t = Table::new(&[
+        "RELEASE", "VERSION", "DIGEST", "CONFIG", "ACTIVE", "CREATED", "BY",
+    ]);
+    for r in releases {
+        t.row(vec![
+            r.number.to_string(),
+            r.version.to_string(),
+            short_digest(&r.digest),
+            r.config_version.to_string(),
+            if r.active { "*" } else { "" }.into(),
+            r.created_at.clone(),
+            r.created_by.clone(),
+        ]);
+    }
+    t
+}
+
+async fn rollback(
+    client: &Client,
+    out: Output,
+    app: AppId,
+    release: Option<u32>,
+    quiet: bool,
+) -> Result<()> {
+    let req = client
+        .request(Method::POST, &format!("/v1/apps/{app}/rollback"))
+        .json(&Rollback { release });
+    let deployment = with_progress(client, req, quiet).await?;
+    if out == Output::Json {
+        return print_json(&deployment);
+    }
+    outln!(
+        "rolled {} back to {} ({} instance(s), {})",
+        deployment.app,
+        deployment.version,
+        deployment.instance_list.len(),
+        deployment.image
+    );
+    out!("{}", instance_table(&deployment.instance_list).render());
+    Ok(())
+}
+
+/// Like `docker images`: the algorithm and 12 hex digits are enough to tell images apart.
+fn short_digest(digest: &str) -> String {
+    match digest.split_once(':') {
+        Some((alg, hex)) => format!("{alg}:{}", &hex[..12.min(hex.len())]),
+        None => digest.to_owned(),
+    }
 }
 
 /// Prints progress lines to stderr until the stream says `done` or `failed`.
@@ -282,14 +372,9 @@ async fn tags(client: &Client, out: Output, app: AppId) -> Result<()> {
 fn tag_table(tags: &[Tag]) -> Table {
     let mut t = Table::new(&["TAG", "DIGEST", "PUSHED", "BY"]);
     for tag in tags {
-        // Like `docker images`: the algorithm and 12 hex digits are enough to tell images apart.
-        let digest = match tag.digest.split_once(':') {
-            Some((alg, hex)) => format!("{alg}:{}", &hex[..12.min(hex.len())]),
-            None => tag.digest.clone(),
-        };
         t.row(vec![
             tag.tag.to_string(),
-            digest,
+            short_digest(&tag.digest),
             tag.pushed_at.clone(),
             tag.pushed_by.clone().unwrap_or_else(|| "-".into()),
         ]);
@@ -525,6 +610,23 @@ async fn tenants(client: &Client, out: Output, cmd: TenantsCmd) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn release_table_marks_the_active_release() {
+        let r: Release = serde_json::from_value(serde_json::json!({
+            "number": 3, "version": "v1",
+            "digest": "sha256:fea8895f450959fa676bcc1df0611ea93823a735a01205fd8622846041d0c7cf",
+            "config_version": 0,
+            "spec": {"version": "v1", "memory_mb": 64, "cpus": 0.1},
+            "created_at": "2026-11-22T06:10:01.123Z", "created_by": "operator", "active": true
+        }))
+        .expect("a release");
+        assert_eq!(
+            release_table(&[r]).render(),
+            "RELEASE   VERSION   DIGEST                CONFIG   ACTIVE   CREATED                    BY\n\
+             3         v1        sha256:fea8895f4509   0        *        2026-11-22T06:10:01.123Z   operator\n"
+        );
+    }
 
     #[test]
     fn tag_table_shortens_digests() {

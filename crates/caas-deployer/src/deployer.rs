@@ -516,6 +516,13 @@ mod tests {
             split_reference("hello@sha256:abcd"),
             ("hello@sha256:abcd".into(), String::new())
         );
+        // A release's pinned reference: the registry's port is not a tag, and the digest stays
+        // in the name (the engine pulls `repo@sha256:...` with an empty tag).
+        let digest = format!("sha256:{}", "ab".repeat(32));
+        assert_eq!(
+            split_reference(&format!("127.0.0.1:5000/hello@{digest}")),
+            (format!("127.0.0.1:5000/hello@{digest}"), String::new())
+        );
         assert_eq!(
             split_reference("busybox"),
             ("busybox".into(), "latest".into())

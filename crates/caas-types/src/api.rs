@@ -230,6 +230,39 @@ fn default_port() -> u16 {
     8080
 }
 
+/// A release: one deploy or rollback of an app, pinned to the manifest digest its tag resolved
+/// to (`GET /v1/apps/{app}/releases`, newest first).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Release {
+    /// Number within the app, from 1.
+    pub number: u32,
+    /// The version (tag) deployed.
+    pub version: Version,
+    /// The manifest digest the tag resolved to, `sha256:...`; instances run
+    /// `{registry}/{app}@{digest}`.
+    pub digest: String,
+    /// The app's config version the release runs with (0: no config).
+    pub config_version: u64,
+    /// The deployment request as given.
+    pub spec: CreateDeployment,
+    /// RFC 3339 UTC with milliseconds.
+    pub created_at: String,
+    /// `operator`, the tenant's name, or `auto-deploy`.
+    pub created_by: String,
+    /// Whether this release's deployment runs now.
+    pub active: bool,
+}
+
+/// `POST /v1/apps/{app}/rollback`; an empty body or no `release` rolls back to the release before
+/// the active one.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Rollback {
+    /// The release number to roll to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release: Option<u32>,
+}
+
 /// `PUT /v1/apps/{app}/deployments/{version}`
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]

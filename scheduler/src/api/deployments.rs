@@ -24,7 +24,7 @@ fn wants_ndjson(headers: &HeaderMap) -> bool {
 /// Runs `work` to the end even if the client goes away (a half-finished deploy is never left
 /// behind by a dropped connection), answering with JSON or, when the client accepts
 /// `application/x-ndjson`, with a stream of progress lines ending in `done` or `failed`.
-async fn run_with_progress<F, Fut>(
+pub(super) async fn run_with_progress<F, Fut>(
     headers: &HeaderMap,
     status: StatusCode,
     work: F,
@@ -86,10 +86,12 @@ pub async fn create(
 ) -> ApiResult<Response> {
     let app = visible_app(&state, &who, &app).await?;
     // Cheap checks first, so bad input is a plain 400 even when progress is streamed.
-    let plan = state.control.deployments.validate(&app.id, &req)?;
-    let deployments = state.control.deployments.clone();
+    state.control.deployments.validate(&app.id, &req)?;
+    // The tag is resolved to its digest and the deploy recorded as a release (`releases`).
+    let releases = state.control.releases.clone();
+    let by = super::releases::created_by(&who);
     run_with_progress(&headers, StatusCode::CREATED, move |progress| async move {
-        deployments.deploy(plan, progress).await
+        releases.deploy(&app.id, req, by, progress).await
     })
     .await
 }

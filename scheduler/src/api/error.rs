@@ -114,7 +114,7 @@ impl ApiError {
         use crate::Error as E;
         match e {
             E::ImageNotFound(m) => ApiError::ImageNotFound(m),
-            e @ (E::Engine { .. } | E::Incomplete(_) | E::Timeout(_)) => {
+            e @ (E::Engine { .. } | E::Registry(_) | E::Incomplete(_) | E::Timeout(_)) => {
                 ApiError::Upstream(e.to_string())
             }
             e @ E::Zookeeper(_) => ApiError::Unavailable(e.to_string()),

@@ -9,6 +9,7 @@ pub mod error;
 mod hosts;
 mod image_push_hook;
 mod ops;
+mod releases;
 mod tenants;
 #[cfg(test)]
 mod tests;
@@ -71,6 +72,8 @@ pub fn router(state: AppState) -> Router {
             get(apps::show).patch(apps::update).delete(apps::remove),
         )
         .route("/v1/apps/{app}/tags", get(apps::tags))
+        .route("/v1/apps/{app}/releases", get(releases::list))
+        .route("/v1/apps/{app}/rollback", post(releases::rollback))
         .route("/v1/registry/events", post(image_push_hook::events))
         .route("/v1/apps/{app}/domains", post(apps::add_domain))
         .route(

@@ -365,6 +365,7 @@ fn every_scheduler_error_maps_to_its_status_and_code() {
             "upstream",
         ),
         (E::Timeout("x".into()), StatusCode::BAD_GATEWAY, "upstream"),
+        (E::Registry("x".into()), StatusCode::BAD_GATEWAY, "upstream"),
         (zk, StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
         (
             E::Config("x".into()),

@@ -6,6 +6,8 @@
 mod validate;
 mod view;
 
+#[cfg(test)]
+pub(crate) use validate::plan;
 pub use validate::{check_instance_count, DeployPlan, MAX_INSTANCES};
 
 use crate::config::Config;
@@ -61,6 +63,16 @@ impl Deployments {
 
     /// Deploys a validated plan: all instances running and registered, or none.
     pub async fn deploy(&self, plan: DeployPlan, progress: Progress) -> Result<api::Deployment> {
+        self.deploy_with_id(plan, progress).await.map(|(_, d)| d)
+    }
+
+    /// [`Deployments::deploy`], also answering the new deployment's database id (what a
+    /// release records).
+    pub async fn deploy_with_id(
+        &self,
+        plan: DeployPlan,
+        progress: Progress,
+    ) -> Result<(i64, api::Deployment)> {
         let started = Instant::now();
         let lock = self.lock_for(&plan.new.app, &plan.new.version);
         let _guard = lock.lock().await;
@@ -86,7 +98,8 @@ impl Deployments {
                     .await?;
                 self.metrics.observe_deploy(started.elapsed());
                 DeployMetrics::inc(&self.metrics.deploys_ok);
-                self.deployment(&row.spec.app, &row.spec.version).await
+                let running = self.store.get_deployment_by_id(row.id).await?;
+                Ok((row.id, self.view(&running).await?))
             }
             Err(e) => {
                 DeployMetrics::inc(&self.metrics.deploys_failed);
@@ -155,6 +168,22 @@ impl Deployments {
         let lock = self.lock_for(app, version);
         let _guard = lock.lock().await;
         let row = self.store.get_deployment(app, version).await?;
+        self.undeploy_locked(&row).await
+    }
+
+    /// Undeploys one deployment by database id: how a roll removes a deployment that a roll of
+    /// the same version superseded (it has no (app, version) key of its own any more).
+    pub async fn undeploy_id(&self, id: i64) -> Result<()> {
+        let row = self.store.get_deployment_by_id(id).await?;
+        let lock = self.lock_for(&row.spec.app, &row.spec.version);
+        let _guard = lock.lock().await;
+        // Read again under the lock: it may have gone meanwhile.
+        let row = self.store.get_deployment_by_id(id).await?;
+        self.undeploy_locked(&row).await
+    }
+
+    async fn undeploy_locked(&self, row: &DeploymentRow) -> Result<()> {
+        let (app, version) = (&row.spec.app, &row.spec.version);
         self.store
             .set_deployment_state(row.id, DeploymentState::Stopping)
             .await?;

@@ -1,5 +1,7 @@
 //! The `deployments` table: one row per (app, version) with its image, per-instance resources,
-//! container port, env, placement and health settings, and desired instance count.
+//! container port, env, placement and health settings, and desired instance count. While a
+//! rollback rolls the version that runs, the deployment it replaces is *superseded* (moved out
+//! of the (app, version) key) until it is undeployed; lookups by version see the current one.
 
 use super::sql::{self, get, json, parse, text, unsigned};
 use super::Store;
@@ -147,7 +149,8 @@ impl Store {
     /// One deployment by app and version.
     pub async fn get_deployment(&self, app: &AppId, version: &Version) -> Result<DeploymentRow> {
         let row = sqlx::query(&format!(
-            "SELECT {DEPLOYMENT_COLUMNS} FROM deployments WHERE app_id = ? AND version = ?"
+            "SELECT {DEPLOYMENT_COLUMNS} FROM deployments \
+             WHERE app_id = ? AND version = ? AND generation = 0"
         ))
         .bind(app.as_str())
         .bind(version.as_str())
@@ -213,6 +216,35 @@ impl Store {
             .execute(&self.pool)
             .await
             .map_err(|e| sql::db_error("changing a deployment's state", e))?;
+        sql::found(&done, || format!("deployment #{id}"))
+    }
+
+    /// Moves a deployment out of its (app, version) key, so a new deployment of the same
+    /// version can be created next to it (a rollback to the version that runs); it keeps its
+    /// instances and is undeployed by id afterwards.
+    pub async fn supersede_deployment(&self, id: i64) -> Result<()> {
+        let done = sqlx::query("UPDATE deployments SET generation = id WHERE id = ?")
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| sql::db_error("superseding a deployment", e))?;
+        sql::found(&done, || format!("deployment #{id}"))
+    }
+
+    /// Puts a superseded deployment back under its (app, version) key (the roll that was to
+    /// replace it failed). [`Error::Conflict`] if another deployment of that version took it.
+    pub async fn restore_deployment(&self, id: i64) -> Result<()> {
+        let done = sqlx::query("UPDATE deployments SET generation = 0 WHERE id = ?")
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| {
+                sql::write_error(
+                    "restoring a deployment",
+                    || format!("deployment #{id}: its version was deployed again"),
+                    e,
+                )
+            })?;
         sql::found(&done, || format!("deployment #{id}"))
     }
 

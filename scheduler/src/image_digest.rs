@@ -1,0 +1,205 @@
+//! Image digests: what a tag points to in the platform's image registry right now, asked through
+//! the registry's HTTP API (`HEAD /v2/{app}/manifests/{reference}` with the platform's
+//! credentials), and the pinned reference `{registry}/{app}@sha256:...` that instances run, so
+//! a tag pushed again never changes what a release runs.
+//!
+//! Failures are precise: a tag or digest the registry does not have is
+//! [`Error::ImageNotFound`] (422); a registry that cannot be reached, refuses the credentials or
+//! answers without a digest is [`Error::Registry`] (502).
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use caas_types::{AppId, Version};
+use std::time::Duration;
+
+/// The manifest media types a HEAD accepts: Docker v2 manifests and manifest lists, OCI
+/// manifests and indexes. Without them a registry answers with a converted schema-1 manifest
+/// whose digest pulls nothing.
+const ACCEPT: &str = "application/vnd.docker.distribution.manifest.v2+json, \
+     application/vnd.docker.distribution.manifest.list.v2+json, \
+     application/vnd.oci.image.manifest.v1+json, \
+     application/vnd.oci.image.index.v1+json";
+
+/// How long one registry request may take.
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A manifest digest, `sha256:` and 64 lower-case hex digits.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Digest(String);
+
+impl Digest {
+    /// Parses a digest as the registry and the releases table write it.
+    pub fn parse(raw: &str) -> Option<Digest> {
+        let hex = raw.strip_prefix("sha256:")?;
+        let ok = hex.len() == 64
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        ok.then(|| Digest(raw.to_owned()))
+    }
+
+    /// The digest text, `sha256:...`.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for Digest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The reference instances of a release run: `{registry}/{app}@{digest}`.
+pub fn pinned_reference(registry: &str, app: &AppId, digest: &Digest) -> String {
+    format!("{registry}/{app}@{digest}")
+}
+
+/// Asks the registry what tags point to.
+#[derive(Debug, Clone)]
+pub struct ImageDigests {
+    /// `None` if the HTTP client could not be built (every request then fails as a
+    /// configuration error instead of the scheduler panicking at start).
+    http: Option<reqwest::Client>,
+    registry: String,
+    user: Option<String>,
+    password: Option<String>,
+}
+
+impl ImageDigests {
+    /// A client of the registry in `config` (`--registry`, plain HTTP, with
+    /// `--registry-user`/`--registry-password` when set).
+    pub fn new(config: &Config) -> ImageDigests {
+        let http = reqwest::Client::builder()
+            .timeout(TIMEOUT)
+            .connect_timeout(Duration::from_secs(3))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .inspect_err(|e| tracing::error!(error = %e, "could not build the registry client"))
+            .ok();
+        ImageDigests {
+            http,
+            registry: config.registry.clone(),
+            user: config.registry_user.clone().filter(|u| !u.is_empty()),
+            password: config.registry_password.clone(),
+        }
+    }
+
+    /// The registry (`host:port`) images are pulled from.
+    pub fn registry(&self) -> &str {
+        &self.registry
+    }
+
+    /// The digest `tag` of `app` points to now.
+    pub async fn resolve(&self, app: &AppId, tag: &Version) -> Result<Digest> {
+        let shown = format!("{}/{app}:{tag}", self.registry);
+        let digest = self.head(app, tag.as_str(), &shown).await?;
+        tracing::debug!(image = %shown, %digest, "resolved a tag");
+        Ok(digest)
+    }
+
+    /// Checks that the registry still has the manifest `digest` of `app` (a rollback's image
+    /// may have been deleted since its release).
+    pub async fn check(&self, app: &AppId, digest: &Digest) -> Result<()> {
+        let shown = pinned_reference(&self.registry, app, digest);
+        self.head(app, digest.as_str(), &shown).await.map(|_| ())
+    }
+
+    async fn head(&self, app: &AppId, reference: &str, shown: &str) -> Result<Digest> {
+        // `app` and `reference` are validated ids (or a parsed digest): nothing to escape.
+        let url = format!("http://{}/v2/{app}/manifests/{reference}", self.registry);
+        let http = self
+            .http
+            .as_ref()
+            .ok_or_else(|| Error::Config("the registry client could not be built".into()))?;
+        let mut req = http.head(&url).header(reqwest::header::ACCEPT, ACCEPT);
+        if let Some(user) = &self.user {
+            req = req.basic_auth(user, self.password.as_deref());
+        }
+        let resp = req.send().await.map_err(|e| {
+            tracing::warn!(registry = %self.registry, error = %e, "registry unreachable");
+            Error::Registry(format!(
+                "registry {} unreachable while resolving {shown}",
+                self.registry
+            ))
+        })?;
+        let status = resp.status();
+        classify(status.as_u16(), shown, &self.registry)?;
+        let header = resp
+            .headers()
+            .get("docker-content-digest")
+            .and_then(|v| v.to_str().ok());
+        header.and_then(Digest::parse).ok_or_else(|| {
+            Error::Registry(format!(
+                "registry {} answered {shown} without a sha256 digest",
+                self.registry
+            ))
+        })
+    }
+}
+
+/// What a registry status means for a manifest HEAD.
+fn classify(status: u16, shown: &str, registry: &str) -> Result<()> {
+    match status {
+        200..=299 => Ok(()),
+        404 => Err(Error::ImageNotFound(format!(
+            "image {shown} not found in the registry"
+        ))),
+        401 | 403 => Err(Error::Registry(format!(
+            "registry {registry} refused the platform's credentials ({status}) for {shown}"
+        ))),
+        _ => Err(Error::Registry(format!(
+            "registry {registry} answered {status} for {shown}"
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HEX: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+    #[test]
+    fn digests_are_sha256_and_64_lower_case_hex_digits() {
+        let ok = format!("sha256:{HEX}");
+        assert_eq!(Digest::parse(&ok).map(|d| d.to_string()), Some(ok));
+        for bad in [
+            String::new(),
+            HEX.to_owned(),
+            format!("sha512:{HEX}"),
+            format!("sha256:{}", HEX.to_uppercase()),
+            format!("sha256:{}", &HEX[1..]),
+            format!("sha256:{HEX}0"),
+            format!("sha256:{}g", &HEX[1..]),
+            format!("sha256:{HEX}\n"),
+        ] {
+            assert_eq!(Digest::parse(&bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn pinned_references_name_the_registry_app_and_digest() {
+        let app: AppId = "hello".parse().expect("valid app");
+        let d = Digest::parse(&format!("sha256:{HEX}")).expect("valid digest");
+        assert_eq!(
+            pinned_reference("127.0.0.1:5000", &app, &d),
+            format!("127.0.0.1:5000/hello@sha256:{HEX}")
+        );
+    }
+
+    #[test]
+    fn statuses_map_to_precise_errors() {
+        assert!(classify(200, "r/a:v1", "r").is_ok());
+        assert!(matches!(
+            classify(404, "r/a:v1", "r"),
+            Err(Error::ImageNotFound(m)) if m == "image r/a:v1 not found in the registry"
+        ));
+        for status in [401, 403, 500, 503, 301] {
+            assert!(
+                matches!(classify(status, "r/a:v1", "r"), Err(Error::Registry(_))),
+                "{status}"
+            );
+        }
+    }
+}
