@@ -126,8 +126,10 @@ impl AutoDeployer {
         }
     }
 
-    /// Rolls `app` to `tag` now (the caller holds the app's roll lock).
+    /// Rolls `app` to `tag` now (the caller holds the app's roll lock). The roll also holds
+    /// the app's operation lock, so it queues behind a deploy, restart or config change.
     async fn roll(&self, app: &AppId, tag: &Version) -> Result<Rolled> {
+        let _app = self.deployments.lock_app(app).await;
         let store = &self.store;
         // Read again under the lock: auto-deploy may have been turned off meanwhile.
         if !store.get_app(app).await?.auto_deploy {
