@@ -585,3 +585,66 @@ async fn a_config_change_rolls_every_instance_without_a_failed_request_and_secre
         "the config went with the app"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_rotation_reseals_every_version_and_can_be_run_again() {
+    use caas_scheduler::app_config::{crypto::SecretsKey, AppConfigs};
+    use caas_scheduler::config::RotateSecretsKey;
+    use clap::Parser;
+    captured_log();
+    let p = Platform::new(&["--secrets-key", KEY]).await;
+    p.create_app("hello").await;
+    let plain = format!("rotate-me-{}", unique_u64());
+    for body in [
+        json!({"secrets": {"A": plain}}),
+        json!({"secrets": {"B": "second"}, "vars": {"V": "1"}}),
+    ] {
+        let (s, c) = patch(&p, "hello", body).await;
+        assert_eq!(s, StatusCode::OK, "{c}");
+    }
+    let new = "cd".repeat(32);
+    let (old_key, new_key) = (
+        SecretsKey::parse(KEY).unwrap(),
+        SecretsKey::parse(&new).unwrap(),
+    );
+    let rotate = || {
+        RotateSecretsKey::try_parse_from([
+            "rotate-secrets-key",
+            "--database-url",
+            p.db.url.as_str(),
+            "--old-key",
+            KEY,
+            "--secrets-key",
+            new.as_str(),
+        ])
+        .expect("flags")
+    };
+    let done = caas_scheduler::rotate_secrets_key(rotate())
+        .await
+        .expect("rotates");
+    // Version 1 holds A; version 2 holds A and B.
+    assert_eq!((done.resealed, done.versions, done.already), (3, 2, 0));
+    for row in raw_config_rows(&p).await {
+        assert!(row.contains(new_key.id()), "{row}");
+        assert!(!row.contains(old_key.id()), "{row}");
+        assert!(!row.contains(&plain), "{row}");
+    }
+    let again = caas_scheduler::rotate_secrets_key(rotate())
+        .await
+        .expect("runs again");
+    assert_eq!((again.resealed, again.versions, again.already), (0, 0, 3));
+
+    let app = "hello".parse().unwrap();
+    let store = p.db.store(1).await;
+    let env = AppConfigs::new(store.clone(), Some(new_key))
+        .environment(&app, &BTreeMap::new())
+        .await
+        .expect("opens under the new key");
+    assert_eq!(env.get("A"), Some(&plain));
+    assert_eq!(env.get("B").map(String::as_str), Some("second"));
+    let e = AppConfigs::new(store, Some(old_key))
+        .environment(&app, &BTreeMap::new())
+        .await
+        .expect_err("the old key no longer opens them");
+    assert!(e.to_string().contains("sealed with key"), "{e}");
+}
