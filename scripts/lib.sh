@@ -76,12 +76,16 @@ within() {
 # random_secret: 24 random characters from [A-Za-z0-9] (safe in URLs, YAML and shell).
 random_secret() { head -c 24 /dev/urandom | base64 | tr -d '/+=' | head -c 24; }
 
-# secret NAME: print the generated secret NAME, creating it on first use (never committed).
+# random_key: 32 random bytes as 64 hex digits (the scheduler's CAAS_SECRETS_KEY).
+random_key() { head -c 32 /dev/urandom | od -An -v -tx1 | tr -d ' \n'; }
+
+# secret NAME [GENERATOR]: print the generated secret NAME, creating it on first use with
+# GENERATOR (default random_secret); never committed.
 secret() {
-    local f="$SECRETS_DIR/$1"
+    local f="$SECRETS_DIR/$1" generate="${2:-random_secret}"
     if [[ ! -s "$f" ]]; then
         mkdir -p "$SECRETS_DIR"; chmod 700 "$SECRETS_DIR"
-        (umask 077; random_secret > "$f")
+        (umask 077; "$generate" > "$f")
     fi
     cat "$f"
 }

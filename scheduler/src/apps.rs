@@ -42,8 +42,10 @@ impl Apps {
         Ok(app)
     }
 
-    /// Undeploys every version of an app, removes its domains from ZooKeeper, deletes it.
+    /// Undeploys every version of an app, removes its domains from ZooKeeper, deletes it (its
+    /// config versions and tags go with the row). Waits for an operation on the app to end.
     pub async fn delete(&self, app: &AppId) -> Result<()> {
+        let _app = self.deployments.lock_app(app).await;
         for d in self.store.list_deployments(app).await? {
             // By id: a rollback in flight may hold two deployments of one version.
             self.deployments.undeploy_id(d.id).await?;

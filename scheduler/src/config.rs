@@ -99,9 +99,60 @@ pub struct Config {
     #[arg(long, env = "CAAS_DOCKER_CERT_PATH")]
     pub docker_cert_path: Option<PathBuf>,
 
+    /// The key that seals apps' secrets at rest: 32 bytes as 64 hex digits or base64
+    /// (`openssl rand -hex 32`). Unset or empty: setting a secret is refused, the rest works.
+    /// Keep it with the database's backups; see docs/OPERATIONS.md to rotate it.
+    #[arg(long, env = "CAAS_SECRETS_KEY", hide_env_values = true)]
+    pub secrets_key: Option<Redacted>,
+
     /// Log format: `text` or `json`.
     #[arg(long, env = "CAAS_LOG_FORMAT", default_value = "text")]
     pub log_format: String,
+}
+
+/// A flag's value that is a secret: `Debug` never shows it, so neither does a `Config` that
+/// is logged or printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Redacted(String);
+
+impl Redacted {
+    /// The value itself, for the one place that uses it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::str::FromStr for Redacted {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Redacted(s.to_owned()))
+    }
+}
+
+impl std::fmt::Debug for Redacted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// `caas-scheduler rotate-secrets-key`: re-seals every stored secret from the old key to the new
+/// one (see docs/OPERATIONS.md). Run it with the schedulers stopped, then start them with the
+/// new key.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "caas-scheduler rotate-secrets-key")]
+pub struct RotateSecretsKey {
+    /// MySQL/MariaDB URL of the scheduler's database.
+    #[arg(long, env = "CAAS_DATABASE_URL", hide_env_values = true)]
+    pub database_url: String,
+
+    /// The key the secrets are sealed with now (64 hex digits or base64).
+    #[arg(long, env = "CAAS_OLD_SECRETS_KEY", hide_env_values = true)]
+    pub old_key: Redacted,
+
+    /// The new key (64 hex digits or base64); the schedulers start with it afterwards.
+    #[arg(long = "secrets-key", env = "CAAS_SECRETS_KEY", hide_env_values = true)]
+    pub new_key: Redacted,
 }
 
 impl Config {

@@ -2,6 +2,8 @@
 //! decides anything; each part holds only the dependencies it needs, and new kinds of work
 //! (jobs, workflows, autoscaling) are added as parts next to [`Deployments`].
 
+use crate::app_config::crypto::SecretsKey;
+use crate::app_config::AppConfigs;
 use crate::apps::Apps;
 use crate::autodeploy::AutoDeployer;
 use crate::blacklist::Blacklist;
@@ -43,6 +45,8 @@ pub struct ControlPlane {
     pub deployments: Arc<Deployments>,
     /// Apps and custom domains.
     pub apps: Apps,
+    /// Apps' config versions and secrets.
+    pub app_configs: Arc<AppConfigs>,
     /// The gateway blacklist.
     pub blacklist: Blacklist,
     /// Acts on health transitions (leader).
@@ -57,15 +61,17 @@ pub struct ControlPlane {
 }
 
 impl ControlPlane {
-    /// Wires every part over these handles.
+    /// Wires every part over these handles; `secrets_key` seals and opens apps' secrets.
     pub fn new(
         config: Arc<Config>,
         store: Store,
         routes: RoutesRef,
         engines: Arc<Engines>,
         health: HealthRef,
+        secrets_key: Option<SecretsKey>,
     ) -> Arc<ControlPlane> {
         let metrics = Arc::new(DeployMetrics::default());
+        let app_configs = Arc::new(AppConfigs::new(store.clone(), secrets_key));
         let lifecycle = Arc::new(Lifecycle::new(
             config.clone(),
             store.clone(),
@@ -73,6 +79,7 @@ impl ControlPlane {
             routes.clone(),
             health.clone(),
             metrics.clone(),
+            app_configs.clone(),
         ));
         let deployments = Arc::new(Deployments::new(
             config.clone(),
@@ -113,6 +120,7 @@ impl ControlPlane {
             lifecycle,
             deployments,
             apps,
+            app_configs,
             healer,
             reconciler,
             releases,

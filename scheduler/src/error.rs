@@ -57,6 +57,14 @@ pub enum Error {
     /// An instance did not become healthy in time (admin API: 502).
     #[error("{0}")]
     Timeout(String),
+    /// Secrets cannot be set or opened because this scheduler has no secrets key (admin API:
+    /// 422 `secrets_disabled`).
+    #[error("{0}")]
+    SecretsOff(String),
+    /// A stored secret does not open (sealed with another key, or altered), or sealing failed.
+    /// The text names no value (admin API: 503).
+    #[error("secrets: {0}")]
+    Secrets(#[source] crate::app_config::crypto::CryptoError),
     /// The scheduler's configuration is unusable (a flag or variable is missing or malformed).
     #[error("configuration: {0}")]
     Config(String),

@@ -6,7 +6,8 @@
 //! tests drive the same code without a process. docs/ARCHITECTURE.md is the map.
 
 pub mod api;
-pub mod app_locks;
+pub mod app_config;
+pub mod app_lock;
 pub mod apps;
 pub mod autodeploy;
 pub mod blacklist;
@@ -79,6 +80,8 @@ impl Scheduler {
     /// the leader election.
     pub async fn start(config: Config) -> Result<Scheduler> {
         let config = Arc::new(config);
+        // A malformed key stops the start before anything is touched.
+        let secrets_key = app_config::secrets_key(&config)?;
         let store = Store::connect(&config.database_url, config.db_max_connections).await?;
         let (zk, acl) = zk_config(&config)?;
         let registry = Registry::connect(&zk, acl).await?;
@@ -91,6 +94,7 @@ impl Scheduler {
             Arc::new(registry),
             engines,
             Arc::new(health.clone()),
+            secrets_key,
         );
         let id = format!("{}-{}", config.listen, std::process::id());
         let election = LeaderElection::join(&zk, &id).await?;
@@ -136,4 +140,17 @@ pub async fn run(
         .await?
         .serve(listener, shutdown)
         .await
+}
+
+/// `caas-scheduler rotate-secrets-key`: re-seals every stored secret from the old key to the
+/// new one, resumable (what is under the new key already is skipped).
+pub async fn rotate_secrets_key(args: config::RotateSecretsKey) -> Result<app_config::Rotation> {
+    let parse = |what: &str, k: &config::Redacted| {
+        app_config::crypto::SecretsKey::parse(k.expose())
+            .map_err(|e| Error::Config(format!("{what}: {e}")))
+    };
+    let old = parse("--old-key / CAAS_OLD_SECRETS_KEY", &args.old_key)?;
+    let new = parse("--secrets-key / CAAS_SECRETS_KEY", &args.new_key)?;
+    let store = Store::connect(&args.database_url, 2).await?;
+    app_config::rotate(&store, &old, &new).await
 }

@@ -1,7 +1,9 @@
 //! The `caas-scheduler` binary: parses configuration, sets up logging, and runs the scheduler
-//! until SIGINT or SIGTERM.
+//! until SIGINT or SIGTERM. `caas-scheduler rotate-secrets-key` re-seals the stored secrets
+//! under a new key instead (docs/OPERATIONS.md).
 
 use anyhow::Context;
+use caas_scheduler::config::RotateSecretsKey;
 use caas_scheduler::Config;
 use caas_service::LogFormat;
 use clap::Parser;
@@ -13,6 +15,9 @@ use std::time::Duration;
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 fn main() -> anyhow::Result<()> {
+    if std::env::args().nth(1).as_deref() == Some("rotate-secrets-key") {
+        return rotate_secrets_key(RotateSecretsKey::parse_from(std::env::args().skip(1)));
+    }
     let config = Config::parse();
     caas_service::init_logging(
         "info,sqlx=warn,zookeeper_client=warn",
@@ -35,6 +40,23 @@ fn main() -> anyhow::Result<()> {
     rt.shutdown_timeout(SHUTDOWN_GRACE);
     result?;
     tracing::info!("scheduler stopped");
+    Ok(())
+}
+
+/// Re-seals every stored secret from the old key to the new one and says what it did.
+fn rotate_secrets_key(args: RotateSecretsKey) -> anyhow::Result<()> {
+    caas_service::init_logging("info,sqlx=warn", LogFormat::from_name("text"));
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the tokio runtime")?;
+    let done = rt
+        .block_on(caas_scheduler::rotate_secrets_key(args))
+        .context("rotating the secrets key failed")?;
+    println!(
+        "re-sealed {} secret(s) in {} config version(s); {} were under the new key already",
+        done.resealed, done.versions, done.already
+    );
     Ok(())
 }
 

@@ -85,6 +85,20 @@ pub enum Command {
         #[arg(long, short = 'q')]
         quiet: bool,
     },
+    /// An app's config: `caas config APP` shows it; `set` and `unset` change it (a change
+    /// restarts the app's instances, rolling).
+    Config(ConfigArgs),
+    /// An app's secrets (write-only): `set` reads the value from standard input.
+    #[command(subcommand)]
+    Secrets(SecretsCmd),
+    /// Restart every instance of an app, rolling: each new one healthy before the old drains.
+    Restart {
+        /// App id.
+        app: AppId,
+        /// Don't show progress; print only the result.
+        #[arg(long, short = 'q')]
+        quiet: bool,
+    },
     /// List instances (of one app, or of every app).
     Ps {
         /// App id.
@@ -131,6 +145,83 @@ pub enum AppsCmd {
     Rm {
         /// App id.
         id: AppId,
+    },
+}
+
+/// `caas config [APP | show APP | set APP K=V... | unset APP K...]`
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub struct ConfigArgs {
+    /// App id: shows its config (vars, and secrets by name).
+    #[arg(required = true)]
+    pub app: Option<AppId>,
+    /// What to change.
+    #[command(subcommand)]
+    pub command: Option<ConfigCmd>,
+}
+
+/// `caas config ...`
+#[derive(Debug, Subcommand)]
+pub enum ConfigCmd {
+    /// Show an app's config (the same as `caas config APP`).
+    Show {
+        /// App id.
+        app: AppId,
+    },
+    /// Set vars, K=V (several at once make one config version and one restart).
+    Set {
+        /// App id.
+        app: AppId,
+        /// K=V pairs.
+        #[arg(required = true, value_parser = parse_kv)]
+        pairs: Vec<(String, String)>,
+        /// Don't show the restart's progress.
+        #[arg(long, short = 'q')]
+        quiet: bool,
+    },
+    /// Remove vars.
+    Unset {
+        /// App id.
+        app: AppId,
+        /// Names.
+        #[arg(required = true)]
+        names: Vec<String>,
+        /// Don't show the restart's progress.
+        #[arg(long, short = 'q')]
+        quiet: bool,
+    },
+}
+
+/// `caas secrets ...`
+#[derive(Debug, Subcommand)]
+pub enum SecretsCmd {
+    /// List an app's secrets by name (values are never shown).
+    #[command(alias = "list")]
+    Ls {
+        /// App id.
+        app: AppId,
+    },
+    /// Set a secret; its value is read from standard input (never from the command line,
+    /// where `ps` and shell history would show it). One trailing newline is dropped.
+    Set {
+        /// App id.
+        app: AppId,
+        /// The secret's name (an environment variable name).
+        name: String,
+        /// Don't show the restart's progress.
+        #[arg(long, short = 'q')]
+        quiet: bool,
+    },
+    /// Remove a secret.
+    #[command(alias = "unset")]
+    Rm {
+        /// App id.
+        app: AppId,
+        /// The secret's name.
+        name: String,
+        /// Don't show the restart's progress.
+        #[arg(long, short = 'q')]
+        quiet: bool,
     },
 }
 

@@ -1,5 +1,6 @@
 //! What each subcommand does: build the request, call the admin API, print the answer.
 
+use crate::app_config;
 use crate::cli::{
     AppsCmd, BlacklistCmd, Cli, Command, DeployArgs, DomainsCmd, HostsCmd, OnFailureArg, Output,
     RankArg, TenantsCmd,
@@ -62,6 +63,9 @@ pub async fn run(cli: Cli) -> Result<()> {
             quiet,
         } => rollback(&client, out, app, release, quiet).await,
         Command::Ps { app } => ps(&client, out, app).await,
+        Command::Config(args) => app_config::config(&client, out, args).await,
+        Command::Secrets(cmd) => app_config::secrets(&client, out, cmd).await,
+        Command::Restart { app, quiet } => app_config::restart(&client, out, app, quiet).await,
         Command::Hosts(cmd) => hosts(&client, out, cmd).await,
         Command::Domains(cmd) => domains(&client, cmd).await,
         Command::Blacklist(cmd) => blacklist(&client, out, cmd).await,
@@ -69,7 +73,7 @@ pub async fn run(cli: Cli) -> Result<()> {
     }
 }
 
-fn print_json<T: Serialize>(v: &T) -> Result<()> {
+pub(crate) fn print_json<T: Serialize>(v: &T) -> Result<()> {
     outln!("{}", serde_json::to_string_pretty(v)?);
     Ok(())
 }
@@ -295,19 +299,34 @@ fn short_digest(digest: &str) -> String {
     }
 }
 
-/// Prints progress lines to stderr until the stream says `done` or `failed`.
+/// Prints a deploy's progress lines to stderr until the stream says `done` or `failed`.
 async fn follow_progress(resp: reqwest::Response) -> Result<Deployment> {
+    follow_progress_of(resp, "deployment").await
+}
+
+/// Prints progress lines to stderr until the stream says `failed`, or `done` with its result
+/// under `key` (`{"event": "done", "deployment": {...}}`).
+pub(crate) async fn follow_progress_of<T: serde::de::DeserializeOwned>(
+    resp: reqwest::Response,
+    key: &str,
+) -> Result<T> {
     let mut stream = resp.bytes_stream();
     let mut buf: Vec<u8> = Vec::new();
     while let Some(chunk) = stream.next().await {
-        buf.extend_from_slice(&chunk.context("the deploy stream broke off")?);
+        buf.extend_from_slice(&chunk.context("the progress stream broke off")?);
         while let Some(nl) = buf.iter().position(|b| *b == b'\n') {
             let line: Vec<u8> = buf.drain(..=nl).collect();
             if line.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
-            match serde_json::from_slice::<DeployEvent>(&line)
-                .context("unexpected line in the deploy stream")?
+            let mut v: serde_json::Value =
+                serde_json::from_slice(&line).context("unexpected line in the progress stream")?;
+            if v.get("event").and_then(serde_json::Value::as_str) == Some("done") {
+                return serde_json::from_value(v[key].take())
+                    .context("unexpected result at the end of the progress stream");
+            }
+            match serde_json::from_value::<DeployEvent>(v)
+                .context("unexpected line in the progress stream")?
             {
                 DeployEvent::Progress {
                     instance,
@@ -317,15 +336,40 @@ async fn follow_progress(resp: reqwest::Response) -> Result<Deployment> {
                     let who = instance.map(|i| format!("{i}: ")).unwrap_or_default();
                     eprintln!("  {who}{stage} {message}");
                 }
-                DeployEvent::Done { deployment } => return Ok(deployment),
+                DeployEvent::Done { .. } => {}
                 DeployEvent::Failed { error } => bail!("{} ({})", error.message, error.code),
             }
         }
     }
-    bail!("the deploy stream ended without a result; check `caas ps`")
+    bail!("the progress stream ended without a result; check `caas ps`")
 }
 
-fn instance_table(instances: &[Instance]) -> Table {
+/// Sends `req`, asking for NDJSON progress unless `quiet`, and returns the result: from the
+/// stream's `done` line (under `key`) or from the plain JSON answer.
+pub(crate) async fn send_with_progress<T: serde::de::DeserializeOwned>(
+    client: &Client,
+    mut req: reqwest::RequestBuilder,
+    quiet: bool,
+    key: &str,
+) -> Result<T> {
+    if !quiet {
+        req = req.header(reqwest::header::ACCEPT, "application/x-ndjson");
+    }
+    let resp = client.send(req).await?;
+    let streamed = resp
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-ndjson"));
+    if streamed {
+        return follow_progress_of(resp, key).await;
+    }
+    resp.json::<T>()
+        .await
+        .context("the admin API answered with unexpected JSON")
+}
+
+pub(crate) fn instance_table(instances: &[Instance]) -> Table {
     let mut t = Table::new(&[
         "INSTANCE",
         "APP",

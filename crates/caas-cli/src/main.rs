@@ -3,6 +3,7 @@
 //! A thin client: every command is one or two admin API calls. Errors print as one line on stderr
 //! with a non-zero exit code (2 for usage errors, 1 for everything else).
 
+mod app_config;
 mod cli;
 mod client;
 mod commands;

@@ -60,8 +60,9 @@ impl std::fmt::Debug for RegistryCredentials {
     }
 }
 
-/// One container to create and start.
-#[derive(Debug, Clone, PartialEq)]
+/// One container to create and start. Its `Debug` shows the names of `env`, never the values
+/// (they may be an app's decrypted secrets).
+#[derive(Clone, PartialEq)]
 pub struct RunSpec {
     /// Container name, `caas-{instanceId}`: deterministic so a retried create finds the first.
     pub name: String,
@@ -91,6 +92,27 @@ pub struct RunSpec {
     pub read_only_rootfs: bool,
     /// Run an init process as PID 1 so SIGTERM reaches the app and zombies are reaped.
     pub init: bool,
+}
+
+impl std::fmt::Debug for RunSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunSpec")
+            .field("name", &self.name)
+            .field("image", &self.image)
+            .field("container_port", &self.container_port)
+            .field("host_ip", &self.host_ip)
+            .field("host_port", &self.host_port)
+            .field("resources", &self.resources)
+            .field("env", &self.env.keys().collect::<Vec<_>>())
+            .field("labels", &self.labels)
+            .field("namespace", &self.namespace)
+            .field("restart", &self.restart)
+            .field("pids_limit", &self.pids_limit)
+            .field("cap_add", &self.cap_add)
+            .field("read_only_rootfs", &self.read_only_rootfs)
+            .field("init", &self.init)
+            .finish()
+    }
 }
 
 impl RunSpec {
@@ -233,6 +255,16 @@ mod tests {
                 cpus: Cpus::from_millis(500).expect("valid"),
             },
         )
+    }
+
+    #[test]
+    fn debug_shows_env_names_but_no_values() {
+        let mut spec = spec();
+        spec.env
+            .insert("DB_PASSWORD".to_owned(), "plain-secret-value".to_owned());
+        let shown = format!("{spec:?}");
+        assert!(shown.contains("DB_PASSWORD"), "{shown}");
+        assert!(!shown.contains("plain-secret-value"), "{shown}");
     }
 
     #[test]

@@ -7,6 +7,6 @@ mod logging;
 mod shutdown;
 mod zk;
 
-pub use logging::{init_logging, LogFormat};
+pub use logging::{env_filter, init_logging, LogFormat};
 pub use shutdown::shutdown_signal;
 pub use zk::{ZkArgs, DEFAULT_SESSION_TIMEOUT_MS};

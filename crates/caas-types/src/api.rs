@@ -459,6 +459,72 @@ pub enum DeployEvent {
     },
 }
 
+/// `GET /v1/apps/{app}/config`, and the answer of its `PATCH`: the app's current config.
+/// Secret values are write-only: only their names are ever shown.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AppConfig {
+    /// The config version: 0 for an app never configured, one more on every change.
+    pub version: u64,
+    /// Plain variables, by name.
+    pub vars: BTreeMap<String, String>,
+    /// The names of the app's secrets, sorted.
+    pub secrets: Vec<String>,
+}
+
+/// `PATCH /v1/apps/{app}/config`: set (a value) or remove (`null`) vars and secrets; names
+/// not given are kept.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigPatch {
+    /// Vars to set (a string) or remove (`null`).
+    #[serde(default)]
+    pub vars: BTreeMap<String, Option<String>>,
+    /// Secrets to set (a string) or remove (`null`).
+    #[serde(default)]
+    pub secrets: BTreeMap<String, Option<SecretValue>>,
+}
+
+impl ConfigPatch {
+    /// Whether the patch changes nothing at all (an empty patch is refused).
+    pub fn is_empty(&self) -> bool {
+        self.vars.is_empty() && self.secrets.is_empty()
+    }
+}
+
+/// A secret's value on its way in. Its `Debug` never shows the value, so a request logged
+/// with `{:?}` (or an error that carries one) cannot leak it; [`SecretValue::expose`] is the
+/// one way to read it.
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct SecretValue(String);
+
+impl SecretValue {
+    /// Wraps a value (the CLI, from standard input).
+    pub fn new(value: String) -> SecretValue {
+        SecretValue(value)
+    }
+
+    /// The value, for encryption (and only that).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for SecretValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretValue(<redacted>)")
+    }
+}
+
+/// The answer of `POST /v1/apps/{app}/restart`: what was restarted.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Restarted {
+    /// How many instances were replaced by new ones.
+    pub restarted: u32,
+    /// The app's deployments with their instances afterwards.
+    pub deployments: Vec<Deployment>,
+}
+
 /// `GET /v1/blacklist`, and the body of `PUT /v1/blacklist`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -478,6 +544,26 @@ pub struct BlacklistRule {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_secret_value_never_shows_in_debug() {
+        let p: ConfigPatch = serde_json::from_str(
+            r#"{"vars":{"A":"1","OLD":null},"secrets":{"DB_PASSWORD":"hunter2-plain","GONE":null}}"#,
+        )
+        .expect("valid");
+        let shown = format!("{p:?} {:#?}", p.secrets);
+        assert!(!shown.contains("hunter2-plain"), "{shown}");
+        assert!(shown.contains("DB_PASSWORD") && shown.contains("<redacted>"));
+        assert_eq!(
+            p.secrets["DB_PASSWORD"].as_ref().map(SecretValue::expose),
+            Some("hunter2-plain")
+        );
+        assert_eq!(p.vars["OLD"], None);
+        assert!(serde_json::from_str::<ConfigPatch>("{}")
+            .expect("valid")
+            .is_empty());
+        assert!(serde_json::from_str::<ConfigPatch>(r#"{"env":{}}"#).is_err());
+    }
 
     #[test]
     fn deployment_request_with_defaults() {

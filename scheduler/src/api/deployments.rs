@@ -23,20 +23,23 @@ fn wants_ndjson(headers: &HeaderMap) -> bool {
 
 /// Runs `work` to the end even if the client goes away (a half-finished deploy is never left
 /// behind by a dropped connection), answering with JSON or, when the client accepts
-/// `application/x-ndjson`, with a stream of progress lines ending in `done` or `failed`.
-pub(super) async fn run_with_progress<F, Fut>(
+/// `application/x-ndjson`, with a stream of progress lines ending in `failed` or `done`, whose
+/// result is under `done_key` (`{"event": "done", "deployment": {...}}` for a deploy).
+pub(super) async fn run_with_progress<T, F, Fut>(
     headers: &HeaderMap,
     status: StatusCode,
+    done_key: &'static str,
     work: F,
 ) -> ApiResult<Response>
 where
+    T: serde::Serialize + Send + 'static,
     F: FnOnce(Progress) -> Fut,
-    Fut: std::future::Future<Output = crate::Result<api::Deployment>> + Send + 'static,
+    Fut: std::future::Future<Output = crate::Result<T>> + Send + 'static,
 {
     if !wants_ndjson(headers) {
         let task = tokio::spawn(work(Progress::silent()));
-        let deployment = task.await.map_err(|_| ApiError::Internal)??;
-        return Ok((status, Json(deployment)).into_response());
+        let done = task.await.map_err(|_| ApiError::Internal)??;
+        return Ok((status, Json(done)).into_response());
     }
     let (progress, mut events) = Progress::channel();
     let task = tokio::spawn(work(progress));
@@ -49,16 +52,21 @@ where
                 client_gone = tx.send(Ok(ndjson_line(&ev))).await.is_err();
             }
         }
-        let last = match task.await {
-            Ok(Ok(deployment)) => DeployEvent::Done { deployment },
-            Ok(Err(e)) => DeployEvent::Failed {
-                error: ApiError::from(e).body().error,
-            },
-            Err(_) => DeployEvent::Failed {
-                error: ApiError::Internal.body().error,
-            },
+        let failed = |error: ApiError| DeployEvent::Failed {
+            error: error.body().error,
         };
-        let _ = tx.send(Ok(ndjson_line(&last))).await;
+        let last = match task.await {
+            Ok(Ok(done)) => {
+                let mut line =
+                    serde_json::to_string(&serde_json::json!({ "event": "done", done_key: done }))
+                        .unwrap_or_else(|_| "{}".into());
+                line.push('\n');
+                line
+            }
+            Ok(Err(e)) => ndjson_line(&failed(ApiError::from(e))),
+            Err(_) => ndjson_line(&failed(ApiError::Internal)),
+        };
+        let _ = tx.send(Ok(last)).await;
     });
     let stream = futures::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|item| (item, rx))
@@ -87,12 +95,16 @@ pub async fn create(
     let app = visible_app(&state, &who, &app).await?;
     // Cheap checks first, so bad input is a plain 400 even when progress is streamed.
     state.control.deployments.validate(&app.id, &req)?;
-    // The tag is resolved to its digest and the deploy recorded as a release (`releases`).
+    // The tag is resolved to its digest and the deploy recorded as a release (`releases`), under
+    // the app's lock (taken by `Releases::deploy`).
     let releases = state.control.releases.clone();
     let by = super::releases::created_by(&who);
-    run_with_progress(&headers, StatusCode::CREATED, move |progress| async move {
-        releases.deploy(&app.id, req, by, progress).await
-    })
+    run_with_progress(
+        &headers,
+        StatusCode::CREATED,
+        "deployment",
+        move |progress| async move { releases.deploy(&app.id, req, by, progress).await },
+    )
     .await
 }
 
@@ -137,11 +149,17 @@ pub async fn scale(
     let version: Version = parse_path("version", &version)?;
     crate::deployments::check_instance_count(req.instances, true)?;
     let deployments = state.control.deployments.clone();
-    run_with_progress(&headers, StatusCode::OK, move |progress| async move {
-        deployments
-            .scale(&app.id, &version, req.instances, progress)
-            .await
-    })
+    run_with_progress(
+        &headers,
+        StatusCode::OK,
+        "deployment",
+        move |progress| async move {
+            let _app = deployments.lock_app(&app.id).await;
+            deployments
+                .scale(&app.id, &version, req.instances, progress)
+                .await
+        },
+    )
     .await
 }
 
@@ -154,9 +172,12 @@ pub async fn remove(
     let app = visible_app(&state, &who, &app).await?;
     let version: Version = parse_path("version", &version)?;
     let deployments = state.control.deployments.clone();
-    tokio::spawn(async move { deployments.undeploy(&app.id, &version).await })
-        .await
-        .map_err(|_| ApiError::Internal)??;
+    tokio::spawn(async move {
+        let _app = deployments.lock_app(&app.id).await;
+        deployments.undeploy(&app.id, &version).await
+    })
+    .await
+    .map_err(|_| ApiError::Internal)??;
     Ok(StatusCode::NO_CONTENT)
 }
 

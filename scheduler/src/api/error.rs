@@ -35,6 +35,15 @@ pub enum ApiError {
     /// No host can take it (422).
     #[error("cannot place: {0}")]
     Unplaceable(String),
+    /// The request needs a feature this scheduler's operator has not set up, such as secrets
+    /// without a secrets key (422).
+    #[error("{message}")]
+    Disabled {
+        /// The stable code, e.g. `secrets_disabled`.
+        code: &'static str,
+        /// What is missing and who sets it up.
+        message: String,
+    },
     /// The image does not exist in the registry (422: the request names something that isn't there).
     #[error("{0}")]
     ImageNotFound(String),
@@ -63,6 +72,7 @@ impl ApiError {
             ApiError::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
             ApiError::Unplaceable(_) => (StatusCode::UNPROCESSABLE_ENTITY, "unplaceable"),
             ApiError::ImageNotFound(_) => (StatusCode::UNPROCESSABLE_ENTITY, "image_not_found"),
+            ApiError::Disabled { code, .. } => (StatusCode::UNPROCESSABLE_ENTITY, code),
             ApiError::Upstream(_) => (StatusCode::BAD_GATEWAY, "upstream"),
             ApiError::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             ApiError::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
@@ -99,6 +109,10 @@ impl From<crate::Error> for ApiError {
             E::NotFound(m) => ApiError::NotFound(m),
             E::Unplaceable(m) => ApiError::Unplaceable(m),
             E::Invalid(m) => ApiError::BadRequest(format!("invalid {m}")),
+            E::SecretsOff(message) => ApiError::Disabled {
+                code: "secrets_disabled",
+                message,
+            },
             e @ (E::Database(_) | E::Contention { .. }) => ApiError::Unavailable(e.to_string()),
             other => {
                 tracing::error!(error = %other, "unexpected scheduler error");
@@ -117,7 +131,7 @@ impl ApiError {
             e @ (E::Engine { .. } | E::Registry(_) | E::Incomplete(_) | E::Timeout(_)) => {
                 ApiError::Upstream(e.to_string())
             }
-            e @ E::Zookeeper(_) => ApiError::Unavailable(e.to_string()),
+            e @ (E::Zookeeper(_) | E::Secrets(_)) => ApiError::Unavailable(e.to_string()),
             _ => ApiError::Internal,
         }
     }

@@ -4,6 +4,7 @@
 
 mod apps;
 pub mod auth;
+mod config;
 mod deployments;
 pub mod error;
 mod hosts;
@@ -74,6 +75,11 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/apps/{app}/tags", get(apps::tags))
         .route("/v1/apps/{app}/releases", get(releases::list))
         .route("/v1/apps/{app}/rollback", post(releases::rollback))
+        .route(
+            "/v1/apps/{app}/config",
+            get(config::show).patch(config::update),
+        )
+        .route("/v1/apps/{app}/restart", post(config::restart))
         .route("/v1/registry/events", post(image_push_hook::events))
         .route("/v1/apps/{app}/domains", post(apps::add_domain))
         .route(

@@ -86,9 +86,12 @@ pub async fn rollback(
     let app = visible_app(&state, &who, &app).await?;
     let releases = state.control.releases.clone();
     let by = created_by(&who);
-    run_with_progress(&headers, StatusCode::OK, move |progress| async move {
-        releases.rollback(&app.id, req.release, by, progress).await
-    })
+    run_with_progress(
+        &headers,
+        StatusCode::OK,
+        "deployment",
+        move |progress| async move { releases.rollback(&app.id, req.release, by, progress).await },
+    )
     .await
 }
 

@@ -127,6 +127,7 @@ fn state(hook_token: Option<&str>) -> AppState {
         Arc::new(NoZooKeeper),
         Arc::new(Engines::new(DockerConnector::default())),
         Arc::new(NoChecks),
+        None,
     );
     AppState::new(control)
 }
@@ -367,6 +368,16 @@ fn every_scheduler_error_maps_to_its_status_and_code() {
         (E::Timeout("x".into()), StatusCode::BAD_GATEWAY, "upstream"),
         (E::Registry("x".into()), StatusCode::BAD_GATEWAY, "upstream"),
         (zk, StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+        (
+            E::SecretsOff("x".into()),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "secrets_disabled",
+        ),
+        (
+            E::Secrets(crate::app_config::crypto::CryptoError::Open),
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+        ),
         (
             E::Config("x".into()),
             StatusCode::INTERNAL_SERVER_ERROR,

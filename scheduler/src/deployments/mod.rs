@@ -3,13 +3,17 @@
 //! [`Lifecycle`]'s; this module decides how many, and keeps the
 //! deployment row's state.
 
+mod restart;
 mod validate;
 mod view;
 
 #[cfg(test)]
 pub(crate) use validate::plan;
-pub use validate::{check_instance_count, DeployPlan, MAX_INSTANCES};
+pub use validate::{
+    check_instance_count, env_name_ok, DeployPlan, ENV_NAME_RULE, MAX_ENV_BYTES, MAX_INSTANCES,
+};
 
+use crate::app_lock::{AppGuard, AppLocks};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::lifecycle::Lifecycle;
@@ -35,6 +39,8 @@ pub struct Deployments {
     /// Serialises deploy/scale/undeploy of one deployment within this process (the database
     /// keeps several processes consistent; this keeps one process from racing itself).
     locks: Mutex<HashMap<(AppId, Version), DeploymentLock>>,
+    /// One operation per app at a time; see [`Deployments::lock_app`].
+    app_locks: AppLocks,
 }
 
 impl Deployments {
@@ -51,7 +57,16 @@ impl Deployments {
             lifecycle,
             metrics,
             locks: Mutex::new(HashMap::new()),
+            app_locks: AppLocks::default(),
         }
+    }
+
+    /// Waits until no other operation on `app` (deploy, scale, undeploy, restart, config
+    /// change, rollback, auto-deploy roll) runs in this process, and holds the app until the
+    /// guard is dropped. Whoever runs a whole operation takes it, once; the steps below
+    /// (deploy, scale, undeploy, restart) do not, so a roll of several steps holds it across all.
+    pub async fn lock_app(&self, app: &AppId) -> AppGuard {
+        self.app_locks.lock(app).await
     }
 
     fn lock_for(&self, app: &AppId, version: &Version) -> DeploymentLock {

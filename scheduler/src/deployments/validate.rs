@@ -12,7 +12,19 @@ use caas_types::{AppId, Cpus, HealthPolicy, Memory, PlacementPolicy, Resources};
 /// Most instances one deployment may ask for.
 pub const MAX_INSTANCES: u32 = 1000;
 const MAX_ENV: usize = 256;
-const MAX_ENV_BYTES: usize = 64 * 1024;
+/// Most bytes of names and values in one deployment's `env`, and in one app's config.
+pub const MAX_ENV_BYTES: usize = 64 * 1024;
+/// The rule [`env_name_ok`] checks, in words, for error messages.
+pub const ENV_NAME_RULE: &str = "names use letters, digits and '_' and do not start with a digit";
+
+/// Whether `name` may name an environment variable (`[A-Za-z_][A-Za-z0-9_]*`, at most 256
+/// bytes): the one rule for a deployment's `env` and an app's config vars and secrets.
+pub fn env_name_ok(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 256
+        && !name.starts_with(|c: char| c.is_ascii_digit())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
 
 /// A request that passed validation, ready to be deployed.
 #[derive(Debug, Clone)]
@@ -52,14 +64,8 @@ pub fn plan(registry: &str, app: &AppId, req: &CreateDeployment) -> Result<Deplo
     }
     let mut env_bytes = 0;
     for (k, v) in &req.env {
-        let ok_name = !k.is_empty()
-            && k.len() <= 256
-            && !k.starts_with(|c: char| c.is_ascii_digit())
-            && k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-        if !ok_name {
-            return Err(invalid(
-                "env: names use letters, digits and '_' and do not start with a digit",
-            ));
+        if !env_name_ok(k) {
+            return Err(invalid(&format!("env: {ENV_NAME_RULE}")));
         }
         if v.contains('\0') {
             return Err(invalid(&format!("env: {k} contains a NUL byte")));
@@ -160,6 +166,16 @@ mod tests {
             r#"{"version":"v1","memory_mb":128,"cpus":0.5,"health":{"failures":0}}"#,
         ] {
             assert!(plan("r:5000", &app, &req(body)).is_err(), "{body}");
+        }
+    }
+
+    #[test]
+    fn env_names_follow_one_rule() {
+        for ok in ["A", "_", "a_1", "DB_PASSWORD", "_9", &"x".repeat(256)] {
+            assert!(env_name_ok(ok), "{ok:?}");
+        }
+        for bad in ["", "1A", "A-B", "A B", "A=B", "É", "A\0", &"x".repeat(257)] {
+            assert!(!env_name_ok(bad), "{bad:?}");
         }
     }
 

@@ -7,6 +7,7 @@ pub mod probe;
 mod start;
 mod teardown;
 
+use crate::app_config::AppConfigs;
 use crate::config::Config;
 use crate::engine::{EngineRef, Engines};
 use crate::error::{Error, Result};
@@ -29,11 +30,14 @@ pub struct Lifecycle {
     pub(crate) routes: RoutesRef,
     pub(crate) health: HealthRef,
     pub(crate) metrics: Arc<DeployMetrics>,
+    /// Apps' config: the environment an instance starts with.
+    pub(crate) app_configs: Arc<AppConfigs>,
     creds: Option<RegistryCredentials>,
 }
 
 impl Lifecycle {
-    /// A lifecycle over these handles; pulls use the registry credentials of `config`.
+    /// A lifecycle over these handles; pulls use the registry credentials of `config`, and
+    /// containers get their app's config from `app_configs`.
     pub fn new(
         config: Arc<Config>,
         store: Store,
@@ -41,6 +45,7 @@ impl Lifecycle {
         routes: RoutesRef,
         health: HealthRef,
         metrics: Arc<DeployMetrics>,
+        app_configs: Arc<AppConfigs>,
     ) -> Lifecycle {
         let creds = match (&config.registry_user, &config.registry_password) {
             (Some(u), Some(p)) => Some(RegistryCredentials {
@@ -57,6 +62,7 @@ impl Lifecycle {
             routes,
             health,
             metrics,
+            app_configs,
             creds,
         }
     }

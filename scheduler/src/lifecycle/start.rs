@@ -64,7 +64,7 @@ impl Lifecycle {
             .set_instance_state(&inst.id, InstanceState::Starting)
             .await?;
         let endpoint = inst.endpoint()?;
-        let spec = self.run_spec(row, inst, &host, endpoint);
+        let spec = self.run_spec(row, inst, &host, endpoint).await?;
         let running = engine
             .run(&spec)
             .await
@@ -186,14 +186,15 @@ impl Lifecycle {
         Ok(())
     }
 
-    /// The container spec of an instance.
-    pub(crate) fn run_spec(
+    /// The container spec of an instance. Its environment is the deployment's `env` with the
+    /// app's current config over it (config wins); secrets are opened here and nowhere else.
+    pub(crate) async fn run_spec(
         &self,
         row: &DeploymentRow,
         inst: &InstanceRow,
         host: &HostRow,
         endpoint: Endpoint,
-    ) -> RunSpec {
+    ) -> Result<RunSpec> {
         let resources = Resources {
             memory: row.spec.resources.memory,
             cpus: row.spec.resources.cpus,
@@ -208,10 +209,13 @@ impl Lifecycle {
             endpoint,
             resources,
         );
-        spec.env = row.spec.env.clone();
+        spec.env = self
+            .app_configs
+            .environment(&row.spec.app, &row.spec.env)
+            .await?;
         spec.labels
             .insert(labels::HOST.to_owned(), host.name.to_string());
-        spec
+        Ok(spec)
     }
 }
 

@@ -11,13 +11,13 @@
 //! new generation deploys next to it, healthy first, and the old one drains after.
 //!
 //! Operations on one app (deploy, rollback, auto-deploy roll) queue behind each other
-//! ([`AppLocks`]).
+//! ([`Deployments::lock_app`]).
 
 mod plan;
 
 pub use plan::{default_target, page, prune_cutoff, request_of, DEFAULT_PAGE, MAX_PAGE};
 
-use crate::app_locks::{AppGuard, AppLocks};
+use crate::app_lock::AppGuard;
 use crate::config::Config;
 use crate::deployments::Deployments;
 use crate::error::{Error, Result};
@@ -56,7 +56,6 @@ pub struct Releases {
     store: Store,
     deployments: Arc<Deployments>,
     digests: ImageDigests,
-    locks: AppLocks,
 }
 
 impl Releases {
@@ -68,13 +67,13 @@ impl Releases {
             config,
             store,
             deployments,
-            locks: AppLocks::default(),
         }
     }
 
-    /// Waits until no other deploy, rollback or roll of `app` runs in this process.
+    /// Waits until no other operation on `app` runs in this process (the one per-app lock,
+    /// [`Deployments::lock_app`]).
     pub async fn lock(&self, app: &AppId) -> AppGuard {
-        self.locks.lock(app).await
+        self.deployments.lock_app(app).await
     }
 
     /// The digest `tag` of `app` points to in the registry now.

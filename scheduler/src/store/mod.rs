@@ -1,10 +1,12 @@
 //! The MySQL store: typed functions over the scheduler's tables (tenants, hosts, apps, domains,
-//! deployments, instances, pushed tags, releases). Only this module and `placement` write SQL.
+//! deployments, instances, pushed tags, releases, app config versions). Only this module and
+//! `placement` write SQL.
 //!
 //! Architecture invariant: a host's free memory and CPU change only through
 //! `placement::claim` / `placement::release`, inside the optimistic `version` check. Nothing
 //! here updates `mem_free`, `cpu_free` or `version` except host creation.
 
+mod app_config;
 mod apps;
 mod deployments;
 #[cfg(test)]
@@ -16,6 +18,7 @@ pub(crate) mod sql;
 mod tags;
 mod tenants;
 
+pub use app_config::AppConfigRow;
 pub use apps::{AppRow, DomainRow};
 pub use deployments::{DeploymentRow, DeploymentState, NewDeployment};
 pub(crate) use hosts::parse_state as hosts_state;
