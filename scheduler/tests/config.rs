@@ -648,3 +648,94 @@ async fn a_key_rotation_reseals_every_version_and_can_be_run_again() {
         .expect_err("the old key no longer opens them");
     assert!(e.to_string().contains("sealed with key"), "{e}");
 }
+
+/// The running instances' container ids of `app`'s deployments.
+async fn running_containers(p: &Platform, app: &str) -> Vec<String> {
+    let (s, list) = p
+        .call("GET", &format!("/v1/apps/{app}/instances"), None, TOKEN)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{list}");
+    list.as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .filter(|i| i["state"] == "running")
+        .filter_map(|i| i["container_id"].as_str().map(str::to_owned))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn config_changes_are_releases_and_a_rollback_brings_its_config_back() {
+    let p = Platform::new(&["--secrets-key", KEY, "--drain-ms", "0"]).await;
+    p.add_hosts(1, 1024, 2.0).await;
+    p.create_app("hello").await;
+    p.deploy(
+        "hello",
+        json!({"version": "v1", "instances": 1, "memory_mb": 64, "cpus": 0.1}),
+    )
+    .await;
+    for greeting in ["first", "second"] {
+        let (s, c) = patch(&p, "hello", json!({"vars": {"GREETING": greeting}})).await;
+        assert_eq!(s, StatusCode::OK, "{c}");
+    }
+    let (s, list) = p.call("GET", "/v1/apps/hello/releases", None, TOKEN).await;
+    assert_eq!(s, StatusCode::OK, "{list}");
+    let seen: Vec<(u64, u64, bool)> = list
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|r| {
+            (
+                r["number"].as_u64().expect("number"),
+                r["config_version"].as_u64().expect("config_version"),
+                r["active"].as_bool().expect("active"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        vec![(3, 2, true), (2, 1, false), (1, 0, false)],
+        "a deploy, then one release per config change, the newest active: {list}"
+    );
+
+    // Back to release 2: its digest, spec and config ("first"), as config version 3.
+    let (s, d) = p
+        .call(
+            "POST",
+            "/v1/apps/hello/rollback",
+            Some(json!({"release": 2})),
+            TOKEN,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{d}");
+    let c = config(&p, "hello").await;
+    assert_eq!(c["version"], 3, "{c}");
+    assert_eq!(c["vars"]["GREETING"], "first", "{c}");
+    let (_, list) = p
+        .call("GET", "/v1/apps/hello/releases?limit=1", None, TOKEN)
+        .await;
+    assert_eq!(list[0]["number"], 4, "{list}");
+    assert_eq!(list[0]["config_version"], 3, "{list}");
+    assert_eq!(list[0]["active"], true, "{list}");
+    let running = running_containers(&p, "hello").await;
+    assert_eq!(running.len(), 1, "{running:?}");
+    assert_eq!(
+        container_env(&running[0])
+            .get("GREETING")
+            .map(String::as_str),
+        Some("first"),
+        "the rolled-back instance runs the release's config"
+    );
+
+    // A rollback to a release whose config is the current one writes no config version.
+    let (s, d) = p
+        .call(
+            "POST",
+            "/v1/apps/hello/rollback",
+            Some(json!({"release": 4})),
+            TOKEN,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{d}");
+    assert_eq!(config(&p, "hello").await["version"], 3);
+}

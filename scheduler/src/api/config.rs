@@ -41,6 +41,8 @@ pub async fn update(
     state.control.app_configs.check(&patch)?;
     let configs = state.control.app_configs.clone();
     let deployments = state.control.deployments.clone();
+    let releases = state.control.releases.clone();
+    let by = super::releases::created_by(&who);
     run_with_progress(
         &headers,
         StatusCode::OK,
@@ -57,8 +59,17 @@ pub async fn update(
                 "config",
                 format!("config version {} saved; restarting", config.version),
             );
-            // release: recorded by releases. A config change records a release here (the running
-            // spec and digest with `config.version`), after the version is saved and before the roll.
+            // A config change is a release of every running deployment with the new config.
+            let recorded = releases
+                .record_config_change(&app.id, config.version, &by)
+                .await?;
+            if !recorded.is_empty() {
+                progress.step(
+                    None,
+                    "released",
+                    format!("release(s) {recorded:?} recorded"),
+                );
+            }
             deployments.restart(&app.id, &progress).await?;
             Ok(config)
         },

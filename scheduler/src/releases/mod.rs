@@ -102,8 +102,17 @@ impl Releases {
             replace_same_version: false,
             retire_others: false,
         };
+        let config_version = self.store.get_app_config(app).await?.version;
         let rolled = self
-            .roll_locked(app, req, &digest, 0, created_by, mode, &progress)
+            .roll_locked(
+                app,
+                req,
+                &digest,
+                config_version,
+                created_by,
+                mode,
+                &progress,
+            )
             .await?;
         Ok(rolled.deployment)
     }
@@ -150,20 +159,45 @@ impl Releases {
             replace_same_version: true,
             retire_others: true,
         };
-        // TODO(config): when apps have config, roll to the release's config version too
-        // (`release.config_version`), not only record it.
+        // The release's config comes back too, as a new config version (new instances start
+        // with it); if the roll fails, the config that was current goes back.
+        let before = self.store.get_app_config(app).await?.version;
+        let (config, restored) = self
+            .store
+            .restore_app_config(app, release.config_version)
+            .await?;
+        if restored {
+            progress.step(
+                None,
+                "config",
+                format!(
+                    "config version {} restored as version {}",
+                    release.config_version, config.version
+                ),
+            );
+        }
         let rolled = self
             .roll_locked(
                 app,
                 release.spec,
                 &digest,
-                release.config_version,
+                config.version,
                 created_by,
                 mode,
                 &progress,
             )
-            .await?;
-        Ok(rolled.deployment)
+            .await;
+        match rolled {
+            Ok(rolled) => Ok(rolled.deployment),
+            Err(e) => {
+                if restored {
+                    if let Err(undo) = self.store.restore_app_config(app, before).await {
+                        tracing::warn!(%app, error = %undo, "could not put the config back after a failed rollback");
+                    }
+                }
+                Err(e)
+            }
+        }
     }
 
     /// Deploys `spec` pinned at `digest` and records its release; with `mode.retire_others`,
@@ -279,6 +313,42 @@ impl Releases {
         if let Err(e) = self.store.restore_deployment(id).await {
             tracing::warn!(error = %e, deployment = id, "could not restore a superseded deployment");
         }
+    }
+
+    /// Records a release for each running deployment of `app` after its config changed to
+    /// `config_version`: the same version, digest and spec, the new config. The caller holds
+    /// the app's lock; the rolling restart that follows is the caller's.
+    pub async fn record_config_change(
+        &self,
+        app: &AppId,
+        config_version: u64,
+        created_by: &str,
+    ) -> Result<Vec<u32>> {
+        let mut numbers = Vec::new();
+        for d in self.store.list_deployments(app).await? {
+            if d.state != DeploymentState::Running {
+                continue;
+            }
+            let Some(current) = self.store.release_of_deployment(app, d.id).await? else {
+                // A deployment made before releases existed has no release to carry on.
+                continue;
+            };
+            let new = NewRelease {
+                app: app.clone(),
+                version: current.version.clone(),
+                digest: current.digest.clone(),
+                config_version,
+                spec: current.spec.clone(),
+                deployment_id: d.id,
+                created_by: created_by.to_owned(),
+            };
+            let release = self
+                .store
+                .record_release(&new, self.config.releases_keep)
+                .await?;
+            numbers.push(release.number);
+        }
+        Ok(numbers)
     }
 
     /// `GET /v1/apps/{app}/releases`: newest first, at most `limit`, numbered below `before`.

@@ -130,6 +130,22 @@ impl Store {
         Ok((next, true))
     }
 
+    /// Makes version `version`'s vars and secrets the app's config again, as a new version (a
+    /// rollback to a release rolls to its config too). Nothing is written when the current
+    /// config holds exactly those already. Returns the config afterwards and whether it changed.
+    pub async fn restore_app_config(
+        &self,
+        app: &AppId,
+        version: u64,
+    ) -> Result<(AppConfigRow, bool)> {
+        let wanted = self.get_app_config_version(app, version).await?;
+        self.change_app_config(app, |current| {
+            let same = current.vars == wanted.vars && current.secrets == wanted.secrets;
+            Ok((!same).then(|| wanted.clone()))
+        })
+        .await
+    }
+
     /// Every stored config version of every app, oldest first, for a key rotation.
     pub async fn list_all_app_configs(&self) -> Result<Vec<(AppId, AppConfigRow)>> {
         let rows = sqlx::query(&format!(
