@@ -90,6 +90,23 @@ pub struct Config {
     #[arg(long, env = "CAAS_HEALTH_CONCURRENCY", default_value_t = 64)]
     pub health_concurrency: usize,
 
+    /// Log lines kept per app (a ring: the collector trims older lines in the background, so
+    /// an app may briefly hold a few seconds' worth more).
+    #[arg(long, env = "CAAS_LOGS_KEEP_LINES", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub logs_keep_lines: u32,
+
+    /// Size of one container log file before the engine rotates it (`json-file` `max-size`),
+    /// MiB. With `--log-max-files` it bounds each container's logs on its host's disk.
+    #[arg(long, env = "CAAS_LOG_MAX_SIZE_MB", default_value_t = 20,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub log_max_size_mb: u32,
+
+    /// Container log files kept by the engine (`json-file` `max-file`), the current one included.
+    #[arg(long, env = "CAAS_LOG_MAX_FILES", default_value_t = 5,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub log_max_files: u32,
+
     /// Directory with TLS client files for `https://` Docker endpoints (ca.pem, cert.pem, key.pem).
     #[arg(long, env = "CAAS_DOCKER_CERT_PATH")]
     pub docker_cert_path: Option<PathBuf>,

@@ -1,6 +1,6 @@
 //! The caas scheduler as a library: the store (MySQL), placement with optimistic locking, the
-//! admin API, deploy orchestration, health healing, the reconciler, and auto-deploy of tags the
-//! registry reports as pushed. `main.rs` only parses
+//! admin API, deploy orchestration, health healing, the reconciler, auto-deploy of tags the
+//! registry reports as pushed, and the apps' logs. `main.rs` only parses
 //! configuration and calls [`run`], so tests drive the same code without a process.
 
 pub mod api;
@@ -17,6 +17,7 @@ pub mod health_targets;
 pub mod image_push;
 pub mod leader;
 pub mod lifecycle;
+pub mod logs;
 pub mod metrics;
 pub mod placement;
 pub mod progress;

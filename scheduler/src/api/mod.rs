@@ -8,6 +8,7 @@ mod deployments;
 pub mod error;
 mod hosts;
 mod image_push_hook;
+mod logs;
 mod ops;
 mod tenants;
 #[cfg(test)]
@@ -71,6 +72,7 @@ pub fn router(state: AppState) -> Router {
             get(apps::show).patch(apps::update).delete(apps::remove),
         )
         .route("/v1/apps/{app}/tags", get(apps::tags))
+        .route("/v1/apps/{app}/logs", get(logs::logs))
         .route("/v1/registry/events", post(image_push_hook::events))
         .route("/v1/apps/{app}/domains", post(apps::add_domain))
         .route(

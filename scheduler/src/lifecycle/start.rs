@@ -209,6 +209,10 @@ impl Lifecycle {
             resources,
         );
         spec.env = row.spec.env.clone();
+        spec.log_rotation = caas_deployer::LogRotation {
+            max_size_mb: self.config.log_max_size_mb,
+            max_files: self.config.log_max_files,
+        };
         spec.labels
             .insert(labels::HOST.to_owned(), host.name.to_string());
         spec
