@@ -54,6 +54,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         }
         Command::Tags { app } => tags(&client, out, app).await,
         Command::Ps { app } => ps(&client, out, app).await,
+        Command::Logs(args) => crate::logs::logs(&client, out, args).await,
         Command::Hosts(cmd) => hosts(&client, out, cmd).await,
         Command::Domains(cmd) => domains(&client, cmd).await,
         Command::Blacklist(cmd) => blacklist(&client, out, cmd).await,
