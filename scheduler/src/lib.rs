@@ -108,12 +108,14 @@ impl Scheduler {
         let (stop_tx, stop_rx) = watch::channel(false);
         let duties = leader::LeaderDuties::new(&self.state.control, self.checker);
         let leader_task = tokio::spawn(duties.run(self.election.subscribe(), self.events, stop_rx));
+        let control = self.state.control.clone();
         let app = api::router(self.state);
         tracing::info!(addr = ?listener.local_addr().ok(), "admin API listening");
         let served = axum::serve(listener, app)
             .with_graceful_shutdown(async move {
                 shutdown.await;
                 let _ = stop_tx.send(true);
+                control.close_streams();
             })
             .await;
         let _ = leader_task.await;

@@ -21,7 +21,8 @@ pub async fn logs(
 ) -> ApiResult<Response> {
     let app = visible_app(&state, &who, &app).await?;
     let query = LogQuery::parse(query.as_deref()).map_err(ApiError::BadRequest)?;
-    let feed = LogFeed::open(state.store.clone(), app.id, query).await?;
+    let closing = state.control.closing();
+    let feed = LogFeed::open(state.store.clone(), app.id, query, closing).await?;
     Ok((
         [
             (header::CONTENT_TYPE, "application/x-ndjson"),

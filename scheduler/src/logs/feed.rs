@@ -13,6 +13,7 @@ use axum::body::Bytes;
 use caas_types::AppId;
 use futures::Stream;
 use std::time::Duration;
+use tokio::sync::watch;
 
 /// How often a follow looks for new lines: with the collector's flush interval, what a line
 /// waits between being written and being sent.
@@ -31,12 +32,20 @@ pub struct LogFeed {
     history: Vec<LogRow>,
     /// The largest id already covered: new lines are those after it.
     cursor: i64,
+    /// True once the scheduler shuts down: a follow ends.
+    closing: watch::Receiver<bool>,
 }
 
 impl LogFeed {
     /// Reads the history (before anything is answered, so a database failure is an error
     /// status rather than a cut stream).
-    pub async fn open(store: Store, app: AppId, query: LogQuery) -> Result<LogFeed> {
+    /// `closing` turning true ends a follow (the scheduler is shutting down).
+    pub async fn open(
+        store: Store,
+        app: AppId,
+        query: LogQuery,
+        closing: watch::Receiver<bool>,
+    ) -> Result<LogFeed> {
         // Read the newest id first: lines committed in between are either in the history or
         // after the cursor, never skipped (the writer commits in id order).
         let before = store.log_max_id(&app).await?;
@@ -52,11 +61,13 @@ impl LogFeed {
             query,
             history,
             cursor,
+            closing,
         })
     }
 
     /// The NDJSON body: the history, then new lines until the client goes away (the body is
-    /// dropped) or the app is deleted. Without `follow`, only the history.
+    /// dropped), the app is deleted or the scheduler shuts down. Without `follow`, only the
+    /// history.
     pub fn into_stream(self) -> impl Stream<Item = std::result::Result<Bytes, std::io::Error>> {
         let LogFeed {
             store,
@@ -64,6 +75,7 @@ impl LogFeed {
             query,
             history,
             cursor,
+            closing,
         } = self;
         let first = (!history.is_empty()).then(|| ndjson(&history));
         let state = Follow {
@@ -73,6 +85,7 @@ impl LogFeed {
             cursor,
             polls: 0,
             first,
+            closing,
         };
         futures::stream::unfold(state, |mut s| async move {
             if let Some(first) = s.first.take() {
@@ -82,7 +95,10 @@ impl LogFeed {
                 return None;
             }
             loop {
-                tokio::time::sleep(POLL).await;
+                tokio::select! {
+                    _ = tokio::time::sleep(POLL) => {}
+                    _ = s.closing.wait_for(|c| *c) => return None,
+                }
                 s.polls = s.polls.wrapping_add(1);
                 if s.polls % EXISTS_EVERY == 0 && !s.app_exists().await {
                     return None;
@@ -116,6 +132,7 @@ struct Follow {
     cursor: i64,
     polls: u32,
     first: Option<Bytes>,
+    closing: watch::Receiver<bool>,
 }
 
 impl Follow {
