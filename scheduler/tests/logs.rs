@@ -231,6 +231,16 @@ async fn logs_merge_follow_a_new_version_and_outlive_containers_and_a_restart() 
     assert_eq!(last["stream"], "stdout");
 }
 
+/// Removes the lines of `instance` (test set-up only; the API has no such call).
+async fn delete_lines_of(p: &Platform, instance: &str) {
+    let pool = p.db.store(1).await;
+    sqlx::query("DELETE FROM app_logs WHERE instance_id = ?")
+        .bind(instance)
+        .execute(pool.pool())
+        .await
+        .expect("delete");
+}
+
 /// `n` lines of `instance`, one a second from `start` (nanoseconds), alternating streams.
 fn synthetic(app: &str, instance: &str, start: i64, n: i64) -> Vec<NewLogLine> {
     (0..n)
@@ -261,6 +271,14 @@ async fn tail_since_bad_input_tenants_deletion_and_the_ring() {
     // Stored twice: the second time changes nothing (what a resumed follower relies on).
     assert_eq!(store.insert_log_lines(&lines).await.unwrap(), 20);
     assert_eq!(store.insert_log_lines(&lines).await.unwrap(), 0);
+    // A line of an app deleted meanwhile is skipped, not a failure of the whole batch.
+    let mut mixed = synthetic("ghost", "ghost-a", t0, 1);
+    mixed.extend(synthetic("shop", "shop-z", t0 - 1, 1));
+    assert_eq!(store.insert_log_lines(&mixed).await.unwrap(), 1);
+    let (s, zs) = get_lines(&p, "/v1/apps/shop/logs", TOKEN).await;
+    assert_eq!((s, zs.len()), (StatusCode::OK, 21));
+    assert_eq!(zs[0]["instance"], "shop-z", "the oldest line first");
+    delete_lines_of(&p, "shop-z").await;
 
     let (s, all) = get_lines(&p, "/v1/apps/shop/logs", TOKEN).await;
     assert_eq!(s, StatusCode::OK);

@@ -3,7 +3,8 @@
 //! `follow`, the feed then polls the table for lines stored after the last one it sent (by
 //! `id`, the order the collector's one writer commits in), so any scheduler serving the API
 //! can follow, whichever one leads and collects, and a follow lasts across deploys: it reads
-//! the app's lines, not one instance's.
+//! the app's lines, not one instance's. (In the moment an old and a new leader both write,
+//! ids may commit out of order and a follow can skip a line there; the history still has it.)
 
 use super::plan::in_time_order;
 use super::query::LogQuery;
