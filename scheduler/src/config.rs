@@ -131,6 +131,42 @@ mod tests {
     use clap::CommandFactory as _;
 
     #[test]
+    fn log_flags_default_to_the_ring_and_rotation_the_docs_give() {
+        let base = [
+            "caas-scheduler",
+            "--database-url",
+            "mysql://u:p@h/db",
+            "--token",
+            "t",
+        ];
+        let config = Config::try_parse_from(base).unwrap();
+        assert_eq!(
+            (
+                config.logs_keep_lines,
+                config.log_max_size_mb,
+                config.log_max_files
+            ),
+            (10_000, 20, 5)
+        );
+        let cmd = Config::command();
+        for (long, env) in [
+            ("logs-keep-lines", "CAAS_LOGS_KEEP_LINES"),
+            ("log-max-size-mb", "CAAS_LOG_MAX_SIZE_MB"),
+            ("log-max-files", "CAAS_LOG_MAX_FILES"),
+        ] {
+            let arg = cmd
+                .get_arguments()
+                .find(|a| a.get_long() == Some(long))
+                .unwrap();
+            assert_eq!(arg.get_env().unwrap(), env);
+            let flag = format!("--{long}");
+            let mut zero = base.to_vec();
+            zero.extend([flag.as_str(), "0"]);
+            assert!(Config::try_parse_from(zero).is_err(), "--{long} 0");
+        }
+    }
+
+    #[test]
     fn zookeeper_flags_parse_as_before_the_shared_zk_args() {
         let config = Config::try_parse_from([
             "caas-scheduler",
