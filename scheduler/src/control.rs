@@ -54,6 +54,9 @@ pub struct ControlPlane {
     /// True once the scheduler shuts down: answers that stream until the client leaves (log
     /// follows) end, so a graceful shutdown does not wait on them.
     closing: tokio::sync::watch::Sender<bool>,
+    /// Bumped each time this process's log collector commits lines, so this process's log
+    /// follows read them at once instead of at their next poll.
+    pub logs_written: tokio::sync::watch::Sender<u64>,
 }
 
 impl ControlPlane {
@@ -118,6 +121,7 @@ impl ControlPlane {
             autodeploy,
             leader: Arc::new(AtomicBool::new(false)),
             closing: tokio::sync::watch::Sender::new(false),
+            logs_written: tokio::sync::watch::Sender::new(0),
         })
     }
 

@@ -7,8 +7,8 @@
 use crate::config::Config;
 use crate::error::{Error, Result};
 use caas_deployer::{
-    ContainerStatus, ContainerSummary, Deployer, DockerEndpoint, LogLine, PullProgress,
-    RegistryCredentials, RunSpec, RunningContainer, TlsFiles,
+    ContainerEvent, ContainerStatus, ContainerSummary, Deployer, DockerEndpoint, LogLine,
+    PullProgress, RegistryCredentials, RunSpec, RunningContainer, TlsFiles,
 };
 use caas_types::{ContainerId, HostName, Timestamp};
 use futures::future::BoxFuture;
@@ -60,6 +60,9 @@ pub trait Engine: Send + Sync + std::fmt::Debug {
         since: Option<Timestamp>,
         follow: bool,
     ) -> BoxStream<'static, EngineResult<LogLine>>;
+    /// Container events (start, die, ...) of containers carrying every one of `labels`, from
+    /// now on; the stream ends if the engine closes it.
+    fn events(&self, labels: &[(&str, &str)]) -> BoxStream<'static, EngineResult<ContainerEvent>>;
 }
 
 impl Engine for Deployer {
@@ -108,6 +111,9 @@ impl Engine for Deployer {
         follow: bool,
     ) -> BoxStream<'static, EngineResult<LogLine>> {
         Deployer::logs(self, id, since, follow).boxed()
+    }
+    fn events(&self, labels: &[(&str, &str)]) -> BoxStream<'static, EngineResult<ContainerEvent>> {
+        Deployer::events(self, labels).boxed()
     }
 }
 

@@ -40,7 +40,8 @@ impl LeaderDuties {
             logs: Arc::new(LogCollector::new(
                 control.store.clone(),
                 control.engines.clone(),
-                control.config.logs_keep_lines,
+                &control.config,
+                control.logs_written.clone(),
             )),
             reconcile_every: Duration::from_secs(control.config.reconcile_secs.max(1)),
             leading: control.leader_flag(),

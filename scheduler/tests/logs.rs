@@ -418,3 +418,77 @@ async fn tail_since_bad_input_tenants_deletion_and_the_ring() {
         3
     );
 }
+
+/// A smaller cousin of `scripts/bench-logs` on a test's own platform: 3 instances write
+/// `CAAS_LOGS_RATE` lines a second in all (default 6,000) for 5 s while a follow reads; the
+/// follow gets every line exactly once. Prints the write → client latency (no threshold: the
+/// benchmark records it). Ignored by default: run it with `--ignored` on a quiet machine.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "load test: run by hand with --ignored"]
+async fn a_follow_receives_every_line_at_rate() {
+    let rate: usize = std::env::var("CAAS_LOGS_RATE")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(6_000);
+    let per = rate / 3 * 5;
+    let p = Platform::new(&[]).await;
+    p.add_hosts(3, 1024, 2.0).await;
+    p.create_app("hello").await;
+    let resp = p
+        .http
+        .get(format!("{}/v1/apps/hello/logs?follow=true&tail=0", p.api))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .expect("follow");
+    let reader = tokio::spawn(async move {
+        let mut body = resp.bytes_stream();
+        let (mut buf, mut latencies, mut keys) = (Vec::new(), Vec::new(), HashSet::new());
+        while let Some(Ok(chunk)) = body.next().await {
+            let now = Timestamp::now().as_nanos();
+            buf.extend_from_slice(&chunk);
+            while let Some(nl) = buf.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = buf.drain(..=nl).collect();
+                let v: Value = serde_json::from_slice(&line).unwrap();
+                let text = v["line"].as_str().unwrap();
+                if let Some(rest) = text.strip_prefix("hello-log ") {
+                    let written: i64 = rest.split(' ').nth(1).unwrap().parse().unwrap();
+                    latencies.push(((now - written) / 1_000_000, written));
+                    keys.insert((v["instance"].to_string(), rest.to_owned()));
+                    if latencies.len() == 3 * per {
+                        return (latencies, keys.len());
+                    }
+                }
+            }
+        }
+        (latencies, keys.len())
+    });
+    p.deploy(
+        "hello",
+        json!({"version": "v1", "instances": 3, "memory_mb": 64, "cpus": 0.5,
+               "placement": {"spread": true},
+               "env": {"HELLO_LOG_LINES": per.to_string(),
+                       "HELLO_LOG_RATE": (rate / 3).to_string()}}),
+    )
+    .await;
+    let (latencies, distinct) = reader.await.unwrap();
+    assert_eq!(latencies.len(), 3 * per, "every line");
+    assert_eq!(distinct, 3 * per, "each once");
+    let first = latencies.iter().map(|l| l.1).min().unwrap();
+    for (label, from) in [("all", first), ("after 2 s", first + 2_000_000_000)] {
+        let mut ms: Vec<i64> = latencies
+            .iter()
+            .filter(|l| l.1 >= from)
+            .map(|l| l.0)
+            .collect();
+        ms.sort_unstable();
+        let pct = |q: f64| ms[((ms.len() as f64 * q) as usize).min(ms.len() - 1)];
+        println!(
+            "{label}: {} lines at {rate}/s: write -> client p50 {} ms, p99 {} ms, max {} ms",
+            ms.len(),
+            pct(0.5),
+            pct(0.99),
+            ms[ms.len() - 1]
+        );
+    }
+}

@@ -21,8 +21,11 @@ pub async fn logs(
 ) -> ApiResult<Response> {
     let app = visible_app(&state, &who, &app).await?;
     let query = LogQuery::parse(query.as_deref()).map_err(ApiError::BadRequest)?;
-    let closing = state.control.closing();
-    let feed = LogFeed::open(state.store.clone(), app.id, query, closing).await?;
+    let (closing, written) = (
+        state.control.closing(),
+        state.control.logs_written.subscribe(),
+    );
+    let feed = LogFeed::open(state.store.clone(), app.id, query, closing, written).await?;
     Ok((
         [
             (header::CONTENT_TYPE, "application/x-ndjson"),

@@ -16,8 +16,8 @@ use futures::Stream;
 use std::time::Duration;
 use tokio::sync::watch;
 
-/// How often a follow looks for new lines: with the collector's flush interval, what a line
-/// waits between being written and being sent.
+/// How often a follow looks for new lines when nothing wakes it (on a scheduler that is not
+/// the leader, the collector's commits are not seen in-process).
 pub const POLL: Duration = Duration::from_millis(100);
 /// Most lines read per poll (a follower behind by more catches up over several polls).
 const POLL_ROWS: u32 = 1_000;
@@ -35,17 +35,21 @@ pub struct LogFeed {
     cursor: i64,
     /// True once the scheduler shuts down: a follow ends.
     closing: watch::Receiver<bool>,
+    /// Changes when this process's collector commits lines: a follow reads at once.
+    written: watch::Receiver<u64>,
 }
 
 impl LogFeed {
     /// Reads the history (before anything is answered, so a database failure is an error
     /// status rather than a cut stream).
-    /// `closing` turning true ends a follow (the scheduler is shutting down).
+    /// `closing` turning true ends a follow (the scheduler is shutting down); a change of
+    /// `written` makes it read new lines before its next poll.
     pub async fn open(
         store: Store,
         app: AppId,
         query: LogQuery,
         closing: watch::Receiver<bool>,
+        written: watch::Receiver<u64>,
     ) -> Result<LogFeed> {
         // Read the newest id first: lines committed in between are either in the history or
         // after the cursor, never skipped (the writer commits in id order).
@@ -63,6 +67,7 @@ impl LogFeed {
             history,
             cursor,
             closing,
+            written,
         })
     }
 
@@ -77,6 +82,7 @@ impl LogFeed {
             history,
             cursor,
             closing,
+            written,
         } = self;
         let first = (!history.is_empty()).then(|| ndjson(&history));
         let state = Follow {
@@ -87,6 +93,7 @@ impl LogFeed {
             polls: 0,
             first,
             closing,
+            written,
         };
         futures::stream::unfold(state, |mut s| async move {
             if let Some(first) = s.first.take() {
@@ -98,6 +105,8 @@ impl LogFeed {
             loop {
                 tokio::select! {
                     _ = tokio::time::sleep(POLL) => {}
+                    // A closed sender (no collector in this process) leaves the poll.
+                    Ok(()) = s.written.changed() => {}
                     _ = s.closing.wait_for(|c| *c) => return None,
                 }
                 s.polls = s.polls.wrapping_add(1);
@@ -134,6 +143,7 @@ struct Follow {
     polls: u32,
     first: Option<Bytes>,
     closing: watch::Receiver<bool>,
+    written: watch::Receiver<u64>,
 }
 
 impl Follow {

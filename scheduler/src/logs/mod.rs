@@ -7,11 +7,17 @@
 //! stored timestamp of its instance, and the table's unique (instance, timestamp, stream) key
 //! drops what an old leader and a new one both read in the moment they overlap.
 //!
+//! A container is followed from its first line: each engine's start events (one watcher per
+//! engine endpoint) report new containers at once, and a pass over the instance rows every
+//! [`SYNC`] catches the rest (containers started while no scheduler led, a lost event stream).
+//!
 //! The path of a line: the engine's log file (`json-file`, rotated; the buffer while anything
 //! downstream is slow) → one follower per container (`caas_deployer::Deployer::logs`, pulled,
 //! so it reads only as fast as lines are taken) → a bounded channel → one writer that commits
 //! batches of up to [`crate::store::MAX_INSERT_ROWS`] lines every [`FLUSH`] → the table, which
 //! the trimmer cuts back to each app's newest `--logs-keep-lines` lines every [`TRIM_EVERY`].
+//! After each commit the writer bumps `ControlPlane::logs_written`, which wakes this process's
+//! follows at once; follows on other schedulers find the lines at their next poll.
 //! Memory is bounded everywhere: [`CHANNEL_LINES`] lines of 16 KiB at most, one batch, and one
 //! partial line per stream and follower.
 
@@ -22,19 +28,23 @@ pub mod query;
 pub use feed::LogFeed;
 pub use query::LogQuery;
 
-use crate::engine::Engines;
-use crate::store::{InstanceRow, NewLogLine, Store, MAX_INSERT_ROWS};
-use caas_types::{AppId, ContainerId, InstanceId, Timestamp};
+use crate::config::Config;
+use crate::engine::{EngineRef, Engines};
+use crate::store::{NewLogLine, Store, MAX_INSERT_ROWS};
+use caas_deployer::EventKind;
+use caas_types::{labels, AppId, InstanceId, Timestamp};
 use futures::StreamExt;
+use plan::Source;
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-/// How often the collector looks for instances to follow (new ones, and ones whose follow
-/// ended while their container lives on, e.g. after a restart in place).
+/// How often the collector reads the instance rows for containers to follow that it has not
+/// heard of (it hears of most at once, from each engine's start events) and for engines to
+/// watch.
 pub const SYNC: Duration = Duration::from_secs(1);
 /// Longest time a line waits in the writer's batch before it is committed.
 pub const FLUSH: Duration = Duration::from_millis(50);
@@ -53,15 +63,36 @@ pub struct LogCollector {
     store: Store,
     engines: Arc<Engines>,
     keep_lines: u32,
+    /// The `caas.managed` label value of our containers, whose start events are watched.
+    namespace: String,
+    /// Bumped after each commit: wakes this process's log follows.
+    written: watch::Sender<u64>,
+}
+
+/// The running collector's tasks.
+#[derive(Default)]
+struct Tasks {
+    /// One per followed instance; a finished one is let go at the next sync.
+    followers: HashMap<InstanceId, JoinHandle<()>>,
+    /// One start-event watcher per engine endpoint (hosts on one engine share it).
+    watchers: HashMap<String, JoinHandle<()>>,
 }
 
 impl LogCollector {
-    /// A collector over `store` and `engines` keeping `keep_lines` lines per app.
-    pub fn new(store: Store, engines: Arc<Engines>, keep_lines: u32) -> LogCollector {
+    /// A collector over `store` and `engines` with `config`'s ring size and namespace that
+    /// bumps `written` after each commit.
+    pub fn new(
+        store: Store,
+        engines: Arc<Engines>,
+        config: &Config,
+        written: watch::Sender<u64>,
+    ) -> LogCollector {
         LogCollector {
             store,
             engines,
-            keep_lines,
+            keep_lines: config.logs_keep_lines,
+            namespace: config.namespace.clone(),
+            written,
         }
     }
 
@@ -75,34 +106,47 @@ impl LogCollector {
             Ok(apps) => lock(&dirty).extend(apps),
             Err(e) => tracing::warn!(error = %e, "could not list apps with logs"),
         }
-        let writer = tokio::spawn(write(self.store.clone(), rx, dirty.clone()));
-        let mut followers: HashMap<InstanceId, JoinHandle<()>> = HashMap::new();
+        let writer = tokio::spawn(write(
+            self.store.clone(),
+            rx,
+            dirty.clone(),
+            self.written.clone(),
+        ));
+        let (found_tx, mut found) = mpsc::channel::<(Source, EngineRef)>(256);
+        let mut tasks = Tasks::default();
         let mut sync = tokio::time::interval(SYNC);
         let mut trim = tokio::time::interval(TRIM_EVERY);
         tokio::pin!(until);
         loop {
             tokio::select! {
                 _ = &mut until => break,
-                _ = sync.tick() => self.sync(&mut followers, &tx).await,
+                Some((source, engine)) = found.recv() => {
+                    start(&self.store, &mut tasks.followers, source, engine, &tx);
+                }
+                _ = sync.tick() => self.sync(&mut tasks, &tx, &found_tx).await,
                 _ = trim.tick() => self.trim(&dirty).await,
             }
         }
-        for (_, f) in followers.drain() {
-            f.abort();
-            let _ = f.await;
+        let followers = tasks.followers.into_values();
+        for t in followers.chain(tasks.watchers.into_values()) {
+            t.abort();
+            let _ = t.await;
         }
         // The writer ends once every sender is gone, after committing its last batch.
         drop(tx);
         let _ = writer.await;
     }
 
-    /// Starts a follower for every instance with a container that has none.
+    /// Watches every engine that has none, and starts a follower for every instance with a
+    /// container that has none.
     async fn sync(
         &self,
-        followers: &mut HashMap<InstanceId, JoinHandle<()>>,
+        tasks: &mut Tasks,
         tx: &mpsc::Sender<NewLogLine>,
+        found: &mpsc::Sender<(Source, EngineRef)>,
     ) {
-        followers.retain(|_, f| !f.is_finished());
+        tasks.followers.retain(|_, f| !f.is_finished());
+        tasks.watchers.retain(|_, w| !w.is_finished());
         let (instances, hosts) = match (
             self.store.list_all_instances().await,
             self.store.list_hosts().await,
@@ -113,8 +157,19 @@ impl LogCollector {
                 return;
             }
         };
+        for host in &hosts {
+            if tasks.watchers.contains_key(&host.docker) {
+                continue;
+            }
+            if let Ok(engine) = self.engines.get(&host.name, &host.docker) {
+                let watcher = watch(engine, self.namespace.clone(), found.clone());
+                tasks
+                    .watchers
+                    .insert(host.docker.clone(), tokio::spawn(watcher));
+            }
+        }
         let urls: HashMap<_, _> = hosts.iter().map(|h| (h.name.clone(), &h.docker)).collect();
-        let followed: HashSet<InstanceId> = followers.keys().cloned().collect();
+        let followed: HashSet<InstanceId> = tasks.followers.keys().cloned().collect();
         for (instance, container) in plan::to_follow(&instances, &followed) {
             let Some(url) = urls.get(&instance.host) else {
                 continue;
@@ -126,14 +181,8 @@ impl LogCollector {
                     continue;
                 }
             };
-            let task = follow(
-                self.store.clone(),
-                engine,
-                instance.clone(),
-                container.clone(),
-                tx.clone(),
-            );
-            followers.insert(instance.id.clone(), tokio::spawn(task));
+            let source = Source::of_row(instance, container);
+            start(&self.store, &mut tasks.followers, source, engine, tx);
         }
     }
 
@@ -164,33 +213,69 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// Starts following `source` unless its instance has a live follower.
+fn start(
+    store: &Store,
+    followers: &mut HashMap<InstanceId, JoinHandle<()>>,
+    source: Source,
+    engine: EngineRef,
+    tx: &mpsc::Sender<NewLogLine>,
+) {
+    if followers
+        .get(&source.instance)
+        .is_some_and(|f| !f.is_finished())
+    {
+        return;
+    }
+    let instance = source.instance.clone();
+    let task = follow(store.clone(), engine, source, tx.clone());
+    followers.insert(instance, tokio::spawn(task));
+}
+
+/// Reports every container of `namespace` that starts on `engine` (a new instance, or one
+/// restarted in place), so it is followed from its first line; ends with the event stream
+/// (the next sync watches again).
+async fn watch(engine: EngineRef, namespace: String, found: mpsc::Sender<(Source, EngineRef)>) {
+    let mut events = engine.events(&[(labels::MANAGED, namespace.as_str())]);
+    while let Some(Ok(event)) = events.next().await {
+        if event.kind != EventKind::Start {
+            continue;
+        }
+        if let Some(source) = Source::of_event(&event) {
+            if found.send((source, engine.clone())).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
 /// Follows one container from after its instance's last stored line until the container
 /// stops (or is gone), handing lines to the writer.
-async fn follow(
-    store: Store,
-    engine: crate::engine::EngineRef,
-    instance: InstanceRow,
-    container: ContainerId,
-    tx: mpsc::Sender<NewLogLine>,
-) {
-    let last = match store.last_log_ts(&instance.id).await {
+async fn follow(store: Store, engine: EngineRef, source: Source, tx: mpsc::Sender<NewLogLine>) {
+    let Source {
+        app,
+        version,
+        instance,
+        container,
+    } = source;
+    let last = match store.last_log_ts(&instance).await {
         Ok(t) => t,
         Err(e) => {
             // The next sync tries again.
-            tracing::warn!(instance = %instance.id, error = %e, "cannot resume logs");
+            tracing::warn!(instance = %instance, error = %e, "cannot resume logs");
             return;
         }
     };
     let since = last.map(|t| Timestamp::from_nanos(t.as_nanos().saturating_add(1)));
-    tracing::debug!(instance = %instance.id, since = ?since, "following logs");
+    tracing::debug!(instance = %instance, since = ?since, "following logs");
     let mut lines = engine.logs(&container, since, true);
     while let Some(item) = lines.next().await {
         match item {
             Ok(l) => {
                 let line = NewLogLine {
-                    app: instance.app.clone(),
-                    instance: instance.id.clone(),
-                    version: instance.version.clone(),
+                    app: app.clone(),
+                    instance: instance.clone(),
+                    version: version.clone(),
                     stream: l.stream,
                     ts: l.ts,
                     line: l.line,
@@ -201,7 +286,7 @@ async fn follow(
             }
             Err(caas_deployer::Error::ContainerNotFound(_)) => return,
             Err(e) => {
-                tracing::debug!(instance = %instance.id, error = %e, "log follow ended");
+                tracing::debug!(instance = %instance, error = %e, "log follow ended");
                 return;
             }
         }
@@ -214,6 +299,7 @@ async fn write(
     store: Store,
     mut rx: mpsc::Receiver<NewLogLine>,
     dirty: Arc<Mutex<HashSet<AppId>>>,
+    written: watch::Sender<u64>,
 ) {
     let mut batch: Vec<NewLogLine> = Vec::with_capacity(MAX_INSERT_ROWS);
     loop {
@@ -221,6 +307,7 @@ async fn write(
         if !batch.is_empty() {
             lock(&dirty).extend(batch.iter().map(|l| l.app.clone()));
             commit(&store, &batch).await;
+            written.send_modify(|n| *n = n.wrapping_add(1));
             batch.clear();
         }
         if !open {

@@ -2,8 +2,46 @@
 //! following, which apps' rings to trim, and the order lines are shown in.
 
 use crate::store::{InstanceRow, LogRow};
-use caas_types::{ContainerId, InstanceId};
+use caas_deployer::ContainerEvent;
+use caas_types::{labels, AppId, ContainerId, InstanceId, Version};
 use std::collections::HashSet;
+
+/// A container to follow, and whose lines it writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Source {
+    /// The app.
+    pub app: AppId,
+    /// The instance's version.
+    pub version: Version,
+    /// The instance.
+    pub instance: InstanceId,
+    /// Its container.
+    pub container: ContainerId,
+}
+
+impl Source {
+    /// The source of an instance row with a container.
+    pub fn of_row(row: &InstanceRow, container: &ContainerId) -> Source {
+        Source {
+            app: row.app.clone(),
+            version: row.version.clone(),
+            instance: row.id.clone(),
+            container: container.clone(),
+        }
+    }
+
+    /// The source of an engine event, from the labels every instance's container carries;
+    /// `None` for a container without valid ones (not an instance of ours).
+    pub fn of_event(event: &ContainerEvent) -> Option<Source> {
+        let label = |k: &str| event.attributes.get(k).map(String::as_str);
+        Some(Source {
+            app: label(labels::APP)?.parse().ok()?,
+            version: label(labels::VERSION)?.parse().ok()?,
+            instance: label(labels::INSTANCE)?.parse().ok()?,
+            container: event.id.clone(),
+        })
+    }
+}
 
 /// The instances whose containers should be followed and are not yet: every instance with a
 /// container, whatever its state (a starting one already writes; a stopping one writes its last
@@ -65,6 +103,35 @@ mod tests {
             rows.iter().map(|r| r.id).collect::<Vec<_>>(),
             vec![2, 4, 3, 1, 5]
         );
+    }
+
+    #[test]
+    fn a_started_container_is_followed_by_its_labels() {
+        let mut event = ContainerEvent {
+            id: fixtures::cid(7),
+            kind: caas_deployer::EventKind::Start,
+            attributes: [
+                ("caas.app", "shop"),
+                ("caas.version", "v2"),
+                ("caas.instance", "shop-abc"),
+                ("name", "caas-shop-abc"),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect(),
+            time_nanos: 0,
+        };
+        let source = Source::of_event(&event).unwrap();
+        assert_eq!(source.app.as_str(), "shop");
+        assert_eq!(source.version.as_str(), "v2");
+        assert_eq!(source.instance.as_str(), "shop-abc");
+        assert_eq!(source.container, fixtures::cid(7));
+        event
+            .attributes
+            .insert("caas.instance".into(), "Not Valid".into());
+        assert_eq!(Source::of_event(&event), None);
+        event.attributes.remove("caas.instance");
+        assert_eq!(Source::of_event(&event), None);
     }
 
     #[test]
