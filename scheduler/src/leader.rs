@@ -1,8 +1,10 @@
 //! The leader's duties: while this process leads, run the health checker, act on its events,
+//! deliver webhooks,
 //! keep its targets in sync with the database, and reconcile at start and periodically. They
 //! stop when leadership is lost or on shutdown.
 
 use crate::control::ControlPlane;
+use crate::events::webhooks::Webhooks;
 use crate::healing::Healer;
 use crate::reconcile::Reconciler;
 use caas_registry::{HealthChecker, HealthEvent};
@@ -21,6 +23,7 @@ pub struct LeaderDuties {
     healer: Arc<Healer>,
     reconciler: Arc<Reconciler>,
     checker: HealthChecker,
+    webhooks: Arc<Webhooks>,
     reconcile_every: Duration,
     /// Shared with the control plane, whose `/healthz` reports it.
     leading: Arc<AtomicBool>,
@@ -34,6 +37,7 @@ impl LeaderDuties {
             healer: control.healer.clone(),
             reconciler: control.reconciler.clone(),
             checker,
+            webhooks: control.webhooks.clone(),
             reconcile_every: Duration::from_secs(control.config.reconcile_secs.max(1)),
             leading: control.leader_flag(),
         }
@@ -63,6 +67,13 @@ impl LeaderDuties {
                     _ = until(&mut stop_checker, true) => {}
                 }
             }));
+            let (mut lost, mut stop_hooks) = (leader.clone(), stop.clone());
+            let webhooks_task = tokio::spawn(self.webhooks.clone().run(async move {
+                tokio::select! {
+                    _ = until(&mut lost, false) => {}
+                    _ = until(&mut stop_hooks, true) => {}
+                }
+            }));
             let mut sync = tokio::time::interval(HEALTH_SYNC);
             let mut reconcile = tokio::time::interval(self.reconcile_every);
             loop {
@@ -88,6 +99,7 @@ impl LeaderDuties {
             }
             self.leading.store(false, Ordering::Relaxed);
             let _ = checker_task.await;
+            let _ = webhooks_task.await;
             if *stop.borrow() {
                 return;
             }

@@ -16,6 +16,7 @@ pub mod control;
 pub mod deployments;
 pub mod engine;
 pub mod error;
+pub mod events;
 pub mod healing;
 pub mod health_targets;
 pub mod image_digest;
