@@ -88,6 +88,7 @@ impl ControlPlane {
             health.clone(),
             metrics.clone(),
             app_configs.clone(),
+            events.clone(),
         ));
         let deployments = Arc::new(Deployments::new(
             config.clone(),
