@@ -14,6 +14,7 @@ mod platform;
 
 use axum::body::Bytes;
 use axum::http::HeaderMap;
+use caas_scheduler::app_config::crypto::SecretsKey;
 use caas_testkit::eventually;
 use hmac::{Hmac, Mac};
 use platform::{Platform, TOKEN};
@@ -170,6 +171,17 @@ async fn a_deploy_emits_events_that_pages_followers_and_a_signed_webhook_receive
     );
     assert!(!hook.to_string().contains(HOOK_SECRET));
     let hook_id = hook["id"].as_str().unwrap().to_owned();
+    // Sealed at rest: the raw row holds no plaintext.
+    let store = &p.control().store;
+    let raw = store.get_webhook(&hook_id).await.unwrap().unwrap();
+    assert!(!raw.sealed_secret.contains(HOOK_SECRET));
+    let key = SecretsKey::parse(KEY).unwrap();
+    assert_eq!(
+        key.open_webhook(&hook_id, &raw.sealed_secret)
+            .unwrap()
+            .into_inner(),
+        HOOK_SECRET
+    );
 
     let followed = follow(&p, "", TOKEN).await;
     p.deploy(
@@ -336,6 +348,44 @@ async fn a_deploy_emits_events_that_pages_followers_and_a_signed_webhook_receive
     let left = events(&p, "", TOKEN).await;
     assert!(left.iter().all(|e| e["app"] != "hello"), "{left:?}");
     assert!(left.iter().any(|e| e["app"] == "shop"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_rotation_reseals_webhook_secrets() {
+    let p = Platform::new(&["--secrets-key", KEY]).await;
+    let (s, hook) = p
+        .call(
+            "POST",
+            "/v1/webhooks",
+            Some(
+                json!({"url": "https://hooks.example.com/", "events": ["deploy.failed"],
+                        "secret": HOOK_SECRET}),
+            ),
+            TOKEN,
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{hook}");
+    let id = hook["id"].as_str().unwrap();
+    let store = &p.control().store;
+    let old = SecretsKey::parse(KEY).unwrap();
+    let new = SecretsKey::from_bytes(&[9; 32]);
+    let done = caas_scheduler::app_config::rotate(store, &old, &new)
+        .await
+        .unwrap();
+    assert_eq!(done.resealed, 1);
+    let raw = store.get_webhook(id).await.unwrap().unwrap();
+    assert_eq!(
+        new.open_webhook(id, &raw.sealed_secret)
+            .unwrap()
+            .into_inner(),
+        HOOK_SECRET
+    );
+    assert!(old.open_webhook(id, &raw.sealed_secret).is_err());
+    // Run again: nothing left to do.
+    let again = caas_scheduler::app_config::rotate(store, &old, &new)
+        .await
+        .unwrap();
+    assert_eq!((again.resealed, again.already), (0, 1));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -276,6 +276,17 @@ impl Store {
         sql::found(&done, || format!("webhook {id}"))
     }
 
+    /// Replaces a webhook's sealed secret (a key rotation).
+    pub async fn reseal_webhook(&self, id: &str, sealed_secret: &str) -> Result<()> {
+        let done = sqlx::query("UPDATE webhooks SET secret = ? WHERE id = ?")
+            .bind(sealed_secret)
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| sql::db_error("re-sealing a webhook's secret", e))?;
+        sql::found(&done, || format!("webhook {id}"))
+    }
+
     /// Records that a webhook is done with events up to `id` (never moves back).
     pub async fn set_webhook_delivered(&self, webhook: &str, id: i64) -> Result<()> {
         sqlx::query("UPDATE webhooks SET delivered_id = GREATEST(delivered_id, ?) WHERE id = ?")
