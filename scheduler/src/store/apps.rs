@@ -119,7 +119,7 @@ impl Store {
         app_from_row(&row)
     }
 
-    /// Deletes an app and its domains. An app that still has deployments is
+    /// Deletes an app, its domains and its events. An app that still has deployments is
     /// [`Error::Conflict`]: undeploy first.
     pub async fn delete_app(&self, id: &AppId) -> Result<()> {
         let mut tx = self
