@@ -61,6 +61,11 @@ pub struct Config {
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub releases_keep: u32,
 
+    /// Events kept (all apps together); older ones are pruned.
+    #[arg(long, env = "CAAS_EVENTS_KEEP", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
+    pub events_keep: u32,
+
     /// The gateway's domain: apps are reached at {app}.{domain}.
     #[arg(long, env = "CAAS_DOMAIN", default_value = "caas.localhost")]
     pub domain: String,

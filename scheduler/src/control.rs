@@ -11,6 +11,8 @@ use crate::config::Config;
 use crate::deployments::Deployments;
 use crate::engine::Engines;
 use crate::error::Result;
+use crate::events::webhooks::Webhooks;
+use crate::events::Events;
 use crate::healing::Healer;
 use crate::health_targets::HealthRef;
 use crate::lifecycle::Lifecycle;
@@ -57,6 +59,10 @@ pub struct ControlPlane {
     pub releases: Arc<Releases>,
     /// Rolls auto-deploy apps to pushed tags.
     pub autodeploy: Arc<AutoDeployer>,
+    /// What happened to apps, stored and followed.
+    pub events: Events,
+    /// Where events are POSTed (the leader delivers).
+    pub webhooks: Arc<Webhooks>,
     leader: Arc<AtomicBool>,
     /// True once the scheduler shuts down: answers that stream until the client leaves (log
     /// follows) end, so a graceful shutdown does not wait on them.
@@ -77,6 +83,8 @@ impl ControlPlane {
         secrets_key: Option<SecretsKey>,
     ) -> Arc<ControlPlane> {
         let metrics = Arc::new(DeployMetrics::default());
+        let events = Events::new(store.clone(), config.events_keep);
+        let webhooks = Arc::new(Webhooks::new(store.clone(), secrets_key.clone()));
         let app_configs = Arc::new(AppConfigs::new(store.clone(), secrets_key));
         let lifecycle = Arc::new(Lifecycle::new(
             config.clone(),
@@ -86,12 +94,14 @@ impl ControlPlane {
             health.clone(),
             metrics.clone(),
             app_configs.clone(),
+            events.clone(),
         ));
         let deployments = Arc::new(Deployments::new(
             config.clone(),
             store.clone(),
             lifecycle.clone(),
             metrics.clone(),
+            events.clone(),
         ));
         let apps = Apps::new(store.clone(), routes.clone(), deployments.clone());
         let healer = Arc::new(Healer::new(
@@ -99,6 +109,7 @@ impl ControlPlane {
             lifecycle.clone(),
             health.clone(),
             metrics.clone(),
+            events.clone(),
         ));
         let reconciler = Arc::new(Reconciler::new(
             config.clone(),
@@ -131,6 +142,8 @@ impl ControlPlane {
             reconciler,
             releases,
             autodeploy,
+            events,
+            webhooks,
             leader: Arc::new(AtomicBool::new(false)),
             closing: tokio::sync::watch::Sender::new(false),
             logs_written: tokio::sync::watch::Sender::new(0),

@@ -1,8 +1,9 @@
 //! The leader's duties: while this process leads, run the health checker, act on its events,
-//! keep its targets in sync with the database, reconcile at start and periodically, and collect
-//! the apps' logs. They stop when leadership is lost or on shutdown.
+//! keep its targets in sync with the database, reconcile at start and periodically, collect
+//! the apps' logs and deliver webhooks. They stop when leadership is lost or on shutdown.
 
 use crate::control::ControlPlane;
+use crate::events::webhooks::Webhooks;
 use crate::healing::Healer;
 use crate::logs::LogCollector;
 use crate::reconcile::Reconciler;
@@ -24,6 +25,7 @@ pub struct LeaderDuties {
     reconciler: Arc<Reconciler>,
     checker: HealthChecker,
     logs: Arc<LogCollector>,
+    webhooks: Arc<Webhooks>,
     reconcile_every: Duration,
     /// Shared with the control plane, whose `/healthz` reports it.
     leading: Arc<AtomicBool>,
@@ -43,6 +45,7 @@ impl LeaderDuties {
                 &control.config,
                 control.logs_written.clone(),
             )),
+            webhooks: control.webhooks.clone(),
             reconcile_every: Duration::from_secs(control.config.reconcile_secs.max(1)),
             leading: control.leader_flag(),
         }
@@ -73,6 +76,7 @@ impl LeaderDuties {
                 }
             }));
             let logs_task = tokio::spawn(self.logs.clone().run(ended(&leader, &stop)));
+            let webhooks_task = tokio::spawn(self.webhooks.clone().run(ended(&leader, &stop)));
             let mut sync = tokio::time::interval(HEALTH_SYNC);
             let mut reconcile = tokio::time::interval(self.reconcile_every);
             loop {
@@ -99,6 +103,7 @@ impl LeaderDuties {
             self.leading.store(false, Ordering::Relaxed);
             let _ = checker_task.await;
             let _ = logs_task.await;
+            let _ = webhooks_task.await;
             if *stop.borrow() {
                 return;
             }

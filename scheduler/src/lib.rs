@@ -1,6 +1,6 @@
 //! The caas scheduler as a library. [`ControlPlane`] wires the parts, each holding only what it
 //! needs: `Lifecycle` (one instance's life), `Deployments`, `Apps`, `Blacklist`, `Healer`,
-//! `Reconciler`, `AutoDeployer`, `Releases`, `AppConfigs`, the log collector, over the store (MySQL), placement with optimistic locking and
+//! `Reconciler`, `AutoDeployer`, `Releases`, `AppConfigs`, the log collector, `Events` and `Webhooks`, over the store (MySQL), placement with optimistic locking and
 //! three seams (`engine`, `routes`, `health_targets`); `LeaderDuties` runs what only the leader
 //! does; `api` is the admin API. `main.rs` only parses configuration and calls [`run`], so
 //! tests drive the same code without a process. docs/ARCHITECTURE.md is the map.
@@ -16,6 +16,7 @@ pub mod control;
 pub mod deployments;
 pub mod engine;
 pub mod error;
+pub mod events;
 pub mod healing;
 pub mod health_targets;
 pub mod image_digest;

@@ -126,7 +126,7 @@ fn config_table(config: &AppConfig) -> Table {
 }
 
 /// A secret's value from `input`: all of it, less one trailing newline (`echo`, a terminal).
-fn read_secret(mut input: impl Read) -> Result<String> {
+pub(crate) fn read_secret(mut input: impl Read) -> Result<String> {
     let mut value = String::new();
     input
         .read_to_string(&mut value)

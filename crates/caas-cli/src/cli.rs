@@ -108,6 +108,25 @@ pub enum Command {
     },
     /// An app's log lines, every instance merged in time order.
     Logs(LogsArgs),
+    /// Events of your apps (deploys, scaling, health, releases, restarts, config changes),
+    /// oldest first; `-f` keeps following new ones.
+    Events {
+        /// Keep the stream open and show new events as they come.
+        #[arg(long, short = 'f')]
+        follow: bool,
+        /// Only this app's events.
+        #[arg(long)]
+        app: Option<AppId>,
+        /// How many past events (1 to 1000).
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        /// Only events with ids below this (the next page; not with -f).
+        #[arg(long, conflicts_with = "follow")]
+        before: Option<i64>,
+    },
+    /// Webhooks: URLs events are POSTed to, signed with HMAC-SHA256 (`X-Caas-Signature`).
+    #[command(subcommand)]
+    Webhooks(WebhooksCmd),
     /// Hosts (operator only).
     #[command(subcommand)]
     Hosts(HostsCmd),
@@ -193,6 +212,31 @@ pub enum ConfigCmd {
         /// Don't show the restart's progress.
         #[arg(long, short = 'q')]
         quiet: bool,
+    },
+}
+
+/// `caas webhooks ...`
+#[derive(Debug, Subcommand)]
+pub enum WebhooksCmd {
+    /// List your webhooks.
+    #[command(alias = "list")]
+    Ls,
+    /// Add a webhook; its signing secret is read from standard input.
+    Add {
+        /// An http:// or https:// URL.
+        url: String,
+        /// Event types, comma-separated, e.g. deploy.failed,instance.unhealthy.
+        #[arg(long, value_delimiter = ',', required = true)]
+        events: Vec<String>,
+        /// Read the signing secret from standard input (the only way to give it).
+        #[arg(long)]
+        secret_stdin: bool,
+    },
+    /// Remove a webhook.
+    #[command(alias = "delete")]
+    Rm {
+        /// The webhook's id.
+        id: String,
     },
 }
 

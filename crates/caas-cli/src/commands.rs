@@ -67,6 +67,13 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Secrets(cmd) => app_config::secrets(&client, out, cmd).await,
         Command::Restart { app, quiet } => app_config::restart(&client, out, app, quiet).await,
         Command::Logs(args) => crate::logs::logs(&client, out, args).await,
+        Command::Events {
+            follow,
+            app,
+            limit,
+            before,
+        } => crate::events::events(&client, out, follow, app, limit, before).await,
+        Command::Webhooks(cmd) => crate::events::webhooks(&client, out, cmd).await,
         Command::Hosts(cmd) => hosts(&client, out, cmd).await,
         Command::Domains(cmd) => domains(&client, cmd).await,
         Command::Blacklist(cmd) => blacklist(&client, out, cmd).await,

@@ -8,6 +8,7 @@ mod cli;
 mod client;
 mod commands;
 mod config;
+mod events;
 mod logs;
 mod output;
 mod table;

@@ -519,6 +519,32 @@ impl std::fmt::Debug for SecretValue {
     }
 }
 
+/// `POST /v1/webhooks`: where to POST which events, and the secret their bodies are signed
+/// with (write-only: no answer shows it).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct CreateWebhook {
+    /// An `http://` or `https://` URL without credentials.
+    pub url: String,
+    /// Event types, e.g. `["deploy.failed"]`.
+    pub events: Vec<String>,
+    /// The HMAC-SHA256 key of `X-Caas-Signature`.
+    pub secret: SecretValue,
+}
+
+/// A webhook as the API shows it (never its secret).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Webhook {
+    /// Its id (`DELETE /v1/webhooks/{id}`).
+    pub id: String,
+    /// Where events are POSTed.
+    pub url: String,
+    /// The event types it receives.
+    pub events: Vec<String>,
+    /// When it was added (RFC 3339).
+    pub created_at: String,
+}
+
 /// The answer of `POST /v1/apps/{app}/restart`: what was restarted.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Restarted {

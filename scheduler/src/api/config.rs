@@ -8,6 +8,7 @@ use super::auth::Principal;
 use super::deployments::run_with_progress;
 use super::error::ApiResult;
 use super::{ApiJson, AppState};
+use crate::events::EventType;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
@@ -59,6 +60,14 @@ pub async fn update(
                 "config",
                 format!("config version {} saved; restarting", config.version),
             );
+            // Names only: a secret's value never reaches an event.
+            let changed = serde_json::json!({"config_version": config.version, "by": by,
+                "vars": patch.vars.keys().collect::<Vec<_>>(),
+                "secrets": patch.secrets.keys().collect::<Vec<_>>()});
+            let events = deployments.events();
+            events
+                .emit(EventType::ConfigChanged, Some(&app.id), changed)
+                .await;
             // A config change is a release of every running deployment with the new config.
             let recorded = releases
                 .record_config_change(&app.id, config.version, &by)

@@ -7,6 +7,7 @@ pub mod auth;
 mod config;
 mod deployments;
 pub mod error;
+mod events;
 mod hosts;
 mod image_push_hook;
 mod logs;
@@ -99,6 +100,12 @@ pub fn router(state: AppState) -> Router {
                 .get(deployments::show)
                 .delete(deployments::remove),
         )
+        .route("/v1/events", get(events::list))
+        .route(
+            "/v1/webhooks",
+            get(events::list_webhooks).post(events::create_webhook),
+        )
+        .route("/v1/webhooks/{id}", delete(events::delete_webhook))
         .route("/v1/hosts", get(hosts::list).post(hosts::create))
         .route(
             "/v1/hosts/{name}",

@@ -99,15 +99,29 @@ impl SecretsKey {
     /// Seals `value` as the secret `name` of `app`: `v1:{key id}:` and base64 of nonce ‖
     /// ciphertext ‖ tag.
     pub fn seal(&self, app: &AppId, name: &str, value: &str) -> Result<String, CryptoError> {
+        self.seal_aad(&associated_data(app, name), value)
+    }
+
+    /// Seals a webhook's signing secret; the webhook's id is the associated data (under its
+    /// own prefix, so it never opens as an app's secret or the other way round).
+    pub fn seal_webhook(&self, webhook: &str, value: &str) -> Result<String, CryptoError> {
+        self.seal_aad(&webhook_data(webhook), value)
+    }
+
+    /// Opens what [`SecretsKey::seal_webhook`] made for the same webhook.
+    pub fn open_webhook(&self, webhook: &str, stored: &str) -> Result<Plain, CryptoError> {
+        self.open_aad(&webhook_data(webhook), stored)
+    }
+
+    fn seal_aad(&self, aad: &[u8], value: &str) -> Result<String, CryptoError> {
         let nonce: [u8; NONCE_BYTES] = rand::random();
-        let aad = associated_data(app, name);
         let sealed = self
             .cipher
             .encrypt(
                 XNonce::from_slice(&nonce),
                 Payload {
                     msg: value.as_bytes(),
-                    aad: &aad,
+                    aad,
                 },
             )
             .map_err(|_| CryptoError::Seal)?;
@@ -119,6 +133,10 @@ impl SecretsKey {
 
     /// Opens what [`SecretsKey::seal`] made for the same `app` and `name`.
     pub fn open(&self, app: &AppId, name: &str, stored: &str) -> Result<Plain, CryptoError> {
+        self.open_aad(&associated_data(app, name), stored)
+    }
+
+    fn open_aad(&self, aad: &[u8], stored: &str) -> Result<Plain, CryptoError> {
         let (id, raw) = split(stored).ok_or(CryptoError::Malformed)?;
         if id != self.id {
             return Err(CryptoError::OtherKey {
@@ -127,16 +145,9 @@ impl SecretsKey {
             });
         }
         let (nonce, sealed) = raw.split_at(NONCE_BYTES);
-        let aad = associated_data(app, name);
         let plain = self
             .cipher
-            .decrypt(
-                XNonce::from_slice(nonce),
-                Payload {
-                    msg: sealed,
-                    aad: &aad,
-                },
-            )
+            .decrypt(XNonce::from_slice(nonce), Payload { msg: sealed, aad })
             .map_err(|_| CryptoError::Open)?;
         String::from_utf8(plain)
             .map(Plain)
@@ -191,6 +202,14 @@ fn associated_data(app: &AppId, name: &str) -> Vec<u8> {
     aad.extend_from_slice(app.as_str().as_bytes());
     aad.push(0);
     aad.extend_from_slice(name.as_bytes());
+    aad
+}
+
+/// `caas-webhook/v1` and the webhook's id, NUL-separated.
+fn webhook_data(webhook: &str) -> Vec<u8> {
+    let mut aad = Vec::with_capacity(16 + webhook.len());
+    aad.extend_from_slice(b"caas-webhook/v1\0");
+    aad.extend_from_slice(webhook.as_bytes());
     aad
 }
 

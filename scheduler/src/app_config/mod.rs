@@ -135,7 +135,8 @@ pub struct Rotation {
     pub versions: usize,
 }
 
-/// Re-seals every stored secret (every version of every app) from `old` to `new`. Secrets
+/// Re-seals every stored secret (every version of every app, and webhooks' signing secrets)
+/// from `old` to `new`. Secrets
 /// already under `new` are left as they are, so an interrupted rotation can be run again; a
 /// secret under any other key stops the rotation with an error naming that key's id.
 pub async fn rotate(store: &Store, old: &SecretsKey, new: &SecretsKey) -> Result<Rotation> {
@@ -165,6 +166,26 @@ pub async fn rotate(store: &Store, old: &SecretsKey, new: &SecretsKey) -> Result
             store.reseal_app_config(&app, row.version, &secrets).await?;
             done.versions += 1;
         }
+    }
+    // Webhook signing secrets are sealed with the same key.
+    for hook in store.all_webhooks().await? {
+        if crypto::sealed_with(&hook.sealed_secret) == Some(new.id()) {
+            done.already += 1;
+            continue;
+        }
+        let plain = old
+            .open_webhook(&hook.id, &hook.sealed_secret)
+            .map_err(|e| {
+                Error::Incomplete(format!(
+                    "the secret of webhook {}: {e}; what was re-sealed before it stays re-sealed",
+                    hook.id
+                ))
+            })?;
+        let sealed = new
+            .seal_webhook(&hook.id, &plain.into_inner())
+            .map_err(Error::Secrets)?;
+        store.reseal_webhook(&hook.id, &sealed).await?;
+        done.resealed += 1;
     }
     Ok(done)
 }

@@ -16,6 +16,7 @@ pub use validate::{
 use crate::app_lock::{AppGuard, AppLocks};
 use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::events::{EventType, Events};
 use crate::lifecycle::Lifecycle;
 use crate::metrics::DeployMetrics;
 use crate::progress::Progress;
@@ -36,6 +37,7 @@ pub struct Deployments {
     store: Store,
     lifecycle: Arc<Lifecycle>,
     metrics: Arc<DeployMetrics>,
+    events: Events,
     /// Serialises deploy/scale/undeploy of one deployment within this process (the database
     /// keeps several processes consistent; this keeps one process from racing itself).
     locks: Mutex<HashMap<(AppId, Version), DeploymentLock>>,
@@ -50,12 +52,14 @@ impl Deployments {
         store: Store,
         lifecycle: Arc<Lifecycle>,
         metrics: Arc<DeployMetrics>,
+        events: Events,
     ) -> Deployments {
         Deployments {
             config,
             store,
             lifecycle,
             metrics,
+            events,
             locks: Mutex::new(HashMap::new()),
             app_locks: AppLocks::default(),
         }
@@ -67,6 +71,11 @@ impl Deployments {
     /// (deploy, scale, undeploy, restart) do not, so a roll of several steps holds it across all.
     pub async fn lock_app(&self, app: &AppId) -> AppGuard {
         self.app_locks.lock(app).await
+    }
+
+    /// The events this part and those over it (releases, config changes) emit.
+    pub fn events(&self) -> &Events {
+        &self.events
     }
 
     fn lock_for(&self, app: &AppId, version: &Version) -> DeploymentLock {
@@ -92,6 +101,10 @@ impl Deployments {
         let lock = self.lock_for(&plan.new.app, &plan.new.version);
         let _guard = lock.lock().await;
         let row = self.store.create_deployment(&plan.new).await?;
+        let what = serde_json::json!({"version": row.spec.version, "deployment": row.id});
+        self.events
+            .emit(EventType::DeployStarted, Some(&row.spec.app), what.clone())
+            .await;
         // Everything after the row exists goes through the one rollback below, so a failure
         // here (even counting hosts) never leaves a `deploying` row behind.
         let placed = async {
@@ -113,11 +126,18 @@ impl Deployments {
                     .await?;
                 self.metrics.observe_deploy(started.elapsed());
                 DeployMetrics::inc(&self.metrics.deploys_ok);
+                self.events
+                    .emit(EventType::DeploySucceeded, Some(&row.spec.app), what)
+                    .await;
                 let running = self.store.get_deployment_by_id(row.id).await?;
                 Ok((row.id, self.view(&running).await?))
             }
             Err(e) => {
                 DeployMetrics::inc(&self.metrics.deploys_failed);
+                let failed = serde_json::json!({"version": row.spec.version, "deployment": row.id, "error": e.to_string()});
+                self.events
+                    .emit(EventType::DeployFailed, Some(&row.spec.app), failed)
+                    .await;
                 progress.step(None, "failed", format!("rolled back: {e}"));
                 if let Err(cleanup) = self.store.delete_deployment(row.id).await {
                     // The reconciler removes a deployment row with no instances left.
@@ -174,6 +194,10 @@ impl Deployments {
             self.lifecycle.teardown(&victims, true).await;
         }
         self.store.set_deployment_instances(row.id, n).await?;
+        let scaled = serde_json::json!({"version": version, "from": current, "to": n});
+        self.events
+            .emit(EventType::DeploymentScaled, Some(app), scaled)
+            .await;
         self.deployment(app, version).await
     }
 
@@ -213,6 +237,10 @@ impl Deployments {
             )));
         }
         self.store.delete_deployment(row.id).await?;
+        let removed = serde_json::json!({"version": version, "deployment": row.id});
+        self.events
+            .emit(EventType::DeploymentRemoved, Some(app), removed)
+            .await;
         Ok(())
     }
 

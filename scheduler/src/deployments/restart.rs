@@ -8,6 +8,7 @@
 
 use super::Deployments;
 use crate::error::{Error, Result};
+use crate::events::EventType;
 use crate::progress::Progress;
 use crate::store::{DeploymentRow, DeploymentState};
 use caas_types::{AppId, InstanceState};
@@ -42,6 +43,10 @@ impl Deployments {
             "restarted",
             format!("{app}: {restarted} instance(s) replaced"),
         );
+        let event = serde_json::json!({ "restarted": restarted });
+        self.events
+            .emit(EventType::AppRestarted, Some(app), event)
+            .await;
         Ok(restarted)
     }
 

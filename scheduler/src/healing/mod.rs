@@ -9,6 +9,7 @@ pub mod plan;
 pub use backoff::Backoff;
 
 use crate::error::Result;
+use crate::events::{EventType, Events};
 use crate::health_targets::HealthRef;
 use crate::lifecycle::Lifecycle;
 use crate::metrics::DeployMetrics;
@@ -27,6 +28,7 @@ pub struct Healer {
     lifecycle: Arc<Lifecycle>,
     health: HealthRef,
     metrics: Arc<DeployMetrics>,
+    events: Events,
     backoff: Backoff,
 }
 
@@ -37,12 +39,14 @@ impl Healer {
         lifecycle: Arc<Lifecycle>,
         health: HealthRef,
         metrics: Arc<DeployMetrics>,
+        events: Events,
     ) -> Healer {
         Healer {
             store,
             lifecycle,
             health,
             metrics,
+            events,
             backoff: Backoff::default(),
         }
     }
@@ -81,6 +85,10 @@ impl Healer {
                 self.store
                     .set_instance_state(&instance, InstanceState::Running)
                     .await?;
+                let healthy = serde_json::json!({"instance": instance, "version": ev.version});
+                self.events
+                    .emit(EventType::InstanceHealthy, Some(&ev.app), healthy)
+                    .await;
             }
             HealthAction::MarkUnhealthy { instance, then } => {
                 DeployMetrics::inc(&self.metrics.health_unhealthy);
@@ -88,6 +96,10 @@ impl Healer {
                 self.store
                     .set_instance_state(&instance, InstanceState::Unhealthy)
                     .await?;
+                let unhealthy = serde_json::json!({"instance": instance, "version": ev.version});
+                self.events
+                    .emit(EventType::InstanceUnhealthy, Some(&ev.app), unhealthy)
+                    .await;
                 let delay = self.backoff.next_delay(&instance);
                 tracing::warn!(%instance, endpoint = %ev.endpoint, policy = ?then,
                     delay_ms = delay.as_millis() as u64, "instance unhealthy; removed from the gateway");
@@ -128,6 +140,10 @@ impl Healer {
         let deployment = self.store.get_deployment_by_id(now.deployment_id).await?;
         self.lifecycle.add_replacement(&deployment).await?;
         DeployMetrics::inc(&self.metrics.replacements);
+        let replaced = serde_json::json!({"instance": now.id, "version": now.version});
+        self.events
+            .emit(EventType::InstanceReplaced, Some(&now.app), replaced)
+            .await;
         self.lifecycle
             .teardown(std::slice::from_ref(&now), false)
             .await;

@@ -11,6 +11,7 @@ use crate::app_config::AppConfigs;
 use crate::config::Config;
 use crate::engine::{EngineRef, Engines};
 use crate::error::{Error, Result};
+use crate::events::Events;
 use crate::health_targets::HealthRef;
 use crate::metrics::DeployMetrics;
 use crate::placement;
@@ -32,12 +33,15 @@ pub struct Lifecycle {
     pub(crate) metrics: Arc<DeployMetrics>,
     /// Apps' config: the environment an instance starts with.
     pub(crate) app_configs: Arc<AppConfigs>,
+    /// Events (an instance killed for its memory limit).
+    pub(crate) events: Events,
     creds: Option<RegistryCredentials>,
 }
 
 impl Lifecycle {
     /// A lifecycle over these handles; pulls use the registry credentials of `config`, and
     /// containers get their app's config from `app_configs`.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         config: Arc<Config>,
         store: Store,
@@ -46,6 +50,7 @@ impl Lifecycle {
         health: HealthRef,
         metrics: Arc<DeployMetrics>,
         app_configs: Arc<AppConfigs>,
+        events: Events,
     ) -> Lifecycle {
         let creds = match (&config.registry_user, &config.registry_password) {
             (Some(u), Some(p)) => Some(RegistryCredentials {
@@ -63,6 +68,7 @@ impl Lifecycle {
             health,
             metrics,
             app_configs,
+            events,
             creds,
         }
     }

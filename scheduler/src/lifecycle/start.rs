@@ -4,6 +4,7 @@
 use super::{probe, Lifecycle};
 use crate::engine::EngineRef;
 use crate::error::{Error, Result};
+use crate::events::EventType;
 use crate::metrics::DeployMetrics;
 use crate::progress::Progress;
 use crate::store::{DeploymentRow, HostRow, InstanceRow};
@@ -90,7 +91,16 @@ impl Lifecycle {
         )
         .await
         {
-            let why = match engine.inspect(&running.id).await {
+            let state = engine.inspect(&running.id).await;
+            if state.as_ref().is_ok_and(|s| s.oom_killed) {
+                let fields = serde_json::json!({"instance": inst.id, "version": row.spec.version,
+                    "host": host.name});
+                let app = Some(&row.spec.app);
+                self.events
+                    .emit(EventType::InstanceOomKilled, app, fields)
+                    .await;
+            }
+            let why = match state {
                 Ok(s) if s.oom_killed => "it was killed for running out of memory".to_owned(),
                 Ok(s) if s.exit_code.is_some_and(|c| c != 0) => {
                     format!("it exited with code {}", s.exit_code.unwrap_or_default())

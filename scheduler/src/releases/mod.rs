@@ -21,6 +21,7 @@ use crate::app_lock::AppGuard;
 use crate::config::Config;
 use crate::deployments::Deployments;
 use crate::error::{Error, Result};
+use crate::events::EventType;
 use crate::image_digest::{pinned_reference, Digest, ImageDigests};
 use crate::progress::Progress;
 use crate::store::{DeploymentState, NewRelease, ReleaseRow, Store};
@@ -279,6 +280,7 @@ impl Releases {
                 release.number, release.version
             ),
         );
+        self.release_created(&release).await;
         let mut retired = Vec::new();
         let mut first_error = None;
         if mode.retire_others {
@@ -305,6 +307,16 @@ impl Releases {
                 retired,
             }),
         }
+    }
+
+    /// Emits `release.created` for a recorded release.
+    async fn release_created(&self, r: &ReleaseRow) {
+        let fields = serde_json::json!({"release": r.number, "version": r.version,
+            "digest": r.digest, "config_version": r.config_version, "created_by": r.created_by});
+        let events = self.deployments.events();
+        events
+            .emit(EventType::ReleaseCreated, Some(&r.app), fields)
+            .await;
     }
 
     /// Puts a deployment superseded for a roll that failed back under its version.
@@ -346,6 +358,7 @@ impl Releases {
                 .store
                 .record_release(&new, self.config.releases_keep)
                 .await?;
+            self.release_created(&release).await;
             numbers.push(release.number);
         }
         Ok(numbers)

@@ -119,12 +119,17 @@ impl Store {
         app_from_row(&row)
     }
 
-    /// Deletes an app and its domains. An app that still has deployments is
+    /// Deletes an app, its domains and its events. An app that still has deployments is
     /// [`Error::Conflict`]: undeploy first.
     pub async fn delete_app(&self, id: &AppId) -> Result<()> {
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(|e| sql::db_error("deleting an app", e))?;
         let done = sqlx::query("DELETE FROM apps WHERE id = ?")
             .bind(id.as_str())
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await
             .map_err(|e| {
                 sql::write_error(
@@ -133,7 +138,16 @@ impl Store {
                     e,
                 )
             })?;
-        sql::found(&done, || format!("app {id}"))
+        sql::found(&done, || format!("app {id}"))?;
+        // Its events go with it (they have no foreign key, see migration 0006).
+        sqlx::query("DELETE FROM events WHERE app = ?")
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| sql::db_error("deleting an app's events", e))?;
+        tx.commit()
+            .await
+            .map_err(|e| sql::db_error("deleting an app", e))
     }
 
     /// Routes a custom domain to an app. A domain already routed is [`Error::Conflict`].

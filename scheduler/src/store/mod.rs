@@ -1,6 +1,6 @@
 //! The MySQL store: typed functions over the scheduler's tables (tenants, hosts, apps, domains,
-//! deployments, instances, pushed tags, releases, app config versions, app logs). Only this
-//! module and `placement` write SQL.
+//! deployments, instances, pushed tags, releases, app config versions, app logs, events,
+//! webhooks). Only this module and `placement` write SQL.
 //!
 //! Architecture invariant: a host's free memory and CPU change only through
 //! `placement::claim` / `placement::release`, inside the optimistic `version` check. Nothing
@@ -9,6 +9,7 @@
 mod app_config;
 mod apps;
 mod deployments;
+mod events;
 #[cfg(test)]
 pub(crate) mod fixtures;
 mod hosts;
@@ -22,6 +23,7 @@ mod tenants;
 pub use app_config::AppConfigRow;
 pub use apps::{AppRow, DomainRow};
 pub use deployments::{DeploymentRow, DeploymentState, NewDeployment};
+pub use events::{EventRow, EventScope, WebhookRow};
 pub(crate) use hosts::parse_state as hosts_state;
 pub use hosts::{HostRow, NewHost};
 pub use instances::InstanceRow;
