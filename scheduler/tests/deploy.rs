@@ -265,8 +265,10 @@ async fn a_tenant_cannot_see_or_change_another_tenants_app() {
     zk.delete(&node, None)
         .await
         .expect("delete the node behind the scheduler's back");
+    // This pass restores it, unless the leader's own periodic pass (every 2 s here) got there
+    // first: either way the node is back after it, and restored once.
     let report = p.control().reconciler.reconcile().await.expect("reconcile");
-    assert_eq!(report.nodes, 1, "{report:?}");
+    assert!(report.nodes <= 1, "{report:?}");
     assert_eq!(
         zk.get_data(&node).await.expect("domain node restored").0,
         b"shop"
