@@ -1,6 +1,8 @@
 //! The command line: flags, subcommands and their arguments (clap).
 
-use caas_types::{AppId, Cpus, Domain, HostName, Memory, PortRange, TenantName, Version};
+use caas_types::{
+    AppId, Cpus, Domain, HostName, InstanceId, Memory, PortRange, TenantName, Version,
+};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// caas: push, deploy and reach containers.
@@ -95,6 +97,17 @@ pub enum Command {
     Restart {
         /// App id.
         app: AppId,
+        /// Don't show progress; print only the result.
+        #[arg(long, short = 'q')]
+        quiet: bool,
+    },
+    /// Kill one instance (SIGKILL, once a replacement is healthy and it is drained); its
+    /// deployment replaces it with a new container.
+    Kill {
+        /// App id.
+        app: AppId,
+        /// Instance id, as `caas ps APP` shows it.
+        instance: InstanceId,
         /// Don't show progress; print only the result.
         #[arg(long, short = 'q')]
         quiet: bool,
@@ -268,6 +281,14 @@ pub struct DeployArgs {
     /// What to do when an instance keeps failing its health check.
     #[arg(long, value_enum, default_value_t = OnFailureArg::Restart)]
     pub on_failure: OnFailureArg,
+    /// Seconds between SIGTERM and SIGKILL when an instance is stopped (0 to 600; default:
+    /// the scheduler's).
+    #[arg(long, value_name = "SECS")]
+    pub stop_timeout: Option<u32>,
+    /// Replace instances older than this many seconds, one at a time (at least 60; at most
+    /// 30 days).
+    #[arg(long, value_name = "SECS")]
+    pub recycle_after: Option<u64>,
     /// Don't show progress; print only the result.
     #[arg(long, short = 'q')]
     pub quiet: bool,

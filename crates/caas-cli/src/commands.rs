@@ -66,6 +66,11 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Config(args) => app_config::config(&client, out, args).await,
         Command::Secrets(cmd) => app_config::secrets(&client, out, cmd).await,
         Command::Restart { app, quiet } => app_config::restart(&client, out, app, quiet).await,
+        Command::Kill {
+            app,
+            instance,
+            quiet,
+        } => app_config::kill(&client, out, app, instance, quiet).await,
         Command::Hosts(cmd) => hosts(&client, out, cmd).await,
         Command::Domains(cmd) => domains(&client, cmd).await,
         Command::Blacklist(cmd) => blacklist(&client, out, cmd).await,
@@ -178,6 +183,8 @@ fn deployment_request(a: &DeployArgs) -> CreateDeployment {
             },
             ..HealthSpec::default()
         },
+        stop_timeout_s: a.stop_timeout,
+        recycle_after_s: a.recycle_after,
     }
 }
 

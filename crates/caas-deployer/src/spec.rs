@@ -92,6 +92,9 @@ pub struct RunSpec {
     pub read_only_rootfs: bool,
     /// Run an init process as PID 1 so SIGTERM reaches the app and zombies are reaped.
     pub init: bool,
+    /// The container's own stop timeout, seconds (`StopTimeout`: how long the engine waits
+    /// after SIGTERM before SIGKILL when no timeout is given); `None`: the engine's default.
+    pub stop_timeout: Option<u32>,
 }
 
 impl std::fmt::Debug for RunSpec {
@@ -111,6 +114,7 @@ impl std::fmt::Debug for RunSpec {
             .field("cap_add", &self.cap_add)
             .field("read_only_rootfs", &self.read_only_rootfs)
             .field("init", &self.init)
+            .field("stop_timeout", &self.stop_timeout)
             .finish()
     }
 }
@@ -155,6 +159,7 @@ impl RunSpec {
             },
             read_only_rootfs: false,
             init: true,
+            stop_timeout: None,
         }
     }
 
@@ -210,6 +215,7 @@ impl RunSpec {
             labels: Some(self.all_labels()),
             exposed_ports: Some(HashMap::from([(port_key, HashMap::new())])),
             host_config: Some(host_config),
+            stop_timeout: self.stop_timeout.map(i64::from),
             ..Default::default()
         }
     }
