@@ -137,6 +137,15 @@ async fn killing_an_instance_replaces_it_without_a_failed_request() {
     for (_, container, _) in listed(&p).await {
         assert_eq!(stop_timeout(&container), "1");
     }
+    // ... and the instance rows teardown reads it from.
+    let store = p.db.store(2).await;
+    for row in store
+        .list_instances_by_app(&"hello".parse().unwrap())
+        .await
+        .unwrap()
+    {
+        assert_eq!(row.stop_timeout_s, Some(1), "{row:?}");
+    }
 
     // Unknown instances, and instances of another app, are not found.
     let victim = before.iter().next().unwrap().clone();
@@ -207,7 +216,12 @@ async fn recycling_replaces_every_instance_without_a_failed_request() {
         )
         .await;
     assert_eq!(d["recycle_after_s"], 5, "{d}");
+    assert!(d.get("stop_timeout_s").is_none(), "{d}");
     let before = settled(&p, 2).await;
+    // Without `stop_timeout_s` the containers get the scheduler's --stop-grace-secs (2 here).
+    for (_, container, _) in listed(&p).await {
+        assert_eq!(stop_timeout(&container), "2");
+    }
     let (stop, seen, load) = start_load(&p).await;
 
     // Every instance is replaced (and the count holds meanwhile: at most one extra).
