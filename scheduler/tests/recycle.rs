@@ -147,8 +147,21 @@ async fn killing_an_instance_replaces_it_without_a_failed_request() {
         assert_eq!(row.stop_timeout_s, Some(1), "{row:?}");
     }
 
-    // Unknown instances, and instances of another app, are not found.
+    // Unknown instances, instances of another app and another tenant's are not found.
     let victim = before.iter().next().unwrap().clone();
+    let (s, t) = p
+        .call(
+            "POST",
+            "/v1/tenants",
+            Some(json!({"name": "globex"})),
+            TOKEN,
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{t}");
+    let globex = t["token"].as_str().unwrap().to_owned();
+    let path = format!("/v1/apps/hello/instances/{victim}");
+    let (s, e) = p.call("DELETE", &path, None, &globex).await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "another tenant: {e}");
     for path in [
         "/v1/apps/hello/instances/hello-nosuchinstance".to_owned(),
         format!("/v1/apps/other/instances/{victim}"),
@@ -158,6 +171,7 @@ async fn killing_an_instance_replaces_it_without_a_failed_request() {
         assert_eq!(s, StatusCode::NOT_FOUND, "{path}: {e}");
     }
 
+    assert_eq!(settled(&p, 2).await, before, "nothing was killed");
     let (stop, seen, load) = start_load(&p).await;
     let victim_container = listed(&p)
         .await

@@ -526,6 +526,49 @@ mod tests {
     }
 
     #[test]
+    fn kill_and_the_deploy_timings_parse() {
+        let cli = Cli::try_parse_from(["caas", "kill", "hello", "hello-0a1b2c3d4e", "-q"])
+            .expect("valid command line");
+        let Command::Kill {
+            app,
+            instance,
+            quiet,
+        } = cli.command
+        else {
+            panic!("not a kill")
+        };
+        assert_eq!(
+            (app.as_str(), instance.as_str(), quiet),
+            ("hello", "hello-0a1b2c3d4e", true)
+        );
+        assert!(Cli::try_parse_from(["caas", "kill", "hello"]).is_err());
+        assert!(Cli::try_parse_from(["caas", "kill", "hello", "../x"]).is_err());
+        let cli = Cli::try_parse_from([
+            "caas",
+            "deploy",
+            "hello",
+            "v1",
+            "--stop-timeout",
+            "30",
+            "--recycle-after",
+            "86400",
+        ])
+        .expect("valid command line");
+        let Command::Deploy(d) = cli.command else {
+            panic!("not a deploy")
+        };
+        assert_eq!((d.stop_timeout, d.recycle_after), (Some(30), Some(86400)));
+        let cli = Cli::try_parse_from(["caas", "deploy", "hello", "v1"]).expect("valid");
+        let Command::Deploy(d) = cli.command else {
+            panic!("not a deploy")
+        };
+        assert_eq!((d.stop_timeout, d.recycle_after), (None, None));
+        assert!(
+            Cli::try_parse_from(["caas", "deploy", "hello", "v1", "--stop-timeout", "-1"]).is_err()
+        );
+    }
+
+    #[test]
     fn bad_ids_are_refused_before_any_request() {
         assert!(Cli::try_parse_from(["caas", "deploy", "Bad_App", "v1"]).is_err());
         assert!(Cli::try_parse_from(["caas", "deploy", "app", "../v1"]).is_err());
