@@ -99,6 +99,23 @@ pub struct Config {
     #[arg(long, env = "CAAS_HEALTH_CONCURRENCY", default_value_t = 64)]
     pub health_concurrency: usize,
 
+    /// Log lines kept per app (a ring: the collector trims older lines in the background, so
+    /// an app may briefly hold a few seconds' worth more).
+    #[arg(long, env = "CAAS_LOGS_KEEP_LINES", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub logs_keep_lines: u32,
+
+    /// Size of one container log file before the engine rotates it (`json-file` `max-size`),
+    /// MiB. With `--log-max-files` it bounds each container's logs on its host's disk.
+    #[arg(long, env = "CAAS_LOG_MAX_SIZE_MB", default_value_t = 20,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub log_max_size_mb: u32,
+
+    /// Container log files kept by the engine (`json-file` `max-file`), the current one included.
+    #[arg(long, env = "CAAS_LOG_MAX_FILES", default_value_t = 5,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub log_max_files: u32,
+
     /// Directory with TLS client files for `https://` Docker endpoints (ca.pem, cert.pem, key.pem).
     #[arg(long, env = "CAAS_DOCKER_CERT_PATH")]
     pub docker_cert_path: Option<PathBuf>,
@@ -172,6 +189,42 @@ mod tests {
 
     use super::*;
     use clap::CommandFactory as _;
+
+    #[test]
+    fn log_flags_default_to_the_ring_and_rotation_the_docs_give() {
+        let base = [
+            "caas-scheduler",
+            "--database-url",
+            "mysql://u:p@h/db",
+            "--token",
+            "t",
+        ];
+        let config = Config::try_parse_from(base).unwrap();
+        assert_eq!(
+            (
+                config.logs_keep_lines,
+                config.log_max_size_mb,
+                config.log_max_files
+            ),
+            (10_000, 20, 5)
+        );
+        let cmd = Config::command();
+        for (long, env) in [
+            ("logs-keep-lines", "CAAS_LOGS_KEEP_LINES"),
+            ("log-max-size-mb", "CAAS_LOG_MAX_SIZE_MB"),
+            ("log-max-files", "CAAS_LOG_MAX_FILES"),
+        ] {
+            let arg = cmd
+                .get_arguments()
+                .find(|a| a.get_long() == Some(long))
+                .unwrap();
+            assert_eq!(arg.get_env().unwrap(), env);
+            let flag = format!("--{long}");
+            let mut zero = base.to_vec();
+            zero.extend([flag.as_str(), "0"]);
+            assert!(Config::try_parse_from(zero).is_err(), "--{long} 0");
+        }
+    }
 
     #[test]
     fn zookeeper_flags_parse_as_before_the_shared_zk_args() {

@@ -58,6 +58,12 @@ pub struct ControlPlane {
     /// Rolls auto-deploy apps to pushed tags.
     pub autodeploy: Arc<AutoDeployer>,
     leader: Arc<AtomicBool>,
+    /// True once the scheduler shuts down: answers that stream until the client leaves (log
+    /// follows) end, so a graceful shutdown does not wait on them.
+    closing: tokio::sync::watch::Sender<bool>,
+    /// Bumped each time this process's log collector commits lines, so this process's log
+    /// follows read them at once instead of at their next poll.
+    pub logs_written: tokio::sync::watch::Sender<u64>,
 }
 
 impl ControlPlane {
@@ -126,6 +132,8 @@ impl ControlPlane {
             releases,
             autodeploy,
             leader: Arc::new(AtomicBool::new(false)),
+            closing: tokio::sync::watch::Sender::new(false),
+            logs_written: tokio::sync::watch::Sender::new(0),
         })
     }
 
@@ -137,6 +145,16 @@ impl ControlPlane {
     /// The flag the leader's duties set while this process leads.
     pub fn leader_flag(&self) -> Arc<AtomicBool> {
         self.leader.clone()
+    }
+
+    /// Tells streaming answers (log follows) to end: the scheduler is shutting down.
+    pub fn close_streams(&self) {
+        self.closing.send_replace(true);
+    }
+
+    /// What streaming answers watch to end at shutdown (true once closing).
+    pub fn closing(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.closing.subscribe()
     }
 
     /// Whether ZooKeeper answers a read.

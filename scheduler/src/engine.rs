@@ -1,16 +1,16 @@
 //! The seam at the Docker engines: [`Engine`] is everything the scheduler asks of one host's
-//! engine, implemented by `caas_deployer::Deployer`; [`Engines`] keeps one client per host,
-//! connected on first use from the host's endpoint URL (bollard clients pool their
-//! connections). Code above this module never names `Deployer`, so it can be driven by another
-//! implementation in tests.
+//! engine (logs included), implemented by `caas_deployer::Deployer`; [`Engines`] keeps one
+//! client per host, connected on first use from the host's endpoint URL (bollard clients pool
+//! their connections). Code above this module never names `Deployer`, so it can be driven by
+//! another implementation in tests.
 
 use crate::config::Config;
 use crate::error::{Error, Result};
 use caas_deployer::{
-    ContainerStatus, ContainerSummary, Deployer, DockerEndpoint, PullProgress, RegistryCredentials,
-    RunSpec, RunningContainer, TlsFiles,
+    ContainerEvent, ContainerStatus, ContainerSummary, Deployer, DockerEndpoint, LogLine,
+    PullProgress, RegistryCredentials, RunSpec, RunningContainer, TlsFiles,
 };
-use caas_types::{ContainerId, HostName};
+use caas_types::{ContainerId, HostName, Timestamp};
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 use futures::StreamExt;
@@ -55,6 +55,16 @@ pub trait Engine: Send + Sync + std::fmt::Debug {
         &'a self,
         labels: &'a [(&'a str, &'a str)],
     ) -> BoxFuture<'a, EngineResult<Vec<ContainerSummary>>>;
+    /// A container's output lines from `since` (inclusive); with `follow`, until it stops.
+    fn logs(
+        &self,
+        id: &ContainerId,
+        since: Option<Timestamp>,
+        follow: bool,
+    ) -> BoxStream<'static, EngineResult<LogLine>>;
+    /// Container events (start, die, ...) of containers carrying every one of `labels`, from
+    /// now on; the stream ends if the engine closes it.
+    fn events(&self, labels: &[(&str, &str)]) -> BoxStream<'static, EngineResult<ContainerEvent>>;
 }
 
 impl Engine for Deployer {
@@ -98,6 +108,17 @@ impl Engine for Deployer {
         labels: &'a [(&'a str, &'a str)],
     ) -> BoxFuture<'a, EngineResult<Vec<ContainerSummary>>> {
         Box::pin(Deployer::list(self, labels))
+    }
+    fn logs(
+        &self,
+        id: &ContainerId,
+        since: Option<Timestamp>,
+        follow: bool,
+    ) -> BoxStream<'static, EngineResult<LogLine>> {
+        Deployer::logs(self, id, since, follow).boxed()
+    }
+    fn events(&self, labels: &[(&str, &str)]) -> BoxStream<'static, EngineResult<ContainerEvent>> {
+        Deployer::events(self, labels).boxed()
     }
 }
 

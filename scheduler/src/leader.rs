@@ -1,13 +1,15 @@
 //! The leader's duties: while this process leads, run the health checker, act on its events,
 //! keep its targets in sync with the database, reconcile at start and periodically, and after
-//! each reconciliation recycle instances past their age ([`Recycler`]). They stop when
-//! leadership is lost or on shutdown.
+//! each reconciliation recycle instances past their age ([`Recycler`]), and collect the apps'
+//! logs. They stop when leadership is lost or on shutdown.
 
 use crate::control::ControlPlane;
 use crate::healing::Healer;
+use crate::logs::LogCollector;
 use crate::reconcile::Reconciler;
 use crate::recycle::Recycler;
 use caas_registry::{HealthChecker, HealthEvent};
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,6 +28,7 @@ pub struct LeaderDuties {
     /// a while, and health events must not wait).
     recycler: Arc<Recycler>,
     checker: HealthChecker,
+    logs: Arc<LogCollector>,
     reconcile_every: Duration,
     /// Shared with the control plane, whose `/healthz` reports it.
     leading: Arc<AtomicBool>,
@@ -43,6 +46,12 @@ impl LeaderDuties {
                 control.deployments.clone(),
             )),
             checker,
+            logs: Arc::new(LogCollector::new(
+                control.store.clone(),
+                control.engines.clone(),
+                &control.config,
+                control.logs_written.clone(),
+            )),
             reconcile_every: Duration::from_secs(control.config.reconcile_secs.max(1)),
             leading: control.leader_flag(),
         }
@@ -72,6 +81,7 @@ impl LeaderDuties {
                     _ = until(&mut stop_checker, true) => {}
                 }
             }));
+            let logs_task = tokio::spawn(self.logs.clone().run(ended(&leader, &stop)));
             let mut sync = tokio::time::interval(HEALTH_SYNC);
             let mut reconcile = tokio::time::interval(self.reconcile_every);
             let mut recycling: Option<tokio::task::JoinHandle<()>> = None;
@@ -111,10 +121,22 @@ impl LeaderDuties {
             if let Some(t) = recycling {
                 let _ = t.await;
             }
+            let _ = logs_task.await;
             if *stop.borrow() {
                 return;
             }
             tracing::warn!("this scheduler lost the leadership");
+        }
+    }
+}
+
+/// Completes when the leadership is lost or the scheduler stops.
+fn ended(leader: &watch::Receiver<bool>, stop: &watch::Receiver<bool>) -> impl Future<Output = ()> {
+    let (mut leader, mut stop) = (leader.clone(), stop.clone());
+    async move {
+        tokio::select! {
+            _ = until(&mut leader, false) => {}
+            _ = until(&mut stop, true) => {}
         }
     }
 }

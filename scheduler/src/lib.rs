@@ -1,6 +1,6 @@
 //! The caas scheduler as a library. [`ControlPlane`] wires the parts, each holding only what it
 //! needs: `Lifecycle` (one instance's life), `Deployments`, `Apps`, `Blacklist`, `Healer`,
-//! `Reconciler`, `AutoDeployer`, over the store (MySQL), placement with optimistic locking and
+//! `Reconciler`, `AutoDeployer`, `Releases`, `AppConfigs`, the log collector, over the store (MySQL), placement with optimistic locking and
 //! three seams (`engine`, `routes`, `health_targets`); `LeaderDuties` runs what only the leader
 //! does; `api` is the admin API. `main.rs` only parses configuration and calls [`run`], so
 //! tests drive the same code without a process. docs/ARCHITECTURE.md is the map.
@@ -22,6 +22,7 @@ pub mod image_digest;
 pub mod image_push;
 pub mod leader;
 pub mod lifecycle;
+pub mod logs;
 pub mod metrics;
 pub mod placement;
 pub mod progress;
@@ -117,12 +118,14 @@ impl Scheduler {
         let (stop_tx, stop_rx) = watch::channel(false);
         let duties = leader::LeaderDuties::new(&self.state.control, self.checker);
         let leader_task = tokio::spawn(duties.run(self.election.subscribe(), self.events, stop_rx));
+        let control = self.state.control.clone();
         let app = api::router(self.state);
         tracing::info!(addr = ?listener.local_addr().ok(), "admin API listening");
         let served = axum::serve(listener, app)
             .with_graceful_shutdown(async move {
                 shutdown.await;
                 let _ = stop_tx.send(true);
+                control.close_streams();
             })
             .await;
         let _ = leader_task.await;

@@ -1,7 +1,7 @@
 //! The command line: flags, subcommands and their arguments (clap).
 
 use caas_types::{
-    AppId, Cpus, Domain, HostName, InstanceId, Memory, PortRange, TenantName, Version,
+    AppId, Cpus, Domain, HostName, InstanceId, Memory, PortRange, TenantName, Timestamp, Version,
 };
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
@@ -117,6 +117,8 @@ pub enum Command {
         /// App id.
         app: Option<AppId>,
     },
+    /// An app's log lines, every instance merged in time order.
+    Logs(LogsArgs),
     /// Hosts (operator only).
     #[command(subcommand)]
     Hosts(HostsCmd),
@@ -294,6 +296,23 @@ pub struct DeployArgs {
     pub quiet: bool,
 }
 
+/// `caas logs ...`
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// App id.
+    pub app: AppId,
+    /// Keep printing new lines as instances write them (instances started later included).
+    #[arg(long, short = 'f')]
+    pub follow: bool,
+    /// Lines of history to print first (at most 10000).
+    #[arg(long, short = 'n', default_value_t = 100,
+          value_parser = clap::value_parser!(u32).range(0..=10_000))]
+    pub tail: u32,
+    /// Only lines at or after this time (RFC 3339, e.g. 2024-05-01T12:00:00Z).
+    #[arg(long)]
+    pub since: Option<Timestamp>,
+}
+
 /// `--rank`
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum RankArg {
@@ -425,6 +444,29 @@ fn parse_kv(s: &str) -> Result<(String, String), String> {
 mod tests {
     use super::*;
     use clap::CommandFactory;
+
+    #[test]
+    fn logs_takes_follow_tail_and_since() {
+        let cli = Cli::try_parse_from([
+            "caas",
+            "logs",
+            "-f",
+            "--tail",
+            "5",
+            "--since",
+            "2024-05-01T12:00:00Z",
+            "hello",
+        ])
+        .expect("valid command line");
+        let Command::Logs(args) = cli.command else {
+            panic!("not logs: {:?}", cli.command)
+        };
+        assert!(args.follow);
+        assert_eq!(args.tail, 5);
+        assert_eq!(args.since.map(|t| t.as_secs()), Some(1_714_564_800));
+        assert!(Cli::try_parse_from(["caas", "logs", "--tail", "10001", "hello"]).is_err());
+        assert!(Cli::try_parse_from(["caas", "logs", "--since", "today", "hello"]).is_err());
+    }
 
     #[test]
     fn the_command_line_is_consistent() {

@@ -71,6 +71,7 @@ pub async fn run(cli: Cli) -> Result<()> {
             instance,
             quiet,
         } => app_config::kill(&client, out, app, instance, quiet).await,
+        Command::Logs(args) => crate::logs::logs(&client, out, args).await,
         Command::Hosts(cmd) => hosts(&client, out, cmd).await,
         Command::Domains(cmd) => domains(&client, cmd).await,
         Command::Blacklist(cmd) => blacklist(&client, out, cmd).await,

@@ -5,6 +5,7 @@
 
 use crate::endpoint::DockerEndpoint;
 use crate::error::{classify, classify_message, Error, Op, Result};
+use crate::logs::{Assembler, LogLine};
 use crate::observed::{
     ContainerEvent, ContainerStatus, ContainerSummary, PullProgress, RunningContainer,
 };
@@ -12,12 +13,14 @@ use crate::spec::{RegistryCredentials, RunSpec};
 use bollard::auth::DockerCredentials;
 use bollard::container::{
     CreateContainerOptions, InspectContainerOptions, KillContainerOptions, ListContainersOptions,
-    RemoveContainerOptions, RestartContainerOptions, StartContainerOptions, StopContainerOptions,
+    LogOutput, LogsOptions, RemoveContainerOptions, RestartContainerOptions, StartContainerOptions,
+    StopContainerOptions,
 };
 use bollard::image::CreateImageOptions;
 use bollard::system::EventsOptions;
 use bollard::{ClientVersion, Docker};
-use caas_types::{labels, ContainerId, Endpoint};
+use caas_types::api::LogStream;
+use caas_types::{labels, ContainerId, Endpoint, Timestamp};
 use futures::{Stream, StreamExt, TryStreamExt};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -479,6 +482,81 @@ impl Deployer {
         })
         .try_flatten()
         .try_filter_map(|e| futures::future::ready(Ok(ContainerEvent::from_docker(e))))
+    }
+
+    /// A container's stdout and stderr as [`LogLine`]s in the order the engine stored them,
+    /// from `since` (inclusive; `None`: from the start of what the engine keeps). With
+    /// `follow` the stream goes on with new lines and ends when the container stops;
+    /// without, it ends at the last stored line.
+    ///
+    /// The stream is pulled, never pushed: nothing is read from the engine while the caller
+    /// does not poll, so a slow consumer slows the read (the engine's log file is the buffer)
+    /// and memory stays at one line per stream ([`crate::MAX_LINE_BYTES`] at most).
+    pub fn logs(
+        &self,
+        id: &ContainerId,
+        since: Option<Timestamp>,
+        follow: bool,
+    ) -> impl Stream<Item = Result<LogLine>> + Send + 'static {
+        let this = self.clone();
+        let id = id.clone();
+        let options = LogsOptions::<String> {
+            follow,
+            stdout: true,
+            stderr: true,
+            // The engine takes whole seconds here; lines before `since` are dropped below.
+            since: since.map_or(0, Timestamp::as_secs),
+            until: 0,
+            timestamps: true,
+            tail: "all".to_owned(),
+        };
+        let frames = futures::stream::once(async move {
+            let docker = this.docker().await?.clone();
+            let name = id.as_str().to_owned();
+            Ok::<_, Error>(
+                docker
+                    .logs(id.as_str(), Some(options))
+                    .map_err(move |e| classify(Op::Container(&name), e)),
+            )
+        })
+        .try_flatten();
+        frames
+            .map(Some)
+            .chain(futures::stream::once(async { None }))
+            .scan(
+                (Assembler::default(), false),
+                |(assembler, failed), item| {
+                    // After an error the engine's later frames add nothing.
+                    if *failed {
+                        return futures::future::ready(None);
+                    }
+                    let out: Vec<Result<LogLine>> = match item {
+                        Some(Ok(LogOutput::StdOut { message })) => assembler
+                            .push(LogStream::Stdout, &message)
+                            .into_iter()
+                            .map(Ok)
+                            .collect(),
+                        Some(Ok(LogOutput::StdErr { message })) => assembler
+                            .push(LogStream::Stderr, &message)
+                            .into_iter()
+                            .map(Ok)
+                            .collect(),
+                        // Our containers have no TTY and no stdin.
+                        Some(Ok(LogOutput::StdIn { .. } | LogOutput::Console { .. })) => Vec::new(),
+                        Some(Err(e)) => {
+                            *failed = true;
+                            let mut out: Vec<Result<LogLine>> =
+                                assembler.flush().into_iter().map(Ok).collect();
+                            out.push(Err(e));
+                            out
+                        }
+                        None => assembler.flush().into_iter().map(Ok).collect(),
+                    };
+                    futures::future::ready(Some(futures::stream::iter(out)))
+                },
+            )
+            .flatten()
+            .try_filter(move |line| futures::future::ready(since.is_none_or(|s| line.ts >= s)))
     }
 
     /// Containers of our `namespace` on this host: shorthand for

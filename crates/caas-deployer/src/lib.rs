@@ -1,5 +1,6 @@
 //! The only code in caas that talks to a Docker Engine: pull, run with port mapping and limits,
-//! stop, remove, inspect, list by label, and the engine's event stream.
+//! stop, remove, inspect, list by label, follow a container's logs, and the engine's event
+//! stream.
 //!
 //! A [`Deployer`] is one host's engine, reached through a [`DockerEndpoint`] (local socket,
 //! plain TCP, or TCP with mutual TLS). [`RunSpec`] says what to run; every failure is one
@@ -26,14 +27,18 @@
 mod deployer;
 mod endpoint;
 mod error;
+mod logs;
 mod observed;
 mod spec;
 
 pub use deployer::{Deployer, DEFAULT_TIMEOUT};
 pub use endpoint::{DockerEndpoint, TlsFiles};
 pub use error::{Error, Result};
+pub use logs::{LogLine, MAX_LINE_BYTES};
 pub use observed::{
     AppliedLimits, ContainerEvent, ContainerState, ContainerStatus, ContainerSummary, EventKind,
     PullProgress, RunningContainer,
 };
-pub use spec::{container_name, RegistryCredentials, RestartPolicy, RunSpec, DEFAULT_PIDS_LIMIT};
+pub use spec::{
+    container_name, LogRotation, RegistryCredentials, RestartPolicy, RunSpec, DEFAULT_PIDS_LIMIT,
+};

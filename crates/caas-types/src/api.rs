@@ -10,6 +10,9 @@
 //! scheduler at its API edge.
 
 mod convert;
+mod logs;
+
+pub use logs::{LogLine, LogStream};
 
 use crate::{
     AppId, ContainerId, Domain, Endpoint, HostName, InstanceId, PortRange, TenantName, Version,

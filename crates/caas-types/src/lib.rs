@@ -16,6 +16,7 @@ mod net;
 mod policy;
 mod resources;
 mod state;
+mod time;
 
 pub mod api;
 pub mod zk;
@@ -26,6 +27,7 @@ pub use net::{Endpoint, PortRange};
 pub use policy::{HealthPath, HealthPolicy, OnFailure, PlacementPolicy, Rank};
 pub use resources::{Cpus, Memory, Resources};
 pub use state::{HostState, InstanceState};
+pub use time::Timestamp;
 
 /// Label keys the platform puts on every container it starts. The reconciler finds "our"
 /// containers by these, so they are part of the contract between deployer and scheduler.

@@ -8,12 +8,23 @@
 //! - `GET /alloc/{mb}` → allocates and touches `mb` MiB (for OOM tests); answers only if it survives
 //!
 //! Listens on `0.0.0.0:$PORT` (default 8080), one thread per connection, HTTP/1.1 keep-alive.
+//!
+//! Output (for the logs tests and benchmark): one line on stderr once listening; with
+//! `HELLO_REQUEST_LOG=1`, one stdout line per request other than `/_ping` (`{method} {path}`;
+//! off by default so the gateway benchmarks measure the proxy, not a log pipe); with
+//! `HELLO_LOG_LINES=n`, `n` lines `hello-log {i} {unix_nanos}` written once listening, every
+//! tenth (i divisible by 10) on stderr and the rest on stdout, at `HELLO_LOG_RATE` lines a
+//! second (default: as fast as it can).
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 const MAX_HEADER_BYTES: usize = 16 * 1024;
+
+/// `HELLO_REQUEST_LOG=1`: log every request but health probes.
+static REQUEST_LOG: AtomicBool = AtomicBool::new(false);
 
 extern "C" {
     fn signal(signum: i32, handler: extern "C" fn(i32)) -> usize;
@@ -41,6 +52,14 @@ fn main() {
         }
     };
     eprintln!("hello: listening on 0.0.0.0:{port}");
+    REQUEST_LOG.store(
+        std::env::var("HELLO_REQUEST_LOG").is_ok_and(|v| v == "1"),
+        Ordering::Relaxed,
+    );
+    if let Some(n) = env_u64("HELLO_LOG_LINES") {
+        let rate = env_u64("HELLO_LOG_RATE").unwrap_or(0);
+        std::thread::spawn(move || write_lines(n, rate));
+    }
     let info = Info::from_env();
     for stream in listener.incoming() {
         let Ok(stream) = stream else { continue };
@@ -48,6 +67,33 @@ fn main() {
         std::thread::spawn(move || {
             let _ = serve(stream, &info);
         });
+    }
+}
+
+fn env_u64(name: &str) -> Option<u64> {
+    std::env::var(name).ok()?.parse().ok()
+}
+
+/// Writes `n` numbered lines with their write time, `rate` a second (0: unpaced).
+fn write_lines(n: u64, rate: u64) {
+    let start = Instant::now();
+    for i in 1..=n {
+        if rate > 0 {
+            let due = start + Duration::from_nanos(i.saturating_mul(1_000_000_000) / rate);
+            let now = Instant::now();
+            if due > now {
+                std::thread::sleep(due - now);
+            }
+        }
+        let ns = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
+        if i % 10 == 0 {
+            eprintln!("hello-log {i} {ns}");
+        } else {
+            println!("hello-log {i} {ns}");
+        }
     }
 }
 
@@ -151,6 +197,9 @@ fn serve(stream: TcpStream, info: &Info) -> io::Result<()> {
     let mut r = BufReader::with_capacity(64 * 1024, stream);
     while let Some(req) = read_request(&mut r)? {
         let keep = !req.close;
+        if REQUEST_LOG.load(Ordering::Relaxed) && req.path != "/_ping" {
+            println!("{} {}", req.method, req.path);
+        }
         match (req.method.as_str(), req.path.as_str()) {
             ("GET" | "HEAD", "/") => respond(
                 &mut out,

@@ -9,6 +9,7 @@ mod deployments;
 pub mod error;
 mod hosts;
 mod image_push_hook;
+mod logs;
 mod ops;
 mod releases;
 mod tenants;
@@ -80,6 +81,7 @@ pub fn router(state: AppState) -> Router {
             get(config::show).patch(config::update),
         )
         .route("/v1/apps/{app}/restart", post(config::restart))
+        .route("/v1/apps/{app}/logs", get(logs::logs))
         .route("/v1/registry/events", post(image_push_hook::events))
         .route("/v1/apps/{app}/domains", post(apps::add_domain))
         .route(

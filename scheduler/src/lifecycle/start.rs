@@ -213,6 +213,10 @@ impl Lifecycle {
             .app_configs
             .environment(&row.spec.app, &row.spec.env)
             .await?;
+        spec.log_rotation = caas_deployer::LogRotation {
+            max_size_mb: self.config.log_max_size_mb,
+            max_files: self.config.log_max_files,
+        };
         spec.labels
             .insert(labels::HOST.to_owned(), host.name.to_string());
         spec.stop_timeout = Some(self.stop_grace_s(row.spec.stop_timeout_s));

@@ -1,6 +1,6 @@
 //! The MySQL store: typed functions over the scheduler's tables (tenants, hosts, apps, domains,
-//! deployments, instances, pushed tags, releases, app config versions). Only this module and
-//! `placement` write SQL.
+//! deployments, instances, pushed tags, releases, app config versions, app logs). Only this
+//! module and `placement` write SQL.
 //!
 //! Architecture invariant: a host's free memory and CPU change only through
 //! `placement::claim` / `placement::release`, inside the optimistic `version` check. Nothing
@@ -13,6 +13,7 @@ mod deployments;
 pub(crate) mod fixtures;
 mod hosts;
 mod instances;
+mod logs;
 mod releases;
 pub(crate) mod sql;
 mod tags;
@@ -24,6 +25,7 @@ pub use deployments::{DeploymentRow, DeploymentState, NewDeployment};
 pub(crate) use hosts::parse_state as hosts_state;
 pub use hosts::{HostRow, NewHost};
 pub use instances::InstanceRow;
+pub use logs::{LogRow, NewLogLine, MAX_INSERT_ROWS};
 pub use releases::{NewRelease, ReleaseRow};
 pub use tags::{NewTag, TagRow};
 pub use tenants::TenantRow;

@@ -1,0 +1,71 @@
+//! `caas logs [-f] [--tail N] [--since TIME] APP`: an app's lines, every instance merged in time
+//! order, as `ts instance stream line` (or, with `-o json`, the API's NDJSON lines as they come).
+
+use crate::cli::{LogsArgs, Output};
+use crate::client::Client;
+use crate::output::outln;
+use anyhow::{Context, Result};
+use caas_types::api::LogLine;
+use futures::StreamExt;
+use reqwest::Method;
+
+/// Prints the lines until the answer ends (at once without `--follow`; with it, when the app
+/// is deleted or the connection drops).
+pub async fn logs(client: &Client, out: Output, args: LogsArgs) -> Result<()> {
+    let mut query: Vec<(&str, String)> = vec![("tail", args.tail.to_string())];
+    if args.follow {
+        query.push(("follow", "true".into()));
+    }
+    if let Some(since) = args.since {
+        query.push(("since", since.to_string()));
+    }
+    let req = client
+        .request(Method::GET, &format!("/v1/apps/{}/logs", args.app))
+        .query(&query);
+    let resp = client.send(req).await?;
+    let mut body = resp.bytes_stream();
+    let mut buf: Vec<u8> = Vec::new();
+    while let Some(chunk) = body.next().await {
+        buf.extend_from_slice(&chunk.context("the log stream broke off")?);
+        while let Some(nl) = buf.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = buf.drain(..=nl).collect();
+            print_line(out, &line[..line.len() - 1])?;
+        }
+    }
+    Ok(())
+}
+
+fn print_line(out: Output, raw: &[u8]) -> Result<()> {
+    if raw.iter().all(u8::is_ascii_whitespace) {
+        return Ok(());
+    }
+    if out == Output::Json {
+        outln!("{}", String::from_utf8_lossy(raw));
+        return Ok(());
+    }
+    let l: LogLine = serde_json::from_slice(raw).context("unexpected line in the log stream")?;
+    outln!("{}", human(&l));
+    Ok(())
+}
+
+/// `ts instance stream line`.
+fn human(l: &LogLine) -> String {
+    format!("{} {} {} {}", l.ts, l.instance, l.stream.as_str(), l.line)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_line_prints_as_ts_instance_stream_text() {
+        let l: LogLine = serde_json::from_str(
+            r#"{"ts":"2026-01-02T03:04:05.000000001Z","instance":"shop-abc","version":"v1","stream":"stderr","line":"boom  x"}"#,
+        )
+        .expect("valid line");
+        assert_eq!(
+            human(&l),
+            "2026-01-02T03:04:05.000000001Z shop-abc stderr boom  x"
+        );
+    }
+}
