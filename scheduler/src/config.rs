@@ -84,6 +84,10 @@ pub struct Config {
     #[arg(long, env = "CAAS_STOP_GRACE_SECS", default_value_t = 10)]
     pub stop_grace_secs: u64,
 
+    /// Smallest `recycle_after_s` a deployment may ask for, seconds (tests lower it).
+    #[arg(long, env = "CAAS_MIN_RECYCLE_AFTER_S", default_value_t = 60)]
+    pub min_recycle_after_s: u64,
+
     /// How long a new instance may take to answer its health check, seconds.
     #[arg(long, env = "CAAS_START_TIMEOUT_SECS", default_value_t = 60)]
     pub start_timeout_secs: u64,

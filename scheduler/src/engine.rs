@@ -40,6 +40,8 @@ pub trait Engine: Send + Sync + std::fmt::Debug {
     fn inspect<'a>(&'a self, id: &'a ContainerId) -> BoxFuture<'a, EngineResult<ContainerStatus>>;
     /// Stops a container with a grace period.
     fn stop<'a>(&'a self, id: &'a ContainerId, grace: Duration) -> BoxFuture<'a, EngineResult<()>>;
+    /// Kills a container at once, SIGKILL (stopped or gone already is fine).
+    fn kill<'a>(&'a self, id: &'a ContainerId) -> BoxFuture<'a, EngineResult<()>>;
     /// Removes a container (gone already is fine).
     fn remove<'a>(&'a self, id: &'a ContainerId) -> BoxFuture<'a, EngineResult<()>>;
     /// Restarts a container in place.
@@ -87,6 +89,9 @@ impl Engine for Deployer {
     }
     fn stop<'a>(&'a self, id: &'a ContainerId, grace: Duration) -> BoxFuture<'a, EngineResult<()>> {
         Box::pin(Deployer::stop(self, id, grace))
+    }
+    fn kill<'a>(&'a self, id: &'a ContainerId) -> BoxFuture<'a, EngineResult<()>> {
+        Box::pin(Deployer::kill(self, id))
     }
     fn remove<'a>(&'a self, id: &'a ContainerId) -> BoxFuture<'a, EngineResult<()>> {
         Box::pin(Deployer::remove(self, id))

@@ -1,12 +1,14 @@
 //! The leader's duties: while this process leads, run the health checker, act on its events,
-//! keep its targets in sync with the database, reconcile at start and periodically, collect
-//! the apps' logs and deliver webhooks. They stop when leadership is lost or on shutdown.
+//! keep its targets in sync with the database, reconcile at start and periodically, and after
+//! each reconciliation recycle instances past their age ([`Recycler`]), collect the apps' logs
+//! and deliver webhooks. They stop when leadership is lost or on shutdown.
 
 use crate::control::ControlPlane;
 use crate::events::webhooks::Webhooks;
 use crate::healing::Healer;
 use crate::logs::LogCollector;
 use crate::reconcile::Reconciler;
+use crate::recycle::Recycler;
 use caas_registry::{HealthChecker, HealthEvent};
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,6 +25,9 @@ const HEALTH_SYNC: Duration = Duration::from_secs(2);
 pub struct LeaderDuties {
     healer: Arc<Healer>,
     reconciler: Arc<Reconciler>,
+    /// Runs a recycling pass after each reconciliation, in its own task (replacements take
+    /// a while, and health events must not wait).
+    recycler: Arc<Recycler>,
     checker: HealthChecker,
     logs: Arc<LogCollector>,
     webhooks: Arc<Webhooks>,
@@ -38,6 +43,10 @@ impl LeaderDuties {
         LeaderDuties {
             healer: control.healer.clone(),
             reconciler: control.reconciler.clone(),
+            recycler: Arc::new(Recycler::new(
+                control.store.clone(),
+                control.deployments.clone(),
+            )),
             checker,
             logs: Arc::new(LogCollector::new(
                 control.store.clone(),
@@ -79,6 +88,7 @@ impl LeaderDuties {
             let webhooks_task = tokio::spawn(self.webhooks.clone().run(ended(&leader, &stop)));
             let mut sync = tokio::time::interval(HEALTH_SYNC);
             let mut reconcile = tokio::time::interval(self.reconcile_every);
+            let mut recycling: Option<tokio::task::JoinHandle<()>> = None;
             loop {
                 tokio::select! {
                     _ = until(&mut leader, false) => break,
@@ -97,11 +107,24 @@ impl LeaderDuties {
                         if let Err(e) = self.reconciler.reconcile().await {
                             tracing::warn!(error = %e, "reconciliation pass failed");
                         }
+                        if recycling.as_ref().is_none_or(|t| t.is_finished()) {
+                            let pass = self.recycler.clone().pass();
+                            recycling = Some(tokio::spawn(async move {
+                                if let Err(e) = pass.await {
+                                    tracing::warn!(error = %e, "recycling pass failed");
+                                }
+                            }));
+                        }
                     }
                 }
             }
             self.leading.store(false, Ordering::Relaxed);
             let _ = checker_task.await;
+            // A replacement under way finishes (stopping it half-way would leave an extra
+            // instance); no new pass starts until this process leads again.
+            if let Some(t) = recycling {
+                let _ = t.await;
+            }
             let _ = logs_task.await;
             let _ = webhooks_task.await;
             if *stop.borrow() {

@@ -28,6 +28,7 @@ pub mod metrics;
 pub mod placement;
 pub mod progress;
 pub mod reconcile;
+pub mod recycle;
 pub mod releases;
 pub mod routes;
 pub mod store;

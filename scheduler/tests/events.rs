@@ -26,27 +26,6 @@ use std::sync::{Arc, Mutex};
 const KEY: &str = "e7e7e7e7e7e7e7e7e7e7e7e7e7e7e7e7e7e7e7e7e7e7e7e7e7e7e7e7e7e7e7e7";
 const HOOK_SECRET: &str = "hook-secret-for-the-test";
 
-/// A page of events as NDJSON lines.
-async fn events(p: &Platform, query: &str, token: &str) -> Vec<Value> {
-    let resp = p
-        .http
-        .get(format!("{}/v1/events{query}", p.api))
-        .bearer_auth(token)
-        .send()
-        .await
-        .expect("admin API reachable");
-    assert_eq!(resp.status(), StatusCode::OK, "GET /v1/events{query}");
-    assert_eq!(
-        resp.headers()["content-type"],
-        "application/x-ndjson",
-        "GET /v1/events{query}"
-    );
-    let text = resp.text().await.expect("body");
-    text.lines()
-        .map(|l| serde_json::from_str(l).expect("one JSON event per line"))
-        .collect()
-}
-
 fn types(list: &[Value]) -> Vec<&str> {
     list.iter().map(|e| e["type"].as_str().unwrap()).collect()
 }
@@ -108,7 +87,7 @@ async fn a_deploy_emits_events_that_pages_followers_and_a_signed_webhook_receive
     p.add_hosts(1, 1024, 2.0).await;
     p.create_app("hello").await;
     assert!(
-        events(&p, "?app=hello", TOKEN).await.is_empty(),
+        p.events("?app=hello", TOKEN).await.is_empty(),
         "a new app has no events"
     );
 
@@ -191,7 +170,7 @@ async fn a_deploy_emits_events_that_pages_followers_and_a_signed_webhook_receive
     .await;
 
     // A page: newest first, every line `{"id", "ts", "type", "app", ...}`.
-    let page = events(&p, "?app=hello", TOKEN).await;
+    let page = p.events("?app=hello", TOKEN).await;
     assert_eq!(
         types(&page),
         ["release.created", "deploy.succeeded", "deploy.started"],
@@ -206,9 +185,11 @@ async fn a_deploy_emits_events_that_pages_followers_and_a_signed_webhook_receive
     let ids: Vec<i64> = page.iter().map(|e| e["id"].as_i64().unwrap()).collect();
     assert!(ids.windows(2).all(|w| w[0] > w[1]), "newest first: {ids:?}");
     // Pages: `limit` and `before`.
-    let first = events(&p, "?limit=1", TOKEN).await;
+    let first = p.events("?limit=1", TOKEN).await;
     assert_eq!(first, page[..1]);
-    let older = events(&p, &format!("?limit=2&before={}", ids[0]), TOKEN).await;
+    let older = p
+        .events(&format!("?limit=2&before={}", ids[0]), TOKEN)
+        .await;
     assert_eq!(older, page[1..]);
     for bad in [
         "?limit=0",
@@ -275,7 +256,7 @@ async fn a_deploy_emits_events_that_pages_followers_and_a_signed_webhook_receive
         .await;
     assert_eq!(s, StatusCode::CREATED);
     assert!(
-        events(&p, "", &acme).await.is_empty(),
+        p.events("", &acme).await.is_empty(),
         "no events of its own yet"
     );
     let acme_followed = follow(&p, "", &acme).await;
@@ -288,14 +269,14 @@ async fn a_deploy_emits_events_that_pages_followers_and_a_signed_webhook_receive
         )
         .await;
     assert_eq!(s, StatusCode::OK, "{e}");
-    let mine = events(&p, "", &acme).await;
+    let mine = p.events("", &acme).await;
     assert!(types(&mine).contains(&"config.changed"), "{mine:?}");
     assert!(mine.iter().all(|e| e["app"] == "shop"), "{mine:?}");
     let changed = mine.iter().find(|e| e["type"] == "config.changed").unwrap();
     assert_eq!(changed["vars"], json!(["GREETING"]));
     let (s, _) = p.call("GET", "/v1/events?app=hello", None, &acme).await;
     assert_eq!(s, StatusCode::NOT_FOUND, "another's app");
-    let all = events(&p, "", TOKEN).await;
+    let all = p.events("", TOKEN).await;
     assert!(all.iter().any(|e| e["app"] == "shop"));
     assert!(all.iter().any(|e| e["app"] == "hello"));
     eventually("the tenant's follower gets its config change", || {
@@ -340,12 +321,12 @@ async fn a_deploy_emits_events_that_pages_followers_and_a_signed_webhook_receive
         .await;
     assert_eq!(s, StatusCode::NO_CONTENT);
     assert_eq!(
-        types(&events(&p, "?app=hello&limit=1", TOKEN).await),
+        types(&p.events("?app=hello&limit=1", TOKEN).await),
         ["deployment.removed"]
     );
     let (s, _) = p.call("DELETE", "/v1/apps/hello", None, TOKEN).await;
     assert_eq!(s, StatusCode::NO_CONTENT);
-    let left = events(&p, "", TOKEN).await;
+    let left = p.events("", TOKEN).await;
     assert!(left.iter().all(|e| e["app"] != "hello"), "{left:?}");
     assert!(left.iter().any(|e| e["app"] == "shop"));
 }

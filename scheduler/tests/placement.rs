@@ -66,6 +66,8 @@ async fn deployment(
             placement,
             health: HealthPolicy::default(),
             instances: 1,
+            stop_timeout_s: None,
+            recycle_after_s: None,
         })
         .await
         .expect("create deployment")
@@ -235,6 +237,8 @@ async fn store_crud_maps_conflicts_and_not_found() {
                 placement: PlacementPolicy::default(),
                 health: HealthPolicy::default(),
                 instances: 1,
+                stop_timeout_s: None,
+                recycle_after_s: None,
             })
             .await,
         Err(Error::Conflict(_))

@@ -1,5 +1,6 @@
-//! `caas config`, `caas secrets` and `caas restart`: an app's config (a change is a new config
-//! version and a rolling restart, whose progress is shown as a deploy's is) and its restart.
+//! `caas config`, `caas secrets`, `caas restart` and `caas kill`: an app's config (a change is
+//! a new config version and a rolling restart, whose progress is shown as a deploy's is), its
+//! restart, and killing one instance (its deployment replaces it).
 //! A secret's value is read from standard input only, never from the command line.
 
 use crate::cli::{ConfigArgs, ConfigCmd, Output, SecretsCmd};
@@ -8,8 +9,8 @@ use crate::commands::{instance_table, print_json, send_with_progress};
 use crate::output::{out, outln};
 use crate::table::Table;
 use anyhow::{bail, Context, Result};
-use caas_types::api::{AppConfig, ConfigPatch, Restarted, SecretValue};
-use caas_types::AppId;
+use caas_types::api::{AppConfig, ConfigPatch, Instance, Restarted, SecretValue};
+use caas_types::{AppId, InstanceId};
 use reqwest::Method;
 use std::io::Read;
 
@@ -71,6 +72,26 @@ pub async fn secrets(client: &Client, out: Output, cmd: SecretsCmd) -> Result<()
             change(client, out, &app, &patch, quiet).await
         }
     }
+}
+
+/// `caas kill APP INSTANCE`
+pub async fn kill(
+    client: &Client,
+    out: Output,
+    app: AppId,
+    instance: InstanceId,
+    quiet: bool,
+) -> Result<()> {
+    let req = client.request(
+        Method::DELETE,
+        &format!("/v1/apps/{app}/instances/{instance}"),
+    );
+    let killed: Instance = send_with_progress(client, req, quiet, "instance").await?;
+    if out == Output::Json {
+        return print_json(&killed);
+    }
+    outln!("killed {app} instance {instance}; its deployment replaced it");
+    Ok(())
 }
 
 /// `caas restart APP`

@@ -1,7 +1,7 @@
 //! The command line: flags, subcommands and their arguments (clap).
 
 use caas_types::{
-    AppId, Cpus, Domain, HostName, Memory, PortRange, TenantName, Timestamp, Version,
+    AppId, Cpus, Domain, HostName, InstanceId, Memory, PortRange, TenantName, Timestamp, Version,
 };
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
@@ -97,6 +97,17 @@ pub enum Command {
     Restart {
         /// App id.
         app: AppId,
+        /// Don't show progress; print only the result.
+        #[arg(long, short = 'q')]
+        quiet: bool,
+    },
+    /// Kill one instance (SIGKILL, once a replacement is healthy and it is drained); its
+    /// deployment replaces it with a new container.
+    Kill {
+        /// App id.
+        app: AppId,
+        /// Instance id, as `caas ps APP` shows it.
+        instance: InstanceId,
         /// Don't show progress; print only the result.
         #[arg(long, short = 'q')]
         quiet: bool,
@@ -316,6 +327,14 @@ pub struct DeployArgs {
     /// What to do when an instance keeps failing its health check.
     #[arg(long, value_enum, default_value_t = OnFailureArg::Restart)]
     pub on_failure: OnFailureArg,
+    /// Seconds between SIGTERM and SIGKILL when an instance is stopped (0 to 600; default:
+    /// the scheduler's).
+    #[arg(long, value_name = "SECS")]
+    pub stop_timeout: Option<u32>,
+    /// Replace instances older than this many seconds, one at a time (at least 60; at most
+    /// 30 days).
+    #[arg(long, value_name = "SECS")]
+    pub recycle_after: Option<u64>,
     /// Don't show progress; print only the result.
     #[arg(long, short = 'q')]
     pub quiet: bool,
@@ -590,6 +609,49 @@ mod tests {
         ));
         assert!(Cli::try_parse_from(["caas", "rollback", "hello", "v1"]).is_err());
         assert!(Cli::try_parse_from(["caas", "rollback", "Bad_App"]).is_err());
+    }
+
+    #[test]
+    fn kill_and_the_deploy_timings_parse() {
+        let cli = Cli::try_parse_from(["caas", "kill", "hello", "hello-0a1b2c3d4e", "-q"])
+            .expect("valid command line");
+        let Command::Kill {
+            app,
+            instance,
+            quiet,
+        } = cli.command
+        else {
+            panic!("not a kill")
+        };
+        assert_eq!(
+            (app.as_str(), instance.as_str(), quiet),
+            ("hello", "hello-0a1b2c3d4e", true)
+        );
+        assert!(Cli::try_parse_from(["caas", "kill", "hello"]).is_err());
+        assert!(Cli::try_parse_from(["caas", "kill", "hello", "../x"]).is_err());
+        let cli = Cli::try_parse_from([
+            "caas",
+            "deploy",
+            "hello",
+            "v1",
+            "--stop-timeout",
+            "30",
+            "--recycle-after",
+            "86400",
+        ])
+        .expect("valid command line");
+        let Command::Deploy(d) = cli.command else {
+            panic!("not a deploy")
+        };
+        assert_eq!((d.stop_timeout, d.recycle_after), (Some(30), Some(86400)));
+        let cli = Cli::try_parse_from(["caas", "deploy", "hello", "v1"]).expect("valid");
+        let Command::Deploy(d) = cli.command else {
+            panic!("not a deploy")
+        };
+        assert_eq!((d.stop_timeout, d.recycle_after), (None, None));
+        assert!(
+            Cli::try_parse_from(["caas", "deploy", "hello", "v1", "--stop-timeout", "-1"]).is_err()
+        );
     }
 
     #[test]

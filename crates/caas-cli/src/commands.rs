@@ -66,6 +66,11 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Config(args) => app_config::config(&client, out, args).await,
         Command::Secrets(cmd) => app_config::secrets(&client, out, cmd).await,
         Command::Restart { app, quiet } => app_config::restart(&client, out, app, quiet).await,
+        Command::Kill {
+            app,
+            instance,
+            quiet,
+        } => app_config::kill(&client, out, app, instance, quiet).await,
         Command::Logs(args) => crate::logs::logs(&client, out, args).await,
         Command::Events {
             follow,
@@ -186,6 +191,8 @@ fn deployment_request(a: &DeployArgs) -> CreateDeployment {
             },
             ..HealthSpec::default()
         },
+        stop_timeout_s: a.stop_timeout,
+        recycle_after_s: a.recycle_after,
     }
 }
 

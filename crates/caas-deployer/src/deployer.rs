@@ -12,8 +12,9 @@ use crate::observed::{
 use crate::spec::{RegistryCredentials, RunSpec};
 use bollard::auth::DockerCredentials;
 use bollard::container::{
-    CreateContainerOptions, InspectContainerOptions, ListContainersOptions, LogOutput, LogsOptions,
-    RemoveContainerOptions, RestartContainerOptions, StartContainerOptions, StopContainerOptions,
+    CreateContainerOptions, InspectContainerOptions, KillContainerOptions, ListContainersOptions,
+    LogOutput, LogsOptions, RemoveContainerOptions, RestartContainerOptions, StartContainerOptions,
+    StopContainerOptions,
 };
 use bollard::image::CreateImageOptions;
 use bollard::system::EventsOptions;
@@ -338,6 +339,28 @@ impl Deployer {
             Ok(()) => Ok(()),
             Err(e) => match classify(Op::Container(id.as_str()), e) {
                 Error::ContainerNotFound(_) => Ok(()),
+                other => Err(other),
+            },
+        }
+    }
+
+    /// Kills a container at once (SIGKILL). A container already stopped or already gone is fine.
+    #[tracing::instrument(level = "debug", skip(self), fields(engine = %self.inner.endpoint))]
+    pub async fn kill(&self, id: &ContainerId) -> Result<()> {
+        let options = KillContainerOptions { signal: "SIGKILL" };
+        match self
+            .docker()
+            .await?
+            .kill_container(id.as_str(), Some(options))
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(e) => match classify(Op::Container(id.as_str()), e) {
+                Error::ContainerNotFound(_) => Ok(()),
+                Error::Docker {
+                    status: 409,
+                    message,
+                } if message.contains("is not running") => Ok(()),
                 other => Err(other),
             },
         }

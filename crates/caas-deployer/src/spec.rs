@@ -133,6 +133,9 @@ pub struct RunSpec {
     pub read_only_rootfs: bool,
     /// Run an init process as PID 1 so SIGTERM reaches the app and zombies are reaped.
     pub init: bool,
+    /// The container's own stop timeout, seconds (`StopTimeout`: how long the engine waits
+    /// after SIGTERM before SIGKILL when no timeout is given); `None`: the engine's default.
+    pub stop_timeout: Option<u32>,
     /// The engine's log rotation for this container.
     pub log_rotation: LogRotation,
 }
@@ -154,6 +157,7 @@ impl std::fmt::Debug for RunSpec {
             .field("cap_add", &self.cap_add)
             .field("read_only_rootfs", &self.read_only_rootfs)
             .field("init", &self.init)
+            .field("stop_timeout", &self.stop_timeout)
             .finish()
     }
 }
@@ -198,6 +202,7 @@ impl RunSpec {
             },
             read_only_rootfs: false,
             init: true,
+            stop_timeout: None,
             log_rotation: LogRotation::default(),
         }
     }
@@ -255,6 +260,7 @@ impl RunSpec {
             labels: Some(self.all_labels()),
             exposed_ports: Some(HashMap::from([(port_key, HashMap::new())])),
             host_config: Some(host_config),
+            stop_timeout: self.stop_timeout.map(i64::from),
             ..Default::default()
         }
     }

@@ -110,6 +110,14 @@ async fn runs_with_limits_on_two_hosts_and_answers_ping() {
             .any(|c| c.id == a.id && c.state == ContainerState::Exited),
         "stopped containers are listed too"
     );
+    // Kill: SIGKILL at once (twice: a stopped container is fine, and so is a gone one below).
+    d.kill(&b.id).await.unwrap();
+    let killed = d.inspect(&b.id).await.unwrap();
+    assert_eq!(
+        (killed.state, killed.exit_code),
+        (ContainerState::Exited, Some(137))
+    );
+    d.kill(&b.id).await.unwrap();
     d.remove(&a.id).await.unwrap();
     d.remove(&a.id).await.unwrap();
     d.remove(&b.id).await.unwrap();
@@ -118,6 +126,7 @@ async fn runs_with_limits_on_two_hosts_and_answers_ping() {
         Err(Error::ContainerNotFound(_))
     ));
     d.stop(&a.id, Duration::from_secs(1)).await.unwrap();
+    d.kill(&a.id).await.unwrap();
     assert!(d.list_managed(ns.as_str()).await.unwrap().is_empty());
     assert!(cli_containers(&ns).is_empty());
 }

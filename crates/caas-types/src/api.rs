@@ -223,6 +223,14 @@ pub struct CreateDeployment {
     /// Health-check policy.
     #[serde(default)]
     pub health: HealthSpec,
+    /// Grace period between SIGTERM and SIGKILL when an instance is stopped, seconds
+    /// (0..=600; absent: the scheduler's `--stop-grace-secs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_timeout_s: Option<u32>,
+    /// Replace instances older than this, one at a time, seconds (at least the scheduler's
+    /// `--min-recycle-after-s`, 60 by default; at most 30 days; absent: never).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recycle_after_s: Option<u64>,
 }
 
 fn one() -> u32 {
@@ -291,6 +299,12 @@ pub struct Deployment {
     pub cpus: f64,
     /// Container port.
     pub port: u16,
+    /// Stop grace period of its instances, seconds (absent: the scheduler's default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_timeout_s: Option<u32>,
+    /// Age after which its instances are replaced, seconds (absent: never).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recycle_after_s: Option<u64>,
     /// Its instances.
     #[serde(default)]
     pub instance_list: Vec<Instance>,

@@ -287,6 +287,8 @@ async fn bench_in(args: &Args, hosts: u32, url: &str) -> Result<()> {
             placement: PlacementPolicy::default(),
             health: HealthPolicy::default(),
             instances: 1,
+            stop_timeout_s: None,
+            recycle_after_s: None,
         })
         .await?;
     let req = PlacementRequest::for_deployment(&d, 1);

@@ -12,7 +12,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use caas_types::api::{self, CreateDeployment, DeployEvent, Scale};
-use caas_types::Version;
+use caas_types::{InstanceId, Version};
 
 fn wants_ndjson(headers: &HeaderMap) -> bool {
     headers
@@ -194,4 +194,29 @@ pub async fn instances(
         .map(|r| r.to_api())
         .collect::<crate::Result<Vec<_>>>()?;
     Ok(Json(list))
+}
+
+/// `DELETE /v1/apps/{app}/instances/{id}`: kills the instance (SIGKILL, once a replacement is
+/// healthy and it is deregistered and drained) and answers 200 with it as it was; its
+/// deployment runs a new container instead, whatever `on_failure` says. Unknown, or another
+/// app's: 404.
+pub async fn kill(
+    State(state): State<AppState>,
+    who: Principal,
+    Path((app, id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let app = visible_app(&state, &who, &app).await?;
+    let id: InstanceId = parse_path("instance id", &id)?;
+    let deployments = state.control.deployments.clone();
+    run_with_progress(
+        &headers,
+        StatusCode::OK,
+        "instance",
+        move |progress| async move {
+            let _app = deployments.lock_app(&app.id).await;
+            deployments.kill(&app.id, &id, &progress).await
+        },
+    )
+    .await
 }

@@ -90,6 +90,7 @@ pub fn router(state: AppState) -> Router {
             delete(apps::remove_domain),
         )
         .route("/v1/apps/{app}/instances", get(deployments::instances))
+        .route("/v1/apps/{app}/instances/{id}", delete(deployments::kill))
         .route(
             "/v1/apps/{app}/deployments",
             post(deployments::create).get(deployments::list),

@@ -3,6 +3,8 @@
 //! [`Lifecycle`]'s; this module decides how many, and keeps the
 //! deployment row's state.
 
+mod kill;
+mod replace;
 mod restart;
 mod validate;
 mod view;
@@ -10,7 +12,8 @@ mod view;
 #[cfg(test)]
 pub(crate) use validate::plan;
 pub use validate::{
-    check_instance_count, env_name_ok, DeployPlan, ENV_NAME_RULE, MAX_ENV_BYTES, MAX_INSTANCES,
+    check_instance_count, check_timings, env_name_ok, DeployPlan, ENV_NAME_RULE, MAX_ENV_BYTES,
+    MAX_INSTANCES, MAX_RECYCLE_AFTER_S, MAX_STOP_TIMEOUT_S,
 };
 
 use crate::app_lock::{AppGuard, AppLocks};

@@ -9,6 +9,7 @@
 use super::Deployments;
 use crate::error::{Error, Result};
 use crate::events::EventType;
+use crate::lifecycle::StopMode;
 use crate::progress::Progress;
 use crate::store::{DeploymentRow, DeploymentState};
 use caas_types::{AppId, InstanceState};
@@ -77,13 +78,8 @@ impl Deployments {
                 Ok(_) | Err(Error::NotFound(_)) => continue,
                 Err(e) => return Err(e),
             };
-            if row.spec.placement.global {
-                self.lifecycle.teardown(&[current], true).await;
-                self.lifecycle.add_instances(row, 1, progress).await?;
-            } else {
-                self.lifecycle.add_instances(row, 1, progress).await?;
-                self.lifecycle.teardown(&[current], true).await;
-            }
+            self.replace_one(row, current, StopMode::Graceful, progress)
+                .await?;
             progress.step(Some(&inst.id), "replaced", "drained and removed");
             done += 1;
         }

@@ -44,6 +44,31 @@ pub fn check_instance_count(n: u32, allow_zero: bool) -> Result<()> {
     Ok(())
 }
 
+/// Longest `stop_timeout_s`, seconds.
+pub const MAX_STOP_TIMEOUT_S: u32 = 600;
+/// Longest `recycle_after_s`: 30 days, in seconds.
+pub const MAX_RECYCLE_AFTER_S: u64 = 30 * 24 * 3600;
+
+/// Checks a request's `stop_timeout_s` (0..=600) and `recycle_after_s` (`min_recycle_after_s`
+/// ..= 30 days).
+pub fn check_timings(req: &CreateDeployment, min_recycle_after_s: u64) -> Result<()> {
+    if req.stop_timeout_s.is_some_and(|s| s > MAX_STOP_TIMEOUT_S) {
+        return Err(invalid(&format!(
+            "stop_timeout_s: must be between 0 and {MAX_STOP_TIMEOUT_S}"
+        )));
+    }
+    let min = min_recycle_after_s.clamp(1, MAX_RECYCLE_AFTER_S);
+    if req
+        .recycle_after_s
+        .is_some_and(|s| !(min..=MAX_RECYCLE_AFTER_S).contains(&s))
+    {
+        return Err(invalid(&format!(
+            "recycle_after_s: must be between {min} and {MAX_RECYCLE_AFTER_S} (30 days)"
+        )));
+    }
+    Ok(())
+}
+
 fn invalid(what: &str) -> Error {
     Error::Invalid(what.to_owned())
 }
@@ -115,6 +140,8 @@ pub fn plan(registry: &str, app: &AppId, req: &CreateDeployment) -> Result<Deplo
             } else {
                 req.instances
             },
+            stop_timeout_s: req.stop_timeout_s,
+            recycle_after_s: req.recycle_after_s,
         },
     })
 }
@@ -122,6 +149,7 @@ pub fn plan(registry: &str, app: &AppId, req: &CreateDeployment) -> Result<Deplo
 impl Deployments {
     /// Validates a deployment request of `app`.
     pub fn validate(&self, app: &AppId, req: &CreateDeployment) -> Result<DeployPlan> {
+        check_timings(req, self.config.min_recycle_after_s)?;
         plan(&self.config.registry, app, req)
     }
 }
@@ -167,6 +195,46 @@ mod tests {
         ] {
             assert!(plan("r:5000", &app, &req(body)).is_err(), "{body}");
         }
+    }
+
+    #[test]
+    fn stop_timeout_and_recycle_age_have_bounds() {
+        let with = |extra: &str| {
+            req(&format!(
+                r#"{{"version":"v1","memory_mb":128,"cpus":0.5{extra}}}"#
+            ))
+        };
+        for ok in [
+            "",
+            r#","stop_timeout_s":0"#,
+            r#","stop_timeout_s":600"#,
+            r#","recycle_after_s":60"#,
+            r#","recycle_after_s":2592000"#,
+        ] {
+            assert!(check_timings(&with(ok), 60).is_ok(), "{ok}");
+        }
+        for bad in [
+            r#","stop_timeout_s":601"#,
+            r#","recycle_after_s":59"#,
+            r#","recycle_after_s":0"#,
+            r#","recycle_after_s":2592001"#,
+        ] {
+            assert!(
+                matches!(check_timings(&with(bad), 60), Err(Error::Invalid(_))),
+                "{bad}"
+            );
+        }
+        // The minimum is the operator's (tests lower it); never below one second.
+        assert!(check_timings(&with(r#","recycle_after_s":1"#), 1).is_ok());
+        assert!(check_timings(&with(r#","recycle_after_s":0"#), 0).is_err());
+        let p = plan(
+            "r:5000",
+            &"hello".parse().expect("valid"),
+            &with(r#","stop_timeout_s":3,"recycle_after_s":86400"#),
+        )
+        .expect("valid plan");
+        assert_eq!(p.new.stop_timeout_s, Some(3));
+        assert_eq!(p.new.recycle_after_s, Some(86400));
     }
 
     #[test]

@@ -7,6 +7,8 @@ pub mod probe;
 mod start;
 mod teardown;
 
+pub(crate) use teardown::StopMode;
+
 use crate::app_config::AppConfigs;
 use crate::config::Config;
 use crate::engine::{EngineRef, Engines};
@@ -71,6 +73,13 @@ impl Lifecycle {
             events,
             creds,
         }
+    }
+
+    /// The stop grace period of an instance, seconds: its deployment's `stop_timeout_s`, or
+    /// `--stop-grace-secs`.
+    pub(crate) fn stop_grace_s(&self, per_deployment: Option<u32>) -> u32 {
+        per_deployment
+            .unwrap_or_else(|| u32::try_from(self.config.stop_grace_secs).unwrap_or(u32::MAX))
     }
 
     /// The engine of an instance's host.

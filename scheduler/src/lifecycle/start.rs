@@ -229,6 +229,7 @@ impl Lifecycle {
         };
         spec.labels
             .insert(labels::HOST.to_owned(), host.name.to_string());
+        spec.stop_timeout = Some(self.stop_grace_s(row.spec.stop_timeout_s));
         Ok(spec)
     }
 }

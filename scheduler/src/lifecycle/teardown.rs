@@ -1,5 +1,6 @@
-//! Removing instances: deregister → drain → stop → remove → release. A step that fails leaves
-//! the row in `stopping` for the reconciler to finish.
+//! Removing instances: deregister → drain → stop (SIGTERM, then SIGKILL after the deployment's
+//! `stop_timeout_s`) or kill (SIGKILL) → remove → release. A step that fails leaves the row in
+//! `stopping` for the reconciler to finish.
 
 use super::Lifecycle;
 use crate::error::Error;
@@ -8,12 +9,32 @@ use crate::store::InstanceRow;
 use caas_types::InstanceState;
 use std::time::Duration;
 
+/// How teardown ends a container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StopMode {
+    /// SIGTERM, then SIGKILL after the deployment's grace period.
+    Graceful,
+    /// SIGKILL at once (`DELETE /v1/apps/{app}/instances/{id}`).
+    Kill,
+}
+
 impl Lifecycle {
     /// Removes instances: each leaves ZooKeeper first; then (if `drain`) one drain period lets
     /// gateways drop the addresses and requests in flight finish; then containers are stopped
     /// with the grace period and removed, and the claims released. Failures are logged and
     /// leave the row in `stopping` for the reconciler to finish.
     pub(crate) async fn teardown(&self, instances: &[InstanceRow], drain: bool) {
+        self.teardown_with(instances, drain, StopMode::Graceful)
+            .await;
+    }
+
+    /// [`Lifecycle::teardown`], ending the containers as `mode` says.
+    pub(crate) async fn teardown_with(
+        &self,
+        instances: &[InstanceRow],
+        drain: bool,
+        mode: StopMode,
+    ) {
         let mut was_registered = false;
         for inst in instances {
             if let Err(e) = self
@@ -34,18 +55,21 @@ impl Lifecycle {
         if drain && was_registered && self.config.drain_ms > 0 {
             tokio::time::sleep(Duration::from_millis(self.config.drain_ms)).await;
         }
-        futures::future::join_all(instances.iter().map(|i| self.stop_and_release(i))).await;
+        futures::future::join_all(instances.iter().map(|i| self.stop_and_release(i, mode))).await;
     }
 
-    async fn stop_and_release(&self, inst: &InstanceRow) {
+    async fn stop_and_release(&self, inst: &InstanceRow, mode: StopMode) {
         if let Some(cid) = &inst.container_id {
             let result = async {
                 let (host, engine) = self.engine_of(inst.host_id).await?;
-                let grace = Duration::from_secs(self.config.stop_grace_secs);
-                engine
-                    .stop(cid, grace)
-                    .await
-                    .map_err(|e| Error::engine(&host.name, e))?;
+                let stopped = match mode {
+                    StopMode::Graceful => {
+                        let grace = self.stop_grace_s(inst.stop_timeout_s);
+                        engine.stop(cid, Duration::from_secs(grace.into())).await
+                    }
+                    StopMode::Kill => engine.kill(cid).await,
+                };
+                stopped.map_err(|e| Error::engine(&host.name, e))?;
                 engine
                     .remove(cid)
                     .await

@@ -584,6 +584,8 @@ mod tests {
         InstanceRow {
             deployment_id: deployment,
             updated_ms: NOW - age_ms,
+            started_ms: 0,
+            stop_timeout_s: None,
             ..fixtures::instance(id, host_id, state, container)
         }
     }
@@ -618,6 +620,8 @@ mod tests {
             placement,
             health: HealthPolicy::default(),
             instances,
+            stop_timeout_s: None,
+            recycle_after_s: None,
         }
     }
 

@@ -65,6 +65,8 @@ pub fn request_of(spec: &NewDeployment) -> CreateDeployment {
         env: spec.env.clone(),
         placement: api::Placement::from(spec.placement.clone()),
         health: api::HealthSpec::from(spec.health.clone()),
+        stop_timeout_s: spec.stop_timeout_s,
+        recycle_after_s: spec.recycle_after_s,
     }
 }
 

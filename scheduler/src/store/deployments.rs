@@ -3,7 +3,7 @@
 //! rollback rolls the version that runs, the deployment it replaces is *superseded* (moved out
 //! of the (app, version) key) until it is undeployed; lookups by version see the current one.
 
-use super::sql::{self, get, json, parse, text, unsigned};
+use super::sql::{self, get, json, opt_unsigned, parse, text, unsigned};
 use super::Store;
 use crate::error::{Error, Result};
 use caas_types::{AppId, Cpus, HealthPolicy, Memory, PlacementPolicy, Resources, Version};
@@ -66,6 +66,10 @@ pub struct NewDeployment {
     pub health: HealthPolicy,
     /// Desired instance count.
     pub instances: u32,
+    /// Stop grace period of its instances, seconds (`None`: the scheduler's `--stop-grace-secs`).
+    pub stop_timeout_s: Option<u32>,
+    /// Age after which the leader replaces an instance, seconds (`None`: never).
+    pub recycle_after_s: Option<u64>,
 }
 
 /// A deployment as stored: the spec it was recorded with, and where it is in its life.
@@ -83,7 +87,7 @@ pub struct DeploymentRow {
 
 const DEPLOYMENT_COLUMNS: &str =
     "id, app_id, version, image, memory, cpu, port, env, placement, health, instances, state, \
-     CAST(UNIX_TIMESTAMP(updated_at) * 1000 AS SIGNED) AS updated_ms";
+     stop_timeout_s, recycle_after_s, CAST(UNIX_TIMESTAMP(updated_at) * 1000 AS SIGNED) AS updated_ms";
 
 fn deployment_from_row(row: &MySqlRow) -> Result<DeploymentRow> {
     let memory: u64 = unsigned(row, "memory")?;
@@ -105,6 +109,8 @@ fn deployment_from_row(row: &MySqlRow) -> Result<DeploymentRow> {
             placement: json(row, "placement")?,
             health: json(row, "health")?,
             instances: unsigned(row, "instances")?,
+            stop_timeout_s: opt_unsigned(row, "stop_timeout_s")?,
+            recycle_after_s: opt_unsigned(row, "recycle_after_s")?,
         },
         state: DeploymentState::parse(&state)?,
         updated_ms: get(row, "updated_ms")?,
@@ -119,7 +125,8 @@ impl Store {
             .map_err(|_| Error::Invalid("memory".into()))?;
         let result = sqlx::query(
             "INSERT INTO deployments (app_id, version, image, memory, cpu, port, env, placement, \
-             health, instances, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'deploying')",
+             health, instances, state, stop_timeout_s, recycle_after_s) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'deploying', ?, ?)",
         )
         .bind(d.app.as_str())
         .bind(d.version.as_str())
@@ -131,6 +138,11 @@ impl Store {
         .bind(sql::to_json(&d.placement, "placement")?)
         .bind(sql::to_json(&d.health, "health")?)
         .bind(i64::from(d.instances))
+        .bind(d.stop_timeout_s.map(i64::from))
+        .bind(
+            d.recycle_after_s
+                .map(|s| i64::try_from(s).unwrap_or(i64::MAX)),
+        )
         .execute(&self.pool)
         .await;
         match result {

@@ -35,5 +35,7 @@ pub(crate) fn instance(
         state,
         healthy: state == InstanceState::Running,
         updated_ms: 0,
+        started_ms: 0,
+        stop_timeout_s: None,
     }
 }

@@ -3,7 +3,7 @@
 //! created and deleted only by `placement` (claim and release), inside the host's optimistic
 //! update, so they always add up with the host's free amounts.
 
-use super::sql::{self, get, opt_text, parse, text, unsigned};
+use super::sql::{self, get, opt_text, opt_unsigned, parse, text, unsigned};
 use super::Store;
 use crate::error::{Error, Result};
 use caas_types::api;
@@ -42,6 +42,11 @@ pub struct InstanceRow {
     pub healthy: bool,
     /// Last change, milliseconds since the Unix epoch (the reconciler ages transitional states).
     pub updated_ms: i64,
+    /// When it last became `running`, milliseconds since the Unix epoch (its creation for an
+    /// instance that never ran, or one recorded before this was kept): what recycling ages.
+    pub started_ms: i64,
+    /// Its deployment's stop grace period, seconds (`None`: the scheduler's default).
+    pub stop_timeout_s: Option<u32>,
 }
 
 impl InstanceRow {
@@ -91,7 +96,9 @@ fn parse_state(raw: &str) -> Result<InstanceState> {
 const INSTANCE_SELECT: &str = "SELECT i.id, i.deployment_id, i.app_id, d.version, i.host_id, \
      h.name AS host_name, h.address AS host_address, i.host_port, i.memory, i.cpu, \
      i.container_id, i.state, i.healthy, \
-     CAST(UNIX_TIMESTAMP(i.updated_at) * 1000 AS SIGNED) AS updated_ms \
+     CAST(UNIX_TIMESTAMP(i.updated_at) * 1000 AS SIGNED) AS updated_ms, \
+     CAST(UNIX_TIMESTAMP(COALESCE(i.started_at, i.created_at)) * 1000 AS SIGNED) AS started_ms, \
+     d.stop_timeout_s \
      FROM instances i JOIN deployments d ON d.id = i.deployment_id JOIN hosts h ON h.id = i.host_id";
 
 pub(crate) fn instance_from_row(row: &MySqlRow) -> Result<InstanceRow> {
@@ -117,6 +124,8 @@ pub(crate) fn instance_from_row(row: &MySqlRow) -> Result<InstanceRow> {
         state: parse_state(&state)?,
         healthy: get(row, "healthy")?,
         updated_ms: get(row, "updated_ms")?,
+        started_ms: get(row, "started_ms")?,
+        stop_timeout_s: opt_unsigned(row, "stop_timeout_s")?,
     })
 }
 
@@ -173,15 +182,21 @@ impl Store {
         self.instances_where("", None, None).await
     }
 
-    /// Moves an instance to `state`.
+    /// Moves an instance to `state`; becoming `running` from another state records its start
+    /// time.
     pub async fn set_instance_state(&self, id: &InstanceId, state: InstanceState) -> Result<()> {
-        self.update_instance(
-            "state = ?",
-            state_str(state),
-            id,
-            "changing an instance's state",
+        // MariaDB assigns left to right: `started_at` sees the state before this change.
+        let done = sqlx::query(
+            "UPDATE instances SET started_at = IF(? = 'running' AND state <> 'running', \
+             CURRENT_TIMESTAMP(3), started_at), state = ? WHERE id = ?",
         )
+        .bind(state_str(state))
+        .bind(state_str(state))
+        .bind(id.as_str())
+        .execute(&self.pool)
         .await
+        .map_err(|e| sql::db_error("changing an instance's state", e))?;
+        sql::found(&done, || format!("instance {id}"))
     }
 
     /// Records (or clears) an instance's container id.
@@ -207,22 +222,6 @@ impl Store {
             .execute(&self.pool)
             .await
             .map_err(|e| sql::db_error("recording an instance's health", e))?;
-        sql::found(&done, || format!("instance {id}"))
-    }
-
-    async fn update_instance(
-        &self,
-        set: &str,
-        value: &str,
-        id: &InstanceId,
-        what: &str,
-    ) -> Result<()> {
-        let done = sqlx::query(&format!("UPDATE instances SET {set} WHERE id = ?"))
-            .bind(value)
-            .bind(id.as_str())
-            .execute(&self.pool)
-            .await
-            .map_err(|e| sql::db_error(what, e))?;
         sql::found(&done, || format!("instance {id}"))
     }
 }

@@ -106,6 +106,13 @@ pub(crate) fn unsigned<T: TryFrom<i64>>(row: &MySqlRow, column: &str) -> Result<
     T::try_from(raw).map_err(|_| Error::Invalid(format!("stored {column} {raw}")))
 }
 
+/// Reads a nullable integer column into an unsigned (or narrower) type.
+pub(crate) fn opt_unsigned<T: TryFrom<i64>>(row: &MySqlRow, column: &str) -> Result<Option<T>> {
+    let raw: Option<i64> = get(row, column)?;
+    raw.map(|r| T::try_from(r).map_err(|_| Error::Invalid(format!("stored {column} {r}"))))
+        .transpose()
+}
+
 /// Reads a JSON column (MariaDB stores JSON as text) into `T`.
 pub(crate) fn json<T: serde::de::DeserializeOwned>(row: &MySqlRow, column: &str) -> Result<T> {
     // MariaDB's JSON is LONGTEXT with a binary collation, which the driver may flag as bytes.

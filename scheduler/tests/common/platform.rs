@@ -204,6 +204,27 @@ impl Platform {
         d
     }
 
+    /// A page of events (`GET /v1/events{query}`) as its NDJSON lines.
+    pub async fn events(&self, query: &str, token: &str) -> Vec<Value> {
+        let resp = self
+            .http
+            .get(format!("{}/v1/events{query}", self.api))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("admin API reachable");
+        assert_eq!(resp.status(), StatusCode::OK, "GET /v1/events{query}");
+        assert_eq!(
+            resp.headers()["content-type"],
+            "application/x-ndjson",
+            "GET /v1/events{query}"
+        );
+        let text = resp.text().await.expect("body");
+        text.lines()
+            .map(|l| serde_json::from_str(l).expect("one JSON event per line"))
+            .collect()
+    }
+
     /// One admin API call; returns the status and the JSON body (`null` if empty).
     pub async fn call(
         &self,
