@@ -11,8 +11,9 @@
 mod db;
 #[path = "common/platform.rs"]
 mod platform;
+#[path = "common/traffic.rs"]
+mod traffic;
 
-use caas_testkit::zk::super_client;
 use caas_testkit::{eventually, unique_u64, var};
 use platform::{instances, Platform, TOKEN};
 use reqwest::StatusCode;
@@ -21,7 +22,7 @@ use sqlx::Row;
 use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use traffic::{traffic, Traffic};
 
 /// A key for the tests' schedulers (any 32 bytes; tests never share a database).
 const KEY: &str = "5ec2e75ec2e75ec2e75ec2e75ec2e75ec2e75ec2e75ec2e75ec2e75ec2e75ec2";
@@ -289,70 +290,6 @@ async fn without_a_key_secrets_are_refused_and_the_rest_works() {
             "{shown}"
         );
         assert!(!shown.contains(bad), "{shown}");
-    }
-}
-
-/// What the request loop saw.
-#[derive(Debug, Default)]
-struct Traffic {
-    /// Successful answers by the `app` field hello reports (its `HELLO_APP` variable).
-    ok: BTreeMap<String, u64>,
-    failed: Vec<String>,
-}
-
-/// Requests `GET /` from the app's instances as ZooKeeper lists them (as a gateway would),
-/// round-robin, one new connection each, until `stop` or a bound on count and time.
-async fn traffic(chroot: String, stop: Arc<AtomicBool>, seen: Arc<Mutex<Traffic>>) {
-    let zk = super_client().await;
-    let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(0)
-        .timeout(Duration::from_secs(5))
-        .build()
-        .unwrap();
-    let root = format!("{chroot}/caas/service/address/hello");
-    let deadline = Instant::now() + Duration::from_secs(300);
-    let mut n = 0usize;
-    while !stop.load(Ordering::Relaxed) && n < 50_000 && Instant::now() < deadline {
-        let mut live = Vec::new();
-        for v in zk
-            .get_children(&root)
-            .await
-            .map(|r| r.0)
-            .unwrap_or_default()
-        {
-            for c in zk
-                .get_children(&format!("{root}/{v}"))
-                .await
-                .map(|r| r.0)
-                .unwrap_or_default()
-            {
-                if let Ok((data, _)) = zk.get_data(&format!("{root}/{v}/{c}")).await {
-                    live.push(String::from_utf8_lossy(&data).into_owned());
-                }
-            }
-        }
-        n += 1;
-        let Some(addr) = live.get(n % live.len().max(1)).cloned() else {
-            seen.lock()
-                .unwrap()
-                .failed
-                .push(format!("request {n}: no instance registered"));
-            tokio::time::sleep(Duration::from_millis(20)).await;
-            continue;
-        };
-        let outcome = match http.get(format!("http://{addr}/")).send().await {
-            Ok(r) if r.status().is_success() => match r.json::<Value>().await {
-                Ok(body) => Ok(body["app"].as_str().unwrap_or_default().to_owned()),
-                Err(e) => Err(format!("{addr}: body {e}")),
-            },
-            Ok(r) => Err(format!("{addr}: status {}", r.status())),
-            Err(e) => Err(format!("{addr}: {e}")),
-        };
-        let mut seen = seen.lock().unwrap();
-        match outcome {
-            Ok(app) => *seen.ok.entry(app).or_default() += 1,
-            Err(e) => seen.failed.push(e),
-        }
     }
 }
 

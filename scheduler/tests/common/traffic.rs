@@ -1,3 +1,4 @@
+#![allow(dead_code)] // each test binary uses the part it needs
 //! A request loop against the app `hello`'s instances as ZooKeeper lists them (as a gateway
 //! would), for tests that assert "no failed request" while instances are replaced.
 
