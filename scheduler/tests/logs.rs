@@ -420,17 +420,16 @@ async fn tail_since_bad_input_tenants_deletion_and_the_ring() {
 }
 
 /// A smaller cousin of `scripts/bench-logs` on a test's own platform: 3 instances write
-/// `CAAS_LOGS_RATE` lines a second in all (default 6,000) for 5 s while a follow reads; the
-/// follow gets every line exactly once. Prints the write → client latency (no threshold: the
-/// benchmark records it). Ignored by default: run it with `--ignored` on a quiet machine.
+/// `CAAS_LOGS_RATE` lines a second in all (default 1,500, small enough for every run of the
+/// suite) for 2 s while a follow reads; the follow gets every line exactly once. Prints the
+/// write → client latency (no threshold: `scripts/bench-logs` records it at 20,000 lines/s).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-#[ignore = "load test: run by hand with --ignored"]
 async fn a_follow_receives_every_line_at_rate() {
     let rate: usize = std::env::var("CAAS_LOGS_RATE")
         .ok()
         .and_then(|r| r.parse().ok())
-        .unwrap_or(6_000);
-    let per = rate / 3 * 5;
+        .unwrap_or(1_500);
+    let per = rate / 3 * 2;
     let p = Platform::new(&[]).await;
     p.add_hosts(3, 1024, 2.0).await;
     p.create_app("hello").await;
