@@ -348,22 +348,12 @@ impl Deployer {
     #[tracing::instrument(level = "debug", skip(self), fields(engine = %self.inner.endpoint))]
     pub async fn kill(&self, id: &ContainerId) -> Result<()> {
         let options = KillContainerOptions { signal: "SIGKILL" };
-        match self
+        let done = self
             .docker()
             .await?
             .kill_container(id.as_str(), Some(options))
-            .await
-        {
-            Ok(()) => Ok(()),
-            Err(e) => match classify(Op::Container(id.as_str()), e) {
-                Error::ContainerNotFound(_) => Ok(()),
-                Error::Docker {
-                    status: 409,
-                    message,
-                } if message.contains("is not running") => Ok(()),
-                other => Err(other),
-            },
-        }
+            .await;
+        already_done(id, done, "is not running")
     }
 
     /// Removes a container, killing it if running, with its anonymous volumes. Already gone (or
@@ -375,22 +365,12 @@ impl Deployer {
             v: true,
             link: false,
         };
-        match self
+        let done = self
             .docker()
             .await?
             .remove_container(id.as_str(), Some(options))
-            .await
-        {
-            Ok(()) => Ok(()),
-            Err(e) => match classify(Op::Container(id.as_str()), e) {
-                Error::ContainerNotFound(_) => Ok(()),
-                Error::Docker {
-                    status: 409,
-                    message,
-                } if message.contains("already in progress") => Ok(()),
-                other => Err(other),
-            },
-        }
+            .await;
+        already_done(id, done, "already in progress")
     }
 
     /// Restarts a container (stop with `grace`, then start).
@@ -595,6 +575,27 @@ fn split_reference(image: &str) -> (String, String) {
             (image[..at].to_owned(), image[at + 1..].to_owned())
         }
         None => (image.to_owned(), "latest".to_owned()),
+    }
+}
+
+/// The answer to an operation on container `id` whose end state is "gone" or "stopped": a
+/// container that is not there, or a 409 whose message holds `benign` (the engine is already
+/// doing it, or has done it), counts as done.
+fn already_done(
+    id: &ContainerId,
+    done: std::result::Result<(), bollard::errors::Error>,
+    benign: &str,
+) -> Result<()> {
+    match done {
+        Ok(()) => Ok(()),
+        Err(e) => match classify(Op::Container(id.as_str()), e) {
+            Error::ContainerNotFound(_) => Ok(()),
+            Error::Docker {
+                status: 409,
+                message,
+            } if message.contains(benign) => Ok(()),
+            other => Err(other),
+        },
     }
 }
 
