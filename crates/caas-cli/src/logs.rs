@@ -3,7 +3,7 @@
 
 use crate::cli::{LogsArgs, Output};
 use crate::client::Client;
-use crate::output::outln;
+use crate::output;
 use anyhow::{Context, Result};
 use caas_types::api::LogLine;
 use futures::StreamExt;
@@ -24,27 +24,39 @@ pub async fn logs(client: &Client, out: Output, args: LogsArgs) -> Result<()> {
         .query(&query);
     let resp = client.send(req).await?;
     let mut body = resp.bytes_stream();
+    // Bytes received but not yet printed: at most one partial line between reads.
     let mut buf: Vec<u8> = Vec::new();
+    let mut printed: Vec<u8> = Vec::new();
     while let Some(chunk) = body.next().await {
         buf.extend_from_slice(&chunk.context("the log stream broke off")?);
-        while let Some(nl) = buf.iter().position(|b| *b == b'\n') {
-            let line: Vec<u8> = buf.drain(..=nl).collect();
-            print_line(out, &line[..line.len() - 1])?;
+        // Every complete line of what came, printed with one write: a page of thousands of
+        // lines costs one system call, not one per line.
+        let Some(end) = buf.iter().rposition(|b| *b == b'\n') else {
+            continue;
+        };
+        for raw in buf[..end].split(|b| *b == b'\n') {
+            render(out, raw, &mut printed)?;
         }
+        buf.drain(..=end);
+        output::write_bytes(&printed)?;
+        printed.clear();
     }
     Ok(())
 }
 
-fn print_line(out: Output, raw: &[u8]) -> Result<()> {
+/// Appends one NDJSON line of the API to `printed`: as it came with `-o json`, else as text.
+fn render(out: Output, raw: &[u8], printed: &mut Vec<u8>) -> Result<()> {
     if raw.iter().all(u8::is_ascii_whitespace) {
         return Ok(());
     }
     if out == Output::Json {
-        outln!("{}", String::from_utf8_lossy(raw));
-        return Ok(());
+        printed.extend_from_slice(raw);
+    } else {
+        let l: LogLine =
+            serde_json::from_slice(raw).context("unexpected line in the log stream")?;
+        printed.extend_from_slice(human(&l).as_bytes());
     }
-    let l: LogLine = serde_json::from_slice(raw).context("unexpected line in the log stream")?;
-    outln!("{}", human(&l));
+    printed.push(b'\n');
     Ok(())
 }
 

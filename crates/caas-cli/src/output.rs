@@ -14,6 +14,14 @@ pub fn write(args: std::fmt::Arguments<'_>) -> io::Result<()> {
     stdout.flush()
 }
 
+/// Writes `bytes` to standard output at once and flushes, returning the error instead of
+/// panicking (for output built up in pieces, like a batch of log lines).
+pub fn write_bytes(bytes: &[u8]) -> io::Result<()> {
+    let mut stdout = io::stdout().lock();
+    stdout.write_all(bytes)?;
+    stdout.flush()
+}
+
 /// True when `e` (or one of its causes) is standard output's reader having gone away.
 pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
     e.chain().any(|cause| {
