@@ -1,15 +1,19 @@
 //! The reading side: [`LogFeed`], an app's lines as the logs API streams them (NDJSON, one
 //! [`caas_types::api::LogLine`] per line). History comes from the table in time order; with
-//! `follow`, the feed then polls the table for lines stored after the last one it sent (by
-//! `id`, the order the collector's one writer commits in), so any scheduler serving the API
-//! can follow, whichever one leads and collects, and a follow lasts across deploys: it reads
-//! the app's lines, not one instance's. (In the moment an old and a new leader both write,
-//! ids may commit out of order and a follow can skip a line there; the history still has it.)
+//! `follow`, the feed then reads the chunks stored after the last one it read (by chunk `id`,
+//! the order the collector's one writer commits in), so any scheduler serving the API can
+//! follow, whichever one leads and collects, and a follow lasts across deploys: it reads the
+//! app's lines, not one instance's. On the leader a commit wakes the follow at once; elsewhere
+//! it polls every [`POLL`]. A follow that finds a full page reads the next one at once, so it
+//! keeps up with any rate the writer does. Each line is sent once: a copy that an old and a
+//! new leader both stored is dropped ([`super::plan::Sent`]). (In the moment an old and a new
+//! leader both write, ids may commit out of order and a follow can skip a line there; the
+//! history still has it.)
 
-use super::plan::in_time_order;
+use super::plan::Sent;
 use super::query::LogQuery;
 use crate::error::Result;
-use crate::store::{LogRow, Store};
+use crate::store::{in_time_order, LogRow, Store};
 use axum::body::Bytes;
 use caas_types::AppId;
 use futures::Stream;
@@ -19,8 +23,8 @@ use tokio::sync::watch;
 /// How often a follow looks for new lines when nothing wakes it (on a scheduler that is not
 /// the leader, the collector's commits are not seen in-process).
 pub const POLL: Duration = Duration::from_millis(100);
-/// Most lines read per poll (a follower behind by more catches up over several polls).
-const POLL_ROWS: u32 = 1_000;
+/// Most chunks read per page (a follower behind by more reads the next page at once).
+const PAGE_CHUNKS: u32 = 256;
 /// Every this many polls, a follow checks that its app still exists, and ends if not.
 const EXISTS_EVERY: u32 = 50;
 
@@ -31,7 +35,7 @@ pub struct LogFeed {
     app: AppId,
     query: LogQuery,
     history: Vec<LogRow>,
-    /// The largest id already covered: new lines are those after it.
+    /// The largest chunk id already covered: new lines are those of later chunks.
     cursor: i64,
     /// True once the scheduler shuts down: a follow ends.
     closing: watch::Receiver<bool>,
@@ -59,7 +63,12 @@ impl LogFeed {
         } else {
             store.log_tail(&app, query.since, query.tail).await?
         };
-        let cursor = history.iter().map(|r| r.id).max().unwrap_or(0).max(before);
+        let cursor = history
+            .iter()
+            .map(|r| r.chunk)
+            .max()
+            .unwrap_or(0)
+            .max(before);
         Ok(LogFeed {
             store,
             app,
@@ -85,12 +94,16 @@ impl LogFeed {
             written,
         } = self;
         let first = (!history.is_empty()).then(|| ndjson(&history));
+        let mut sent = Sent::default();
+        sent.keep_new(&mut history.clone());
         let state = Follow {
             store,
             app,
             query,
             cursor,
             polls: 0,
+            behind: false,
+            sent,
             first,
             closing,
             written,
@@ -103,32 +116,38 @@ impl LogFeed {
                 return None;
             }
             loop {
-                tokio::select! {
-                    _ = tokio::time::sleep(POLL) => {}
-                    // A closed sender (no collector in this process) leaves the poll.
-                    Ok(()) = s.written.changed() => {}
-                    _ = s.closing.wait_for(|c| *c) => return None,
+                if !s.behind {
+                    tokio::select! {
+                        _ = tokio::time::sleep(POLL) => {}
+                        // A closed sender (no collector in this process) leaves the poll.
+                        Ok(()) = s.written.changed() => {}
+                        _ = s.closing.wait_for(|c| *c) => return None,
+                    }
+                } else if *s.closing.borrow() {
+                    return None;
                 }
                 s.polls = s.polls.wrapping_add(1);
                 if s.polls % EXISTS_EVERY == 0 && !s.app_exists().await {
                     return None;
                 }
-                match s.store.logs_after(&s.app, s.cursor, POLL_ROWS).await {
-                    Ok(mut rows) => {
-                        let Some(last) = rows.iter().map(|r| r.id).max() else {
-                            continue;
-                        };
-                        s.cursor = last;
+                match s.store.logs_after(&s.app, s.cursor, PAGE_CHUNKS).await {
+                    Ok(page) => {
+                        s.cursor = page.last;
+                        s.behind = page.full;
+                        let mut rows = page.lines;
                         rows.retain(|r| s.query.since.is_none_or(|t| r.line.ts >= t));
+                        in_time_order(&mut rows);
+                        s.sent.keep_new(&mut rows);
                         if rows.is_empty() {
                             continue;
                         }
-                        in_time_order(&mut rows);
-                        let bytes = ndjson(&rows);
-                        return Some((Ok(bytes), s));
+                        return Some((Ok(ndjson(&rows)), s));
                     }
                     // The database may come back: the follow waits rather than ends.
-                    Err(e) => tracing::warn!(app = %s.app, error = %e, "log follow poll failed"),
+                    Err(e) => {
+                        s.behind = false;
+                        tracing::warn!(app = %s.app, error = %e, "log follow poll failed");
+                    }
                 }
             }
         })
@@ -141,6 +160,9 @@ struct Follow {
     query: LogQuery,
     cursor: i64,
     polls: u32,
+    /// The last page was full: read the next at once.
+    behind: bool,
+    sent: Sent,
     first: Option<Bytes>,
     closing: watch::Receiver<bool>,
     written: watch::Receiver<u64>,

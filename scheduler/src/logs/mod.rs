@@ -1,5 +1,5 @@
 //! App logs: the leader's [`LogCollector`] follows every instance's container on every host and
-//! stores its lines in MariaDB (`app_logs`), so lines outlive their containers and a scheduler
+//! stores its lines in MariaDB (`app_log_chunks`), so lines outlive their containers and a scheduler
 //! restart; [`LogFeed`] reads them back for `GET /v1/apps/{app}/logs`, from any scheduler.
 //!
 //! Who collects: the leader, from `LeaderDuties`, so each container has one follower. A line is
@@ -14,8 +14,11 @@
 //! The path of a line: the engine's log file (`json-file`, rotated; the buffer while anything
 //! downstream is slow) → one follower per container (`caas_deployer::Deployer::logs`, pulled,
 //! so it reads only as fast as lines are taken) → a bounded channel → one writer that commits
-//! batches of up to [`crate::store::MAX_INSERT_ROWS`] lines every [`FLUSH`] → the table, which
-//! the trimmer cuts back to each app's newest `--logs-keep-lines` lines every [`TRIM_EVERY`].
+//! what came during each [`FLUSH`] (up to [`crate::store::MAX_INSERT_BYTES`]) in one statement,
+//! as one chunk per instance → the table, which the trimmer cuts back to each app's newest
+//! `--logs-keep-lines` lines every [`TRIM_EVERY`]. A chunk per instance and flush, rather than
+//! a row per line, is what lets one writer keep up with tens of thousands of lines a second:
+//! a commit costs a few rows whatever the rate.
 //! After each commit the writer bumps `ControlPlane::logs_written`, which wakes this process's
 //! follows at once; follows on other schedulers find the lines at their next poll.
 //! Memory is bounded everywhere: [`CHANNEL_LINES`] lines of 16 KiB at most, one batch, and one
@@ -30,7 +33,7 @@ pub use query::LogQuery;
 
 use crate::config::Config;
 use crate::engine::{EngineRef, Engines};
-use crate::store::{NewLogLine, Store, MAX_INSERT_ROWS};
+use crate::store::{NewLogLine, Store, MAX_INSERT_BYTES};
 use caas_deployer::EventKind;
 use caas_types::{labels, AppId, InstanceId, Timestamp};
 use futures::StreamExt;
@@ -46,14 +49,15 @@ use tokio::task::JoinHandle;
 /// heard of (it hears of most at once, from each engine's start events) and for engines to
 /// watch.
 pub const SYNC: Duration = Duration::from_secs(1);
-/// Longest time a line waits in the writer's batch before it is committed.
-pub const FLUSH: Duration = Duration::from_millis(50);
+/// Longest time a line waits in the writer's batch before it is committed: short, since a
+/// commit of chunks costs little whatever it holds, and every follow waits for it.
+pub const FLUSH: Duration = Duration::from_millis(10);
 /// How often apps that received lines are trimmed back to their ring size.
 pub const TRIM_EVERY: Duration = Duration::from_secs(5);
 /// Lines between the followers and the writer; a full channel pauses the followers.
 pub const CHANNEL_LINES: usize = 8_192;
-/// Rows per trimming statement.
-const TRIM_CHUNK: u32 = 5_000;
+/// Chunks deleted per trimming statement.
+const TRIM_BATCH: u32 = 1_000;
 /// Attempts at one batch before it is dropped (with an error in the log).
 const WRITE_ATTEMPTS: u32 = 5;
 
@@ -194,7 +198,7 @@ impl LogCollector {
                 if plan::over_ring(self.store.count_log_lines(&app).await?, self.keep_lines) {
                     let n = self
                         .store
-                        .trim_logs(&app, self.keep_lines, TRIM_CHUNK)
+                        .trim_logs(&app, self.keep_lines, TRIM_BATCH)
                         .await?;
                     tracing::debug!(app = %app, deleted = n, "log ring trimmed");
                 }
@@ -293,7 +297,7 @@ async fn follow(store: Store, engine: EngineRef, source: Source, tx: mpsc::Sende
     }
 }
 
-/// The one writer: commits lines in batches, in the order they came, so line ids grow in
+/// The one writer: commits lines in batches, in the order they came, so chunk ids grow in
 /// commit order (what a follow of the API relies on).
 async fn write(
     store: Store,
@@ -301,7 +305,7 @@ async fn write(
     dirty: Arc<Mutex<HashSet<AppId>>>,
     written: watch::Sender<u64>,
 ) {
-    let mut batch: Vec<NewLogLine> = Vec::with_capacity(MAX_INSERT_ROWS);
+    let mut batch: Vec<NewLogLine> = Vec::with_capacity(CHANNEL_LINES);
     loop {
         let open = fill(&mut rx, &mut batch).await;
         if !batch.is_empty() {
@@ -316,20 +320,24 @@ async fn write(
     }
 }
 
-/// Waits for a first line, then takes more until the batch is full or [`FLUSH`] has passed.
-/// False once the channel is closed and empty.
+/// Waits for a first line, then takes more until [`FLUSH`] has passed or the batch holds
+/// [`MAX_INSERT_BYTES`]. False once the channel is closed and empty.
 async fn fill(rx: &mut mpsc::Receiver<NewLogLine>, batch: &mut Vec<NewLogLine>) -> bool {
     let Some(first) = rx.recv().await else {
         return false;
     };
+    let mut bytes = first.line.len();
     batch.push(first);
     let deadline = tokio::time::Instant::now() + FLUSH;
-    while batch.len() < MAX_INSERT_ROWS {
-        let room = MAX_INSERT_ROWS - batch.len();
+    while bytes < MAX_INSERT_BYTES {
+        let from = batch.len();
         tokio::select! {
-            n = rx.recv_many(batch, room) => if n == 0 { return false },
+            // A few lines at a time: lines of 16 KiB at most overshoot the cap by 4 MiB at
+            // most, far below the server's 16 MiB packet.
+            n = rx.recv_many(batch, 256) => if n == 0 { return false },
             _ = tokio::time::sleep_until(deadline) => break,
         }
+        bytes += batch[from..].iter().map(|l| l.line.len()).sum::<usize>();
     }
     true
 }

@@ -1,9 +1,13 @@
 //! The collector's and the reader's decisions as pure functions: which instances to start
-//! following, which apps' rings to trim, and the order lines are shown in.
+//! following, which apps' rings to trim, and which followed lines are new. (The order lines
+//! are shown in is the store's: `store::in_time_order`.)
 
 use crate::store::{InstanceRow, LogRow};
 use caas_deployer::ContainerEvent;
+use caas_types::api::LogStream;
+use caas_types::Timestamp;
 use caas_types::{labels, AppId, ContainerId, InstanceId, Version};
+use std::collections::HashMap;
 use std::collections::HashSet;
 
 /// A container to follow, and whose lines it writes.
@@ -62,10 +66,26 @@ pub fn over_ring(count: u64, keep: u32) -> bool {
     count > u64::from(keep)
 }
 
-/// Lines in the order the API shows them: by the engine's timestamp, then by commit order
-/// (lines of one instance with one timestamp keep the order they were stored in).
-pub fn in_time_order(rows: &mut [LogRow]) {
-    rows.sort_by_key(|r| (r.line.ts, r.id));
+/// The newest line sent of each instance's stream: a follow sends a line only if it is newer
+/// (an instance's stream is written in time order; a line older than one sent is a copy that
+/// an old and a new leader both stored).
+#[derive(Debug, Default)]
+pub struct Sent(HashMap<(InstanceId, LogStream), Timestamp>);
+
+impl Sent {
+    /// Keeps the lines of `rows` not sent before, and marks them sent.
+    pub fn keep_new(&mut self, rows: &mut Vec<LogRow>) {
+        rows.retain(|r| {
+            let key = (r.line.instance.clone(), r.line.stream);
+            match self.0.get(&key) {
+                Some(&t) if r.line.ts <= t => false,
+                _ => {
+                    self.0.insert(key, r.line.ts);
+                    true
+                }
+            }
+        });
+    }
 }
 
 #[cfg(test)]
@@ -73,12 +93,13 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use crate::store::fixtures;
-    use caas_types::api::{LogLine, LogStream};
-    use caas_types::{InstanceState, Timestamp};
+    use caas_types::api::LogLine;
+    use caas_types::InstanceState;
 
-    fn row(id: i64, ts: i64, instance: &str) -> LogRow {
+    fn row(chunk: i64, ts: i64, instance: &str) -> LogRow {
         LogRow {
-            id,
+            chunk,
+            index: 0,
             line: LogLine {
                 ts: Timestamp::from_nanos(ts),
                 instance: instance.parse().unwrap(),
@@ -90,19 +111,24 @@ mod tests {
     }
 
     #[test]
-    fn lines_of_two_instances_merge_by_time_then_commit_order() {
-        let mut rows = vec![
-            row(1, 30, "a-1"),
-            row(2, 10, "b-1"),
+    fn a_follow_sends_each_line_once() {
+        let mut sent = Sent::default();
+        let mut first = vec![row(1, 10, "a-1"), row(1, 20, "a-1"), row(2, 15, "b-1")];
+        sent.keep_new(&mut first);
+        assert_eq!(first.len(), 3);
+        // A later page: a copy of a-1's line at 20 (another leader's chunk), and new lines.
+        let mut next = vec![
             row(3, 20, "a-1"),
-            row(4, 10, "a-1"),
-            row(5, 40, "b-1"),
+            row(3, 30, "a-1"),
+            row(4, 15, "b-1"),
+            row(4, 16, "b-1"),
         ];
-        in_time_order(&mut rows);
-        assert_eq!(
-            rows.iter().map(|r| r.id).collect::<Vec<_>>(),
-            vec![2, 4, 3, 1, 5]
-        );
+        sent.keep_new(&mut next);
+        let kept: Vec<(i64, &str)> = next
+            .iter()
+            .map(|r| (r.line.ts.as_nanos(), r.line.instance.as_str()))
+            .collect();
+        assert_eq!(kept, vec![(30, "a-1"), (16, "b-1")]);
     }
 
     #[test]

@@ -1,14 +1,18 @@
-//! The `app_logs` table: the lines the apps' containers wrote, a ring of the newest lines per
-//! app. Written only by the log collector's one writer (`INSERT IGNORE`, so a line collected
-//! twice is stored once), read by the logs API (history by time, new lines by `id`), trimmed in
-//! the background, and removed with the app (foreign key, `ON DELETE CASCADE`).
+//! The `app_log_chunks` table: the lines the apps' containers wrote, a ring of the newest lines
+//! per app, stored as chunks (the lines one instance wrote during one flush of the collector,
+//! encoded by [`super::log_chunk`]). Written only by the log collector's one writer
+//! (`INSERT IGNORE`, so a chunk written twice is stored once), read by the logs API (history by
+//! time, new chunks by `id`), trimmed in the background, and removed with the app (foreign key,
+//! `ON DELETE CASCADE`).
 
-use super::sql::{self, get, parse, text};
+use super::log_chunk::{self, ChunkLine, LINE_OVERHEAD};
+use super::sql::{self, get, parse};
 use super::Store;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use caas_types::api::{LogLine, LogStream};
 use caas_types::{AppId, InstanceId, Timestamp, Version};
 use sqlx::mysql::MySqlRow;
+use std::collections::HashSet;
 
 /// A line to store.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,51 +31,147 @@ pub struct NewLogLine {
     pub line: String,
 }
 
-/// A stored line with its position in the table.
+/// A stored line with its place in commit order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogRow {
-    /// Commit order of the collector's writer: new lines have larger ids.
-    pub id: i64,
+    /// The id of its chunk: chunks committed later have larger ids.
+    pub chunk: i64,
+    /// Its place in the chunk.
+    pub index: u32,
     /// The line as the API shows it.
     pub line: LogLine,
 }
 
-/// Rows per insert statement: 6 placeholders each, far below the protocol's 65,535.
-pub const MAX_INSERT_ROWS: usize = 1_000;
+/// New lines of an app, as a follower reads them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogPage {
+    /// The lines of the chunks read, chunk by chunk in commit order.
+    pub lines: Vec<LogRow>,
+    /// The id of the last chunk read: the next page starts after it.
+    pub last: i64,
+    /// True when the page holds as many chunks as asked for: more may be waiting.
+    pub full: bool,
+}
 
-const LOG_COLUMNS: &str = "id, instance_id, version, stream, ts_ns, line";
+/// Lines in the order the API shows them: by the engine's timestamp, then by commit order
+/// (lines of one instance with one timestamp keep the order they were stored in).
+pub fn in_time_order(rows: &mut [LogRow]) {
+    rows.sort_by_key(|r| (r.line.ts, r.chunk, r.index));
+}
 
-fn log_from_row(row: &MySqlRow) -> Result<LogRow> {
-    Ok(LogRow {
-        id: get(row, "id")?,
-        line: LogLine {
-            ts: Timestamp::from_nanos(get(row, "ts_ns")?),
-            instance: parse(row, "instance_id")?,
-            version: parse(row, "version")?,
-            stream: parse(row, "stream")?,
-            line: text(row, "line")?,
-        },
-    })
+/// Most lines in one chunk; an instance's lines of one flush beyond it start another.
+pub const MAX_CHUNK_LINES: usize = 4_096;
+/// Most encoded bytes in one chunk (a MEDIUMBLOB holds 16 MiB).
+pub const MAX_CHUNK_BYTES: usize = 1 << 20;
+/// Most encoded bytes the writer puts in one insert statement, well below MariaDB's default
+/// `max_allowed_packet` (16 MiB).
+pub const MAX_INSERT_BYTES: usize = 4 << 20;
+
+const CHUNK_COLUMNS: &str = "id, instance_id, version, body";
+
+/// A chunk to insert: consecutive lines of one instance.
+#[derive(Debug)]
+struct NewChunk<'a> {
+    lines: Vec<&'a NewLogLine>,
+    bytes: usize,
+}
+
+/// Groups `lines` into chunks: one per instance, in the order each instance's lines came,
+/// split at [`MAX_CHUNK_LINES`] or [`MAX_CHUNK_BYTES`].
+fn chunks_of(lines: &[NewLogLine]) -> Vec<NewChunk<'_>> {
+    let mut chunks: Vec<NewChunk<'_>> = Vec::new();
+    // The open chunk of each instance, by index into `chunks`.
+    let mut open: std::collections::HashMap<&InstanceId, usize> = Default::default();
+    for l in lines {
+        let size = LINE_OVERHEAD + l.line.len();
+        let fits =
+            |c: &NewChunk<'_>| c.lines.len() < MAX_CHUNK_LINES && c.bytes + size <= MAX_CHUNK_BYTES;
+        match open.get(&l.instance) {
+            Some(&i) if fits(&chunks[i]) => {
+                chunks[i].lines.push(l);
+                chunks[i].bytes += size;
+            }
+            _ => {
+                open.insert(&l.instance, chunks.len());
+                chunks.push(NewChunk {
+                    lines: vec![l],
+                    bytes: 1 + size,
+                });
+            }
+        }
+    }
+    chunks
+}
+
+/// The lines of one stored chunk row, as the API shows them.
+fn lines_of(row: &MySqlRow) -> Result<Vec<LogRow>> {
+    let chunk: i64 = get(row, "id")?;
+    let instance: InstanceId = parse(row, "instance_id")?;
+    let version: Version = parse(row, "version")?;
+    let body: Vec<u8> = get(row, "body")?;
+    let lines = log_chunk::decode(&body).map_err(|e| {
+        tracing::error!(chunk, error = %e, "cannot decode a stored log chunk");
+        Error::Database(format!("log chunk {chunk} cannot be decoded"))
+    })?;
+    Ok(lines
+        .into_iter()
+        .enumerate()
+        .map(|(i, ChunkLine { ts, stream, line })| LogRow {
+            chunk,
+            index: u32::try_from(i).unwrap_or(u32::MAX),
+            line: LogLine {
+                ts,
+                instance: instance.clone(),
+                version: version.clone(),
+                stream,
+                line,
+            },
+        })
+        .collect())
+}
+
+fn rows_of(rows: &[MySqlRow]) -> Result<Vec<LogRow>> {
+    let mut out = Vec::new();
+    for r in rows {
+        out.extend(lines_of(r)?);
+    }
+    Ok(out)
+}
+
+/// Drops the second and later copies of a line (same instance, stream and timestamp), which
+/// an old and a new leader can both store in the moment they overlap.
+pub fn without_copies(rows: &mut Vec<LogRow>) {
+    let mut seen = HashSet::with_capacity(rows.len());
+    rows.retain(|r| seen.insert((r.line.instance.clone(), r.line.stream, r.line.ts)));
 }
 
 impl Store {
-    /// Stores `lines` (at most [`MAX_INSERT_ROWS`]) in one statement; lines already stored
-    /// (same instance, timestamp and stream) and lines of apps deleted meanwhile are skipped.
-    /// Returns how many rows were added.
+    /// Stores `lines` as chunks (one per instance, see [`MAX_CHUNK_LINES`]) in one statement;
+    /// a chunk already stored (same instance and first timestamp) and chunks of apps deleted
+    /// meanwhile are skipped. Returns how many chunks were added. At most
+    /// [`MAX_INSERT_BYTES`] (and a line) should be given at once.
     pub async fn insert_log_lines(&self, lines: &[NewLogLine]) -> Result<u64> {
-        if lines.is_empty() {
+        let chunks = chunks_of(lines);
+        if chunks.is_empty() {
             return Ok(0);
         }
         let mut q = sqlx::QueryBuilder::<sqlx::MySql>::new(
-            "INSERT IGNORE INTO app_logs (app_id, instance_id, version, stream, ts_ns, line) ",
+            "INSERT IGNORE INTO app_log_chunks \
+             (app_id, instance_id, version, first_ns, last_ns, line_count, body) ",
         );
-        q.push_values(lines.iter().take(MAX_INSERT_ROWS), |mut b, l| {
-            b.push_bind(l.app.as_str())
-                .push_bind(l.instance.as_str())
-                .push_bind(l.version.as_str())
-                .push_bind(l.stream.as_str())
-                .push_bind(l.ts.as_nanos())
-                .push_bind(l.line.as_str());
+        q.push_values(&chunks, |mut b, c| {
+            let first = c.lines[0];
+            let (lo, hi) = c.lines.iter().fold((i64::MAX, i64::MIN), |(lo, hi), l| {
+                (lo.min(l.ts.as_nanos()), hi.max(l.ts.as_nanos()))
+            });
+            let body = log_chunk::encode(c.lines.iter().map(|l| (l.ts, l.stream, l.line.as_str())));
+            b.push_bind(first.app.as_str())
+                .push_bind(first.instance.as_str())
+                .push_bind(first.version.as_str())
+                .push_bind(lo)
+                .push_bind(hi)
+                .push_bind(u32::try_from(c.lines.len()).unwrap_or(u32::MAX))
+                .push_bind(body);
         });
         let done = q
             .build()
@@ -83,52 +183,93 @@ impl Store {
 
     /// The timestamp of the newest stored line of `instance`, where a follower resumes.
     pub async fn last_log_ts(&self, instance: &InstanceId) -> Result<Option<Timestamp>> {
-        let row = sqlx::query("SELECT MAX(ts_ns) AS ts FROM app_logs WHERE instance_id = ?")
-            .bind(instance.as_str())
-            .fetch_one(&self.pool)
-            .await
-            .map_err(|e| sql::db_error("reading the last log line of an instance", e))?;
+        let row =
+            sqlx::query("SELECT MAX(last_ns) AS ts FROM app_log_chunks WHERE instance_id = ?")
+                .bind(instance.as_str())
+                .fetch_one(&self.pool)
+                .await
+                .map_err(|e| sql::db_error("reading the last log line of an instance", e))?;
         let ts: Option<i64> = get(&row, "ts")?;
         Ok(ts.map(Timestamp::from_nanos))
     }
 
     /// The newest `tail` lines of `app` at or after `since`, oldest first (by timestamp, then
-    /// commit order).
+    /// commit order), each line once.
+    ///
+    /// Exact although chunks of several instances overlap in time: the newest chunks (by their
+    /// last line) that hold `tail` lines between them all start at or after some instant τ, so
+    /// the newest `tail` lines are all at or after τ, and every line at or after τ is in a
+    /// chunk whose last line is: those chunks are read whole, merged and cut.
     pub async fn log_tail(
         &self,
         app: &AppId,
         since: Option<Timestamp>,
         tail: u32,
     ) -> Result<Vec<LogRow>> {
-        let text = format!(
-            "SELECT {LOG_COLUMNS} FROM (SELECT {LOG_COLUMNS} FROM app_logs \
-             WHERE app_id = ? AND ts_ns >= ? ORDER BY ts_ns DESC, id DESC LIMIT ?) newest \
-             ORDER BY ts_ns, id"
-        );
+        if tail == 0 {
+            return Ok(Vec::new());
+        }
+        let since = since.map_or(0, Timestamp::as_nanos);
+        // Each chunk holds a line at least: `tail` chunks are always enough.
+        let newest = sqlx::query(
+            "SELECT first_ns, line_count FROM app_log_chunks WHERE app_id = ? AND last_ns >= ? \
+             ORDER BY last_ns DESC, id DESC LIMIT ?",
+        )
+        .bind(app.as_str())
+        .bind(since)
+        .bind(tail)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| sql::db_error("reading log lines", e))?;
+        let mut held = 0u64;
+        let mut from = since;
+        for r in &newest {
+            let first: i64 = get(r, "first_ns")?;
+            let lines: u32 = get(r, "line_count")?;
+            from = if held == 0 { first } else { from.min(first) };
+            held += u64::from(lines);
+            if held >= u64::from(tail) {
+                break;
+            }
+        }
+        if held < u64::from(tail) {
+            // Fewer lines than asked for: every chunk from `since` on.
+            from = since;
+        }
+        let text =
+            format!("SELECT {CHUNK_COLUMNS} FROM app_log_chunks WHERE app_id = ? AND last_ns >= ?");
         let rows = sqlx::query(&text)
             .bind(app.as_str())
-            .bind(since.map_or(0, Timestamp::as_nanos))
-            .bind(tail)
+            .bind(from.max(since))
             .fetch_all(&self.pool)
             .await
             .map_err(|e| sql::db_error("reading log lines", e))?;
-        rows.iter().map(log_from_row).collect()
+        let mut lines = rows_of(&rows)?;
+        lines.retain(|l| l.line.ts.as_nanos() >= since);
+        in_time_order(&mut lines);
+        without_copies(&mut lines);
+        let cut = lines.len().saturating_sub(tail as usize);
+        lines.drain(..cut);
+        Ok(lines)
     }
 
-    /// The largest line id of `app` (0 when it has none): a follower's starting point.
+    /// The largest chunk id of `app` (0 when it has none): a follower's starting point.
     pub async fn log_max_id(&self, app: &AppId) -> Result<i64> {
-        let row = sqlx::query("SELECT COALESCE(MAX(id), 0) AS id FROM app_logs WHERE app_id = ?")
-            .bind(app.as_str())
-            .fetch_one(&self.pool)
-            .await
-            .map_err(|e| sql::db_error("reading the newest log line", e))?;
+        let row =
+            sqlx::query("SELECT COALESCE(MAX(id), 0) AS id FROM app_log_chunks WHERE app_id = ?")
+                .bind(app.as_str())
+                .fetch_one(&self.pool)
+                .await
+                .map_err(|e| sql::db_error("reading the newest log line", e))?;
         get(&row, "id")
     }
 
-    /// Up to `limit` lines of `app` stored after line `after` (by id), in commit order.
-    pub async fn logs_after(&self, app: &AppId, after: i64, limit: u32) -> Result<Vec<LogRow>> {
+    /// The lines of up to `limit` chunks of `app` stored after chunk `after`, in commit order,
+    /// and the id of the last chunk read (`after` when there was none).
+    pub async fn logs_after(&self, app: &AppId, after: i64, limit: u32) -> Result<LogPage> {
         let text = format!(
-            "SELECT {LOG_COLUMNS} FROM app_logs WHERE app_id = ? AND id > ? ORDER BY id LIMIT ?"
+            "SELECT {CHUNK_COLUMNS} FROM app_log_chunks WHERE app_id = ? AND id > ? \
+             ORDER BY id LIMIT ?"
         );
         let rows = sqlx::query(&text)
             .bind(app.as_str())
@@ -137,12 +278,20 @@ impl Store {
             .fetch_all(&self.pool)
             .await
             .map_err(|e| sql::db_error("reading new log lines", e))?;
-        rows.iter().map(log_from_row).collect()
+        let mut last = after;
+        for r in &rows {
+            last = last.max(get(r, "id")?);
+        }
+        Ok(LogPage {
+            lines: rows_of(&rows)?,
+            last,
+            full: rows.len() >= limit as usize,
+        })
     }
 
     /// The apps that have stored lines.
     pub async fn apps_with_logs(&self) -> Result<Vec<AppId>> {
-        let rows = sqlx::query("SELECT DISTINCT app_id FROM app_logs")
+        let rows = sqlx::query("SELECT DISTINCT app_id FROM app_log_chunks")
             .fetch_all(&self.pool)
             .await
             .map_err(|e| sql::db_error("listing apps with logs", e))?;
@@ -151,49 +300,173 @@ impl Store {
 
     /// How many lines `app` has stored.
     pub async fn count_log_lines(&self, app: &AppId) -> Result<u64> {
-        let row = sqlx::query("SELECT COUNT(*) AS n FROM app_logs WHERE app_id = ?")
-            .bind(app.as_str())
-            .fetch_one(&self.pool)
-            .await
-            .map_err(|e| sql::db_error("counting log lines", e))?;
+        let row = sqlx::query(
+            "SELECT CAST(COALESCE(SUM(line_count), 0) AS SIGNED) AS n FROM app_log_chunks \
+             WHERE app_id = ?",
+        )
+        .bind(app.as_str())
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| sql::db_error("counting log lines", e))?;
         let n: i64 = get(&row, "n")?;
         Ok(u64::try_from(n).unwrap_or(0))
     }
 
-    /// Deletes every line of `app` but its newest `keep` (by timestamp, then commit order), in
-    /// chunks of `chunk` rows so no statement holds locks for long. Returns the rows deleted.
-    pub async fn trim_logs(&self, app: &AppId, keep: u32, chunk: u32) -> Result<u64> {
-        let cutoff = sqlx::query(
-            "SELECT ts_ns, id FROM app_logs WHERE app_id = ? \
-             ORDER BY ts_ns DESC, id DESC LIMIT 1 OFFSET ?",
-        )
-        .bind(app.as_str())
-        .bind(keep)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(|e| sql::db_error("finding where to trim logs", e))?;
-        let Some(cutoff) = cutoff else {
+    /// Cuts `app` back to its newest `keep` lines (by timestamp; lines sharing the oldest
+    /// kept timestamp all stay): chunks wholly older are deleted, `batch` a statement, and
+    /// chunks across the edge lose their older lines. Returns the chunks deleted or cut.
+    pub async fn trim_logs(&self, app: &AppId, keep: u32, batch: u32) -> Result<u64> {
+        let kept = self.log_tail(app, None, keep).await?;
+        let Some(edge) = kept.first().filter(|_| kept.len() >= keep as usize) else {
             return Ok(0);
         };
-        let (ts, id): (i64, i64) = (get(&cutoff, "ts_ns")?, get(&cutoff, "id")?);
-        let mut deleted = 0;
+        let edge = edge.line.ts.as_nanos();
+        drop(kept);
+        let mut changed = 0;
         loop {
-            let done = sqlx::query(
-                "DELETE FROM app_logs WHERE app_id = ? \
-                 AND (ts_ns < ? OR (ts_ns = ? AND id <= ?)) LIMIT ?",
-            )
-            .bind(app.as_str())
-            .bind(ts)
-            .bind(ts)
-            .bind(id)
-            .bind(chunk.max(1))
-            .execute(&self.pool)
-            .await
-            .map_err(|e| sql::db_error("trimming logs", e))?;
-            deleted += done.rows_affected();
-            if done.rows_affected() < u64::from(chunk.max(1)) {
-                return Ok(deleted);
+            let done =
+                sqlx::query("DELETE FROM app_log_chunks WHERE app_id = ? AND last_ns < ? LIMIT ?")
+                    .bind(app.as_str())
+                    .bind(edge)
+                    .bind(batch.max(1))
+                    .execute(&self.pool)
+                    .await
+                    .map_err(|e| sql::db_error("trimming logs", e))?;
+            changed += done.rows_affected();
+            if done.rows_affected() < u64::from(batch.max(1)) {
+                break;
             }
         }
+        let across = sqlx::query(
+            "SELECT id, body FROM app_log_chunks WHERE app_id = ? AND first_ns < ? AND last_ns >= ?",
+        )
+        .bind(app.as_str())
+        .bind(edge)
+        .bind(edge)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| sql::db_error("reading log chunks to trim", e))?;
+        for row in &across {
+            let id: i64 = get(row, "id")?;
+            let body: Vec<u8> = get(row, "body")?;
+            let mut lines = log_chunk::decode(&body).map_err(|e| {
+                tracing::error!(chunk = id, error = %e, "cannot decode a stored log chunk");
+                Error::Database(format!("log chunk {id} cannot be decoded"))
+            })?;
+            lines.retain(|l| l.ts.as_nanos() >= edge);
+            let Some(first) = lines.iter().map(|l| l.ts.as_nanos()).min() else {
+                continue;
+            };
+            let body = log_chunk::encode(lines.iter().map(|l| (l.ts, l.stream, l.line.as_str())));
+            // IGNORE: a copy of this instance's chunk starting at `first` (two leaders
+            // overlapping) leaves this one uncut rather than failing the trim.
+            let done = sqlx::query(
+                "UPDATE IGNORE app_log_chunks SET first_ns = ?, line_count = ?, body = ? WHERE id = ?",
+            )
+            .bind(first)
+            .bind(u32::try_from(lines.len()).unwrap_or(u32::MAX))
+            .bind(body)
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| sql::db_error("trimming a log chunk", e))?;
+            changed += done.rows_affected();
+        }
+        Ok(changed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn line(instance: &str, ts: i64, text: &str) -> NewLogLine {
+        NewLogLine {
+            app: "shop".parse().unwrap(),
+            instance: instance.parse().unwrap(),
+            version: "v1".parse().unwrap(),
+            stream: LogStream::Stdout,
+            ts: Timestamp::from_nanos(ts),
+            line: text.into(),
+        }
+    }
+
+    #[test]
+    fn a_batch_makes_one_chunk_per_instance_in_order() {
+        let lines = vec![
+            line("shop-a", 1, "a1"),
+            line("shop-b", 2, "b1"),
+            line("shop-a", 3, "a2"),
+            line("shop-b", 4, "b2"),
+            line("shop-c", 5, "c1"),
+        ];
+        let chunks = chunks_of(&lines);
+        let texts: Vec<Vec<&str>> = chunks
+            .iter()
+            .map(|c| c.lines.iter().map(|l| l.line.as_str()).collect())
+            .collect();
+        assert_eq!(texts, vec![vec!["a1", "a2"], vec!["b1", "b2"], vec!["c1"]]);
+        assert!(chunks_of(&[]).is_empty());
+    }
+
+    #[test]
+    fn a_chunk_is_split_at_its_line_and_byte_limits() {
+        let many: Vec<NewLogLine> = (0..MAX_CHUNK_LINES as i64 + 1)
+            .map(|i| line("shop-a", i, "x"))
+            .collect();
+        let sizes: Vec<usize> = chunks_of(&many).iter().map(|c| c.lines.len()).collect();
+        assert_eq!(sizes, vec![MAX_CHUNK_LINES, 1]);
+        let big = "y".repeat(16 * 1024);
+        let n = MAX_CHUNK_BYTES / (big.len() + LINE_OVERHEAD) + 1;
+        let wide: Vec<NewLogLine> = (0..n as i64).map(|i| line("shop-a", i, &big)).collect();
+        let chunks = chunks_of(&wide);
+        assert_eq!(chunks.len(), 2);
+        assert!(chunks.iter().all(|c| c.bytes <= MAX_CHUNK_BYTES));
+    }
+
+    #[test]
+    fn lines_of_two_instances_merge_by_time_then_commit_order() {
+        let row = |chunk, index, ts| LogRow {
+            chunk,
+            index,
+            line: LogLine {
+                ts: Timestamp::from_nanos(ts),
+                instance: "shop-a".parse().unwrap(),
+                version: "v1".parse().unwrap(),
+                stream: LogStream::Stdout,
+                line: format!("{chunk}.{index}"),
+            },
+        };
+        let mut rows = vec![row(2, 0, 30), row(1, 1, 10), row(1, 0, 10), row(3, 0, 20)];
+        in_time_order(&mut rows);
+        let order: Vec<&str> = rows.iter().map(|r| r.line.line.as_str()).collect();
+        assert_eq!(order, vec!["1.0", "1.1", "3.0", "2.0"]);
+    }
+
+    #[test]
+    fn a_line_stored_twice_is_shown_once() {
+        let row = |chunk, instance: &str, ts| LogRow {
+            chunk,
+            index: 0,
+            line: LogLine {
+                ts: Timestamp::from_nanos(ts),
+                instance: instance.parse().unwrap(),
+                version: "v1".parse().unwrap(),
+                stream: LogStream::Stdout,
+                line: "l".into(),
+            },
+        };
+        let mut rows = vec![
+            row(1, "shop-a", 1),
+            row(2, "shop-a", 1),
+            row(2, "shop-b", 1),
+        ];
+        without_copies(&mut rows);
+        assert_eq!(
+            rows.iter().map(|r| r.chunk).collect::<Vec<_>>(),
+            vec![1, 2],
+            "shop-a's copy in chunk 2 dropped, shop-b's line kept"
+        );
     }
 }
