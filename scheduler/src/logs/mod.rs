@@ -320,24 +320,28 @@ async fn write(
     }
 }
 
-/// Waits for a first line, then takes more until [`FLUSH`] has passed or the batch holds
-/// [`MAX_INSERT_BYTES`]. False once the channel is closed and empty.
+/// Waits for a first line, lets [`FLUSH`] pass, then takes what came meanwhile (up to
+/// [`MAX_INSERT_BYTES`]). Not reading during the wait spares a wake-up per line: at 20,000
+/// lines/s, waking the writer for each one cost more CPU than storing them. False once the
+/// channel is closed and empty.
 async fn fill(rx: &mut mpsc::Receiver<NewLogLine>, batch: &mut Vec<NewLogLine>) -> bool {
     let Some(first) = rx.recv().await else {
         return false;
     };
     let mut bytes = first.line.len();
     batch.push(first);
-    let deadline = tokio::time::Instant::now() + FLUSH;
+    tokio::time::sleep(FLUSH).await;
+    // Lines are 16 KiB at most: the cap is overshot by one line, far below the server's
+    // 16 MiB packet.
     while bytes < MAX_INSERT_BYTES {
-        let from = batch.len();
-        tokio::select! {
-            // A few lines at a time: lines of 16 KiB at most overshoot the cap by 4 MiB at
-            // most, far below the server's 16 MiB packet.
-            n = rx.recv_many(batch, 256) => if n == 0 { return false },
-            _ = tokio::time::sleep_until(deadline) => break,
+        match rx.try_recv() {
+            Ok(line) => {
+                bytes += line.line.len();
+                batch.push(line);
+            }
+            Err(mpsc::error::TryRecvError::Empty) => break,
+            Err(mpsc::error::TryRecvError::Disconnected) => return false,
         }
-        bytes += batch[from..].iter().map(|l| l.line.len()).sum::<usize>();
     }
     true
 }
