@@ -31,6 +31,7 @@ pub mod reconcile;
 pub mod recycle;
 pub mod releases;
 pub mod routes;
+pub mod schedules;
 pub mod store;
 
 pub use config::Config;
