@@ -67,9 +67,9 @@ pub struct ControlPlane {
     /// True once the scheduler shuts down: answers that stream until the client leaves (log
     /// follows) end, so a graceful shutdown does not wait on them.
     closing: tokio::sync::watch::Sender<bool>,
-    /// Bumped each time this process's log collector commits lines, so this process's log
-    /// follows read them at once instead of at their next poll.
-    pub logs_written: tokio::sync::watch::Sender<u64>,
+    /// What this process's log collector stored at each commit, chunk ids and lines, so this
+    /// process's log follows take new lines from here at once instead of reading the table.
+    pub logs_live: tokio::sync::broadcast::Sender<Arc<crate::store::StoredBatch>>,
 }
 
 impl ControlPlane {
@@ -146,7 +146,7 @@ impl ControlPlane {
             webhooks,
             leader: Arc::new(AtomicBool::new(false)),
             closing: tokio::sync::watch::Sender::new(false),
-            logs_written: tokio::sync::watch::Sender::new(0),
+            logs_live: tokio::sync::broadcast::Sender::new(crate::logs::LIVE_BATCHES),
         })
     }
 

@@ -52,7 +52,7 @@ impl LeaderDuties {
                 control.store.clone(),
                 control.engines.clone(),
                 &control.config,
-                control.logs_written.clone(),
+                control.logs_live.clone(),
             )),
             webhooks: control.webhooks.clone(),
             reconcile_every: Duration::from_secs(control.config.reconcile_secs.max(1)),

@@ -21,11 +21,8 @@ pub async fn logs(
 ) -> ApiResult<Response> {
     let app = visible_app(&state, &who, &app).await?;
     let query = LogQuery::parse(query.as_deref()).map_err(ApiError::BadRequest)?;
-    let (closing, written) = (
-        state.control.closing(),
-        state.control.logs_written.subscribe(),
-    );
-    let feed = LogFeed::open(state.store.clone(), app.id, query, closing, written).await?;
+    let (closing, live) = (state.control.closing(), state.control.logs_live.subscribe());
+    let feed = LogFeed::open(state.store.clone(), app.id, query, closing, live).await?;
     Ok((
         [
             (header::CONTENT_TYPE, "application/x-ndjson"),

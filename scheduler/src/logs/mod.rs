@@ -19,8 +19,9 @@
 //! `--logs-keep-lines` lines every [`TRIM_EVERY`]. A chunk per instance and flush, rather than
 //! a row per line, is what lets one writer keep up with tens of thousands of lines a second:
 //! a commit costs a few rows whatever the rate.
-//! After each commit the writer bumps `ControlPlane::logs_written`, which wakes this process's
-//! follows at once; follows on other schedulers find the lines at their next poll.
+//! After each commit the writer publishes what it stored, with the chunk ids, on
+//! `ControlPlane::logs_live`: follows in this process take their lines from there at once,
+//! without reading the table; follows on other schedulers find the lines at their next poll.
 //! Memory is bounded everywhere: [`CHANNEL_LINES`] lines of 16 KiB at most, one batch, and one
 //! partial line per stream and follower.
 
@@ -33,7 +34,7 @@ pub use query::LogQuery;
 
 use crate::config::Config;
 use crate::engine::{EngineRef, Engines};
-use crate::store::{NewLogLine, Store, MAX_INSERT_BYTES};
+use crate::store::{NewLogLine, Store, StoredBatch, MAX_INSERT_BYTES};
 use caas_deployer::EventKind;
 use caas_types::{labels, AppId, InstanceId, Timestamp};
 use futures::StreamExt;
@@ -42,7 +43,7 @@ use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinHandle;
 
 /// How often the collector reads the instance rows for containers to follow that it has not
@@ -56,6 +57,9 @@ pub const FLUSH: Duration = Duration::from_millis(10);
 pub const TRIM_EVERY: Duration = Duration::from_secs(5);
 /// Lines between the followers and the writer; a full channel pauses the followers.
 pub const CHANNEL_LINES: usize = 8_192;
+/// Commits kept for follows that fall behind on `ControlPlane::logs_live` (about 2.5 s of
+/// flushes); one further behind reads the table instead.
+pub const LIVE_BATCHES: usize = 256;
 /// Chunks deleted per trimming statement.
 const TRIM_BATCH: u32 = 1_000;
 /// Attempts at one batch before it is dropped (with an error in the log).
@@ -69,8 +73,8 @@ pub struct LogCollector {
     keep_lines: u32,
     /// The `caas.managed` label value of our containers, whose start events are watched.
     namespace: String,
-    /// Bumped after each commit: wakes this process's log follows.
-    written: watch::Sender<u64>,
+    /// Each commit's chunks, for this process's log follows.
+    live: broadcast::Sender<Arc<StoredBatch>>,
 }
 
 /// The running collector's tasks.
@@ -84,19 +88,19 @@ struct Tasks {
 
 impl LogCollector {
     /// A collector over `store` and `engines` with `config`'s ring size and namespace that
-    /// bumps `written` after each commit.
+    /// publishes each commit on `live`.
     pub fn new(
         store: Store,
         engines: Arc<Engines>,
         config: &Config,
-        written: watch::Sender<u64>,
+        live: broadcast::Sender<Arc<StoredBatch>>,
     ) -> LogCollector {
         LogCollector {
             store,
             engines,
             keep_lines: config.logs_keep_lines,
             namespace: config.namespace.clone(),
-            written,
+            live,
         }
     }
 
@@ -110,11 +114,21 @@ impl LogCollector {
             Ok(apps) => lock(&dirty).extend(apps),
             Err(e) => tracing::warn!(error = %e, "could not list apps with logs"),
         }
+        // Ids of one insert are consecutive only with a step of 1 (the default); otherwise
+        // follows read the table.
+        let step = match self.store.id_step().await {
+            Ok(step) => step,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not read the id step; follows read the table");
+                0
+            }
+        };
         let writer = tokio::spawn(write(
             self.store.clone(),
             rx,
             dirty.clone(),
-            self.written.clone(),
+            self.live.clone(),
+            step,
         ));
         let (found_tx, mut found) = mpsc::channel::<(Source, EngineRef)>(256);
         let mut tasks = Tasks::default();
@@ -303,15 +317,18 @@ async fn write(
     store: Store,
     mut rx: mpsc::Receiver<NewLogLine>,
     dirty: Arc<Mutex<HashSet<AppId>>>,
-    written: watch::Sender<u64>,
+    live: broadcast::Sender<Arc<StoredBatch>>,
+    step: i64,
 ) {
     let mut batch: Vec<NewLogLine> = Vec::with_capacity(CHANNEL_LINES);
     loop {
         let open = fill(&mut rx, &mut batch).await;
         if !batch.is_empty() {
             lock(&dirty).extend(batch.iter().map(|l| l.app.clone()));
-            commit(&store, &batch).await;
-            written.send_modify(|n| *n = n.wrapping_add(1));
+            // The lines are copied for the follows only while there is one.
+            let stored = commit(&store, &batch, step, live.receiver_count() > 0).await;
+            // No follow listening is no error.
+            let _ = live.send(Arc::new(stored));
             batch.clear();
         }
         if !open {
@@ -346,11 +363,13 @@ async fn fill(rx: &mut mpsc::Receiver<NewLogLine>, batch: &mut Vec<NewLogLine>) 
     true
 }
 
-async fn commit(store: &Store, batch: &[NewLogLine]) {
+/// Stores `batch`, retrying; what was stored (an unknown batch after the last failure, so
+/// follows read the table).
+async fn commit(store: &Store, batch: &[NewLogLine], step: i64, with_lines: bool) -> StoredBatch {
     let mut wait = Duration::from_millis(100);
     for attempt in 1..=WRITE_ATTEMPTS {
-        match store.insert_log_lines(batch).await {
-            Ok(_) => return,
+        match store.store_log_batch(batch, step, with_lines).await {
+            Ok(stored) => return stored,
             Err(e) if attempt < WRITE_ATTEMPTS => {
                 tracing::warn!(error = %e, attempt, "storing log lines failed; retrying");
                 tokio::time::sleep(wait).await;
@@ -361,4 +380,5 @@ async fn commit(store: &Store, batch: &[NewLogLine]) {
             }
         }
     }
+    StoredBatch { chunks: None }
 }

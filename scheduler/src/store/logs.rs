@@ -42,6 +42,35 @@ pub struct LogRow {
     pub line: LogLine,
 }
 
+/// A chunk as the writer stored it, with its id: what a follow in the writer's process reads
+/// instead of the table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredChunk {
+    /// Its id in the table.
+    pub id: i64,
+    /// Its app.
+    pub app: AppId,
+    /// Its lines, as the API shows them.
+    pub lines: Vec<LogRow>,
+}
+
+/// What one insert of the writer stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredBatch {
+    /// The chunks with their ids, oldest id first; `None` when their ids are not known
+    /// (a chunk was skipped as stored before, or the server does not number rows one by one):
+    /// then only the table can say.
+    pub chunks: Option<Vec<StoredChunk>>,
+}
+
+impl StoredBatch {
+    /// The ids of the first and last chunk, when known.
+    pub fn ids(&self) -> Option<(i64, i64)> {
+        let chunks = self.chunks.as_ref()?;
+        Some((chunks.first()?.id, chunks.last()?.id))
+    }
+}
+
 /// New lines of an app, as a follower reads them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogPage {
@@ -151,15 +180,74 @@ impl Store {
     /// meanwhile are skipped. Returns how many chunks were added. At most
     /// [`MAX_INSERT_BYTES`] (and a line) should be given at once.
     pub async fn insert_log_lines(&self, lines: &[NewLogLine]) -> Result<u64> {
+        let (added, _) = self.insert_chunks(&chunks_of(lines)).await?;
+        Ok(added)
+    }
+
+    /// [`Store::insert_log_lines`] for the collector's writer: also returns the chunks with
+    /// their ids when every chunk was added and `step` (the server's
+    /// `auto_increment_increment`, [`Store::id_step`]) is 1, with their lines as the API shows
+    /// them when `with_lines` (else empty, the ids still told).
+    pub async fn store_log_batch(
+        &self,
+        lines: &[NewLogLine],
+        step: i64,
+        with_lines: bool,
+    ) -> Result<StoredBatch> {
         let chunks = chunks_of(lines);
+        let (added, first) = self.insert_chunks(&chunks).await?;
+        // One statement of n rows takes n consecutive ids from the first (InnoDB numbers the
+        // rows of one insert together; the collector's one writer is the table's only
+        // inserter): known only if none was skipped.
+        if added != chunks.len() as u64 || first == 0 || step != 1 {
+            return Ok(StoredBatch { chunks: None });
+        }
+        let stored = chunks
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let id = first + i as i64;
+                let lines = if with_lines {
+                    c.lines
+                        .iter()
+                        .enumerate()
+                        .map(|(j, l)| LogRow {
+                            chunk: id,
+                            index: u32::try_from(j).unwrap_or(u32::MAX),
+                            line: LogLine {
+                                ts: l.ts,
+                                instance: l.instance.clone(),
+                                version: l.version.clone(),
+                                stream: l.stream,
+                                line: l.line.clone(),
+                            },
+                        })
+                        .collect()
+                } else {
+                    Vec::new()
+                };
+                StoredChunk {
+                    id,
+                    app: c.lines[0].app.clone(),
+                    lines,
+                }
+            })
+            .collect();
+        Ok(StoredBatch {
+            chunks: Some(stored),
+        })
+    }
+
+    /// Inserts `chunks` in one statement; returns the rows added and the id of the first.
+    async fn insert_chunks(&self, chunks: &[NewChunk<'_>]) -> Result<(u64, i64)> {
         if chunks.is_empty() {
-            return Ok(0);
+            return Ok((0, 0));
         }
         let mut q = sqlx::QueryBuilder::<sqlx::MySql>::new(
             "INSERT IGNORE INTO app_log_chunks \
              (app_id, instance_id, version, first_ns, last_ns, line_count, body) ",
         );
-        q.push_values(&chunks, |mut b, c| {
+        q.push_values(chunks, |mut b, c| {
             let first = c.lines[0];
             let (lo, hi) = c.lines.iter().fold((i64::MAX, i64::MIN), |(lo, hi), l| {
                 (lo.min(l.ts.as_nanos()), hi.max(l.ts.as_nanos()))
@@ -178,7 +266,19 @@ impl Store {
             .execute(&self.pool)
             .await
             .map_err(|e| sql::db_error("storing log lines", e))?;
-        Ok(done.rows_affected())
+        Ok((
+            done.rows_affected(),
+            i64::try_from(done.last_insert_id()).unwrap_or(0),
+        ))
+    }
+
+    /// The server's `auto_increment_increment`: how far apart the ids of one insert's rows are.
+    pub async fn id_step(&self) -> Result<i64> {
+        let row = sqlx::query("SELECT CAST(@@auto_increment_increment AS SIGNED) AS step")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| sql::db_error("reading the id step", e))?;
+        get(&row, "step")
     }
 
     /// The timestamp of the newest stored line of `instance`, where a follower resumes.

@@ -28,7 +28,10 @@ pub use events::{EventRow, EventScope, WebhookRow};
 pub(crate) use hosts::parse_state as hosts_state;
 pub use hosts::{HostRow, NewHost};
 pub use instances::InstanceRow;
-pub use logs::{in_time_order, without_copies, LogPage, LogRow, NewLogLine, MAX_INSERT_BYTES};
+pub use logs::{
+    in_time_order, without_copies, LogPage, LogRow, NewLogLine, StoredBatch, StoredChunk,
+    MAX_INSERT_BYTES,
+};
 pub use releases::{NewRelease, ReleaseRow};
 pub use tags::{NewTag, TagRow};
 pub use tenants::TenantRow;
