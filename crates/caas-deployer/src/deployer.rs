@@ -1,7 +1,8 @@
 //! [`Deployer`]: one host's Docker Engine, and every operation the scheduler needs on it.
 //!
-//! Architecture invariant: this is the only place in caas that holds a bollard client. Every
-//! engine failure leaves through [`crate::error::classify`], so callers see one error enum.
+//! Architecture invariant: this crate is the only place in caas that holds a bollard client (the
+//! client lives here; `task/` borrows it for run-to-completion containers). Every engine failure
+//! leaves through [`crate::error::classify`], so callers see one error enum.
 
 use crate::endpoint::DockerEndpoint;
 use crate::error::{classify, classify_message, Error, Op, Result};
@@ -124,7 +125,7 @@ impl Deployer {
     }
 
     /// The client, after negotiating the API version once.
-    async fn docker(&self) -> Result<&Docker> {
+    pub(crate) async fn docker(&self) -> Result<&Docker> {
         let inner = &self.inner;
         inner
             .negotiated
@@ -273,7 +274,7 @@ impl Deployer {
     }
 
     /// Starts a created container; on failure removes it and returns the start's error.
-    async fn start_or_remove(&self, id: &ContainerId, name: &str) -> Result<()> {
+    pub(crate) async fn start_or_remove(&self, id: &ContainerId, name: &str) -> Result<()> {
         let docker = self.docker().await?;
         let started = docker
             .start_container(id.as_str(), None::<StartContainerOptions<String>>)
@@ -546,7 +547,7 @@ impl Deployer {
     }
 }
 
-fn parse_id(id: &str) -> Result<ContainerId> {
+pub(crate) fn parse_id(id: &str) -> Result<ContainerId> {
     id.parse()
         .map_err(|e| Error::Unexpected(format!("engine returned container id {id:?}: {e}")))
 }

@@ -53,7 +53,7 @@ impl Default for LogRotation {
 impl LogRotation {
     /// The engine's `LogConfig`: `json-file` (the driver whose logs can be read back and
     /// followed) with `max-size` and `max-file`.
-    fn to_docker(self) -> HostConfigLogConfig {
+    pub(crate) fn to_docker(self) -> HostConfigLogConfig {
         HostConfigLogConfig {
             typ: Some("json-file".to_owned()),
             config: Some(HashMap::from([
@@ -234,25 +234,14 @@ impl RunSpec {
                 host_port: Some(self.host_port.to_string()),
             }]),
         )]);
-        let memory = self.resources.memory.docker_bytes();
         let host_config = HostConfig {
             port_bindings: Some(bindings),
-            memory: Some(memory),
-            // Equal to memory: no swap on top, so the limit is the real one.
-            memory_swap: Some(memory),
-            nano_cpus: Some(self.resources.cpus.docker_nano_cpus()),
-            cpu_shares: Some(self.resources.cpus.docker_cpu_shares()),
-            pids_limit: Some(self.pids_limit),
-            privileged: Some(false),
-            network_mode: Some("bridge".to_owned()),
-            security_opt: Some(vec!["no-new-privileges".to_owned()]),
-            cap_drop: Some(vec!["ALL".to_owned()]),
             cap_add: (!self.cap_add.is_empty()).then(|| self.cap_add.clone()),
             readonly_rootfs: Some(self.read_only_rootfs),
             init: Some(self.init),
             restart_policy: Some(docker_restart(self.restart)),
             log_config: Some(self.log_rotation.to_docker()),
-            ..Default::default()
+            ..hardened(&self.resources, self.pids_limit)
         };
         Config {
             image: Some(self.image.clone()),
@@ -266,12 +255,32 @@ impl RunSpec {
     }
 }
 
+/// The host config every caas container starts from: its memory (no swap on top) and CPU
+/// limits, a pids limit, unprivileged, on the default bridge, no new privileges, every
+/// capability dropped.
+pub(crate) fn hardened(resources: &Resources, pids_limit: i64) -> HostConfig {
+    let memory = resources.memory.docker_bytes();
+    HostConfig {
+        memory: Some(memory),
+        // Equal to memory: no swap on top, so the limit is the real one.
+        memory_swap: Some(memory),
+        nano_cpus: Some(resources.cpus.docker_nano_cpus()),
+        cpu_shares: Some(resources.cpus.docker_cpu_shares()),
+        pids_limit: Some(pids_limit),
+        privileged: Some(false),
+        network_mode: Some("bridge".to_owned()),
+        security_opt: Some(vec!["no-new-privileges".to_owned()]),
+        cap_drop: Some(vec!["ALL".to_owned()]),
+        ..Default::default()
+    }
+}
+
 /// The container name of an instance.
 pub fn container_name(instance: &InstanceId) -> String {
     format!("caas-{instance}")
 }
 
-fn docker_restart(policy: RestartPolicy) -> DockerRestart {
+pub(crate) fn docker_restart(policy: RestartPolicy) -> DockerRestart {
     let (name, retries) = match policy {
         RestartPolicy::No => (RestartPolicyNameEnum::NO, None),
         RestartPolicy::OnFailure(n) => (RestartPolicyNameEnum::ON_FAILURE, Some(i64::from(n))),
