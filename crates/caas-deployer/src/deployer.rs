@@ -237,10 +237,9 @@ impl Deployer {
     /// failed run leaves nothing behind. If a container of that name already exists with our
     /// labels for this spec (a create that timed out but happened), it is adopted (and started
     /// if needed) instead of duplicated; a name held by anything else is [`Error::NameConflict`].
-    #[tracing::instrument(skip_all, fields(name = %spec.name, image = %spec.image, bind = %spec.host_ip, port = spec.host_port))]
+    #[tracing::instrument(skip_all, fields(name = %spec.name, image = %spec.image, bind = ?spec.port.map(|p| p.host)))]
     pub async fn run(&self, spec: &RunSpec) -> Result<RunningContainer> {
-        let endpoint = Endpoint::new(spec.host_ip, spec.host_port)
-            .map_err(|e| Error::InvalidSpec(format!("host binding: {e}")))?;
+        let endpoint = spec.port.map(|p| p.host);
         let docker = self.docker().await?;
         let options = CreateContainerOptions {
             name: spec.name.clone(),
@@ -294,7 +293,7 @@ impl Deployer {
     async fn adopt(
         &self,
         spec: &RunSpec,
-        endpoint: Endpoint,
+        endpoint: Option<Endpoint>,
         conflict: String,
     ) -> Result<RunningContainer> {
         let status = match self.inspect_name(&spec.name).await {
@@ -308,7 +307,7 @@ impl Deployer {
             .iter()
             .all(|(k, v)| status.labels.get(k) == Some(v))
             && status.image == spec.image
-            && status.endpoint == Some(endpoint);
+            && status.endpoint == endpoint;
         if !ours {
             return Err(Error::NameConflict(conflict));
         }

@@ -41,6 +41,7 @@ pub use observed::{
     PullProgress, RunningContainer,
 };
 pub use spec::{
-    container_name, LogRotation, RegistryCredentials, RestartPolicy, RunSpec, DEFAULT_PIDS_LIMIT,
+    container_name, LogRotation, PortMapping, RegistryCredentials, RestartPolicy, RunSpec,
+    DEFAULT_PIDS_LIMIT,
 };
 pub use task::{pipe, Task, TaskEnd, TaskExit, TaskOutput, TaskSpec, TaskStdin, MAX_CHUNK};
