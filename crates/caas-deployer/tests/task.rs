@@ -1,7 +1,7 @@
 //! Run-to-completion containers against the real engine (`scripts/up`) with the busybox image
 //! (`scripts/build-busybox`): exit codes, stdout and stderr apart, stdin round trips of any
-//! bytes, back-pressure, a pipe of two containers, timeout and cancel killing and reporting, and
-//! no container left in any case.
+//! bytes, back-pressure, a pipe of two containers, timeout and cancel killing and reporting, a
+//! running task adopted by a new attach, and no container left in any case.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -299,4 +299,33 @@ async fn failures_and_dropped_tasks_leave_no_container() {
         Err(e) => panic!("a missing command is the container's exit, not a start error: {e}"),
     }
     assert_gone(&ns, "after the failures");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_task_is_adopted_by_a_new_attach() {
+    let (d, image, ns) = setup("task-adopt").await;
+    let mut s = spec(
+        &ns,
+        "adopt",
+        &image,
+        &["sh", "-c", "read x; echo got-$x; exit 4"],
+    );
+    s.stdin = true;
+    let mut task = d.start_task(&s).await.unwrap();
+    let mut stdin = task.stdin.take().unwrap();
+    let id = task.id().clone();
+    // The process that started it is gone (a scheduler restart): its handle never cleans up.
+    std::mem::forget(task);
+
+    let other = deployer().await;
+    let mut adopted = other.attach_task(&id).await.unwrap();
+    assert!(adopted.stdin.is_none(), "an adopted task has no stdin");
+    let out = read_all(adopted.stdout.take().unwrap());
+    // Only now does the command go on: everything it writes comes after the new attach.
+    stdin.write_all(b"hi\n").await.unwrap();
+    stdin.shutdown().await.unwrap();
+    let exit = adopted.wait(LONG, std::future::pending()).await.unwrap();
+    assert_eq!((exit.end, exit.exit_code), (TaskEnd::Exited, Some(4)));
+    assert_eq!(text(out).await, "got-hi\n");
+    assert_gone(&ns, "after the adopted task");
 }
