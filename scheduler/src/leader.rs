@@ -1,11 +1,12 @@
-//! The leader's duties: while this process leads, run the health checker, act on its events,
-//! keep its targets in sync with the database, reconcile at start and periodically, and after
+//! The leader's duties: while this process leads, run the health checker, act on its events
+//! and on workers' container exits and starts (`healing::WorkerWatch`), keep its targets in sync
+//! with the database, reconcile at start and periodically, and after
 //! each reconciliation recycle instances past their age ([`Recycler`]), collect the apps' logs
 //! and deliver webhooks. They stop when leadership is lost or on shutdown.
 
 use crate::control::ControlPlane;
 use crate::events::webhooks::Webhooks;
-use crate::healing::Healer;
+use crate::healing::{Healer, WorkerEvent, WorkerWatch};
 use crate::logs::LogCollector;
 use crate::reconcile::Reconciler;
 use crate::recycle::Recycler;
@@ -86,6 +87,10 @@ impl LeaderDuties {
             }));
             let logs_task = tokio::spawn(self.logs.clone().run(ended(&leader, &stop)));
             let webhooks_task = tokio::spawn(self.webhooks.clone().run(ended(&leader, &stop)));
+            // Workers' exits and starts, from watchers that `sync_workers` keeps one per engine
+            // and that stop with `workers` when this leadership ends.
+            let (worker_tx, mut worker_events) = mpsc::channel::<WorkerEvent>(256);
+            let mut workers = WorkerWatch::new(worker_tx);
             let mut sync = tokio::time::interval(HEALTH_SYNC);
             let mut reconcile = tokio::time::interval(self.reconcile_every);
             let mut recycling: Option<tokio::task::JoinHandle<()>> = None;
@@ -98,9 +103,17 @@ impl LeaderDuties {
                             tracing::warn!(error = %e, "could not act on a health event");
                         }
                     }
+                    Some(ev) = worker_events.recv() => {
+                        if let Err(e) = self.healer.on_worker_event(ev).await {
+                            tracing::warn!(error = %e, "could not act on a worker's exit or start");
+                        }
+                    }
                     _ = sync.tick() => {
                         if let Err(e) = self.healer.sync_health_targets().await {
                             tracing::warn!(error = %e, "could not sync health-check targets");
+                        }
+                        if let Err(e) = self.healer.sync_workers(&mut workers).await {
+                            tracing::warn!(error = %e, "could not sync the workers' state");
                         }
                     }
                     _ = reconcile.tick() => {
@@ -119,6 +132,7 @@ impl LeaderDuties {
                 }
             }
             self.leading.store(false, Ordering::Relaxed);
+            drop(workers);
             let _ = checker_task.await;
             // A replacement under way finishes (stopping it half-way would leave an extra
             // instance); no new pass starts until this process leads again.

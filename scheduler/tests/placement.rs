@@ -61,7 +61,8 @@ async fn deployment(
             version: version.parse().expect("valid version"),
             image: format!("127.0.0.1:5000/{app_id}:{version}"),
             resources: res,
-            port: 8080,
+            port: Some(8080),
+            command: None,
             env: BTreeMap::new(),
             placement,
             health: HealthPolicy::default(),
@@ -232,7 +233,8 @@ async fn store_crud_maps_conflicts_and_not_found() {
                 version: "v1".parse().expect("valid"),
                 image: String::new(),
                 resources: resources(128, 500),
-                port: 8080,
+                port: Some(8080),
+                command: None,
                 env: BTreeMap::new(),
                 placement: PlacementPolicy::default(),
                 health: HealthPolicy::default(),
@@ -259,8 +261,8 @@ async fn store_crud_maps_conflicts_and_not_found() {
     let got = store.get_instance(inst).await.expect("instance");
     assert_eq!(got.container_id, Some(cid));
     assert_eq!(
-        got.to_api().expect("api").address.to_string(),
-        "127.0.0.2:25700"
+        got.to_api().expect("api").address.map(|a| a.to_string()),
+        Some("127.0.0.2:25700".to_owned())
     );
 
     // Things in use refuse deletion with a conflict, never a driver error.

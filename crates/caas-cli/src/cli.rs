@@ -42,7 +42,8 @@ pub enum Command {
     /// Apps: list, create, remove.
     #[command(subcommand)]
     Apps(AppsCmd),
-    /// Deploy a version of an app (its image is {registry}/{app}:{version}).
+    /// Deploy a version of an app (its image is {registry}/{app}:{version}); after `--`, a
+    /// command to run instead of the image's CMD. `--worker`: no port, supervised by its exits.
     Deploy(DeployArgs),
     /// Change the number of instances of a deployed version.
     Scale {
@@ -301,8 +302,12 @@ pub struct DeployArgs {
     #[arg(long, default_value = "0.5")]
     pub cpus: Cpus,
     /// The port the app listens on in its container.
-    #[arg(long, short = 'p', default_value_t = 8080)]
+    #[arg(long, short = 'p', default_value_t = 8080, conflicts_with = "worker")]
     pub port: u16,
+    /// A worker: no port, no route, no health path; an exited instance is restarted or
+    /// replaced per --on-failure.
+    #[arg(long)]
+    pub worker: bool,
     /// Environment variable K=V (repeatable).
     #[arg(long, short = 'e', value_parser = parse_kv)]
     pub env: Vec<(String, String)>,
@@ -338,6 +343,9 @@ pub struct DeployArgs {
     /// Don't show progress; print only the result.
     #[arg(long, short = 'q')]
     pub quiet: bool,
+    /// The command to run instead of the image's CMD, after `--`.
+    #[arg(last = true, value_name = "CMD")]
+    pub command: Vec<String>,
 }
 
 /// `caas logs ...`

@@ -171,7 +171,8 @@ fn deployment_request(a: &DeployArgs) -> CreateDeployment {
         instances: a.instances,
         memory_mb: a.memory.mib(),
         cpus: a.cpus.cores(),
-        port: a.port,
+        port: (!a.worker).then_some(a.port),
+        command: (!a.command.is_empty()).then(|| a.command.clone()),
         env: a.env.iter().cloned().collect(),
         placement: Placement {
             rank: match a.rank {
@@ -405,7 +406,7 @@ pub(crate) fn instance_table(instances: &[Instance]) -> Table {
             i.app.to_string(),
             i.version.to_string(),
             i.host.to_string(),
-            i.address.to_string(),
+            i.address.map_or_else(|| "-".to_owned(), |a| a.to_string()),
             serde_json::to_value(i.state)
                 .ok()
                 .and_then(|v| v.as_str().map(str::to_owned))

@@ -1,7 +1,8 @@
 //! [`Deployer`]: one host's Docker Engine, and every operation the scheduler needs on it.
 //!
-//! Architecture invariant: this is the only place in caas that holds a bollard client. Every
-//! engine failure leaves through [`crate::error::classify`], so callers see one error enum.
+//! Architecture invariant: this crate is the only place in caas that holds a bollard client (the
+//! client lives here; `task/` borrows it for run-to-completion containers). Every engine failure
+//! leaves through [`crate::error::classify`], so callers see one error enum.
 
 use crate::endpoint::DockerEndpoint;
 use crate::error::{classify, classify_message, Error, Op, Result};
@@ -124,7 +125,7 @@ impl Deployer {
     }
 
     /// The client, after negotiating the API version once.
-    async fn docker(&self) -> Result<&Docker> {
+    pub(crate) async fn docker(&self) -> Result<&Docker> {
         let inner = &self.inner;
         inner
             .negotiated
@@ -236,10 +237,9 @@ impl Deployer {
     /// failed run leaves nothing behind. If a container of that name already exists with our
     /// labels for this spec (a create that timed out but happened), it is adopted (and started
     /// if needed) instead of duplicated; a name held by anything else is [`Error::NameConflict`].
-    #[tracing::instrument(skip_all, fields(name = %spec.name, image = %spec.image, bind = %spec.host_ip, port = spec.host_port))]
+    #[tracing::instrument(skip_all, fields(name = %spec.name, image = %spec.image, bind = ?spec.port.map(|p| p.host)))]
     pub async fn run(&self, spec: &RunSpec) -> Result<RunningContainer> {
-        let endpoint = Endpoint::new(spec.host_ip, spec.host_port)
-            .map_err(|e| Error::InvalidSpec(format!("host binding: {e}")))?;
+        let endpoint = spec.port.map(|p| p.host);
         let docker = self.docker().await?;
         let options = CreateContainerOptions {
             name: spec.name.clone(),
@@ -273,7 +273,7 @@ impl Deployer {
     }
 
     /// Starts a created container; on failure removes it and returns the start's error.
-    async fn start_or_remove(&self, id: &ContainerId, name: &str) -> Result<()> {
+    pub(crate) async fn start_or_remove(&self, id: &ContainerId, name: &str) -> Result<()> {
         let docker = self.docker().await?;
         let started = docker
             .start_container(id.as_str(), None::<StartContainerOptions<String>>)
@@ -293,7 +293,7 @@ impl Deployer {
     async fn adopt(
         &self,
         spec: &RunSpec,
-        endpoint: Endpoint,
+        endpoint: Option<Endpoint>,
         conflict: String,
     ) -> Result<RunningContainer> {
         let status = match self.inspect_name(&spec.name).await {
@@ -307,7 +307,7 @@ impl Deployer {
             .iter()
             .all(|(k, v)| status.labels.get(k) == Some(v))
             && status.image == spec.image
-            && status.endpoint == Some(endpoint);
+            && status.endpoint == endpoint;
         if !ours {
             return Err(Error::NameConflict(conflict));
         }
@@ -546,7 +546,7 @@ impl Deployer {
     }
 }
 
-fn parse_id(id: &str) -> Result<ContainerId> {
+pub(crate) fn parse_id(id: &str) -> Result<ContainerId> {
     id.parse()
         .map_err(|e| Error::Unexpected(format!("engine returned container id {id:?}: {e}")))
 }

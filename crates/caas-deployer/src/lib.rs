@@ -1,6 +1,6 @@
 //! The only code in caas that talks to a Docker Engine: pull, run with port mapping and limits,
-//! stop, remove, inspect, list by label, follow a container's logs, and the engine's event
-//! stream.
+//! stop, remove, inspect, list by label, follow a container's logs, the engine's event stream,
+//! and run-to-completion containers with their standard streams attached ([`Task`]).
 //!
 //! A [`Deployer`] is one host's engine, reached through a [`DockerEndpoint`] (local socket,
 //! plain TCP, or TCP with mutual TLS). [`RunSpec`] says what to run; every failure is one
@@ -30,6 +30,7 @@ mod error;
 mod logs;
 mod observed;
 mod spec;
+mod task;
 
 pub use deployer::{Deployer, DEFAULT_TIMEOUT};
 pub use endpoint::{DockerEndpoint, TlsFiles};
@@ -40,5 +41,7 @@ pub use observed::{
     PullProgress, RunningContainer,
 };
 pub use spec::{
-    container_name, LogRotation, RegistryCredentials, RestartPolicy, RunSpec, DEFAULT_PIDS_LIMIT,
+    container_name, LogRotation, PortMapping, RegistryCredentials, RestartPolicy, RunSpec,
+    DEFAULT_PIDS_LIMIT,
 };
+pub use task::{pipe, Task, TaskEnd, TaskExit, TaskOutput, TaskSpec, TaskStdin, MAX_CHUNK};

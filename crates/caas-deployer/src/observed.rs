@@ -15,8 +15,8 @@ pub struct RunningContainer {
     pub id: ContainerId,
     /// The container name.
     pub name: String,
-    /// Where the app answers: the bound host address and port.
-    pub endpoint: Endpoint,
+    /// Where the app answers: the bound host address and port (`None` for a worker).
+    pub endpoint: Option<Endpoint>,
     /// True when the container already existed (a retried create) and was adopted.
     pub adopted: bool,
 }

@@ -8,7 +8,6 @@ use bollard::models::{
 };
 use caas_types::{labels, AppId, Endpoint, InstanceId, Resources, Version};
 use std::collections::{BTreeMap, HashMap};
-use std::net::IpAddr;
 
 /// The default pids limit: plenty for a web app, small enough that a fork bomb stays contained.
 pub const DEFAULT_PIDS_LIMIT: i64 = 256;
@@ -53,7 +52,7 @@ impl Default for LogRotation {
 impl LogRotation {
     /// The engine's `LogConfig`: `json-file` (the driver whose logs can be read back and
     /// followed) with `max-size` and `max-file`.
-    fn to_docker(self) -> HostConfigLogConfig {
+    pub(crate) fn to_docker(self) -> HostConfigLogConfig {
         HostConfigLogConfig {
             typ: Some("json-file".to_owned()),
             config: Some(HashMap::from([
@@ -101,6 +100,16 @@ impl std::fmt::Debug for RegistryCredentials {
     }
 }
 
+/// A container port published on a host address and port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortMapping {
+    /// The port the app listens on inside the container (also passed as `$PORT`).
+    pub container_port: u16,
+    /// The host address and port it is bound to (the host's address, loopback aliases in
+    /// tests; the port claimed by the scheduler from the host's range).
+    pub host: Endpoint,
+}
+
 /// One container to create and start. Its `Debug` shows the names of `env`, never the values
 /// (they may be an app's decrypted secrets).
 #[derive(Clone, PartialEq)]
@@ -109,12 +118,10 @@ pub struct RunSpec {
     pub name: String,
     /// `{registry}/{appId}:{version}`.
     pub image: String,
-    /// The port the app listens on inside the container (also passed as `$PORT`).
-    pub container_port: u16,
-    /// The host address the port is bound to (the host's address; loopback aliases in tests).
-    pub host_ip: IpAddr,
-    /// The host port, claimed by the scheduler from the host's range.
-    pub host_port: u16,
+    /// Overrides the image's `CMD` when not empty (the image's `ENTRYPOINT` stays).
+    pub command: Vec<String>,
+    /// The published port; `None` for a worker, which listens on nothing and gets no `$PORT`.
+    pub port: Option<PortMapping>,
     /// Memory (and memory+swap) and CPU limits.
     pub resources: Resources,
     /// Environment of the app.
@@ -145,9 +152,8 @@ impl std::fmt::Debug for RunSpec {
         f.debug_struct("RunSpec")
             .field("name", &self.name)
             .field("image", &self.image)
-            .field("container_port", &self.container_port)
-            .field("host_ip", &self.host_ip)
-            .field("host_port", &self.host_port)
+            .field("command", &self.command)
+            .field("port", &self.port)
             .field("resources", &self.resources)
             .field("env", &self.env.keys().collect::<Vec<_>>())
             .field("labels", &self.labels)
@@ -178,6 +184,27 @@ impl RunSpec {
         host: Endpoint,
         resources: Resources,
     ) -> RunSpec {
+        let mut spec = RunSpec::for_worker(namespace, app, version, instance, image, resources);
+        spec.port = Some(PortMapping {
+            container_port,
+            host,
+        });
+        if container_port < 1024 {
+            spec.cap_add = vec!["NET_BIND_SERVICE".to_owned()];
+        }
+        spec
+    }
+
+    /// The spec of one worker instance: like [`RunSpec::for_instance`] without a port (no
+    /// binding, no `$PORT`, no capability at all).
+    pub fn for_worker(
+        namespace: &str,
+        app: &AppId,
+        version: &Version,
+        instance: &InstanceId,
+        image: String,
+        resources: Resources,
+    ) -> RunSpec {
         let labels = BTreeMap::from([
             (labels::APP.to_owned(), app.to_string()),
             (labels::VERSION.to_owned(), version.to_string()),
@@ -186,20 +213,15 @@ impl RunSpec {
         RunSpec {
             name: container_name(instance),
             image,
-            container_port,
-            host_ip: host.ip(),
-            host_port: host.port(),
+            command: Vec::new(),
+            port: None,
             resources,
             env: BTreeMap::new(),
             labels,
             namespace: namespace.to_owned(),
             restart: RestartPolicy::No,
             pids_limit: DEFAULT_PIDS_LIMIT,
-            cap_add: if container_port < 1024 {
-                vec!["NET_BIND_SERVICE".to_owned()]
-            } else {
-                Vec::new()
-            },
+            cap_add: Vec::new(),
             read_only_rootfs: false,
             init: true,
             stop_timeout: None,
@@ -214,55 +236,63 @@ impl RunSpec {
         all
     }
 
-    /// The `{port}/tcp` key Docker uses for the container port.
-    pub(crate) fn port_key(&self) -> String {
-        format!("{}/tcp", self.container_port)
-    }
-
     /// The engine's create request.
     pub(crate) fn to_config(&self) -> Config<String> {
         let mut env: Vec<String> = Vec::with_capacity(self.env.len() + 1);
-        if !self.env.contains_key("PORT") {
-            env.push(format!("PORT={}", self.container_port));
+        if let Some(p) = self.port.filter(|_| !self.env.contains_key("PORT")) {
+            env.push(format!("PORT={}", p.container_port));
         }
         env.extend(self.env.iter().map(|(k, v)| format!("{k}={v}")));
-        let port_key = self.port_key();
-        let bindings = HashMap::from([(
-            port_key.clone(),
-            Some(vec![PortBinding {
-                host_ip: Some(self.host_ip.to_string()),
-                host_port: Some(self.host_port.to_string()),
-            }]),
-        )]);
-        let memory = self.resources.memory.docker_bytes();
+        // The `{port}/tcp` key Docker uses for the container port.
+        let port_key = self.port.map(|p| format!("{}/tcp", p.container_port));
+        let bindings = self.port.zip(port_key.clone()).map(|(p, key)| {
+            HashMap::from([(
+                key,
+                Some(vec![PortBinding {
+                    host_ip: Some(p.host.ip().to_string()),
+                    host_port: Some(p.host.port().to_string()),
+                }]),
+            )])
+        });
         let host_config = HostConfig {
-            port_bindings: Some(bindings),
-            memory: Some(memory),
-            // Equal to memory: no swap on top, so the limit is the real one.
-            memory_swap: Some(memory),
-            nano_cpus: Some(self.resources.cpus.docker_nano_cpus()),
-            cpu_shares: Some(self.resources.cpus.docker_cpu_shares()),
-            pids_limit: Some(self.pids_limit),
-            privileged: Some(false),
-            network_mode: Some("bridge".to_owned()),
-            security_opt: Some(vec!["no-new-privileges".to_owned()]),
-            cap_drop: Some(vec!["ALL".to_owned()]),
+            port_bindings: bindings,
             cap_add: (!self.cap_add.is_empty()).then(|| self.cap_add.clone()),
             readonly_rootfs: Some(self.read_only_rootfs),
             init: Some(self.init),
             restart_policy: Some(docker_restart(self.restart)),
             log_config: Some(self.log_rotation.to_docker()),
-            ..Default::default()
+            ..hardened(&self.resources, self.pids_limit)
         };
         Config {
             image: Some(self.image.clone()),
+            cmd: (!self.command.is_empty()).then(|| self.command.clone()),
             env: Some(env),
             labels: Some(self.all_labels()),
-            exposed_ports: Some(HashMap::from([(port_key, HashMap::new())])),
+            exposed_ports: port_key.map(|key| HashMap::from([(key, HashMap::new())])),
             host_config: Some(host_config),
             stop_timeout: self.stop_timeout.map(i64::from),
             ..Default::default()
         }
+    }
+}
+
+/// The host config every caas container starts from: its memory (no swap on top) and CPU
+/// limits, a pids limit, unprivileged, on the default bridge, no new privileges, every
+/// capability dropped.
+pub(crate) fn hardened(resources: &Resources, pids_limit: i64) -> HostConfig {
+    let memory = resources.memory.docker_bytes();
+    HostConfig {
+        memory: Some(memory),
+        // Equal to memory: no swap on top, so the limit is the real one.
+        memory_swap: Some(memory),
+        nano_cpus: Some(resources.cpus.docker_nano_cpus()),
+        cpu_shares: Some(resources.cpus.docker_cpu_shares()),
+        pids_limit: Some(pids_limit),
+        privileged: Some(false),
+        network_mode: Some("bridge".to_owned()),
+        security_opt: Some(vec!["no-new-privileges".to_owned()]),
+        cap_drop: Some(vec!["ALL".to_owned()]),
+        ..Default::default()
     }
 }
 
@@ -271,7 +301,7 @@ pub fn container_name(instance: &InstanceId) -> String {
     format!("caas-{instance}")
 }
 
-fn docker_restart(policy: RestartPolicy) -> DockerRestart {
+pub(crate) fn docker_restart(policy: RestartPolicy) -> DockerRestart {
     let (name, retries) = match policy {
         RestartPolicy::No => (RestartPolicyNameEnum::NO, None),
         RestartPolicy::OnFailure(n) => (RestartPolicyNameEnum::ON_FAILURE, Some(i64::from(n))),
@@ -361,8 +391,7 @@ mod tests {
 
     #[test]
     fn low_port_keeps_only_bind_capability() {
-        let mut s = spec();
-        s.container_port = 80;
+        let s = spec();
         let s = RunSpec::for_instance(
             &s.namespace,
             &"shop".parse().expect("valid"),
@@ -374,6 +403,41 @@ mod tests {
             s.resources,
         );
         assert_eq!(s.cap_add, vec!["NET_BIND_SERVICE".to_owned()]);
+    }
+
+    #[test]
+    fn a_worker_publishes_nothing_and_runs_its_command() {
+        let s = spec();
+        let mut w = RunSpec::for_worker(
+            &s.namespace,
+            &"shop".parse().expect("valid"),
+            &"v1".parse().expect("valid"),
+            &"shop-abc123".parse().expect("valid"),
+            s.image.clone(),
+            s.resources,
+        );
+        w.command = vec!["sh".into(), "-c".into(), "exec worker".into()];
+        let config = w.to_config();
+        assert_eq!(config.exposed_ports, None);
+        assert_eq!(config.env, Some(Vec::new()), "no $PORT");
+        assert_eq!(
+            config.cmd,
+            Some(vec![
+                "sh".to_owned(),
+                "-c".to_owned(),
+                "exec worker".to_owned()
+            ])
+        );
+        let host = config.host_config.expect("host config");
+        assert_eq!(host.port_bindings, None);
+        assert_eq!(host.cap_add, None);
+        assert_eq!(host.cap_drop, Some(vec!["ALL".to_owned()]));
+        assert_eq!(
+            config.labels.and_then(|l| l.get("caas.instance").cloned()),
+            Some("shop-abc123".to_owned())
+        );
+        // An instance keeps the image's command unless given one.
+        assert_eq!(s.to_config().cmd, None);
     }
 
     #[test]

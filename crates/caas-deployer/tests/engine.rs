@@ -27,8 +27,8 @@ async fn runs_with_limits_on_two_hosts_and_answers_ping() {
         .run(&hello_spec(&ns, "b", &image, HOST_B, port))
         .await
         .unwrap();
-    assert_eq!(a.endpoint.to_string(), format!("127.0.0.2:{port}"));
-    assert_eq!(b.endpoint.to_string(), format!("127.0.0.3:{port}"));
+    assert_eq!(a.endpoint.unwrap().to_string(), format!("127.0.0.2:{port}"));
+    assert_eq!(b.endpoint.unwrap().to_string(), format!("127.0.0.3:{port}"));
     assert!(!a.adopted);
 
     // The engine's own view, through the CLI rather than our client.
@@ -64,7 +64,7 @@ async fn runs_with_limits_on_two_hosts_and_answers_ping() {
     // Our inspect agrees.
     let status = d.inspect(&a.id).await.unwrap();
     assert_eq!(status.state, ContainerState::Running);
-    assert_eq!(status.endpoint, Some(a.endpoint));
+    assert_eq!(status.endpoint, a.endpoint);
     assert_eq!(status.limits.memory, Some(64 << 20));
     assert_eq!(status.limits.nano_cpus, Some(500_000_000));
     assert_eq!(status.name, ns.container_name("a"));
@@ -203,7 +203,10 @@ async fn rerun_adopts_ours_and_refuses_a_foreign_name() {
     // The same name with other labels (another namespace's container) is a conflict, untouched.
     let mut foreign = spec.clone();
     foreign.namespace = format!("{}-other", ns.as_str());
-    foreign.host_port = free_port();
+    foreign.port = Some(caas_deployer::PortMapping {
+        container_port: 8080,
+        host: caas_types::Endpoint::new(HOST_A, free_port()).unwrap(),
+    });
     let err = d.run(&foreign).await.unwrap_err();
     assert!(matches!(err, Error::NameConflict(_)), "{err:?}");
     assert_eq!(cli_containers(&ns), vec![first.id.to_string()]);

@@ -1,6 +1,6 @@
 //! The real Docker engine and registry from `scripts/up`, through `caas-deployer` (never
-//! `bollard` directly): a checked `Deployer`, the hello image, and a container namespace per
-//! test whose containers are removed on drop, even when the test failed.
+//! `bollard` directly): a checked `Deployer`, the hello and busybox images, and a container
+//! namespace per test whose containers are removed on drop, even when the test failed.
 
 use crate::{clean_up, unique, var, HOW};
 use caas_deployer::{Deployer, DockerEndpoint, RegistryCredentials};
@@ -35,6 +35,20 @@ pub fn registry_credentials() -> Option<RegistryCredentials> {
 /// `{CAAS_REGISTRY}/hello:{tag}`, pulled first if the engine lacks it.
 pub async fn hello_image(d: &Deployer, tag: &str) -> String {
     let image = format!("{}/hello:{tag}", var("CAAS_REGISTRY"));
+    pulled(d, image, "build-hello").await
+}
+
+/// `{CAAS_REGISTRY}/busybox:v1`, pulled first if the engine lacks it: Debian's static busybox
+/// in a `FROM scratch` image (`scripts/build-busybox`), for tests of containers that run a
+/// command to completion (`sh`, `cat`, `wc`, `seq`, `tr`, `sleep`, `true`, `false`).
+pub async fn busybox_image(d: &Deployer) -> String {
+    let image = format!("{}/busybox:v1", var("CAAS_REGISTRY"));
+    pulled(d, image, "build-busybox").await
+}
+
+/// `image` on the engine of `d`, pulled from the registry if it is not there yet; panics,
+/// naming the script that pushes it, when it cannot be had.
+async fn pulled(d: &Deployer, image: String, script: &str) -> String {
     let present = d
         .image_present(&image)
         .await
@@ -43,7 +57,7 @@ pub async fn hello_image(d: &Deployer, tag: &str) -> String {
         d.pull_to_end(&image, registry_credentials().as_ref())
             .await
             .unwrap_or_else(|e| {
-                panic!("cannot pull {image} ({e}): {HOW} (it pushes the hello images)")
+                panic!("cannot pull {image} ({e}): {HOW} (its scripts/{script} pushes it)")
             });
     }
     image

@@ -211,9 +211,15 @@ pub struct CreateDeployment {
     pub memory_mb: u64,
     /// CPU limit per instance, cores.
     pub cpus: f64,
-    /// The port the app listens on inside its container.
+    /// The port the app listens on inside its container: absent is 8080; an explicit `null`
+    /// (`None`) makes a worker, with no host port, no route and no HTTP health check, supervised
+    /// by its container's state instead (an exit is restarted or replaced per
+    /// `health.on_failure`). Serialized as given, so a worker's request reads back as one.
     #[serde(default = "default_port")]
-    pub port: u16,
+    pub port: Option<u16>,
+    /// Overrides the image's `CMD` (its `ENTRYPOINT` stays); absent: the image's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
     /// Environment variables.
     #[serde(default)]
     pub env: BTreeMap<String, String>,
@@ -237,8 +243,11 @@ fn one() -> u32 {
     1
 }
 
-fn default_port() -> u16 {
-    8080
+/// The container port of a deployment request without `port`.
+pub const DEFAULT_PORT: u16 = 8080;
+
+fn default_port() -> Option<u16> {
+    Some(DEFAULT_PORT)
 }
 
 /// A release: one deploy or rollback of an app, pinned to the manifest digest its tag resolved
@@ -297,8 +306,11 @@ pub struct Deployment {
     pub memory_mb: u64,
     /// CPU limit per instance, cores.
     pub cpus: f64,
-    /// Container port.
-    pub port: u16,
+    /// Container port; `null` for a worker.
+    pub port: Option<u16>,
+    /// The command overriding the image's `CMD`, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
     /// Stop grace period of its instances, seconds (absent: the scheduler's default).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop_timeout_s: Option<u32>,
@@ -337,8 +349,8 @@ pub struct Instance {
     pub version: Version,
     /// Host name.
     pub host: HostName,
-    /// `{hostIP}:{hostPort}`.
-    pub address: Endpoint,
+    /// `{hostIP}:{hostPort}`; `null` for a worker's instance, which has no port.
+    pub address: Option<Endpoint>,
     /// Docker container id, once created.
     pub container_id: Option<ContainerId>,
     /// Life-cycle state.
@@ -613,7 +625,8 @@ mod tests {
         let d: CreateDeployment =
             serde_json::from_str(r#"{"version":"v1","memory_mb":128,"cpus":0.5}"#).expect("valid");
         assert_eq!(d.instances, 1);
-        assert_eq!(d.port, 8080);
+        assert_eq!(d.port, Some(8080));
+        assert_eq!(d.command, None);
         assert_eq!(d.health.path, "/_ping");
         assert_eq!(d.placement.rank, Rank::Memory);
     }
@@ -633,6 +646,38 @@ mod tests {
             d.placement.colocate_with.as_ref().map(AppId::as_str),
             Some("otherapp")
         );
+    }
+
+    #[test]
+    fn an_absent_port_is_the_default_and_a_null_one_a_worker() {
+        let base = r#""version":"v1","memory_mb":64,"cpus":0.25"#;
+        let parse = |extra: &str| {
+            serde_json::from_str::<CreateDeployment>(&format!("{{{base}{extra}}}")).expect("valid")
+        };
+        assert_eq!(parse("").port, Some(DEFAULT_PORT));
+        assert_eq!(parse(r#","port":9000"#).port, Some(9000));
+        let worker = parse(r#","port":null,"command":["sh","-c","exec w"]"#);
+        assert_eq!(worker.port, None);
+        assert_eq!(
+            worker.command,
+            Some(vec!["sh".to_owned(), "-c".to_owned(), "exec w".to_owned()])
+        );
+        // Written back as given: the worker stays a worker, the default stays explicit.
+        let json = serde_json::to_value(&worker).expect("serializable");
+        assert_eq!(json["port"], serde_json::Value::Null);
+        assert_eq!(
+            serde_json::from_value::<CreateDeployment>(json).expect("valid"),
+            worker
+        );
+        let json = serde_json::to_value(parse("")).expect("serializable");
+        assert_eq!(json["port"], 8080);
+        assert!(json.get("command").is_none());
+        for bad in [r#","command":"sh""#, r#","command":[1]"#, r#","port":"x""#] {
+            assert!(
+                serde_json::from_str::<CreateDeployment>(&format!("{{{base}{bad}}}")).is_err(),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

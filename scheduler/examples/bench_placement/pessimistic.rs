@@ -126,7 +126,7 @@ async fn attempt_locked(store: &Store, req: &PlacementRequest) -> Result<Attempt
         host_id: host.id,
         host: host.name,
         address: host.address,
-        host_port: port,
+        host_port: Some(port),
         resources: req.resources,
     }))
 }

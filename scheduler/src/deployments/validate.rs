@@ -1,4 +1,5 @@
-//! Checks a deployment request before anything is claimed: sizes, ports, env, health settings.
+//! Checks a deployment request before anything is claimed: sizes, ports, command, env, health
+//! settings.
 //! Everything here is pure, so bad input is a 400 with nothing touched. This is the API edge for
 //! deployments: the request's wire shapes become the domain's policies here, and nothing further
 //! in sees the wire shapes.
@@ -14,6 +15,38 @@ pub const MAX_INSTANCES: u32 = 1000;
 const MAX_ENV: usize = 256;
 /// Most bytes of names and values in one deployment's `env`, and in one app's config.
 pub const MAX_ENV_BYTES: usize = 64 * 1024;
+/// Most arguments in a `command`.
+pub const MAX_COMMAND_ARGS: usize = 256;
+/// Most bytes of all arguments of a `command` together.
+pub const MAX_COMMAND_BYTES: usize = 64 * 1024;
+
+/// Checks a `command` (of a deployment, and later of a job or a workflow step): 1 to
+/// [`MAX_COMMAND_ARGS`] arguments, none empty, none with a NUL byte (the kernel's `execve` cuts
+/// an argument there), [`MAX_COMMAND_BYTES`] in all. `field` names it in the message.
+pub fn check_command(field: &str, command: &[String]) -> Result<()> {
+    if command.is_empty() {
+        return Err(invalid(&format!(
+            "{field}: must hold the program and its arguments (an empty list runs nothing; \
+             leave it out to run the image's command)"
+        )));
+    }
+    if command.len() > MAX_COMMAND_ARGS {
+        return Err(invalid(&format!(
+            "{field}: at most {MAX_COMMAND_ARGS} arguments"
+        )));
+    }
+    if let Some(i) = command.iter().position(String::is_empty) {
+        return Err(invalid(&format!("{field}[{i}]: must not be empty")));
+    }
+    if let Some(i) = command.iter().position(|a| a.contains('\0')) {
+        return Err(invalid(&format!("{field}[{i}]: contains a NUL byte")));
+    }
+    if command.iter().map(String::len).sum::<usize>() > MAX_COMMAND_BYTES {
+        return Err(invalid(&format!("{field}: larger than 64 KiB")));
+    }
+    Ok(())
+}
+
 /// The rule [`env_name_ok`] checks, in words, for error messages.
 pub const ENV_NAME_RULE: &str = "names use letters, digits and '_' and do not start with a digit";
 
@@ -81,8 +114,13 @@ pub fn plan(registry: &str, app: &AppId, req: &CreateDeployment) -> Result<Deplo
     let memory =
         Memory::from_mib(req.memory_mb).map_err(|e| invalid(&format!("memory_mb: {e}")))?;
     let cpus = Cpus::from_cores(req.cpus).map_err(|e| invalid(&format!("cpus: {e}")))?;
-    if req.port == 0 {
-        return Err(invalid("port: must be between 1 and 65535"));
+    if req.port == Some(0) {
+        return Err(invalid(
+            "port: must be between 1 and 65535 (null: a worker, without a port)",
+        ));
+    }
+    if let Some(command) = &req.command {
+        check_command("command", command)?;
     }
     if req.env.len() > MAX_ENV {
         return Err(invalid(&format!("env: at most {MAX_ENV} variables")));
@@ -132,6 +170,7 @@ pub fn plan(registry: &str, app: &AppId, req: &CreateDeployment) -> Result<Deplo
             image: app.image(registry, &req.version),
             resources: Resources { memory, cpus },
             port: req.port,
+            command: req.command.clone(),
             env: req.env.clone(),
             placement: PlacementPolicy::from(req.placement.clone()),
             health,
@@ -235,6 +274,64 @@ mod tests {
         .expect("valid plan");
         assert_eq!(p.new.stop_timeout_s, Some(3));
         assert_eq!(p.new.recycle_after_s, Some(86400));
+    }
+
+    #[test]
+    fn a_worker_has_no_port_and_a_command_is_kept_when_well_formed() {
+        let app: AppId = "tools".parse().expect("valid");
+        let p = plan(
+            "r:5000",
+            &app,
+            &req(r#"{"version":"v1","memory_mb":64,"cpus":0.25,"port":null,
+                     "command":["sh","-c","exec worker"]}"#),
+        )
+        .expect("valid plan");
+        assert_eq!(p.new.port, None);
+        assert!(p.new.is_worker());
+        assert_eq!(
+            p.new.command,
+            Some(vec!["sh".into(), "-c".into(), "exec worker".into()])
+        );
+        let p = plan(
+            "r:5000",
+            &app,
+            &req(r#"{"version":"v1","memory_mb":64,"cpus":0.25}"#),
+        )
+        .expect("valid plan");
+        assert_eq!((p.new.port, p.new.command), (Some(8080), None));
+        let too_many = format!(
+            r#"{{"version":"v1","memory_mb":64,"cpus":0.25,"command":[{}]}}"#,
+            vec![r#""x""#; MAX_COMMAND_ARGS + 1].join(",")
+        );
+        let too_big = format!(
+            r#"{{"version":"v1","memory_mb":64,"cpus":0.25,"command":["{}"]}}"#,
+            "x".repeat(MAX_COMMAND_BYTES + 1)
+        );
+        for (body, says) in [
+            (
+                r#"{"version":"v1","memory_mb":64,"cpus":0.25,"command":[]}"#.to_owned(),
+                "command: must hold the program",
+            ),
+            (
+                r#"{"version":"v1","memory_mb":64,"cpus":0.25,"command":["sh",""]}"#.to_owned(),
+                "command[1]: must not be empty",
+            ),
+            (
+                r#"{"version":"v1","memory_mb":64,"cpus":0.25,"command":["a\u0000b"]}"#.to_owned(),
+                "command[0]: contains a NUL byte",
+            ),
+            (too_many, "command: at most 256 arguments"),
+            (too_big, "command: larger than 64 KiB"),
+            (
+                r#"{"version":"v1","memory_mb":64,"cpus":0.25,"port":0}"#.to_owned(),
+                "port: must be between 1 and 65535",
+            ),
+        ] {
+            match plan("r:5000", &app, &req(&body)) {
+                Err(Error::Invalid(m)) => assert!(m.starts_with(says), "{m} for {body}"),
+                other => panic!("{body}: {other:?}"),
+            }
+        }
     }
 
     #[test]

@@ -21,6 +21,7 @@ impl Deployments {
             memory_mb: row.spec.resources.memory.mib(),
             cpus: row.spec.resources.cpus.cores(),
             port: row.spec.port,
+            command: row.spec.command.clone(),
             stop_timeout_s: row.spec.stop_timeout_s,
             recycle_after_s: row.spec.recycle_after_s,
             instance_list,

@@ -2,11 +2,18 @@
 //! place or replace the instance, per the deployment's policy, with an exponential back-off so a
 //! crash-looping app does not hammer its host. Also keeps the health checker's target set equal
 //! to the database's running instances (deploys made by other scheduler processes included).
+//!
+//! Transitions come from the health checker (`/_ping` of instances with a port) and, for
+//! workers, from their containers' state (`workers.rs`: engine events, and a listing per host
+//! for what the events missed); both go through [`Healer::on_transition`], so a worker that
+//! exits is healed exactly like an instance that fails its checks.
 
 mod backoff;
 pub mod plan;
+mod workers;
 
 pub use backoff::Backoff;
+pub use workers::{WorkerEvent, WorkerWatch};
 
 use crate::error::Result;
 use crate::events::{EventType, Events};
@@ -58,12 +65,26 @@ impl Healer {
             .find(|r| r.container_id.as_ref() == Some(&ev.container)))
     }
 
-    /// Acts on one health transition (the checker has already updated ZooKeeper): decides with
-    /// [`plan::on_event`], then records it and, for an unhealthy instance, heals it after its
-    /// back-off per its deployment's policy.
+    /// Acts on one health transition of the checker (which has already updated ZooKeeper).
     pub async fn on_health_event(self: &Arc<Self>, ev: HealthEvent) -> Result<()> {
         let inst = self.instance_by_container(&ev).await?;
-        let policy = match (&inst, ev.kind) {
+        let cause = format!("health checks of {}", ev.endpoint);
+        self.on_transition(ev.kind, &ev.container, inst.as_ref(), &cause)
+            .await
+    }
+
+    /// Acts on one health transition of `container`, whose instance row is `inst` (`None`: no
+    /// row has it): decides with [`plan::on_event`], then records it and, for an unhealthy
+    /// instance, heals it after its back-off per its deployment's policy. `cause` says what
+    /// saw the transition, for the log.
+    pub async fn on_transition(
+        self: &Arc<Self>,
+        kind: HealthEventKind,
+        container: &ContainerId,
+        inst: Option<&InstanceRow>,
+        cause: &str,
+    ) -> Result<()> {
+        let policy = match (inst, kind) {
             (Some(i), HealthEventKind::Unhealthy) => {
                 match self.store.get_deployment_by_id(i.deployment_id).await {
                     Ok(d) => Some(d.spec.health.on_failure),
@@ -75,19 +96,29 @@ impl Healer {
             }
             _ => None,
         };
-        match plan::on_event(ev.kind, inst.as_ref(), policy) {
-            HealthAction::Unwatch => self.health.unwatch(&ev.container),
-            HealthAction::Ignore => {}
+        let action = plan::on_event(kind, inst, policy);
+        let (app, version) = match (&action, inst) {
+            (HealthAction::MarkHealthy { .. } | HealthAction::MarkUnhealthy { .. }, Some(i)) => {
+                (&i.app, &i.version)
+            }
+            (HealthAction::Unwatch, _) => {
+                self.health.unwatch(container);
+                return Ok(());
+            }
+            _ => return Ok(()),
+        };
+        match action {
+            HealthAction::Unwatch | HealthAction::Ignore => {}
             HealthAction::MarkHealthy { instance } => {
                 DeployMetrics::inc(&self.metrics.health_healthy);
-                tracing::info!(%instance, endpoint = %ev.endpoint, "instance healthy again");
+                tracing::info!(%instance, cause, "instance healthy again");
                 self.store.set_instance_healthy(&instance, true).await?;
                 self.store
                     .set_instance_state(&instance, InstanceState::Running)
                     .await?;
-                let healthy = serde_json::json!({"instance": instance, "version": ev.version});
+                let healthy = serde_json::json!({"instance": instance, "version": version});
                 self.events
-                    .emit(EventType::InstanceHealthy, Some(&ev.app), healthy)
+                    .emit(EventType::InstanceHealthy, Some(app), healthy)
                     .await;
             }
             HealthAction::MarkUnhealthy { instance, then } => {
@@ -96,13 +127,13 @@ impl Healer {
                 self.store
                     .set_instance_state(&instance, InstanceState::Unhealthy)
                     .await?;
-                let unhealthy = serde_json::json!({"instance": instance, "version": ev.version});
+                let unhealthy = serde_json::json!({"instance": instance, "version": version});
                 self.events
-                    .emit(EventType::InstanceUnhealthy, Some(&ev.app), unhealthy)
+                    .emit(EventType::InstanceUnhealthy, Some(app), unhealthy)
                     .await;
                 let delay = self.backoff.next_delay(&instance);
-                tracing::warn!(%instance, endpoint = %ev.endpoint, policy = ?then,
-                    delay_ms = delay.as_millis() as u64, "instance unhealthy; removed from the gateway");
+                tracing::warn!(%instance, cause, policy = ?then,
+                    delay_ms = delay.as_millis() as u64, "instance unhealthy; out of the gateway until healed");
                 let Some(policy) = then else {
                     return Ok(());
                 };

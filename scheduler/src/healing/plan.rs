@@ -1,9 +1,11 @@
 //! The pure half of healing: what a health transition does to an instance, whether an instance
-//! is still to be healed once its back-off has passed, and which containers the health checker
-//! should start or stop watching. No I/O here; the healer reads the rows, asks these functions
-//! and acts.
+//! is still to be healed once its back-off has passed, which containers the health checker
+//! should start or stop watching, and which transitions a worker's container state makes (a
+//! worker has no health path: its container exiting is its failing health). No I/O here; the
+//! healer reads the rows, asks these functions and acts.
 
 use crate::store::InstanceRow;
+use caas_deployer::{ContainerState, ContainerSummary};
 use caas_registry::HealthEventKind;
 use caas_types::{ContainerId, InstanceId};
 use caas_types::{InstanceState, OnFailure};
@@ -103,6 +105,10 @@ pub fn target_diff(rows: &[InstanceRow], watched: &HashSet<ContainerId>) -> Targ
         let Some(cid) = &r.container_id else {
             continue;
         };
+        // A worker has no health path; its container's state is its health.
+        if r.is_worker() {
+            continue;
+        }
         if !matches!(r.state, InstanceState::Running | InstanceState::Unhealthy) {
             continue;
         }
@@ -125,10 +131,163 @@ pub fn target_diff(rows: &[InstanceRow], watched: &HashSet<ContainerId>) -> Targ
     TargetDiff { watch, unwatch }
 }
 
+/// What a worker's container did, from its engine's events or a listing of its containers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorkerSignal {
+    /// It is not running any more (exited or dead), with its exit code when known.
+    Exited {
+        /// The exit code, from a `die` event.
+        exit_code: Option<i64>,
+    },
+    /// It runs (started again).
+    Running,
+}
+
+impl WorkerSignal {
+    /// The signal of a listed container's state: `None` for states that say nothing either
+    /// way (created, paused, restarting, being removed).
+    pub fn of_state(state: ContainerState) -> Option<WorkerSignal> {
+        match state {
+            ContainerState::Running => Some(WorkerSignal::Running),
+            ContainerState::Exited | ContainerState::Dead => {
+                Some(WorkerSignal::Exited { exit_code: None })
+            }
+            _ => None,
+        }
+    }
+}
+
+/// The health transition `signal` about `container` makes for `row`, a worker's instance: an
+/// exit of its running container makes it unhealthy (then healed per `on_failure` after its
+/// back-off, like a failed health check), its container running again makes an unhealthy one
+/// healthy. Anything else changes nothing: a row that is not a worker's (the health checker
+/// has those), a signal about another container than the row's (an older one, or a new one
+/// not recorded yet), a transitional or stopping row (its own operation has it).
+pub fn worker_transition(
+    row: &InstanceRow,
+    container: &ContainerId,
+    signal: WorkerSignal,
+) -> Option<HealthEventKind> {
+    if !row.is_worker() || row.container_id.as_ref() != Some(container) {
+        return None;
+    }
+    match (row.state, signal) {
+        (InstanceState::Running, WorkerSignal::Exited { .. }) => Some(HealthEventKind::Unhealthy),
+        (InstanceState::Unhealthy, WorkerSignal::Running) => Some(HealthEventKind::Healthy),
+        _ => None,
+    }
+}
+
+/// The transitions one host's listing shows for the worker rows of that host: what the engine's
+/// events should have reported (a missed event, an exit while no scheduler led). A container
+/// not listed is the reconciler's (it re-creates a lost one).
+pub fn worker_transitions<'a>(
+    rows: &'a [InstanceRow],
+    host_id: i64,
+    listed: &[ContainerSummary],
+) -> Vec<(&'a InstanceRow, HealthEventKind)> {
+    rows.iter()
+        .filter(|r| r.host_id == host_id && r.is_worker())
+        .filter_map(|r| {
+            let cid = r.container_id.as_ref()?;
+            let listed = listed.iter().find(|c| &c.id == cid)?;
+            let signal = WorkerSignal::of_state(listed.state)?;
+            worker_transition(r, cid, signal).map(|kind| (r, kind))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::store::fixtures::{self, cid};
+
+    fn worker(id: &str, state: InstanceState, container: Option<u8>) -> InstanceRow {
+        InstanceRow {
+            host_port: None,
+            ..fixtures::instance(id, 1, state, container)
+        }
+    }
+
+    #[test]
+    fn a_workers_exit_makes_it_unhealthy_and_its_restart_healthy() {
+        let running = worker("job-a", InstanceState::Running, Some(1));
+        let exited = WorkerSignal::Exited { exit_code: Some(1) };
+        assert_eq!(
+            worker_transition(&running, &cid(1), exited),
+            Some(HealthEventKind::Unhealthy)
+        );
+        assert_eq!(
+            worker_transition(&running, &cid(1), WorkerSignal::Running),
+            None
+        );
+        let unhealthy = worker("job-a", InstanceState::Unhealthy, Some(1));
+        assert_eq!(
+            worker_transition(&unhealthy, &cid(1), WorkerSignal::Running),
+            Some(HealthEventKind::Healthy)
+        );
+        assert_eq!(worker_transition(&unhealthy, &cid(1), exited), None);
+        // Another container than the row's, a row with a port, a stopping or starting row.
+        assert_eq!(worker_transition(&running, &cid(2), exited), None);
+        let http = fixtures::instance("web-a", 1, InstanceState::Running, Some(1));
+        assert_eq!(worker_transition(&http, &cid(1), exited), None);
+        for state in [
+            InstanceState::Stopping,
+            InstanceState::Starting,
+            InstanceState::Pending,
+        ] {
+            let r = worker("job-a", state, Some(1));
+            assert_eq!(worker_transition(&r, &cid(1), exited), None, "{state:?}");
+        }
+    }
+
+    #[test]
+    fn a_listing_shows_the_transitions_events_missed() {
+        let summary = |n: u8, state: ContainerState| ContainerSummary {
+            id: cid(n),
+            name: format!("c{n}"),
+            image: "i".into(),
+            state,
+            status: String::new(),
+            labels: Default::default(),
+        };
+        let rows = vec![
+            worker("job-a", InstanceState::Running, Some(1)),
+            worker("job-b", InstanceState::Unhealthy, Some(2)),
+            worker("job-c", InstanceState::Running, Some(3)),
+            worker("job-d", InstanceState::Running, Some(4)),
+            fixtures::instance("web-e", 1, InstanceState::Running, Some(5)),
+            InstanceRow {
+                host_id: 2,
+                ..worker("job-f", InstanceState::Running, Some(6))
+            },
+        ];
+        let listed = vec![
+            summary(1, ContainerState::Exited),
+            summary(2, ContainerState::Running),
+            summary(3, ContainerState::Running),
+            // job-d's container is not listed: the reconciler's.
+            summary(5, ContainerState::Exited),
+            summary(6, ContainerState::Dead),
+        ];
+        let got: Vec<(&str, HealthEventKind)> = worker_transitions(&rows, 1, &listed)
+            .into_iter()
+            .map(|(r, k)| (r.id.as_str(), k))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("job-a", HealthEventKind::Unhealthy),
+                ("job-b", HealthEventKind::Healthy)
+            ]
+        );
+    }
+
+    #[test]
+    fn workers_are_not_health_checked() {
+        let rows = vec![worker("job-a", InstanceState::Running, Some(1))];
+        assert_eq!(target_diff(&rows, &HashSet::new()), TargetDiff::default());
+    }
 
     /// The instance `id` of app `web` on host `h1`, healthy or not whatever its state.
     fn inst(id: &str, state: InstanceState, container: Option<u8>, healthy: bool) -> InstanceRow {

@@ -116,11 +116,11 @@ impl Lifecycle {
         }
         let claimed = self.claim(row, count).await?;
         for c in &claimed {
-            progress.step(
-                Some(&c.id),
-                "placed",
-                format!("on {} at {}:{}", c.host, c.host_address, c.host_port),
-            );
+            let at = match c.host_port {
+                Some(port) => format!("on {} at {}:{port}", c.host, c.host_address),
+                None => format!("on {} (a worker: no port)", c.host),
+            };
+            progress.step(Some(&c.id), "placed", at);
         }
         let results = futures::future::join_all(
             claimed

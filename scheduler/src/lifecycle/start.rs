@@ -1,5 +1,7 @@
 //! Starting one claimed instance: pull → run → wait for health → register → running, with
-//! everything undone on failure.
+//! everything undone on failure. A worker's instance (no port) is `running` once its container
+//! started: it has no health path to wait for and no route to register; its container's state
+//! is its health from then on (`healing::workers`).
 
 use super::{probe, Lifecycle};
 use crate::engine::EngineRef;
@@ -64,8 +66,8 @@ impl Lifecycle {
         self.store
             .set_instance_state(&inst.id, InstanceState::Starting)
             .await?;
-        let endpoint = inst.endpoint()?;
-        let spec = self.run_spec(row, inst, &host, endpoint).await?;
+        let address = inst.address()?;
+        let spec = self.run_spec(row, inst, &host, address).await?;
         let running = engine
             .run(&spec)
             .await
@@ -74,10 +76,32 @@ impl Lifecycle {
         self.store
             .set_instance_container(&inst.id, Some(&running.id))
             .await?;
+        let Some(endpoint) = address else {
+            progress.step(
+                Some(&inst.id),
+                "starting",
+                format!(
+                    "container {} on {} (a worker)",
+                    short(&running.id),
+                    host.name
+                ),
+            );
+            self.store
+                .set_instance_state(&inst.id, InstanceState::Running)
+                .await?;
+            self.store.set_instance_healthy(&inst.id, true).await?;
+            DeployMetrics::inc(&self.metrics.instances_started);
+            progress.step(
+                Some(&inst.id),
+                "running",
+                "a worker: supervised by its container's state",
+            );
+            return Ok(());
+        };
         progress.step(
             Some(&inst.id),
             "starting",
-            format!("container {} on {}", short(&running.id), running.endpoint),
+            format!("container {} on {endpoint}", short(&running.id)),
         );
 
         let timeout = Duration::from_millis(row.spec.health.timeout_ms.max(100));
@@ -196,29 +220,37 @@ impl Lifecycle {
         Ok(())
     }
 
-    /// The container spec of an instance. Its environment is the deployment's `env` with the
-    /// app's current config over it (config wins); secrets are opened here and nowhere else.
+    /// The container spec of an instance (published at `address`; `None` for a worker's) with
+    /// its deployment's command. Its environment is the deployment's `env` with the app's
+    /// current config over it (config wins); secrets are opened here and nowhere else.
     pub(crate) async fn run_spec(
         &self,
         row: &DeploymentRow,
         inst: &InstanceRow,
         host: &HostRow,
-        endpoint: Endpoint,
+        address: Option<Endpoint>,
     ) -> Result<RunSpec> {
         let resources = Resources {
             memory: row.spec.resources.memory,
             cpus: row.spec.resources.cpus,
         };
-        let mut spec = RunSpec::for_instance(
-            &self.config.namespace,
-            &row.spec.app,
-            &row.spec.version,
-            &inst.id,
-            row.spec.image.clone(),
-            row.spec.port,
-            endpoint,
-            resources,
-        );
+        let (namespace, app, version) = (&self.config.namespace, &row.spec.app, &row.spec.version);
+        let image = row.spec.image.clone();
+        let mut spec = match (row.spec.port, address) {
+            (Some(port), Some(endpoint)) => RunSpec::for_instance(
+                namespace, app, version, &inst.id, image, port, endpoint, resources,
+            ),
+            (None, None) => {
+                RunSpec::for_worker(namespace, app, version, &inst.id, image, resources)
+            }
+            _ => {
+                return Err(Error::Invalid(format!(
+                    "instance {} and its deployment disagree on having a port",
+                    inst.id
+                )))
+            }
+        };
+        spec.command = row.spec.command.clone().unwrap_or_default();
         spec.env = self
             .app_configs
             .environment(&row.spec.app, &row.spec.env)

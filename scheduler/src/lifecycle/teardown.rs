@@ -46,7 +46,8 @@ impl Lifecycle {
             }
             if let Some(cid) = &inst.container_id {
                 self.health.unwatch(cid);
-                was_registered |= inst.state == InstanceState::Running;
+                // A worker is never in ZooKeeper: nothing to drain.
+                was_registered |= inst.state == InstanceState::Running && !inst.is_worker();
                 if let Err(e) = self.routes.deregister(&inst.app, &inst.version, cid).await {
                     tracing::warn!(error = %e, container = %cid, "could not deregister; the reconciler will");
                 }

@@ -107,7 +107,8 @@ pub async fn insert_instance(
     instance: &InstanceId,
 ) -> std::result::Result<Option<u16>, sqlx::Error> {
     let used: Vec<u16> = sqlx::query_scalar::<_, i32>(
-        "SELECT host_port FROM instances WHERE host_id = ? ORDER BY host_port",
+        "SELECT host_port FROM instances WHERE host_id = ? AND host_port IS NOT NULL \
+         ORDER BY host_port",
     )
     .bind(host_id)
     .fetch_all(&mut **tx)
@@ -132,6 +133,29 @@ pub async fn insert_instance(
     .execute(&mut **tx)
     .await?;
     Ok(Some(port))
+}
+
+/// Inserts the row of a worker's instance, which holds no host port, inside `tx` (which must
+/// already hold the host's row lock).
+async fn insert_worker_instance(
+    tx: &mut Transaction<'static, MySql>,
+    req: &PlacementRequest,
+    host_id: i64,
+    instance: &InstanceId,
+) -> std::result::Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO instances (id, deployment_id, app_id, host_id, host_port, memory, cpu, state) \
+         VALUES (?, ?, ?, ?, NULL, ?, ?, 'pending')",
+    )
+    .bind(instance.as_str())
+    .bind(req.deployment_id)
+    .bind(req.app.as_str())
+    .bind(host_id)
+    .bind(req.memory_i64())
+    .bind(i64::from(req.resources.cpus.millis()))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
 
 /// One optimistic claim of `host` (as read at `host.version`) in one transaction.
@@ -162,7 +186,16 @@ pub(crate) async fn try_claim(
         rollback(tx).await;
         return end;
     }
-    let port = match insert_instance(&mut tx, req, host.id, host.ports, &instance).await {
+    let inserted = if req.port {
+        insert_instance(&mut tx, req, host.id, host.ports, &instance)
+            .await
+            .map(|port| port.map(Some))
+    } else {
+        insert_worker_instance(&mut tx, req, host.id, &instance)
+            .await
+            .map(|()| Some(None))
+    };
+    let port = match inserted {
         Ok(Some(port)) => port,
         Ok(None) => {
             // Every port is taken: a full snapshot (which counts ports) skips this host.

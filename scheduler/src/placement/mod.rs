@@ -48,6 +48,8 @@ pub struct PlacementRequest {
     pub resources: Resources,
     /// How many instances; ignored when `placement.global`.
     pub count: u32,
+    /// Whether each instance needs a host port (a worker's does not).
+    pub port: bool,
     /// The deployment's placement policy.
     pub placement: PlacementPolicy,
 }
@@ -60,6 +62,7 @@ impl PlacementRequest {
             app: deployment.spec.app.clone(),
             resources: deployment.spec.resources,
             count,
+            port: !deployment.spec.is_worker(),
             placement: deployment.spec.placement.clone(),
         }
     }
@@ -69,6 +72,7 @@ impl PlacementRequest {
         plan::Ask {
             memory: self.resources.memory.bytes(),
             cpu: self.resources.cpus.millis(),
+            port: self.port,
             placement: &self.placement,
         }
     }
@@ -93,7 +97,8 @@ impl PlacementRequest {
     }
 }
 
-/// One committed claim: an instance row (state `pending`) holding resources and a host port.
+/// One committed claim: an instance row (state `pending`) holding resources and, unless it is a
+/// worker's, a host port.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Claim {
     /// The new instance's id.
@@ -106,8 +111,8 @@ pub struct Claim {
     pub host: HostName,
     /// Its host's address.
     pub address: IpAddr,
-    /// The host port it owns.
-    pub host_port: u16,
+    /// The host port it owns (`None`: a worker's instance).
+    pub host_port: Option<u16>,
     /// What it holds.
     pub resources: Resources,
 }

@@ -43,6 +43,8 @@ pub struct Ask<'a> {
     pub memory: u64,
     /// CPU, millicores.
     pub cpu: u32,
+    /// Whether it needs a host port (a worker's instance does not).
+    pub port: bool,
     /// The deployment's placement policy.
     pub placement: &'a PlacementPolicy,
 }
@@ -99,7 +101,7 @@ pub fn feasible(host: &Candidate, ask: &Ask<'_>) -> Result<(), Reason> {
     if host.cpu_free < ask.cpu {
         return Err(Reason::Cpu);
     }
-    if host.ports_free == 0 {
+    if ask.port && host.ports_free == 0 {
         return Err(Reason::Ports);
     }
     Ok(())
@@ -176,7 +178,9 @@ pub fn pick<'c>(
 pub fn take(host: &mut Candidate, ask: &Ask<'_>) {
     host.mem_free = host.mem_free.saturating_sub(ask.memory);
     host.cpu_free = host.cpu_free.saturating_sub(ask.cpu);
-    host.ports_free = host.ports_free.saturating_sub(1);
+    if ask.port {
+        host.ports_free = host.ports_free.saturating_sub(1);
+    }
     host.same_deployment += 1;
     host.version += 1;
 }
@@ -208,6 +212,7 @@ mod tests {
         Ask {
             memory: 128 * MIB,
             cpu: 500,
+            port: true,
             placement,
         }
     }
@@ -260,6 +265,16 @@ mod tests {
         let p = PlacementPolicy::default();
         // Without the constraint the zone-b host (most memory) wins.
         assert_eq!(pick(&hosts, &ask(&p), 1, 3).map(|h| h.id), Ok(5));
+        // A worker needs no port: the host without one is as good as any.
+        let worker = Ask {
+            port: false,
+            ..ask(&p)
+        };
+        assert_eq!(feasible(&hosts[3], &ask(&p)), Err(Reason::Ports));
+        assert_eq!(feasible(&hosts[3], &worker), Ok(()));
+        let mut h = hosts[3].clone();
+        take(&mut h, &worker);
+        assert_eq!(h.ports_free, 0, "and takes none");
     }
 
     #[test]
@@ -304,6 +319,7 @@ mod tests {
         let huge = Ask {
             memory: 10 << 40,
             cpu: 500,
+            port: true,
             placement: &p,
         };
         let err = pick(&hosts, &huge, 2, 0).map(|h| h.id);

@@ -26,8 +26,10 @@ pub(crate) enum Scope {
 const CANDIDATE_COLUMNS: &str = "SELECT h.id, h.name, h.address, h.state, h.labels, h.mem_free, \
      h.cpu_free, h.port_first, h.port_last, h.version";
 
-/// Every column, with the per-host counts that ports, spread and co-location need.
-const CANDIDATE_SELECT: &str = "(SELECT COUNT(*) FROM instances i WHERE i.host_id = h.id) \
+/// Every column, with the per-host counts that ports (workers' instances hold none), spread and
+/// co-location need.
+const CANDIDATE_SELECT: &str =
+    "(SELECT COUNT(i.host_port) FROM instances i WHERE i.host_id = h.id) \
         AS used_ports, \
      (SELECT COUNT(*) FROM instances i \
         WHERE i.host_id = h.id AND i.deployment_id = ?) AS same_deployment, \

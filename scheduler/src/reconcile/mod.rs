@@ -294,9 +294,17 @@ impl Reconciler {
     }
 
     /// Finishes an interrupted start whose container runs: registered and `running` if it
-    /// answers its health check now, else rolled back.
+    /// answers its health check now, else rolled back. A worker's runs: that is its start.
     async fn finish_or_roll_back(&self, r: &InstanceRow, cid: ContainerId, report: &mut Report) {
         let finished = async {
+            if r.is_worker() {
+                self.store.set_instance_container(&r.id, Some(&cid)).await?;
+                self.store
+                    .set_instance_state(&r.id, InstanceState::Running)
+                    .await?;
+                self.store.set_instance_healthy(&r.id, true).await?;
+                return Ok(true);
+            }
             let deployment = self.store.get_deployment_by_id(r.deployment_id).await?;
             let endpoint = r.endpoint()?;
             let timeout = Duration::from_millis(deployment.spec.health.timeout_ms.max(100));

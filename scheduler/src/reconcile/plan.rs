@@ -325,10 +325,14 @@ fn instance_repair(
         }),
         InstanceState::Stopping if stuck => Some(Repair::FinishStop { instance }),
         // Gone or dead. An `unhealthy` instance is being restarted by the healer: act on it
-        // only once that had its time.
+        // only once that had its time. So is a worker whose container is listed but exited:
+        // its exit is the healer's to answer, per `on_failure` and with back-off.
         InstanceState::Running | InstanceState::Unhealthy
             if alive.is_none()
-                && (stuck || (r.state == InstanceState::Running && age > RUNNING_GRACE_MS)) =>
+                && (stuck
+                    || (r.state == InstanceState::Running
+                        && age > RUNNING_GRACE_MS
+                        && !(r.is_worker() && container.is_some()))) =>
         {
             Some(Repair::Recreate { instance })
         }
@@ -356,7 +360,7 @@ fn app_nodes(s: &Snapshot, out: &mut Vec<Repair>) {
 }
 
 /// Removes address nodes no live instance owns; restores the node of a healthy running
-/// instance whose container is alive.
+/// instance whose container is alive (a worker has none).
 fn address_nodes(s: &Snapshot, listed: &Listed<'_>, touched: &Touched<'_>, out: &mut Vec<Repair>) {
     let owned: HashMap<&ContainerId, &InstanceRow> = s
         .instances
@@ -383,6 +387,7 @@ fn address_nodes(s: &Snapshot, listed: &Listed<'_>, touched: &Touched<'_>, out: 
         let alive = container_of(listed, r).is_some_and(|c| &c.id == cid && still_there(c.state));
         if r.state == InstanceState::Running
             && r.healthy
+            && !r.is_worker()
             && !present.contains(cid)
             && !touched.instances.contains(&r.id)
             && alive
@@ -615,7 +620,8 @@ mod tests {
                 memory: Memory::from_mib(64).expect("valid memory"),
                 cpus: Cpus::from_millis(100).expect("valid cpus"),
             },
-            port: 8080,
+            port: Some(8080),
+            command: None,
             env: BTreeMap::new(),
             placement,
             health: HealthPolicy::default(),
@@ -828,6 +834,53 @@ mod tests {
                 },
             ]
         );
+    }
+
+    #[test]
+    fn a_workers_exited_container_is_the_healers_and_a_lost_one_the_reconcilers() {
+        let mut s = world();
+        s.deployments[0].spec.instances = 3;
+        s.deployments[0].spec.port = None;
+        let worker = |id: &str, n: u8, state: InstanceState, age: i64| InstanceRow {
+            host_port: None,
+            ..inst(id, 1, 1, state, Some(n), age)
+        };
+        // Exited: the healer restarts or replaces it per its policy, unless that is stuck.
+        s.row(worker("web-a", 1, InstanceState::Running, OLD - 1))
+            .list(container("web-a", 1, 1, ContainerState::Exited));
+        s.row(worker("web-b", 2, InstanceState::Unhealthy, OLD))
+            .list(container("web-b", 1, 2, ContainerState::Exited));
+        // Gone: re-created on its claim after the grace, like any instance.
+        s.row(worker(
+            "web-c",
+            3,
+            InstanceState::Running,
+            RUNNING_GRACE_MS + 1,
+        ));
+        assert_eq!(
+            plan(&s),
+            vec![
+                Repair::Recreate {
+                    instance: iid("web-b")
+                },
+                Repair::Recreate {
+                    instance: iid("web-c")
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn a_worker_never_gets_an_address_node() {
+        let mut s = world();
+        s.deployments[0].spec.instances = 1;
+        s.deployments[0].spec.port = None;
+        s.row(InstanceRow {
+            host_port: None,
+            ..inst("web-a", 1, 1, InstanceState::Running, Some(1), OLD)
+        })
+        .list(container("web-a", 1, 1, ContainerState::Running));
+        assert_eq!(plan(&s), vec![]);
     }
 
     #[test]

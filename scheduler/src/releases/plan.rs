@@ -62,6 +62,7 @@ pub fn request_of(spec: &NewDeployment) -> CreateDeployment {
         memory_mb: spec.resources.memory.mib(),
         cpus: spec.resources.cpus.cores(),
         port: spec.port,
+        command: spec.command.clone(),
         env: spec.env.clone(),
         placement: api::Placement::from(spec.placement.clone()),
         health: api::HealthSpec::from(spec.health.clone()),

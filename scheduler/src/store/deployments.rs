@@ -1,9 +1,10 @@
 //! The `deployments` table: one row per (app, version) with its image, per-instance resources,
-//! container port, env, placement and health settings, and desired instance count. While a
+//! container port (NULL: a worker), command (NULL: the image's), env, placement and health
+//! settings, and desired instance count. While a
 //! rollback rolls the version that runs, the deployment it replaces is *superseded* (moved out
 //! of the (app, version) key) until it is undeployed; lookups by version see the current one.
 
-use super::sql::{self, get, json, opt_unsigned, parse, text, unsigned};
+use super::sql::{self, get, json, opt_json, opt_unsigned, parse, text, unsigned};
 use super::Store;
 use crate::error::{Error, Result};
 use caas_types::{AppId, Cpus, HealthPolicy, Memory, PlacementPolicy, Resources, Version};
@@ -56,8 +57,11 @@ pub struct NewDeployment {
     pub image: String,
     /// What each instance claims.
     pub resources: Resources,
-    /// The port the app listens on inside its container.
-    pub port: u16,
+    /// The port the app listens on inside its container; `None` for a worker (no host port,
+    /// no route, no health path: supervised by its container's state).
+    pub port: Option<u16>,
+    /// The command overriding the image's `CMD` (`None`: the image's own).
+    pub command: Option<Vec<String>>,
     /// Environment variables.
     pub env: BTreeMap<String, String>,
     /// Placement policy.
@@ -70,6 +74,13 @@ pub struct NewDeployment {
     pub stop_timeout_s: Option<u32>,
     /// Age after which the leader replaces an instance, seconds (`None`: never).
     pub recycle_after_s: Option<u64>,
+}
+
+impl NewDeployment {
+    /// Whether this is a worker deployment (no port).
+    pub fn is_worker(&self) -> bool {
+        self.port.is_none()
+    }
 }
 
 /// A deployment as stored: the spec it was recorded with, and where it is in its life.
@@ -86,8 +97,8 @@ pub struct DeploymentRow {
 }
 
 const DEPLOYMENT_COLUMNS: &str =
-    "id, app_id, version, image, memory, cpu, port, env, placement, health, instances, state, \
-     stop_timeout_s, recycle_after_s, CAST(UNIX_TIMESTAMP(updated_at) * 1000 AS SIGNED) AS updated_ms";
+    "id, app_id, version, image, memory, cpu, port, command, env, placement, health, instances, \
+     state, stop_timeout_s, recycle_after_s, CAST(UNIX_TIMESTAMP(updated_at) * 1000 AS SIGNED) AS updated_ms";
 
 fn deployment_from_row(row: &MySqlRow) -> Result<DeploymentRow> {
     let memory: u64 = unsigned(row, "memory")?;
@@ -104,7 +115,8 @@ fn deployment_from_row(row: &MySqlRow) -> Result<DeploymentRow> {
                     .map_err(|_| Error::Invalid("stored memory".into()))?,
                 cpus: Cpus::from_millis(cpu).map_err(|_| Error::Invalid("stored cpu".into()))?,
             },
-            port: unsigned(row, "port")?,
+            port: opt_unsigned(row, "port")?,
+            command: opt_json(row, "command")?,
             env: json(row, "env")?,
             placement: json(row, "placement")?,
             health: json(row, "health")?,
@@ -124,16 +136,22 @@ impl Store {
         let memory = i64::try_from(d.resources.memory.bytes())
             .map_err(|_| Error::Invalid("memory".into()))?;
         let result = sqlx::query(
-            "INSERT INTO deployments (app_id, version, image, memory, cpu, port, env, placement, \
-             health, instances, state, stop_timeout_s, recycle_after_s) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'deploying', ?, ?)",
+            "INSERT INTO deployments (app_id, version, image, memory, cpu, port, command, env, \
+             placement, health, instances, state, stop_timeout_s, recycle_after_s) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'deploying', ?, ?)",
         )
         .bind(d.app.as_str())
         .bind(d.version.as_str())
         .bind(&d.image)
         .bind(memory)
         .bind(i64::from(d.resources.cpus.millis()))
-        .bind(i64::from(d.port))
+        .bind(d.port.map(i64::from))
+        .bind(
+            d.command
+                .as_ref()
+                .map(|c| sql::to_json(c, "command"))
+                .transpose()?,
+        )
         .bind(sql::to_json(&d.env, "env")?)
         .bind(sql::to_json(&d.placement, "placement")?)
         .bind(sql::to_json(&d.health, "health")?)

@@ -28,7 +28,7 @@ pub(crate) fn instance(
         host_id,
         host: format!("h{host_id}").parse().expect("valid host name"),
         host_address: [10, 0, 0, 1].into(),
-        host_port: 20_000,
+        host_port: Some(20_000),
         memory: 64 << 20,
         cpu: 100,
         container_id: container.map(cid),

@@ -1,5 +1,5 @@
-//! The `instances` table: one row per claim (deployment, host, host port, the resources it
-//! holds), with the container id and life-cycle state the deploy code moves along. Rows are
+//! The `instances` table: one row per claim (deployment, host, host port unless it is a
+//! worker's, the resources it holds), with the container id and life-cycle state the deploy code moves along. Rows are
 //! created and deleted only by `placement` (claim and release), inside the host's optimistic
 //! update, so they always add up with the host's free amounts.
 
@@ -28,8 +28,8 @@ pub struct InstanceRow {
     pub host: HostName,
     /// Its host's address.
     pub host_address: IpAddr,
-    /// The host port it owns.
-    pub host_port: u16,
+    /// The host port it owns; `None` for a worker's instance, which publishes nothing.
+    pub host_port: Option<u16>,
     /// Memory it holds on the host, bytes.
     pub memory: u64,
     /// CPU it holds on the host, millicores.
@@ -50,10 +50,31 @@ pub struct InstanceRow {
 }
 
 impl InstanceRow {
-    /// `{hostAddress}:{hostPort}`, what gateways connect to.
+    /// Whether it is a worker's instance: no port, no route, no health path; its container's
+    /// state is its health.
+    pub fn is_worker(&self) -> bool {
+        self.host_port.is_none()
+    }
+
+    /// `{hostAddress}:{hostPort}`, what gateways connect to; `None` for a worker.
+    pub fn address(&self) -> Result<Option<Endpoint>> {
+        self.host_port
+            .map(|port| {
+                Endpoint::new(self.host_address, port)
+                    .map_err(|_| Error::Invalid(format!("address of instance {}", self.id)))
+            })
+            .transpose()
+    }
+
+    /// `{hostAddress}:{hostPort}`, for what only instances with a port have (routes, health
+    /// checks); a worker's instance is [`Error::Invalid`].
     pub fn endpoint(&self) -> Result<Endpoint> {
-        Endpoint::new(self.host_address, self.host_port)
-            .map_err(|_| Error::Invalid(format!("address of instance {}", self.id)))
+        self.address()?.ok_or_else(|| {
+            Error::Invalid(format!(
+                "instance {} is a worker's: it has no address",
+                self.id
+            ))
+        })
     }
 
     /// The admin API's view.
@@ -63,7 +84,7 @@ impl InstanceRow {
             app: self.app.clone(),
             version: self.version.clone(),
             host: self.host.clone(),
-            address: self.endpoint()?,
+            address: self.address()?,
             container_id: self.container_id.clone(),
             state: self.state.into(),
             healthy: self.healthy,
@@ -112,7 +133,7 @@ pub(crate) fn instance_from_row(row: &MySqlRow) -> Result<InstanceRow> {
         host_id: get(row, "host_id")?,
         host: parse(row, "host_name")?,
         host_address: parse(row, "host_address")?,
-        host_port: unsigned(row, "host_port")?,
+        host_port: opt_unsigned(row, "host_port")?,
         memory: unsigned(row, "memory")?,
         cpu: unsigned(row, "cpu")?,
         container_id: container

@@ -120,6 +120,19 @@ pub(crate) fn json<T: serde::de::DeserializeOwned>(row: &MySqlRow, column: &str)
     serde_json::from_str(&raw).map_err(|_| Error::Invalid(format!("stored json in {column}")))
 }
 
+/// Reads a nullable JSON column into `T` (`None` for SQL NULL).
+pub(crate) fn opt_json<T: serde::de::DeserializeOwned>(
+    row: &MySqlRow,
+    column: &str,
+) -> Result<Option<T>> {
+    opt_text(row, column)?
+        .map(|raw| {
+            serde_json::from_str(&raw)
+                .map_err(|_| Error::Invalid(format!("stored json in {column}")))
+        })
+        .transpose()
+}
+
 /// Serializes a value for a JSON column.
 pub(crate) fn to_json<T: serde::Serialize>(value: &T, what: &str) -> Result<String> {
     serde_json::to_string(value).map_err(|_| Error::Invalid(format!("{what} as json")))
