@@ -10,8 +10,14 @@
 //! scheduler at its API edge.
 
 mod convert;
+mod jobs;
 mod logs;
 
+pub use jobs::{
+    Concurrency, CreateJob, CreateSchedule, CreateWorkflow, Job, JobState, Schedule, Workflow,
+    WorkflowStep, WorkflowStepRequest, DEFAULT_JOB_CPUS, DEFAULT_JOB_MEMORY_MB,
+    DEFAULT_JOB_TIMEOUT_S,
+};
 pub use logs::{LogLine, LogStream};
 
 use crate::{
