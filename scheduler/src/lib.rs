@@ -21,6 +21,7 @@ pub mod healing;
 pub mod health_targets;
 pub mod image_digest;
 pub mod image_push;
+pub mod jobs;
 pub mod leader;
 pub mod lifecycle;
 pub mod logs;
