@@ -7,6 +7,7 @@ use crate::cli::{
 };
 use crate::client::Client;
 use crate::config;
+use crate::ndjson::Lines;
 use crate::output::{out, outln};
 use crate::table::Table;
 use anyhow::{bail, Context, Result};
@@ -327,19 +328,21 @@ pub(crate) async fn follow_progress_of<T: serde::de::DeserializeOwned>(
     key: &str,
 ) -> Result<T> {
     let mut stream = resp.bytes_stream();
-    let mut buf: Vec<u8> = Vec::new();
+    let mut lines = Lines::default();
+    let mut result: Option<T> = None;
     while let Some(chunk) = stream.next().await {
-        buf.extend_from_slice(&chunk.context("the progress stream broke off")?);
-        while let Some(nl) = buf.iter().position(|b| *b == b'\n') {
-            let line: Vec<u8> = buf.drain(..=nl).collect();
-            if line.iter().all(u8::is_ascii_whitespace) {
-                continue;
+        lines.push(&chunk.context("the progress stream broke off")?, |line| {
+            if result.is_some() {
+                return Ok(());
             }
             let mut v: serde_json::Value =
-                serde_json::from_slice(&line).context("unexpected line in the progress stream")?;
+                serde_json::from_slice(line).context("unexpected line in the progress stream")?;
             if v.get("event").and_then(serde_json::Value::as_str) == Some("done") {
-                return serde_json::from_value(v[key].take())
-                    .context("unexpected result at the end of the progress stream");
+                result = Some(
+                    serde_json::from_value(v[key].take())
+                        .context("unexpected result at the end of the progress stream")?,
+                );
+                return Ok(());
             }
             match serde_json::from_value::<DeployEvent>(v)
                 .context("unexpected line in the progress stream")?
@@ -355,6 +358,10 @@ pub(crate) async fn follow_progress_of<T: serde::de::DeserializeOwned>(
                 DeployEvent::Done { .. } => {}
                 DeployEvent::Failed { error } => bail!("{} ({})", error.message, error.code),
             }
+            Ok(())
+        })?;
+        if let Some(done) = result {
+            return Ok(done);
         }
     }
     bail!("the progress stream ended without a result; check `caas ps`")

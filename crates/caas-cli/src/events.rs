@@ -6,6 +6,7 @@ use crate::app_config::read_secret;
 use crate::cli::{Output, WebhooksCmd};
 use crate::client::Client;
 use crate::commands::print_json;
+use crate::ndjson::Lines;
 use crate::output::{out, outln};
 use crate::table::Table;
 use anyhow::{bail, Context, Result};
@@ -47,13 +48,11 @@ pub async fn events(
         }
         return Ok(());
     }
-    let mut buf = Vec::new();
+    let mut lines = Lines::default();
     while let Some(chunk) = resp.chunk().await.context("reading the event stream")? {
-        buf.extend_from_slice(&chunk);
-        while let Some(end) = buf.iter().position(|b| *b == b'\n') {
-            let line: Vec<u8> = buf.drain(..=end).collect();
-            print_line(out, String::from_utf8_lossy(&line).trim_end())?;
-        }
+        lines.push(&chunk, |line| {
+            print_line(out, String::from_utf8_lossy(line).trim_end())
+        })?;
     }
     bail!("the event stream ended (the scheduler stopped or failed)")
 }

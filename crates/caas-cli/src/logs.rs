@@ -3,6 +3,7 @@
 
 use crate::cli::{LogsArgs, Output};
 use crate::client::Client;
+use crate::ndjson::Lines;
 use crate::output;
 use anyhow::{Context, Result};
 use caas_types::api::LogLine;
@@ -24,31 +25,24 @@ pub async fn logs(client: &Client, out: Output, args: LogsArgs) -> Result<()> {
         .query(&query);
     let resp = client.send(req).await?;
     let mut body = resp.bytes_stream();
-    // Bytes received but not yet printed: at most one partial line between reads.
-    let mut buf: Vec<u8> = Vec::new();
+    let mut lines = Lines::default();
     let mut printed: Vec<u8> = Vec::new();
     while let Some(chunk) = body.next().await {
-        buf.extend_from_slice(&chunk.context("the log stream broke off")?);
         // Every complete line of what came, printed with one write: a page of thousands of
         // lines costs one system call, not one per line.
-        let Some(end) = buf.iter().rposition(|b| *b == b'\n') else {
-            continue;
-        };
-        for raw in buf[..end].split(|b| *b == b'\n') {
-            render(out, raw, &mut printed)?;
+        lines.push(&chunk.context("the log stream broke off")?, |raw| {
+            render(out, raw, &mut printed)
+        })?;
+        if !printed.is_empty() {
+            output::write_bytes(&printed)?;
+            printed.clear();
         }
-        buf.drain(..=end);
-        output::write_bytes(&printed)?;
-        printed.clear();
     }
     Ok(())
 }
 
 /// Appends one NDJSON line of the API to `printed`: as it came with `-o json`, else as text.
 fn render(out: Output, raw: &[u8], printed: &mut Vec<u8>) -> Result<()> {
-    if raw.iter().all(u8::is_ascii_whitespace) {
-        return Ok(());
-    }
     if out == Output::Json {
         printed.extend_from_slice(raw);
     } else {

@@ -10,6 +10,7 @@ mod commands;
 mod config;
 mod events;
 mod logs;
+mod ndjson;
 mod output;
 mod table;
 
