@@ -89,6 +89,15 @@ fn scope_sql(scope: EventScope<'_>) -> (&'static str, Option<&str>) {
     }
 }
 
+/// Which side of an event id a read takes.
+#[derive(Debug, Clone, Copy)]
+enum Page {
+    /// Older than it, newest first (a listing's page).
+    Before(i64),
+    /// Newer than it, oldest first (a follower's next batch).
+    After(i64),
+}
+
 impl Store {
     /// Stores an event; the tenant is read from the app's row in the same statement. Answers
     /// its id.
@@ -140,26 +149,8 @@ impl Store {
         limit: u32,
         before: Option<i64>,
     ) -> Result<Vec<EventRow>> {
-        let (cond, tenant) = scope_sql(scope);
-        let app_cond = if app.is_some() { "app = ?" } else { "TRUE" };
-        let text = format!(
-            "SELECT {EVENT_COLUMNS} FROM events WHERE {cond} AND {app_cond} AND id < ? \
-             ORDER BY id DESC LIMIT ?"
-        );
-        let mut q = sqlx::query(&text);
-        if let Some(t) = tenant {
-            q = q.bind(t);
-        }
-        if let Some(a) = app {
-            q = q.bind(a.as_str());
-        }
-        let rows = q
-            .bind(before.unwrap_or(i64::MAX))
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
+        self.read_events(scope, app, Page::Before(before.unwrap_or(i64::MAX)), limit)
             .await
-            .map_err(|e| sql::db_error("listing events", e))?;
-        rows.iter().map(event_from_row).collect()
     }
 
     /// Events the scope sees with ids above `after`, oldest first, at most `limit` (a
@@ -171,11 +162,27 @@ impl Store {
         after: i64,
         limit: u32,
     ) -> Result<Vec<EventRow>> {
+        self.read_events(scope, app, Page::After(after), limit)
+            .await
+    }
+
+    /// The one reader behind [`Store::list_events`] and [`Store::events_after`].
+    async fn read_events(
+        &self,
+        scope: EventScope<'_>,
+        app: Option<&AppId>,
+        page: Page,
+        limit: u32,
+    ) -> Result<Vec<EventRow>> {
         let (cond, tenant) = scope_sql(scope);
         let app_cond = if app.is_some() { "app = ?" } else { "TRUE" };
+        let (from, order, id, what) = match page {
+            Page::Before(id) => ("id < ?", "id DESC", id, "listing events"),
+            Page::After(id) => ("id > ?", "id", id, "reading new events"),
+        };
         let text = format!(
-            "SELECT {EVENT_COLUMNS} FROM events WHERE {cond} AND {app_cond} AND id > ? \
-             ORDER BY id LIMIT ?"
+            "SELECT {EVENT_COLUMNS} FROM events WHERE {cond} AND {app_cond} AND {from} \
+             ORDER BY {order} LIMIT ?"
         );
         let mut q = sqlx::query(&text);
         if let Some(t) = tenant {
@@ -185,11 +192,11 @@ impl Store {
             q = q.bind(a.as_str());
         }
         let rows = q
-            .bind(after)
+            .bind(id)
             .bind(i64::from(limit))
             .fetch_all(&self.pool)
             .await
-            .map_err(|e| sql::db_error("reading new events", e))?;
+            .map_err(|e| sql::db_error(what, e))?;
         rows.iter().map(event_from_row).collect()
     }
 
