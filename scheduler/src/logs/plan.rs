@@ -93,21 +93,10 @@ mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
     use crate::store::fixtures;
-    use caas_types::api::LogLine;
     use caas_types::InstanceState;
 
     fn row(chunk: i64, ts: i64, instance: &str) -> LogRow {
-        LogRow {
-            chunk,
-            index: 0,
-            line: LogLine {
-                ts: Timestamp::from_nanos(ts),
-                instance: instance.parse().unwrap(),
-                version: "v1".parse().unwrap(),
-                stream: LogStream::Stdout,
-                line: format!("{instance} {ts}"),
-            },
-        }
+        fixtures::log_row(chunk, 0, instance, ts, &format!("{instance} {ts}"))
     }
 
     #[test]

@@ -107,11 +107,12 @@ fn from_utc(t: DateTime<Utc>) -> Option<Timestamp> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
-    fn at(s: &str) -> Timestamp {
+    /// An RFC 3339 instant (the schedules' tests write due times so).
+    pub(in crate::schedules) fn at(s: &str) -> Timestamp {
         s.parse().unwrap()
     }
 

@@ -65,10 +65,7 @@ pub fn decide(
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-
-    fn at(s: &str) -> Timestamp {
-        s.parse().unwrap()
-    }
+    use crate::schedules::cron::tests::at;
 
     #[test]
     fn a_due_time_runs_once() {

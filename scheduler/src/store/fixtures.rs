@@ -1,9 +1,10 @@
-//! Row fixtures for the scheduler's unit tests: one way to build a container id and an
-//! instance row, shared by the pure planners' tests (`healing::plan`, `reconcile::plan`), which
+//! Row fixtures for the scheduler's unit tests: one way to build a container id, an instance
+//! row and a stored log line, shared by the pure planners' tests (`healing::plan`, `reconcile::plan`), which
 //! adjust the fields they care about with struct update syntax.
 
-use super::InstanceRow;
-use caas_types::{ContainerId, InstanceState};
+use super::{InstanceRow, LogRow};
+use caas_types::api::{LogLine, LogStream};
+use caas_types::{ContainerId, InstanceState, Timestamp};
 
 /// The container id numbered `n` (64 hex digits).
 pub(crate) fn cid(n: u8) -> ContainerId {
@@ -37,5 +38,21 @@ pub(crate) fn instance(
         updated_ms: 0,
         started_ms: 0,
         stop_timeout_s: None,
+    }
+}
+
+/// Line `index` of chunk `chunk`: `instance` at version `v1` wrote `text` on stdout at `ts`
+/// nanoseconds (the log planners' and store's tests).
+pub(crate) fn log_row(chunk: i64, index: u32, instance: &str, ts: i64, text: &str) -> LogRow {
+    LogRow {
+        chunk,
+        index,
+        line: LogLine {
+            ts: Timestamp::from_nanos(ts),
+            instance: instance.parse().expect("valid instance id"),
+            version: "v1".parse().expect("valid version"),
+            stream: LogStream::Stdout,
+            line: text.into(),
+        },
     }
 }

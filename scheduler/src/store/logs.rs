@@ -527,16 +527,8 @@ mod tests {
 
     #[test]
     fn lines_of_two_instances_merge_by_time_then_commit_order() {
-        let row = |chunk, index, ts| LogRow {
-            chunk,
-            index,
-            line: LogLine {
-                ts: Timestamp::from_nanos(ts),
-                instance: "shop-a".parse().unwrap(),
-                version: "v1".parse().unwrap(),
-                stream: LogStream::Stdout,
-                line: format!("{chunk}.{index}"),
-            },
+        let row = |chunk, index, ts| {
+            super::super::fixtures::log_row(chunk, index, "shop-a", ts, &format!("{chunk}.{index}"))
         };
         let mut rows = vec![row(2, 0, 30), row(1, 1, 10), row(1, 0, 10), row(3, 0, 20)];
         in_time_order(&mut rows);
@@ -546,16 +538,8 @@ mod tests {
 
     #[test]
     fn a_line_stored_twice_is_shown_once() {
-        let row = |chunk, instance: &str, ts| LogRow {
-            chunk,
-            index: 0,
-            line: LogLine {
-                ts: Timestamp::from_nanos(ts),
-                instance: instance.parse().unwrap(),
-                version: "v1".parse().unwrap(),
-                stream: LogStream::Stdout,
-                line: "l".into(),
-            },
+        let row = |chunk, instance: &str, ts| {
+            super::super::fixtures::log_row(chunk, 0, instance, ts, "l")
         };
         let mut rows = vec![
             row(1, "shop-a", 1),
