@@ -10,15 +10,16 @@
 mod db;
 #[path = "common/platform.rs"]
 mod platform;
+#[path = "common/traffic.rs"]
+mod traffic;
 
 use caas_testkit::eventually;
-use caas_testkit::zk::super_client;
 use platform::{Platform, TOKEN};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use traffic::{traffic, Traffic};
 
 const HOOK: &str = "registry-hook-test-token";
 const EVENTS_TYPE: &str = "application/vnd.docker.distribution.events.v1+json";
@@ -327,72 +328,9 @@ async fn pushes_are_recorded_listed_newest_first_and_toggled_per_app() {
 }
 
 /// What the request loop saw.
-#[derive(Debug, Default)]
-struct Traffic {
-    ok_v1: u64,
-    ok_v2: u64,
-    failed: Vec<String>,
-}
-
-/// Requests `GET /` from the app's instances as ZooKeeper lists them (as a gateway would),
-/// round-robin, one new connection each, until `stop` or a bound on count and time.
-async fn traffic(chroot: String, stop: Arc<AtomicBool>, seen: Arc<Mutex<Traffic>>) {
-    let zk = super_client().await;
-    let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(0)
-        .timeout(Duration::from_secs(5))
-        .build()
-        .unwrap();
-    let root = format!("{chroot}/caas/service/address/hello");
-    let deadline = Instant::now() + Duration::from_secs(180);
-    let mut n = 0usize;
-    while !stop.load(Ordering::Relaxed) && n < 20_000 && Instant::now() < deadline {
-        let mut live = Vec::new();
-        for v in zk
-            .get_children(&root)
-            .await
-            .map(|r| r.0)
-            .unwrap_or_default()
-        {
-            for c in zk
-                .get_children(&format!("{root}/{v}"))
-                .await
-                .map(|r| r.0)
-                .unwrap_or_default()
-            {
-                if let Ok((data, _)) = zk.get_data(&format!("{root}/{v}/{c}")).await {
-                    live.push((v.clone(), String::from_utf8_lossy(&data).into_owned()));
-                }
-            }
-        }
-        n += 1;
-        let Some((version, addr)) = live.get(n % live.len().max(1)).cloned() else {
-            seen.lock()
-                .unwrap()
-                .failed
-                .push(format!("request {n}: no instance registered"));
-            tokio::time::sleep(Duration::from_millis(20)).await;
-            continue;
-        };
-        let outcome = match http.get(format!("http://{addr}/")).send().await {
-            Ok(r) if r.status().is_success() => {
-                let body: Value = r.json().await.unwrap_or(Value::Null);
-                if body["version"] == version.as_str() {
-                    Ok(())
-                } else {
-                    Err(format!("{version} {addr}: answered {body}"))
-                }
-            }
-            Ok(r) => Err(format!("{version} {addr}: status {}", r.status())),
-            Err(e) => Err(format!("{version} {addr}: {e}")),
-        };
-        let mut seen = seen.lock().unwrap();
-        match outcome {
-            Ok(()) if version == "v1" => seen.ok_v1 += 1,
-            Ok(()) => seen.ok_v2 += 1,
-            Err(e) => seen.failed.push(e),
-        }
-    }
+/// Successful answers from `version`'s instances.
+fn v(seen: &Traffic, version: &str) -> u64 {
+    seen.ok_by_version.get(version).copied().unwrap_or(0)
 }
 
 async fn deployments(p: &Platform) -> Vec<Value> {
@@ -459,7 +397,7 @@ async fn auto_deploy_rolls_to_a_pushed_tag_without_a_failed_request() {
     let seen = Arc::new(Mutex::new(Traffic::default()));
     let load = tokio::spawn(traffic(p.chroot.clone(), stop.clone(), seen.clone()));
     eventually("the loop reaches v1", || async {
-        (seen.lock().unwrap().ok_v1 >= 10).then_some(())
+        (v(&seen.lock().unwrap(), "v1") >= 10).then_some(())
     })
     .await;
     let report = deliver(&p, vec![push("hello", "v2", &digest(2))]).await;
@@ -542,9 +480,9 @@ async fn auto_deploy_rolls_to_a_pushed_tag_without_a_failed_request() {
     assert_eq!(p.nodes().await.len(), 2);
 
     // Let the loop see v2 serve for a while, then stop it.
-    let ok_v2_at_end = seen.lock().unwrap().ok_v2;
+    let ok_v2_at_end = v(&seen.lock().unwrap(), "v2");
     eventually("the loop reaches v2 after the roll", || async {
-        (seen.lock().unwrap().ok_v2 >= ok_v2_at_end + 10).then_some(())
+        (v(&seen.lock().unwrap(), "v2") >= ok_v2_at_end + 10).then_some(())
     })
     .await;
     stop.store(true, Ordering::Relaxed);
@@ -556,12 +494,13 @@ async fn auto_deploy_rolls_to_a_pushed_tag_without_a_failed_request() {
         seen.failed
     );
     assert!(
-        seen.ok_v1 > 0 && seen.ok_v2 > 0,
+        v(&seen, "v1") > 0 && v(&seen, "v2") > 0,
         "both versions answered: {seen:?}"
     );
     println!(
         "requests during the roll: v1 {} ok, v2 {} ok, 0 failed",
-        seen.ok_v1, seen.ok_v2
+        v(&seen, "v1"),
+        v(&seen, "v2")
     );
 
     // The same tag again (a redelivery): nothing to do.

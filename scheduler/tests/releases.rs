@@ -15,8 +15,9 @@
 mod db;
 #[path = "common/platform.rs"]
 mod platform;
+#[path = "common/traffic.rs"]
+mod traffic;
 
-use caas_testkit::zk::super_client;
 use caas_testkit::{eventually, unique_u64, var, var_opt};
 use platform::{Platform, TOKEN};
 use reqwest::StatusCode;
@@ -24,7 +25,7 @@ use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use traffic::{traffic_to, Traffic};
 
 const MANIFEST_TYPES: &str = "application/vnd.docker.distribution.manifest.v2+json, \
      application/vnd.docker.distribution.manifest.list.v2+json, \
@@ -417,74 +418,6 @@ async fn a_release_pins_its_digest_and_a_re_pushed_tag_changes_nothing_it_runs()
     registry.delete(&app, &d1).await;
 }
 
-/// What the request loop saw.
-#[derive(Debug, Default)]
-struct Traffic {
-    ok: BTreeMap<String, u64>,
-    failed: Vec<String>,
-}
-
-/// Requests `GET /` from the app's instances as ZooKeeper lists them (as a gateway would),
-/// round-robin, one new connection each, until `stop` or a bound on count and time. An answer
-/// must come from the version its node is listed under.
-async fn traffic(chroot: String, app: String, stop: Arc<AtomicBool>, seen: Arc<Mutex<Traffic>>) {
-    let zk = super_client().await;
-    let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(0)
-        .timeout(Duration::from_secs(5))
-        .build()
-        .unwrap();
-    let root = format!("{chroot}/caas/service/address/{app}");
-    let deadline = Instant::now() + Duration::from_secs(240);
-    let mut n = 0usize;
-    while !stop.load(Ordering::Relaxed) && n < 40_000 && Instant::now() < deadline {
-        let mut live = Vec::new();
-        for v in zk
-            .get_children(&root)
-            .await
-            .map(|r| r.0)
-            .unwrap_or_default()
-        {
-            for c in zk
-                .get_children(&format!("{root}/{v}"))
-                .await
-                .map(|r| r.0)
-                .unwrap_or_default()
-            {
-                if let Ok((data, _)) = zk.get_data(&format!("{root}/{v}/{c}")).await {
-                    live.push((v.clone(), String::from_utf8_lossy(&data).into_owned()));
-                }
-            }
-        }
-        n += 1;
-        let Some((version, addr)) = live.get(n % live.len().max(1)).cloned() else {
-            seen.lock()
-                .unwrap()
-                .failed
-                .push(format!("request {n}: no instance registered"));
-            tokio::time::sleep(Duration::from_millis(20)).await;
-            continue;
-        };
-        let outcome = match http.get(format!("http://{addr}/")).send().await {
-            Ok(r) if r.status().is_success() => {
-                let body: Value = r.json().await.unwrap_or(Value::Null);
-                if body["version"] == version.as_str() {
-                    Ok(())
-                } else {
-                    Err(format!("{version} {addr}: answered {body}"))
-                }
-            }
-            Ok(r) => Err(format!("{version} {addr}: status {}", r.status())),
-            Err(e) => Err(format!("{version} {addr}: {e}")),
-        };
-        let mut seen = seen.lock().unwrap();
-        match outcome {
-            Ok(()) => *seen.ok.entry(version).or_default() += 1,
-            Err(e) => seen.failed.push(e),
-        }
-    }
-}
-
 /// A request loop on `app` for the length of `work`; panics on any failed request.
 struct Load {
     stop: Arc<AtomicBool>,
@@ -496,14 +429,14 @@ impl Load {
     async fn start(p: &Platform, app: &str) -> Load {
         let stop = Arc::new(AtomicBool::new(false));
         let seen = Arc::new(Mutex::new(Traffic::default()));
-        let task = tokio::spawn(traffic(
+        let task = tokio::spawn(traffic_to(
             p.chroot.clone(),
             app.to_owned(),
             stop.clone(),
             seen.clone(),
         ));
         eventually("the loop gets answers", || async {
-            (seen.lock().unwrap().ok.values().sum::<u64>() >= 10).then_some(())
+            (seen.lock().unwrap().total_ok() >= 10).then_some(())
         })
         .await;
         Load { stop, seen, task }
@@ -516,7 +449,7 @@ impl Load {
             .seen
             .lock()
             .unwrap()
-            .ok
+            .ok_by_version
             .get(version)
             .copied()
             .unwrap_or(0);
@@ -525,7 +458,7 @@ impl Load {
                 .seen
                 .lock()
                 .unwrap()
-                .ok
+                .ok_by_version
                 .get(version)
                 .copied()
                 .unwrap_or(0)
@@ -541,7 +474,7 @@ impl Load {
             "failed requests during the rollback: {:?}",
             seen.failed
         );
-        seen.ok
+        seen.ok_by_version
     }
 }
 

@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 pub struct Traffic {
     /// Successful answers by the `app` field hello reports (its `HELLO_APP` variable).
     pub ok: BTreeMap<String, u64>,
+    /// Successful answers by the version whose ZooKeeper node listed the instance.
+    pub ok_by_version: BTreeMap<String, u64>,
     /// Every failure, with the address and what went wrong.
     pub failed: Vec<String>,
 }
@@ -25,16 +27,28 @@ impl Traffic {
     }
 }
 
-/// Requests `GET /` from `hello`'s instances in ZooKeeper under `chroot`, round-robin, one new
-/// connection each, until `stop` or a bound on count and time.
+/// Requests `GET /` from `hello`'s instances as ZooKeeper lists them: [`traffic_to`] for app
+/// `hello`.
 pub async fn traffic(chroot: String, stop: Arc<AtomicBool>, seen: Arc<Mutex<Traffic>>) {
+    traffic_to(chroot, "hello".into(), stop, seen).await
+}
+
+/// Requests `GET /` from `app`'s instances in ZooKeeper under `chroot`, round-robin, one new
+/// connection each, until `stop` or a bound on count and time. An answer counts only if it
+/// comes from the version its node is listed under (hello reports its `HELLO_VERSION`).
+pub async fn traffic_to(
+    chroot: String,
+    app: String,
+    stop: Arc<AtomicBool>,
+    seen: Arc<Mutex<Traffic>>,
+) {
     let zk = super_client().await;
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(0)
         .timeout(Duration::from_secs(5))
         .build()
         .unwrap();
-    let root = format!("{chroot}/caas/service/address/hello");
+    let root = format!("{chroot}/caas/service/address/{app}");
     let deadline = Instant::now() + Duration::from_secs(300);
     let mut n = 0usize;
     while !stop.load(Ordering::Relaxed) && n < 100_000 && Instant::now() < deadline {
@@ -52,12 +66,12 @@ pub async fn traffic(chroot: String, stop: Arc<AtomicBool>, seen: Arc<Mutex<Traf
                 .unwrap_or_default()
             {
                 if let Ok((data, _)) = zk.get_data(&format!("{root}/{v}/{c}")).await {
-                    live.push(String::from_utf8_lossy(&data).into_owned());
+                    live.push((v.clone(), String::from_utf8_lossy(&data).into_owned()));
                 }
             }
         }
         n += 1;
-        let Some(addr) = live.get(n % live.len().max(1)).cloned() else {
+        let Some((version, addr)) = live.get(n % live.len().max(1)).cloned() else {
             seen.lock()
                 .unwrap()
                 .failed
@@ -67,15 +81,21 @@ pub async fn traffic(chroot: String, stop: Arc<AtomicBool>, seen: Arc<Mutex<Traf
         };
         let outcome = match http.get(format!("http://{addr}/")).send().await {
             Ok(r) if r.status().is_success() => match r.json::<Value>().await {
-                Ok(body) => Ok(body["app"].as_str().unwrap_or_default().to_owned()),
-                Err(e) => Err(format!("{addr}: body {e}")),
+                Ok(body) if body["version"] == version.as_str() => {
+                    Ok(body["app"].as_str().unwrap_or_default().to_owned())
+                }
+                Ok(body) => Err(format!("{version} {addr}: answered {body}")),
+                Err(e) => Err(format!("{version} {addr}: body {e}")),
             },
-            Ok(r) => Err(format!("{addr}: status {}", r.status())),
-            Err(e) => Err(format!("{addr}: {e}")),
+            Ok(r) => Err(format!("{version} {addr}: status {}", r.status())),
+            Err(e) => Err(format!("{version} {addr}: {e}")),
         };
         let mut seen = seen.lock().unwrap();
         match outcome {
-            Ok(app) => *seen.ok.entry(app).or_default() += 1,
+            Ok(app) => {
+                *seen.ok.entry(app).or_default() += 1;
+                *seen.ok_by_version.entry(version).or_default() += 1;
+            }
             Err(e) => seen.failed.push(e),
         }
     }
