@@ -41,6 +41,9 @@ pub mod labels {
     pub const VERSION: &str = "caas.version";
     /// The instance id (also the container name's suffix).
     pub const INSTANCE: &str = "caas.instance";
-    /// The host name the scheduler placed the instance on.
+    /// The host name the scheduler placed the instance (or job) on.
     pub const HOST: &str = "caas.host";
+    /// The job id (`j-{n}`) of a job's or workflow step's container. Such containers never
+    /// carry [`INSTANCE`], so the reconciler leaves them to the jobs' own sweep.
+    pub const JOB: &str = "caas.job";
 }

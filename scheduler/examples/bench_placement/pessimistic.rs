@@ -122,7 +122,7 @@ async fn attempt_locked(store: &Store, req: &PlacementRequest) -> Result<Attempt
     }
     Ok(Attempt::Done(Claim {
         instance,
-        deployment_id: req.deployment_id,
+        owner: req.owner,
         host_id: host.id,
         host: host.name,
         address: host.address,

@@ -120,11 +120,12 @@ pub async fn insert_instance(
         return Ok(None);
     };
     sqlx::query(
-        "INSERT INTO instances (id, deployment_id, app_id, host_id, host_port, memory, cpu, state) \
-         VALUES (?, ?, ?, ?, ?, ?, ?, 'pending')",
+        "INSERT INTO instances (id, deployment_id, job_id, app_id, host_id, host_port, memory, \
+         cpu, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'pending')",
     )
     .bind(instance.as_str())
-    .bind(req.deployment_id)
+    .bind(req.owner.deployment_id())
+    .bind(req.owner.job_id())
     .bind(req.app.as_str())
     .bind(host_id)
     .bind(i32::from(port))
@@ -135,7 +136,7 @@ pub async fn insert_instance(
     Ok(Some(port))
 }
 
-/// Inserts the row of a worker's instance, which holds no host port, inside `tx` (which must
+/// Inserts the row of a claim that holds no host port (a worker's instance, a job), inside `tx` (which must
 /// already hold the host's row lock).
 async fn insert_worker_instance(
     tx: &mut Transaction<'static, MySql>,
@@ -144,11 +145,12 @@ async fn insert_worker_instance(
     instance: &InstanceId,
 ) -> std::result::Result<(), sqlx::Error> {
     sqlx::query(
-        "INSERT INTO instances (id, deployment_id, app_id, host_id, host_port, memory, cpu, state) \
-         VALUES (?, ?, ?, ?, NULL, ?, ?, 'pending')",
+        "INSERT INTO instances (id, deployment_id, job_id, app_id, host_id, host_port, memory, \
+         cpu, state) VALUES (?, ?, ?, ?, ?, NULL, ?, ?, 'pending')",
     )
     .bind(instance.as_str())
-    .bind(req.deployment_id)
+    .bind(req.owner.deployment_id())
+    .bind(req.owner.job_id())
     .bind(req.app.as_str())
     .bind(host_id)
     .bind(req.memory_i64())
@@ -212,7 +214,7 @@ pub(crate) async fn try_claim(
     }
     Ok(Attempt::Done(Claim {
         instance,
-        deployment_id: req.deployment_id,
+        owner: req.owner,
         host_id: host.id,
         host: host.name.clone(),
         address: host.address,

@@ -37,11 +37,39 @@ pub const PICK_AMONG: usize = 2;
 /// How many hosts with room a plain request reads per attempt, starting at a random id.
 pub const WINDOW: u32 = 16;
 
-/// What to place: `count` instances of one deployment.
+/// Whose claim an instance row is: a deployment's instance or a job's container (a one-off
+/// job or a workflow step), which holds memory and CPU like an instance but no host port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Owner {
+    /// An instance of the deployment with this database id.
+    Deployment(i64),
+    /// The job (or workflow step) with this database id.
+    Job(i64),
+}
+
+impl Owner {
+    /// The deployment's id, for an instance's claim.
+    pub fn deployment_id(self) -> Option<i64> {
+        match self {
+            Owner::Deployment(id) => Some(id),
+            Owner::Job(_) => None,
+        }
+    }
+
+    /// The job's id, for a job's claim.
+    pub fn job_id(self) -> Option<i64> {
+        match self {
+            Owner::Job(id) => Some(id),
+            Owner::Deployment(_) => None,
+        }
+    }
+}
+
+/// What to place: `count` instances of one deployment, or one job's container.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PlacementRequest {
-    /// The deployment's database id.
-    pub deployment_id: i64,
+    /// Whose claims these are.
+    pub owner: Owner,
     /// Its app (instance ids and co-location use it).
     pub app: AppId,
     /// What each instance claims.
@@ -58,7 +86,7 @@ impl PlacementRequest {
     /// A request for `count` more instances of a stored deployment.
     pub fn for_deployment(deployment: &DeploymentRow, count: u32) -> PlacementRequest {
         PlacementRequest {
-            deployment_id: deployment.id,
+            owner: Owner::Deployment(deployment.id),
             app: deployment.spec.app.clone(),
             resources: deployment.spec.resources,
             count,
@@ -103,8 +131,8 @@ impl PlacementRequest {
 pub struct Claim {
     /// The new instance's id.
     pub instance: InstanceId,
-    /// Its deployment.
-    pub deployment_id: i64,
+    /// Its deployment or job.
+    pub owner: Owner,
     /// Its host's database id.
     pub host_id: i64,
     /// Its host's name.
@@ -145,7 +173,7 @@ pub async fn place(store: &Store, req: &PlacementRequest) -> Result<Vec<Claim>> 
         }
     }
     tracing::debug!(
-        deployment = req.deployment_id,
+        owner = ?req.owner,
         instances = claims.len(),
         "placed"
     );

@@ -120,13 +120,13 @@ pub(crate) async fn read(
     let window_base = |filter: &str| format!("{CANDIDATE_COLUMNS}, {WINDOW_SELECT} {filter}");
     let rows = match scope {
         Scope::All => sqlx::query(&base("ORDER BY h.id"))
-            .bind(req.deployment_id)
+            .bind(req.owner.deployment_id())
             .bind(&colocate)
             .fetch_all(store.pool())
             .await
             .map_err(|e| sql::db_error("reading hosts", e))?,
         Scope::Host(id) => sqlx::query(&base("WHERE h.id = ?"))
-            .bind(req.deployment_id)
+            .bind(req.owner.deployment_id())
             .bind(&colocate)
             .bind(id)
             .fetch_all(store.pool())

@@ -1,5 +1,5 @@
 //! The MySQL store: typed functions over the scheduler's tables (tenants, hosts, apps, domains,
-//! deployments, instances, pushed tags, releases, app config versions, app logs, events,
+//! deployments, instances, jobs, pushed tags, releases, app config versions, app logs, events,
 //! webhooks). Only this module and `placement` write SQL.
 //!
 //! Architecture invariant: a host's free memory and CPU change only through
@@ -14,12 +14,14 @@ mod events;
 pub(crate) mod fixtures;
 mod hosts;
 mod instances;
+mod jobs;
 mod log_chunk;
 mod logs;
 mod releases;
 pub(crate) mod sql;
 mod tags;
 mod tenants;
+mod workflows;
 
 pub use app_config::AppConfigRow;
 pub use apps::{AppRow, DomainRow};
@@ -28,6 +30,7 @@ pub use events::{EventRow, EventScope, WebhookRow};
 pub(crate) use hosts::parse_state as hosts_state;
 pub use hosts::{HostRow, NewHost};
 pub use instances::InstanceRow;
+pub use jobs::{JobEnd, JobRow, NewJob, StoredOutput};
 pub use logs::{
     in_time_order, without_copies, LogPage, LogRow, NewLogLine, StoredBatch, StoredChunk,
     MAX_INSERT_BYTES,
@@ -35,6 +38,7 @@ pub use logs::{
 pub use releases::{NewRelease, ReleaseRow};
 pub use tags::{NewTag, TagRow};
 pub use tenants::TenantRow;
+pub use workflows::WorkflowRow;
 
 use crate::error::{Error, Result};
 use crate::placement::PlacementMetrics;
