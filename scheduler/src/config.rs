@@ -66,6 +66,28 @@ pub struct Config {
           value_parser = clap::value_parser!(u32).range(1..=10_000_000))]
     pub events_keep: u32,
 
+    /// Bytes of output kept per job (and per workflow's output and step log): the last ones.
+    #[arg(long, env = "CAAS_JOB_OUTPUT_KEEP_BYTES", default_value_t = 1 << 20,
+          value_parser = clap::value_parser!(u64).range(1024..=16 * 1024 * 1024 - 1))]
+    pub job_output_keep_bytes: u64,
+
+    /// Hours a finished job or workflow stays readable (its state, exit code and output).
+    #[arg(long, env = "CAAS_JOBS_KEEP_HOURS", default_value_t = 24,
+          value_parser = clap::value_parser!(u64).range(1..=24 * 365))]
+    pub jobs_keep_hours: u64,
+
+    /// Seconds between a job runner's heartbeats (and refreshes of the stored output).
+    #[arg(long, env = "CAAS_JOB_HEARTBEAT_SECS", default_value_t = 2,
+          value_parser = clap::value_parser!(u64).range(1..=60))]
+    pub job_heartbeat_secs: u64,
+
+    /// Seconds without a heartbeat after which the leader adopts a job (its scheduler is
+    /// taken for dead): it attaches to the job's container again, or fails the job if the
+    /// container is gone, and releases its claim.
+    #[arg(long, env = "CAAS_JOB_STALE_SECS", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(2..=3600))]
+    pub job_stale_secs: u64,
+
     /// The gateway's domain: apps are reached at {app}.{domain}.
     #[arg(long, env = "CAAS_DOMAIN", default_value = "caas.localhost")]
     pub domain: String,

@@ -15,6 +15,7 @@ use crate::events::webhooks::Webhooks;
 use crate::events::Events;
 use crate::healing::Healer;
 use crate::health_targets::HealthRef;
+use crate::jobs::Jobs;
 use crate::lifecycle::Lifecycle;
 use crate::metrics::DeployMetrics;
 use crate::reconcile::Reconciler;
@@ -63,6 +64,8 @@ pub struct ControlPlane {
     pub events: Events,
     /// Where events are POSTed (the leader delivers).
     pub webhooks: Arc<Webhooks>,
+    /// Jobs and workflows: run to completion.
+    pub jobs: Arc<Jobs>,
     leader: Arc<AtomicBool>,
     /// True once the scheduler shuts down: answers that stream until the client leaves (log
     /// follows) end, so a graceful shutdown does not wait on them.
@@ -126,6 +129,12 @@ impl ControlPlane {
             deployments.clone(),
         ));
         let autodeploy = AutoDeployer::new(store.clone(), releases.clone(), metrics.clone());
+        let jobs = Jobs::new(
+            config.clone(),
+            store.clone(),
+            lifecycle.clone(),
+            events.clone(),
+        );
         Arc::new(ControlPlane {
             blacklist: Blacklist::new(routes.clone()),
             config,
@@ -144,6 +153,7 @@ impl ControlPlane {
             autodeploy,
             events,
             webhooks,
+            jobs,
             leader: Arc::new(AtomicBool::new(false)),
             closing: tokio::sync::watch::Sender::new(false),
             logs_live: tokio::sync::broadcast::Sender::new(crate::logs::LIVE_BATCHES),

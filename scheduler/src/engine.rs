@@ -8,7 +8,7 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use caas_deployer::{
     ContainerEvent, ContainerStatus, ContainerSummary, Deployer, DockerEndpoint, LogLine,
-    PullProgress, RegistryCredentials, RunSpec, RunningContainer, TlsFiles,
+    PullProgress, RegistryCredentials, RunSpec, RunningContainer, Task, TaskSpec, TlsFiles,
 };
 use caas_types::{ContainerId, HostName, Timestamp};
 use futures::future::BoxFuture;
@@ -65,6 +65,11 @@ pub trait Engine: Send + Sync + std::fmt::Debug {
     /// Container events (start, die, ...) of containers carrying every one of `labels`, from
     /// now on; the stream ends if the engine closes it.
     fn events(&self, labels: &[(&str, &str)]) -> BoxStream<'static, EngineResult<ContainerEvent>>;
+    /// Creates, attaches to and starts a run-to-completion container (a job, a workflow step);
+    /// the image must be present. Nothing is left behind on failure.
+    fn start_task<'a>(&'a self, spec: &'a TaskSpec) -> BoxFuture<'a, EngineResult<Task>>;
+    /// Attaches to a task container that already runs (adopted after a scheduler restart).
+    fn attach_task<'a>(&'a self, id: &'a ContainerId) -> BoxFuture<'a, EngineResult<Task>>;
 }
 
 impl Engine for Deployer {
@@ -119,6 +124,12 @@ impl Engine for Deployer {
     }
     fn events(&self, labels: &[(&str, &str)]) -> BoxStream<'static, EngineResult<ContainerEvent>> {
         Deployer::events(self, labels).boxed()
+    }
+    fn start_task<'a>(&'a self, spec: &'a TaskSpec) -> BoxFuture<'a, EngineResult<Task>> {
+        Box::pin(Deployer::start_task(self, spec))
+    }
+    fn attach_task<'a>(&'a self, id: &'a ContainerId) -> BoxFuture<'a, EngineResult<Task>> {
+        Box::pin(Deployer::attach_task(self, id))
     }
 }
 

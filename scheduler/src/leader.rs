@@ -1,12 +1,13 @@
 //! The leader's duties: while this process leads, run the health checker, act on its events
 //! and on workers' container exits and starts (`healing::WorkerWatch`), keep its targets in sync
 //! with the database, reconcile at start and periodically, and after
-//! each reconciliation recycle instances past their age ([`Recycler`]), collect the apps' logs
-//! and deliver webhooks. They stop when leadership is lost or on shutdown.
+//! each reconciliation recycle instances past their age ([`Recycler`]), collect the apps' logs,
+//! deliver webhooks and sweep jobs (adopt those whose scheduler died, release leftovers). They stop when leadership is lost or on shutdown.
 
 use crate::control::ControlPlane;
 use crate::events::webhooks::Webhooks;
 use crate::healing::{Healer, WorkerEvent, WorkerWatch};
+use crate::jobs::Jobs;
 use crate::logs::LogCollector;
 use crate::reconcile::Reconciler;
 use crate::recycle::Recycler;
@@ -32,6 +33,8 @@ pub struct LeaderDuties {
     checker: HealthChecker,
     logs: Arc<LogCollector>,
     webhooks: Arc<Webhooks>,
+    /// Adopts jobs whose scheduler died, releases leftovers, deletes old jobs.
+    jobs: Arc<Jobs>,
     reconcile_every: Duration,
     /// Shared with the control plane, whose `/healthz` reports it.
     leading: Arc<AtomicBool>,
@@ -56,6 +59,7 @@ impl LeaderDuties {
                 control.logs_live.clone(),
             )),
             webhooks: control.webhooks.clone(),
+            jobs: control.jobs.clone(),
             reconcile_every: Duration::from_secs(control.config.reconcile_secs.max(1)),
             leading: control.leader_flag(),
         }
@@ -87,6 +91,7 @@ impl LeaderDuties {
             }));
             let logs_task = tokio::spawn(self.logs.clone().run(ended(&leader, &stop)));
             let webhooks_task = tokio::spawn(self.webhooks.clone().run(ended(&leader, &stop)));
+            let jobs_task = tokio::spawn(self.jobs.clone().run_sweeps(ended(&leader, &stop)));
             // Workers' exits and starts, from watchers that `sync_workers` keeps one per engine
             // and that stop with `workers` when this leadership ends.
             let (worker_tx, mut worker_events) = mpsc::channel::<WorkerEvent>(256);
@@ -141,6 +146,7 @@ impl LeaderDuties {
             }
             let _ = logs_task.await;
             let _ = webhooks_task.await;
+            let _ = jobs_task.await;
             if *stop.borrow() {
                 return;
             }

@@ -12,8 +12,8 @@ mod view;
 #[cfg(test)]
 pub(crate) use validate::plan;
 pub use validate::{
-    check_instance_count, check_timings, env_name_ok, DeployPlan, ENV_NAME_RULE, MAX_ENV_BYTES,
-    MAX_INSTANCES, MAX_RECYCLE_AFTER_S, MAX_STOP_TIMEOUT_S,
+    check_command, check_env, check_instance_count, check_timings, env_name_ok, DeployPlan,
+    ENV_NAME_RULE, MAX_ENV_BYTES, MAX_INSTANCES, MAX_RECYCLE_AFTER_S, MAX_STOP_TIMEOUT_S,
 };
 
 use crate::app_lock::{AppGuard, AppLocks};

@@ -47,6 +47,29 @@ pub fn check_command(field: &str, command: &[String]) -> Result<()> {
     Ok(())
 }
 
+/// Checks an `env` map (of a deployment, a job or a workflow step): at most [`MAX_ENV`]
+/// variables, names by [`env_name_ok`], no NUL byte in a value, [`MAX_ENV_BYTES`] in all. `field`
+/// names it in the message.
+pub fn check_env(field: &str, env: &std::collections::BTreeMap<String, String>) -> Result<()> {
+    if env.len() > MAX_ENV {
+        return Err(invalid(&format!("{field}: at most {MAX_ENV} variables")));
+    }
+    let mut env_bytes = 0;
+    for (k, v) in env {
+        if !env_name_ok(k) {
+            return Err(invalid(&format!("{field}: {ENV_NAME_RULE}")));
+        }
+        if v.contains('\0') {
+            return Err(invalid(&format!("{field}: {k} contains a NUL byte")));
+        }
+        env_bytes += k.len() + v.len();
+    }
+    if env_bytes > MAX_ENV_BYTES {
+        return Err(invalid(&format!("{field}: larger than 64 KiB")));
+    }
+    Ok(())
+}
+
 /// The rule [`env_name_ok`] checks, in words, for error messages.
 pub const ENV_NAME_RULE: &str = "names use letters, digits and '_' and do not start with a digit";
 
@@ -122,22 +145,7 @@ pub fn plan(registry: &str, app: &AppId, req: &CreateDeployment) -> Result<Deplo
     if let Some(command) = &req.command {
         check_command("command", command)?;
     }
-    if req.env.len() > MAX_ENV {
-        return Err(invalid(&format!("env: at most {MAX_ENV} variables")));
-    }
-    let mut env_bytes = 0;
-    for (k, v) in &req.env {
-        if !env_name_ok(k) {
-            return Err(invalid(&format!("env: {ENV_NAME_RULE}")));
-        }
-        if v.contains('\0') {
-            return Err(invalid(&format!("env: {k} contains a NUL byte")));
-        }
-        env_bytes += k.len() + v.len();
-    }
-    if env_bytes > MAX_ENV_BYTES {
-        return Err(invalid("env: larger than 64 KiB"));
-    }
+    check_env("env", &req.env)?;
     // The conversion fails only on the path (see `HealthPath` for the rule).
     let health = HealthPolicy::try_from(req.health.clone()).map_err(|_| {
         invalid("health.path: must start with '/' and hold no spaces or control characters")

@@ -63,11 +63,15 @@ pub enum EventType {
     AppRestarted,
     /// An app's config changed.
     ConfigChanged,
+    /// A job (one-off or a schedule's run) ended.
+    JobFinished,
+    /// A workflow ended.
+    WorkflowFinished,
 }
 
 impl EventType {
     /// Every type.
-    pub const ALL: [EventType; 14] = [
+    pub const ALL: [EventType; 16] = [
         EventType::DeployStarted,
         EventType::DeploySucceeded,
         EventType::DeployFailed,
@@ -82,6 +86,8 @@ impl EventType {
         EventType::ReleaseCreated,
         EventType::AppRestarted,
         EventType::ConfigChanged,
+        EventType::JobFinished,
+        EventType::WorkflowFinished,
     ];
 
     /// The wire name, e.g. `deploy.started`.
@@ -101,6 +107,8 @@ impl EventType {
             EventType::ReleaseCreated => "release.created",
             EventType::AppRestarted => "app.restarted",
             EventType::ConfigChanged => "config.changed",
+            EventType::JobFinished => "job.finished",
+            EventType::WorkflowFinished => "workflow.finished",
         }
     }
 

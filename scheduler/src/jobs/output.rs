@@ -54,6 +54,33 @@ impl OutputTail {
         [a, b].concat()
     }
 
+    /// The bytes written from offset `from` (counted over everything ever written) to now, and
+    /// how many bytes from `from` on were let go already and are missing before them.
+    pub fn since(&self, from: u64) -> (u64, Vec<u8>) {
+        let missing = self.dropped.saturating_sub(from);
+        let skip = usize::try_from(from.saturating_sub(self.dropped)).unwrap_or(usize::MAX);
+        if skip >= self.buf.len() {
+            return (missing, Vec::new());
+        }
+        let (a, b) = self.buf.as_slices();
+        let mut out = Vec::with_capacity(self.buf.len() - skip);
+        if skip < a.len() {
+            out.extend_from_slice(&a[skip..]);
+            out.extend_from_slice(b);
+        } else {
+            out.extend_from_slice(&b[skip - a.len()..]);
+        }
+        (missing, out)
+    }
+
+    /// A tail holding `kept` as the last bytes of `written` (an adopted job's stored output).
+    pub fn resume(capacity: usize, kept: &[u8], written: u64) -> OutputTail {
+        let mut tail = OutputTail::new(capacity);
+        tail.push(kept);
+        tail.dropped = written.saturating_sub(tail.buf.len() as u64);
+        tail
+    }
+
     /// How many bytes were written in all.
     pub fn written(&self) -> u64 {
         self.dropped + self.buf.len() as u64
@@ -74,6 +101,24 @@ impl Default for OutputTail {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn since_gives_what_came_after_an_offset_and_counts_what_was_let_go() {
+        let mut t = OutputTail::new(4);
+        t.push(b"ab");
+        assert_eq!(t.since(0), (0, b"ab".to_vec()));
+        assert_eq!(t.since(1), (0, b"b".to_vec()));
+        assert_eq!(t.since(2), (0, Vec::new()));
+        t.push(b"cdef");
+        // "ab" went; "cdef" stays (offsets 2..6).
+        assert_eq!(t.since(0), (2, b"cdef".to_vec()));
+        assert_eq!(t.since(3), (0, b"def".to_vec()));
+        assert_eq!(t.since(6), (0, Vec::new()));
+        assert_eq!(t.since(9), (0, Vec::new()));
+        let r = OutputTail::resume(4, b"xyz", 10);
+        assert_eq!((r.written(), r.dropped()), (10, 7));
+        assert_eq!(r.since(8), (0, b"yz".to_vec()));
+    }
 
     #[test]
     fn what_fits_is_kept_whole() {

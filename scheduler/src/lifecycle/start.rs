@@ -12,7 +12,7 @@ use crate::progress::Progress;
 use crate::store::{DeploymentRow, HostRow, InstanceRow};
 use caas_deployer::RunSpec;
 use caas_registry::HealthTarget;
-use caas_types::{labels, ContainerId, Endpoint, InstanceState, Resources};
+use caas_types::{labels, ContainerId, Endpoint, InstanceId, InstanceState, Resources};
 use futures::StreamExt;
 use std::collections::HashMap;
 use std::time::Duration;
@@ -61,7 +61,7 @@ impl Lifecycle {
         started: &mut Option<(EngineRef, ContainerId)>,
     ) -> Result<()> {
         let (host, engine) = self.engine_of(inst.host_id).await?;
-        self.ensure_image(&host, &engine, &row.spec.image, inst, progress)
+        self.ensure_image(&host, &engine, &row.spec.image, Some(&inst.id), progress)
             .await?;
         self.store
             .set_instance_state(&inst.id, InstanceState::Starting)
@@ -170,13 +170,14 @@ impl Lifecycle {
         Ok(())
     }
 
-    /// Pulls the image on the host unless it is there already, reporting layer progress.
-    async fn ensure_image(
+    /// Pulls the image on the host unless it is there already, reporting layer progress (for
+    /// instance `who`, when it is one; a job's pull reports none).
+    pub(crate) async fn ensure_image(
         &self,
         host: &HostRow,
         engine: &EngineRef,
         image: &str,
-        inst: &InstanceRow,
+        who: Option<&InstanceId>,
         progress: &Progress,
     ) -> Result<()> {
         if engine
@@ -186,11 +187,7 @@ impl Lifecycle {
         {
             return Ok(());
         }
-        progress.step(
-            Some(&inst.id),
-            "pulling",
-            format!("{image} on {}", host.name),
-        );
+        progress.step(who, "pulling", format!("{image} on {}", host.name));
         let mut stream = engine.pull(image, self.creds.as_ref());
         let mut layers: HashMap<String, String> = HashMap::new();
         while let Some(step) = stream.next().await {
@@ -204,19 +201,11 @@ impl Lifecycle {
                     (Some(c), Some(t)) => format!(" {c}/{t} bytes"),
                     _ => String::new(),
                 };
-                progress.step(
-                    Some(&inst.id),
-                    "pull",
-                    format!("{layer}: {}{bytes}", step.status),
-                );
+                progress.step(who, "pull", format!("{layer}: {}{bytes}", step.status));
                 layers.insert(layer, step.status);
             }
         }
-        progress.step(
-            Some(&inst.id),
-            "pulled",
-            format!("{image} ({} layers)", layers.len()),
-        );
+        progress.step(who, "pulled", format!("{image} ({} layers)", layers.len()));
         Ok(())
     }
 
