@@ -34,6 +34,7 @@ pub mod releases;
 pub mod routes;
 pub mod schedules;
 pub mod store;
+pub mod workflows;
 
 pub use config::Config;
 pub use control::ControlPlane;
