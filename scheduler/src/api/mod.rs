@@ -10,6 +10,7 @@ pub mod error;
 mod events;
 mod hosts;
 mod image_push_hook;
+mod jobs;
 mod logs;
 mod ops;
 mod releases;
@@ -83,6 +84,24 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/apps/{app}/restart", post(config::restart))
         .route("/v1/apps/{app}/logs", get(logs::logs))
+        .route("/v1/apps/{app}/jobs", get(jobs::list).post(jobs::create))
+        .route(
+            "/v1/apps/{app}/jobs/{id}",
+            get(jobs::show).delete(jobs::remove),
+        )
+        .route("/v1/apps/{app}/jobs/{id}/logs", get(jobs::logs))
+        .route("/v1/apps/{app}/jobs/{id}/stdin", put(jobs::stdin))
+        .route(
+            "/v1/workflows",
+            get(jobs::list_workflows).post(jobs::create_workflow),
+        )
+        .route(
+            "/v1/workflows/{id}",
+            get(jobs::show_workflow).delete(jobs::remove_workflow),
+        )
+        .route("/v1/workflows/{id}/output", get(jobs::workflow_output))
+        .route("/v1/workflows/{id}/steps/{step}/logs", get(jobs::step_logs))
+        .route("/v1/workflows/{id}/stdin", put(jobs::workflow_stdin))
         .route("/v1/registry/events", post(image_push_hook::events))
         .route("/v1/apps/{app}/domains", post(apps::add_domain))
         .route(

@@ -252,6 +252,23 @@ impl Platform {
         (status, v)
     }
 
+    /// A `GET` whose answer is text (job output, step logs): the status and the body.
+    pub async fn text(&self, path: &str) -> (StatusCode, String) {
+        let resp = self
+            .http
+            .get(format!("{}{path}", self.api))
+            .bearer_auth(TOKEN)
+            .send()
+            .await
+            .expect("admin API reachable");
+        let status = resp.status();
+        let body = resp
+            .text()
+            .await
+            .unwrap_or_else(|e| panic!("reading {path}: {e:?}"));
+        (status, body)
+    }
+
     /// Our containers on the engine (any state).
     pub async fn containers(&self) -> Vec<caas_deployer::ContainerSummary> {
         self.docker
@@ -306,6 +323,12 @@ impl Platform {
         let store = self.db.store(2).await;
         let rows = store.list_all_instances().await.expect("instances");
         assert!(rows.is_empty(), "{when}: instance rows left: {rows:?}");
+        // Jobs' and workflow steps' claims are instance rows without a deployment.
+        let claims: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM instances")
+            .fetch_one(store.pool())
+            .await
+            .expect("count claims");
+        assert_eq!(claims, 0, "{when}: job claims left");
         for h in store.list_hosts().await.expect("hosts") {
             assert_eq!(
                 (h.mem_free, h.cpu_free),
