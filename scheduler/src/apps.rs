@@ -43,9 +43,12 @@ impl Apps {
     }
 
     /// Undeploys every version of an app, removes its domains from ZooKeeper, deletes it (its
-    /// config versions and tags go with the row). Waits for an operation on the app to end.
+    /// config versions and tags go with the row; its ended jobs and its schedules go first). An
+    /// app with a job or workflow step still running is [`crate::Error::Conflict`], before
+    /// anything is undeployed. Waits for an operation on the app to end.
     pub async fn delete(&self, app: &AppId) -> Result<()> {
         let _app = self.deployments.lock_app(app).await;
+        self.store.delete_app_jobs(app).await?;
         for d in self.store.list_deployments(app).await? {
             // By id: a rollback in flight may hold two deployments of one version.
             self.deployments.undeploy_id(d.id).await?;

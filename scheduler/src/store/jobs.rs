@@ -533,8 +533,8 @@ impl Store {
         Ok(done.rows_affected())
     }
 
-    /// Deletes an app's ended jobs (the app is being deleted); an app with a job still
-    /// running is [`Error::Conflict`].
+    /// Deletes an app's ended jobs and its schedules (the app is being deleted); an app with a
+    /// job still running is [`Error::Conflict`].
     pub async fn delete_app_jobs(&self, app: &AppId) -> Result<()> {
         let running: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM jobs WHERE app_id = ? \
@@ -554,6 +554,11 @@ impl Store {
             .execute(self.pool())
             .await
             .map_err(|e| sql::db_error("deleting an app's jobs", e))?;
+        sqlx::query("DELETE FROM schedules WHERE app_id = ?")
+            .bind(app.as_str())
+            .execute(self.pool())
+            .await
+            .map_err(|e| sql::db_error("deleting an app's schedules", e))?;
         Ok(())
     }
 }
