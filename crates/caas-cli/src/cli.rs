@@ -4,6 +4,7 @@ use caas_types::{
     AppId, Cpus, Domain, HostName, InstanceId, Memory, PortRange, TenantName, Timestamp, Version,
 };
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
 
 /// caas: push, deploy and reach containers.
 #[derive(Debug, Parser)]
@@ -136,6 +137,19 @@ pub enum Command {
         #[arg(long, conflicts_with = "follow")]
         before: Option<i64>,
     },
+    /// Run a command to completion in a new container of an app's version (a job), like
+    /// `docker run --rm`: its output streams here as it comes and caas exits with its exit
+    /// code. `-i` sends standard input to it; Ctrl-C cancels it (exit 130).
+    Run(RunArgs),
+    /// An app's jobs: list, show, logs, remove (cancels a running one).
+    #[command(subcommand)]
+    Jobs(JobsCmd),
+    /// Workflows: 2 to 16 jobs run at once as a pipeline, `a | b | c`.
+    #[command(subcommand)]
+    Workflow(WorkflowCmd),
+    /// Schedules: jobs an app runs at cron times (UTC).
+    #[command(subcommand)]
+    Schedules(SchedulesCmd),
     /// Webhooks: URLs events are POSTed to, signed with HMAC-SHA256 (`X-Caas-Signature`).
     #[command(subcommand)]
     Webhooks(WebhooksCmd),
@@ -295,8 +309,8 @@ pub struct DeployArgs {
     /// Number of instances.
     #[arg(long, short = 'n', default_value_t = 1)]
     pub instances: u32,
-    /// Memory limit per instance (256m, 1g, ...).
-    #[arg(long, short = 'm', default_value = "128m")]
+    /// Memory limit per instance (256m, 1g, ...; whole MiB).
+    #[arg(long, short = 'm', default_value = "128m", value_parser = parse_memory)]
     pub memory: Memory,
     /// CPU limit per instance (0.5, 2, 500m).
     #[arg(long, default_value = "0.5")]
@@ -381,6 +395,203 @@ pub enum OnFailureArg {
     Restart,
     /// Replace the instance on a new placement.
     Replace,
+}
+
+/// A job's resources and environment, shared by `caas run` and `caas schedules add`. Left out,
+/// each takes the API's default (64m, 0.25 CPU, 10 minutes).
+#[derive(Debug, Clone, Default, Args)]
+pub struct JobResources {
+    /// Memory limit (64m, 1g, 512M, ...; whole MiB) [default: 64m].
+    #[arg(long, short = 'm', value_parser = parse_memory)]
+    pub memory: Option<Memory>,
+    /// CPU limit (0.25, 1, 250m) [default: 0.25].
+    #[arg(long)]
+    pub cpus: Option<Cpus>,
+    /// Longest run (30s, 10m, 1h, or plain seconds); then the job is killed (`timed_out`)
+    /// [default: 10m].
+    #[arg(long, value_name = "DURATION", value_parser = parse_timeout)]
+    pub timeout: Option<i64>,
+    /// Environment variable K=V (repeatable).
+    #[arg(long, short = 'e', value_parser = parse_kv)]
+    pub env: Vec<(String, String)>,
+}
+
+/// `caas run APP VERSION [-i] [-m 64m] [--cpus 0.25] [--timeout 10m] [-e K=V]... -- CMD ARG...`
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// App id (the job runs its image, {registry}/{app}:{version}).
+    pub app: AppId,
+    /// Version (the image tag).
+    pub version: Version,
+    /// Send standard input to the job (its end is the job's end of input).
+    #[arg(long, short = 'i')]
+    pub interactive: bool,
+    /// Resources, timeout and environment.
+    #[command(flatten)]
+    pub resources: JobResources,
+    /// The command and its arguments, after `--`.
+    #[arg(last = true, required = true, value_name = "CMD")]
+    pub command: Vec<String>,
+}
+
+/// `caas jobs ...`
+#[derive(Debug, Subcommand)]
+pub enum JobsCmd {
+    /// List an app's jobs, newest first.
+    #[command(alias = "list")]
+    Ls {
+        /// App id.
+        app: AppId,
+        /// Jobs to show.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        /// Only jobs older than this one (the next page).
+        #[arg(long, value_parser = parse_id)]
+        before: Option<String>,
+    },
+    /// Show one job.
+    Show {
+        /// App id.
+        app: AppId,
+        /// Job id, as `caas jobs ls APP` shows it.
+        #[arg(value_parser = parse_id)]
+        id: String,
+    },
+    /// A job's output (stdout and stderr, as written); `-f` follows it until the job ends.
+    Logs {
+        /// App id.
+        app: AppId,
+        /// Job id.
+        #[arg(value_parser = parse_id)]
+        id: String,
+        /// Keep printing until the job ends.
+        #[arg(long, short = 'f')]
+        follow: bool,
+    },
+    /// Cancel a running job, or forget a finished one.
+    #[command(alias = "delete")]
+    Rm {
+        /// App id.
+        app: AppId,
+        /// Job id.
+        #[arg(value_parser = parse_id)]
+        id: String,
+    },
+}
+
+/// `caas workflow ...`
+#[derive(Debug, Subcommand)]
+pub enum WorkflowCmd {
+    /// Start the workflow a JSON file describes (the body of `POST /v1/workflows`), print the
+    /// last step's output as it comes, and exit 0 when it succeeded, else with the first
+    /// failed step's exit code (or 1).
+    Run {
+        /// The workflow's JSON: `{"name", "steps": [{"name", "app", "version", "command"},
+        /// ...], "stdin", "timeout_s"}`.
+        file: PathBuf,
+        /// Send standard input to the first step (sets `"stdin": true`).
+        #[arg(long, short = 'i')]
+        interactive: bool,
+    },
+    /// List workflows, newest first.
+    #[command(alias = "list")]
+    Ls {
+        /// Workflows to show.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        /// Only workflows older than this one (the next page).
+        #[arg(long, value_parser = parse_id)]
+        before: Option<String>,
+    },
+    /// Show one workflow and its steps.
+    Show {
+        /// Workflow id, as `caas workflow ls` shows it.
+        #[arg(value_parser = parse_id)]
+        id: String,
+    },
+    /// One step's stderr; `-f` follows it until the step ends.
+    Logs {
+        /// Workflow id.
+        #[arg(value_parser = parse_id)]
+        id: String,
+        /// The step's index, 0 for the first.
+        step: u32,
+        /// Keep printing until the step ends.
+        #[arg(long, short = 'f')]
+        follow: bool,
+    },
+    /// The last step's stdout; `-f` follows it until the workflow ends.
+    Output {
+        /// Workflow id.
+        #[arg(value_parser = parse_id)]
+        id: String,
+        /// Keep printing until the workflow ends.
+        #[arg(long, short = 'f')]
+        follow: bool,
+    },
+    /// Cancel a running workflow, or forget a finished one.
+    #[command(alias = "delete")]
+    Rm {
+        /// Workflow id.
+        #[arg(value_parser = parse_id)]
+        id: String,
+    },
+}
+
+/// `caas schedules ...`
+#[derive(Debug, Subcommand)]
+pub enum SchedulesCmd {
+    /// Run a job at cron times: `caas schedules add APP NAME --cron EXPR --version V -- CMD...`.
+    Add(ScheduleAddArgs),
+    /// List an app's schedules with their next run and last state.
+    #[command(alias = "list")]
+    Ls {
+        /// App id.
+        app: AppId,
+    },
+    /// Remove a schedule (its running jobs go on).
+    #[command(alias = "delete")]
+    Rm {
+        /// App id.
+        app: AppId,
+        /// The schedule's name.
+        #[arg(value_parser = parse_id)]
+        name: String,
+    },
+}
+
+/// `caas schedules add ...`
+#[derive(Debug, Args)]
+pub struct ScheduleAddArgs {
+    /// App id.
+    pub app: AppId,
+    /// The schedule's name, unique within the app.
+    #[arg(value_parser = parse_id)]
+    pub name: String,
+    /// When: 5 cron fields, or 6 with seconds first, UTC (e.g. "0 3 * * *").
+    #[arg(long)]
+    pub cron: String,
+    /// The version (image tag) each run starts.
+    #[arg(long)]
+    pub version: Version,
+    /// Whether a run may start while the previous one still runs.
+    #[arg(long, value_enum, default_value_t = ConcurrencyArg::Forbid)]
+    pub concurrency: ConcurrencyArg,
+    /// Resources, timeout and environment of each run.
+    #[command(flatten)]
+    pub resources: JobResources,
+    /// The command and its arguments, after `--`.
+    #[arg(last = true, required = true, value_name = "CMD")]
+    pub command: Vec<String>,
+}
+
+/// `--concurrency`
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ConcurrencyArg {
+    /// Skip a due time while the previous run still runs.
+    Forbid,
+    /// Start it anyway.
+    Allow,
 }
 
 /// `caas hosts ...`
@@ -492,6 +703,51 @@ fn parse_kv(s: &str) -> Result<(String, String), String> {
     }
 }
 
+/// A memory size as `Memory` parses it (64m, 1g, 512M), in whole MiB: the API takes `memory_mb`.
+fn parse_memory(s: &str) -> Result<Memory, String> {
+    let m: Memory = s.parse().map_err(|e: caas_types::Error| e.to_string())?;
+    if m.bytes() % (1 << 20) != 0 {
+        return Err(format!("{s:?} is not a whole number of MiB"));
+    }
+    Ok(m)
+}
+
+/// Longest a job may be asked to run: 30 days, in seconds.
+const MAX_TIMEOUT_S: i64 = 30 * 86_400;
+
+/// A duration as whole seconds: `30s`, `10m`, `1h`, or plain seconds; more than 0, at most
+/// 30 days.
+pub fn parse_timeout(s: &str) -> Result<i64, String> {
+    let bad = || format!("expected a duration like 30s, 10m, 1h or 90, got {s:?}");
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: i64 = num.parse().map_err(|_| bad())?;
+    let unit_s = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        _ => return Err(bad()),
+    };
+    match n.checked_mul(unit_s) {
+        Some(secs) if (1..=MAX_TIMEOUT_S).contains(&secs) => Ok(secs),
+        _ => Err(format!(
+            "{s:?}: a timeout must be more than 0 and at most 30 days"
+        )),
+    }
+}
+
+/// A job or workflow id, or a schedule name: one segment of a URL path, so letters, digits,
+/// `-`, `_` and `.` only, and not `.` or `..`.
+fn parse_id(s: &str) -> Result<String, String> {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+    if s.is_empty() || s.len() > 128 || !s.chars().all(allowed) || s.chars().all(|c| c == '.') {
+        return Err(format!(
+            "{s:?} is not an id (letters, digits, '-', '_', '.'; at most 128)"
+        ));
+    }
+    Ok(s.to_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -518,6 +774,65 @@ mod tests {
         assert_eq!(args.since.map(|t| t.as_secs()), Some(1_714_564_800));
         assert!(Cli::try_parse_from(["caas", "logs", "--tail", "10001", "hello"]).is_err());
         assert!(Cli::try_parse_from(["caas", "logs", "--since", "today", "hello"]).is_err());
+    }
+
+    #[test]
+    fn timeouts_take_seconds_minutes_hours_or_plain_seconds() {
+        for (s, secs) in [
+            ("30s", 30),
+            ("10m", 600),
+            ("1h", 3600),
+            ("90", 90),
+            ("720h", 30 * 86_400),
+        ] {
+            assert_eq!(parse_timeout(s), Ok(secs), "{s}");
+        }
+        for bad in [
+            "",
+            "0",
+            "0s",
+            "-5",
+            "1.5h",
+            "10 m",
+            "10M",
+            "1d",
+            "m",
+            "721h",
+            "99999999999999999999",
+        ] {
+            assert!(parse_timeout(bad).is_err(), "{bad:?}");
+        }
+        assert!(parse_timeout("10x")
+            .expect_err("no such unit")
+            .contains("like 30s, 10m, 1h"));
+    }
+
+    #[test]
+    fn memory_and_env_pairs_parse_once_for_every_command() {
+        assert_eq!(parse_memory("64m").map(|m| m.mib()), Ok(64));
+        assert_eq!(parse_memory("512M").map(|m| m.mib()), Ok(512));
+        assert_eq!(parse_memory("1g").map(|m| m.mib()), Ok(1024));
+        assert!(parse_memory("7000k")
+            .expect_err("not whole MiB")
+            .contains("whole number of MiB"));
+        assert!(parse_memory("lots").is_err());
+        assert_eq!(parse_kv("A=b=c"), Ok(("A".into(), "b=c".into())));
+        assert_eq!(parse_kv("A="), Ok(("A".into(), String::new())));
+        for bad in ["A", "=b", ""] {
+            assert!(parse_kv(bad)
+                .expect_err("not a pair")
+                .contains("expected KEY=VALUE"));
+        }
+    }
+
+    #[test]
+    fn ids_are_one_path_segment() {
+        for ok in ["j-42", "w-7", "tools-j1", "nightly", "a.b_c"] {
+            assert_eq!(parse_id(ok).as_deref(), Ok(ok));
+        }
+        for bad in ["", ".", "..", "a/b", "a?b", "a%2f", "a b", &"x".repeat(129)] {
+            assert!(parse_id(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -61,6 +61,20 @@ impl Client {
             .context("the admin API answered with unexpected JSON")
     }
 
+    /// POST `body` as JSON to `path`; the answer as `T`.
+    pub async fn post<B: Serialize + ?Sized, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T> {
+        let resp = self
+            .send(self.request(Method::POST, path).json(body))
+            .await?;
+        resp.json()
+            .await
+            .context("the admin API answered with unexpected JSON")
+    }
+
     /// `method` `path` with a JSON body; the JSON answer (or `null` for an empty one).
     pub async fn call<B: Serialize + ?Sized>(
         &self,

@@ -21,15 +21,25 @@ use futures::StreamExt;
 use reqwest::Method;
 use serde::Serialize;
 
-/// Runs one parsed command line.
-pub async fn run(cli: Cli) -> Result<()> {
+/// Runs one parsed command line; answers the exit code: the job's or workflow's for `caas run`
+/// and `caas workflow run`, 0 for the others.
+pub async fn run(cli: Cli) -> Result<u8> {
     let env = |k: &str| std::env::var(k).ok();
     let settings = config::resolve(cli.api, cli.token, cli.config, &env)?;
     let client = Client::new(settings)?;
     let out = cli.output;
     match cli.command {
-        Command::Apps(cmd) => apps(&client, out, cmd).await,
-        Command::Deploy(args) => deploy(&client, out, args).await,
+        Command::Run(args) => crate::jobs::run(&client, args).await,
+        Command::Workflow(cmd) => crate::workflows::workflow(&client, out, cmd).await,
+        other => command(&client, out, other).await.map(|()| 0),
+    }
+}
+
+/// Runs a command that succeeds or fails, nothing in between.
+async fn command(client: &Client, out: Output, command: Command) -> Result<()> {
+    match command {
+        Command::Apps(cmd) => apps(client, out, cmd).await,
+        Command::Deploy(args) => deploy(client, out, args).await,
         Command::Scale {
             app,
             version,
@@ -54,36 +64,40 @@ pub async fn run(cli: Cli) -> Result<()> {
             outln!("undeployed {app} {version}");
             Ok(())
         }
-        Command::Tags { app } => tags(&client, out, app).await,
-        Command::Releases { app, limit, before } => {
-            releases(&client, out, app, limit, before).await
-        }
+        Command::Tags { app } => tags(client, out, app).await,
+        Command::Releases { app, limit, before } => releases(client, out, app, limit, before).await,
         Command::Rollback {
             app,
             release,
             quiet,
-        } => rollback(&client, out, app, release, quiet).await,
-        Command::Ps { app } => ps(&client, out, app).await,
-        Command::Config(args) => app_config::config(&client, out, args).await,
-        Command::Secrets(cmd) => app_config::secrets(&client, out, cmd).await,
-        Command::Restart { app, quiet } => app_config::restart(&client, out, app, quiet).await,
+        } => rollback(client, out, app, release, quiet).await,
+        Command::Ps { app } => ps(client, out, app).await,
+        Command::Config(args) => app_config::config(client, out, args).await,
+        Command::Secrets(cmd) => app_config::secrets(client, out, cmd).await,
+        Command::Restart { app, quiet } => app_config::restart(client, out, app, quiet).await,
         Command::Kill {
             app,
             instance,
             quiet,
-        } => app_config::kill(&client, out, app, instance, quiet).await,
-        Command::Logs(args) => crate::logs::logs(&client, out, args).await,
+        } => app_config::kill(client, out, app, instance, quiet).await,
+        Command::Logs(args) => crate::logs::logs(client, out, args).await,
         Command::Events {
             follow,
             app,
             limit,
             before,
-        } => crate::events::events(&client, out, follow, app, limit, before).await,
-        Command::Webhooks(cmd) => crate::events::webhooks(&client, out, cmd).await,
-        Command::Hosts(cmd) => hosts(&client, out, cmd).await,
-        Command::Domains(cmd) => domains(&client, cmd).await,
-        Command::Blacklist(cmd) => blacklist(&client, out, cmd).await,
-        Command::Tenants(cmd) => tenants(&client, out, cmd).await,
+        } => crate::events::events(client, out, follow, app, limit, before).await,
+        Command::Webhooks(cmd) => crate::events::webhooks(client, out, cmd).await,
+        Command::Hosts(cmd) => hosts(client, out, cmd).await,
+        Command::Domains(cmd) => domains(client, cmd).await,
+        Command::Blacklist(cmd) => blacklist(client, out, cmd).await,
+        Command::Tenants(cmd) => tenants(client, out, cmd).await,
+        Command::Jobs(cmd) => crate::jobs::jobs(client, out, cmd).await,
+        Command::Schedules(cmd) => crate::schedules::schedules(client, out, cmd).await,
+        Command::Run(_) | Command::Workflow(_) => {
+            // `run` above takes these: they answer an exit code of their own.
+            bail!("internal: an exit-code command reached the plain dispatcher")
+        }
     }
 }
 
@@ -199,9 +213,6 @@ fn deployment_request(a: &DeployArgs) -> CreateDeployment {
 }
 
 async fn deploy(client: &Client, out: Output, args: DeployArgs) -> Result<()> {
-    if args.memory.bytes() % (1 << 20) != 0 {
-        bail!("memory must be a whole number of MiB");
-    }
     let body = deployment_request(&args);
     let path = format!("/v1/apps/{}/deployments", args.app);
     let req = client.request(Method::POST, &path).json(&body);

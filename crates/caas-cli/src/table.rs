@@ -1,5 +1,7 @@
 //! Aligned text tables for listings, like `docker ps`.
 
+use caas_types::Timestamp;
+
 /// A table with a header row.
 pub struct Table {
     rows: Vec<Vec<String>>,
@@ -47,9 +49,28 @@ impl Table {
     }
 }
 
+/// A time as a table cell: to the second, `2026-11-22T06:10:01Z`; `-` for none.
+pub fn time_cell(t: Option<Timestamp>) -> String {
+    let Some(t) = t else {
+        return "-".into();
+    };
+    let full = t.to_string();
+    match full.split_once('.') {
+        Some((secs, _)) => format!("{secs}Z"),
+        None => full,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn times_show_to_the_second() {
+        let t: Timestamp = "2026-11-22T06:10:01.123456789Z".parse().expect("a time");
+        assert_eq!(time_cell(Some(t)), "2026-11-22T06:10:01Z");
+        assert_eq!(time_cell(None), "-");
+    }
 
     #[test]
     fn columns_align() {

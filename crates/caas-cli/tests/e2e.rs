@@ -7,6 +7,9 @@
 //! leaves ZooKeeper within the health policy's time and is restarted → scheduler restarted:
 //! state intact → undeploy → 503 → app deleted → 404.
 //!
+//! Jobs with the busybox image pushed as an app: `caas run` prints a job's stdout and stderr and
+//! exits with its code, and `caas run -i` sends its standard input to the job.
+//!
 //! And auto-deploy through the real registry: an app with auto-deploy on runs v1; `docker push`
 //! of v2 reaches the scheduler as a registry notification and the app rolls to v2 under steady
 //! load with no failed request.
@@ -441,4 +444,155 @@ async fn a_push_rolls_an_auto_deploy_app() {
     let ok = load.finish_without_failures("the auto-deploy roll").await;
     assert!(ok > 0, "the load ran");
     caas(&["apps", "rm", &app]);
+}
+
+/// What a `caas` run ended with: its exit code (`None` if a signal ended it), stdout, stderr.
+struct Ran {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+/// Runs `caas ARGS` with `input` as its standard input (none: an empty one), for at most
+/// `limit`; kills it and fails the test past that.
+fn caas_with_input(args: &[&str], input: Option<&[u8]>, limit: Duration) -> Ran {
+    use std::io::{Read, Write};
+    use std::process::Stdio;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_caas"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run caas");
+    let mut stdin = child.stdin.take().expect("stdin piped");
+    let input = input.unwrap_or_default().to_vec();
+    // Written, then closed: the end of input, as `echo hello |` gives it.
+    let writer = std::thread::spawn(move || stdin.write_all(&input));
+    let reader = |mut r: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            r.read_to_string(&mut text).map(|_| text)
+        })
+    };
+    let out = reader(Box::new(child.stdout.take().expect("stdout piped")));
+    let err = reader(Box::new(child.stderr.take().expect("stderr piped")));
+    let until = Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for caas") {
+            break status;
+        }
+        if Instant::now() > until {
+            child.kill().ok();
+            child.wait().ok();
+            panic!("caas {args:?} still ran after {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    // The job may end without reading its input: a closed pipe then is no failure.
+    let _ = writer.join();
+    Ran {
+        code: status.code(),
+        stdout: out.join().expect("stdout reader").expect("stdout text"),
+        stderr: err.join().expect("stderr reader").expect("stderr text"),
+    }
+}
+
+/// A new app running the busybox image (`scripts/build-busybox`, which `scripts/up` runs):
+/// `{registry}/busybox:v1` pushed as the app's `v1`, as a user would push their own image.
+fn busybox_app(name: &str) -> String {
+    let registry = var("CAAS_REGISTRY");
+    let busybox = format!("{registry}/busybox:v1");
+    let present = Command::new("docker")
+        .args(["image", "inspect", &busybox])
+        .output()
+        .expect("run docker")
+        .status
+        .success();
+    if !present {
+        docker(&["pull", "--quiet", &busybox]);
+    }
+    let app = format!("e2e-{name}-{:x}", std::process::id());
+    caas(&["apps", "create", &app]);
+    let image = format!("{registry}/{app}:v1");
+    docker(&["tag", &busybox, &image]);
+    docker(&["push", "--quiet", &image]);
+    app
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_streams_stdout_and_stderr_and_exits_with_the_job_s_code() {
+    let _serial = SERIAL.lock().await;
+    platform().await;
+    let app = busybox_app("run");
+    let ran = caas_with_input(
+        &[
+            "run",
+            &app,
+            "v1",
+            "--",
+            "sh",
+            "-c",
+            "echo out; echo err >&2; exit 3",
+        ],
+        None,
+        Duration::from_secs(120),
+    );
+    assert_eq!(
+        ran.code,
+        Some(3),
+        "the job's exit code: stdout {:?}, stderr {:?}",
+        ran.stdout,
+        ran.stderr
+    );
+    let lines: Vec<&str> = ran.stdout.lines().collect();
+    assert!(
+        lines.contains(&"out") && lines.contains(&"err"),
+        "both lines printed: stdout {:?}, stderr {:?}",
+        ran.stdout,
+        ran.stderr
+    );
+    // The job is listed, finished with its code.
+    let jobs = caas_json(&["jobs", "ls", &app]);
+    let job = &jobs.as_array().expect("a list of jobs")[0];
+    assert_eq!(
+        (job["state"].as_str(), job["exit_code"].as_i64()),
+        (Some("failed"), Some(3)),
+        "{job}"
+    );
+    remove_busybox_app(&app);
+}
+
+/// Forgets `app`'s jobs (`caas jobs rm`), then removes it.
+fn remove_busybox_app(app: &str) {
+    for job in caas_json(&["jobs", "ls", app])
+        .as_array()
+        .expect("a list of jobs")
+    {
+        let id = job["id"].as_str().expect("a job id");
+        assert!(
+            caas(&["jobs", "rm", app, id]).starts_with("removed"),
+            "a finished job is forgotten"
+        );
+    }
+    caas(&["apps", "rm", app]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_i_sends_standard_input_to_the_job() {
+    let _serial = SERIAL.lock().await;
+    platform().await;
+    let app = busybox_app("run-i");
+    let ran = caas_with_input(
+        &["run", "-i", &app, "v1", "--", "cat"],
+        Some(b"hello\n"),
+        Duration::from_secs(120),
+    );
+    assert_eq!(
+        (ran.code, ran.stdout.as_str()),
+        (Some(0), "hello\n"),
+        "stderr: {:?}",
+        ran.stderr
+    );
+    remove_busybox_app(&app);
 }
