@@ -21,6 +21,7 @@ use crate::metrics::DeployMetrics;
 use crate::reconcile::Reconciler;
 use crate::releases::Releases;
 use crate::routes::RoutesRef;
+use crate::schedules::Schedules;
 use crate::store::Store;
 use caas_types::HostName;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -66,6 +67,8 @@ pub struct ControlPlane {
     pub webhooks: Arc<Webhooks>,
     /// Jobs and workflows: run to completion.
     pub jobs: Arc<Jobs>,
+    /// Cron schedules of jobs (the leader ticks them).
+    pub schedules: Arc<Schedules>,
     leader: Arc<AtomicBool>,
     /// True once the scheduler shuts down: answers that stream until the client leaves (log
     /// follows) end, so a graceful shutdown does not wait on them.
@@ -135,6 +138,7 @@ impl ControlPlane {
             lifecycle.clone(),
             events.clone(),
         );
+        let schedules = Arc::new(Schedules::new(store.clone(), jobs.clone()));
         Arc::new(ControlPlane {
             blacklist: Blacklist::new(routes.clone()),
             config,
@@ -154,6 +158,7 @@ impl ControlPlane {
             events,
             webhooks,
             jobs,
+            schedules,
             leader: Arc::new(AtomicBool::new(false)),
             closing: tokio::sync::watch::Sender::new(false),
             logs_live: tokio::sync::broadcast::Sender::new(crate::logs::LIVE_BATCHES),

@@ -2,7 +2,8 @@
 //! and on workers' container exits and starts (`healing::WorkerWatch`), keep its targets in sync
 //! with the database, reconcile at start and periodically, and after
 //! each reconciliation recycle instances past their age ([`Recycler`]), collect the apps' logs,
-//! deliver webhooks and sweep jobs (adopt those whose scheduler died, release leftovers). They stop when leadership is lost or on shutdown.
+//! deliver webhooks, sweep jobs (adopt those whose scheduler died, release leftovers) and
+//! start schedules' runs. They stop when leadership is lost or on shutdown.
 
 use crate::control::ControlPlane;
 use crate::events::webhooks::Webhooks;
@@ -11,6 +12,7 @@ use crate::jobs::Jobs;
 use crate::logs::LogCollector;
 use crate::reconcile::Reconciler;
 use crate::recycle::Recycler;
+use crate::schedules::Schedules;
 use caas_registry::{HealthChecker, HealthEvent};
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -35,6 +37,8 @@ pub struct LeaderDuties {
     webhooks: Arc<Webhooks>,
     /// Adopts jobs whose scheduler died, releases leftovers, deletes old jobs.
     jobs: Arc<Jobs>,
+    /// Starts schedules' runs.
+    schedules: Arc<Schedules>,
     reconcile_every: Duration,
     /// Shared with the control plane, whose `/healthz` reports it.
     leading: Arc<AtomicBool>,
@@ -60,6 +64,7 @@ impl LeaderDuties {
             )),
             webhooks: control.webhooks.clone(),
             jobs: control.jobs.clone(),
+            schedules: control.schedules.clone(),
             reconcile_every: Duration::from_secs(control.config.reconcile_secs.max(1)),
             leading: control.leader_flag(),
         }
@@ -92,6 +97,7 @@ impl LeaderDuties {
             let logs_task = tokio::spawn(self.logs.clone().run(ended(&leader, &stop)));
             let webhooks_task = tokio::spawn(self.webhooks.clone().run(ended(&leader, &stop)));
             let jobs_task = tokio::spawn(self.jobs.clone().run_sweeps(ended(&leader, &stop)));
+            let schedules_task = tokio::spawn(self.schedules.clone().run(ended(&leader, &stop)));
             // Workers' exits and starts, from watchers that `sync_workers` keeps one per engine
             // and that stop with `workers` when this leadership ends.
             let (worker_tx, mut worker_events) = mpsc::channel::<WorkerEvent>(256);
@@ -147,6 +153,7 @@ impl LeaderDuties {
             let _ = logs_task.await;
             let _ = webhooks_task.await;
             let _ = jobs_task.await;
+            let _ = schedules_task.await;
             if *stop.borrow() {
                 return;
             }

@@ -11,7 +11,7 @@ mod db;
 #[path = "common/platform.rs"]
 mod platform;
 
-use caas_testkit::{eventually, eventually_within, var, HOW};
+use caas_testkit::{eventually, eventually_within};
 use platform::{Platform, TOKEN};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -379,44 +379,14 @@ async fn a_failing_middle_step_fails_the_workflow_and_stops_the_others() {
     p.assert_empty("after refused workflows").await;
 }
 
-/// The scheduler binary, run as its own process with the platform's flags on `port`.
-fn spawn_scheduler(p: &Platform, port: u16) -> std::process::Child {
-    let mut args: Vec<String> = Vec::new();
-    for (flag, value) in [
-        ("--listen", format!("127.0.0.1:{port}")),
-        ("--database-url", p.db.url.clone()),
-        ("--token", TOKEN.to_owned()),
-        ("--zk", var("CAAS_ZK")),
-        ("--zk-chroot", p.chroot.clone()),
-        ("--zk-auth", var("CAAS_ZK_AUTH")),
-        ("--zk-read-auth", var("CAAS_ZK_READ_AUTH")),
-        ("--registry", var("CAAS_REGISTRY")),
-        ("--namespace", p.namespace.clone()),
-        ("--job-stale-secs", "3".to_owned()),
-        ("--job-heartbeat-secs", "1".to_owned()),
-    ] {
-        args.push(flag.to_owned());
-        args.push(value);
-    }
-    std::process::Command::new(env!("CARGO_BIN_EXE_caas-scheduler"))
-        .args(&args)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start the scheduler binary ({e}): {HOW}"))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_scheduler_killed_mid_job_leaves_nothing_behind() {
     let extra = ["--job-stale-secs", "3", "--job-heartbeat-secs", "1"];
     let mut p = platform(1, 512, &extra).await;
     // The in-process scheduler steps aside; a real process runs the jobs and is killed.
     p.stop().await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap();
-    let mut child = spawn_scheduler(&p, port);
+    let port = platform::free_port();
+    let mut child = p.spawn_process(port, env!("CARGO_BIN_EXE_caas-scheduler"), &extra);
     let api = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();
     eventually("the scheduler process to serve", || async {

@@ -14,6 +14,7 @@ mod jobs;
 mod logs;
 mod ops;
 mod releases;
+mod schedules;
 mod tenants;
 #[cfg(test)]
 mod tests;
@@ -91,6 +92,11 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/apps/{app}/jobs/{id}/logs", get(jobs::logs))
         .route("/v1/apps/{app}/jobs/{id}/stdin", put(jobs::stdin))
+        .route(
+            "/v1/apps/{app}/schedules",
+            get(schedules::list).post(schedules::create),
+        )
+        .route("/v1/apps/{app}/schedules/{name}", delete(schedules::remove))
         .route(
             "/v1/workflows",
             get(jobs::list_workflows).post(jobs::create_workflow),

@@ -63,7 +63,7 @@ impl Jobs {
         schedule_id: Option<i64>,
     ) -> Result<JobRow> {
         validate::command_and_env("", &req.command, &req.env)?;
-        validate::timeout(req.timeout_s)?;
+        validate::timeout("", req.timeout_s)?;
         let resources = validate::resources("", req.memory_mb, req.cpus)?;
         let image = self.pin(app, &req.version).await?;
         let id = self

@@ -21,11 +21,11 @@ pub fn resources(field: &str, memory_mb: u64, cpus: f64) -> Result<Resources> {
     Ok(Resources { memory, cpus })
 }
 
-/// Checks `timeout_s`: more than 0, at most [`MAX_TIMEOUT_S`].
-pub fn timeout(timeout_s: i64) -> Result<()> {
+/// Checks `timeout_s`: more than 0, at most [`MAX_TIMEOUT_S`]; `field` prefixes the message.
+pub fn timeout(field: &str, timeout_s: i64) -> Result<()> {
     if timeout_s <= 0 || timeout_s > MAX_TIMEOUT_S {
         return Err(invalid(format!(
-            "timeout_s: must be between 1 and {MAX_TIMEOUT_S} seconds (got {timeout_s})"
+            "{field}timeout_s: must be between 1 and {MAX_TIMEOUT_S} seconds (got {timeout_s})"
         )));
     }
     Ok(())
@@ -64,10 +64,10 @@ mod tests {
             .to_string();
         assert!(e.contains("env"), "{e}");
         for t in [0, -5, MAX_TIMEOUT_S + 1] {
-            let e = timeout(t).unwrap_err().to_string();
+            let e = timeout("", t).unwrap_err().to_string();
             assert!(e.contains("timeout_s"), "{e}");
         }
-        assert!(timeout(1).is_ok());
+        assert!(timeout("", 1).is_ok());
         let e = resources("", 0, 0.25).unwrap_err().to_string();
         assert!(e.contains("memory_mb"), "{e}");
         let e = resources("", 64, 0.0).unwrap_err().to_string();

@@ -18,6 +18,7 @@ mod jobs;
 mod log_chunk;
 mod logs;
 mod releases;
+mod schedules;
 pub(crate) mod sql;
 mod tags;
 mod tenants;
@@ -36,6 +37,7 @@ pub use logs::{
     MAX_INSERT_BYTES,
 };
 pub use releases::{NewRelease, ReleaseRow};
+pub use schedules::{RunOutcome, ScheduleRow};
 pub use tags::{NewTag, TagRow};
 pub use tenants::TenantRow;
 pub use workflows::WorkflowRow;

@@ -23,7 +23,7 @@ pub fn check(req: &CreateWorkflow) -> Result<()> {
             req.steps.len()
         )));
     }
-    validate::timeout(req.timeout_s)?;
+    validate::timeout("", req.timeout_s)?;
     for (i, s) in req.steps.iter().enumerate() {
         let field = format!("steps[{i}].");
         if s.name.trim().is_empty() || s.name.len() > MAX_NAME || s.name.contains('\0') {

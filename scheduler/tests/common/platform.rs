@@ -307,6 +307,50 @@ impl Platform {
         out
     }
 
+    /// The scheduler binary `bin` (`env!("CARGO_BIN_EXE_caas-scheduler")`) as its own process
+    /// on `127.0.0.1:{port}`, with this platform's flags plus `extra` (flag/value pairs): a
+    /// second scheduler, or one a test kills.
+    pub fn spawn_process(&self, port: u16, bin: &str, extra: &[&str]) -> std::process::Child {
+        let listen = format!("127.0.0.1:{port}");
+        let config = self.config_with(&[&["--listen", listen.as_str()], extra].concat());
+        let mut args: Vec<String> = Vec::new();
+        for (flag, value) in [
+            ("--listen", listen),
+            ("--database-url", self.db.url.clone()),
+            ("--token", TOKEN.to_owned()),
+            ("--zk", var("CAAS_ZK")),
+            ("--zk-chroot", self.chroot.clone()),
+            ("--zk-auth", var("CAAS_ZK_AUTH")),
+            ("--zk-read-auth", var("CAAS_ZK_READ_AUTH")),
+            ("--registry", var("CAAS_REGISTRY")),
+            ("--namespace", self.namespace.clone()),
+            ("--job-stale-secs", config.job_stale_secs.to_string()),
+            (
+                "--job-heartbeat-secs",
+                config.job_heartbeat_secs.to_string(),
+            ),
+            ("--reconcile-secs", config.reconcile_secs.to_string()),
+        ] {
+            args.push(flag.to_owned());
+            args.push(value);
+        }
+        for (flag, name) in [
+            ("--registry-user", "CAAS_REGISTRY_USER"),
+            ("--registry-password", "CAAS_REGISTRY_PASSWORD"),
+        ] {
+            if let Some(v) = var_opt(name) {
+                args.push(flag.to_owned());
+                args.push(v);
+            }
+        }
+        std::process::Command::new(bin)
+            .args(&args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start the scheduler binary {bin} ({e}): {HOW}"))
+    }
+
     /// Asserts the platform holds no trace of any deployment: no container, no address node,
     /// no instance row, and every host's free amounts equal to its capacity.
     pub async fn assert_empty(&self, when: &str) {
@@ -351,6 +395,27 @@ impl Drop for Platform {
             h.abort();
         }
     }
+}
+
+/// A free TCP port on loopback (for a scheduler process's `--listen`).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port on 127.0.0.1")
+}
+
+/// Waits until the admin API at `api` answers `/healthz`.
+pub async fn wait_serving(api: &str) {
+    let http = reqwest::Client::new();
+    caas_testkit::eventually("the scheduler process to serve", || async {
+        http.get(format!("{api}/healthz"))
+            .send()
+            .await
+            .ok()
+            .filter(|r| r.status().is_success())
+    })
+    .await;
 }
 
 /// The body of `GET http://{address}/_ping` when it answers with a success in time.
