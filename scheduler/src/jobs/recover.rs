@@ -56,6 +56,10 @@ impl Jobs {
     pub async fn sweep(self: &Arc<Self>, purge: bool) -> Result<()> {
         for row in self.store.stale_jobs(self.config.job_stale_secs).await? {
             let id = row.id;
+            if self.live.get(Kind::Job, id).is_some() {
+                // This process runs it: slow, not dead (its heartbeat write may have failed).
+                continue;
+            }
             if let Err(e) = self.adopt(row).await {
                 tracing::warn!(job = %job_ref(id), error = %e, "could not adopt a job");
             }

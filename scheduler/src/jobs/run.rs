@@ -91,21 +91,38 @@ impl Jobs {
             stdin: req.stdin,
             resources,
         };
-        let mut launched = match self.launch(&launch).await {
+        // Live (and heartbeating) from the start: a launch slowed by a busy engine must not
+        // look like a dead runner to the leader's sweep.
+        let live = LiveJob::new(LiveOutput::new(self.keep_bytes()), None);
+        self.live.insert(Kind::Job, id, live.clone());
+        let launched = self
+            .with_heartbeats(Kind::Job, id, &live, self.launch(&launch))
+            .await;
+        let mut launched = match launched {
             Ok(l) => l,
             Err(e) => {
+                self.live.remove(Kind::Job, id);
                 if let Err(d) = self.store.delete_failed_start(id).await {
                     tracing::warn!(job = id, error = %d, "could not delete a job that did not start");
                 }
                 return Err(e);
             }
         };
-        let row = self.store.get_job(id).await?;
-        let live = LiveJob::new(
-            LiveOutput::new(self.keep_bytes()),
-            launched.task.stdin.take(),
-        );
-        self.live.insert(Kind::Job, id, live.clone());
+        live.set_stdin(launched.task.stdin.take());
+        let row = match self.store.get_job(id).await {
+            Ok(row) => row,
+            Err(e) => {
+                // Undo the start: the dropped task removes its container.
+                let claim = launched.claim.clone();
+                drop(launched);
+                self.release_claim(id, &claim).await;
+                self.live.remove(Kind::Job, id);
+                if let Err(d) = self.store.delete_failed_start(id).await {
+                    tracing::warn!(job = id, error = %d, "could not delete a job that did not start");
+                }
+                return Err(e);
+            }
+        };
         let timeout = Duration::from_secs(u64::try_from(req.timeout_s).unwrap_or(1));
         tokio::spawn(self.clone().drive(row.clone(), launched, live, timeout));
         Ok(row)
@@ -292,13 +309,14 @@ impl Jobs {
     }
 }
 
-/// Copies a container's output stream into `out` until it ends (or is cut).
+/// Copies a container's output stream into `out` until it ends (or is cut), held back by
+/// `out`'s followers (see `live`).
 pub(crate) async fn copy_into(mut from: TaskOutput, out: Arc<LiveOutput>) {
     let mut buf = vec![0u8; READ_CHUNK];
     loop {
         match from.read(&mut buf).await {
             Ok(0) => return,
-            Ok(n) => out.push(&buf[..n]),
+            Ok(n) => out.write(&buf[..n]).await,
             Err(e) => {
                 tracing::debug!(error = %e, "a task's output ended early");
                 return;

@@ -62,25 +62,58 @@ impl Jobs {
             .store
             .insert_workflow(tenant, &req.name, req.stdin, req.timeout_s, &self.runner)
             .await?;
-        match self.start_steps(id, req, &images).await {
-            Ok(steps) => {
-                self.store.set_workflow_started(id, &self.runner).await?;
-                let row = self.store.get_workflow(id).await?;
-                let mut steps = steps;
-                let first_stdin = steps
-                    .first_mut()
-                    .and_then(|s| s.task.as_mut())
-                    .and_then(|t| t.stdin.take());
-                let live = Arc::new(LiveJob {
-                    output: LiveOutput::new(self.keep_bytes()),
-                    step_logs: steps
-                        .iter()
-                        .map(|_| LiveOutput::new(self.keep_bytes()))
-                        .collect(),
-                    stdin: std::sync::Mutex::new(if req.stdin { first_stdin } else { None }),
-                    cancel: tokio_util::sync::CancellationToken::new(),
+        // Live (and heartbeating) from the start, so a slow start does not look dead.
+        let live = Arc::new(LiveJob {
+            output: LiveOutput::new(self.keep_bytes()),
+            step_logs: req
+                .steps
+                .iter()
+                .map(|_| LiveOutput::new(self.keep_bytes()))
+                .collect(),
+            stdin: std::sync::Mutex::new(None),
+            cancel: tokio_util::sync::CancellationToken::new(),
+        });
+        self.live.insert(Kind::Workflow, id, live.clone());
+        let started = self
+            .with_heartbeats(
+                Kind::Workflow,
+                id,
+                &live,
+                self.start_steps(id, req, &images),
+            )
+            .await;
+        match started {
+            Ok(mut steps) => {
+                if req.stdin {
+                    live.set_stdin(
+                        steps
+                            .first_mut()
+                            .and_then(|s| s.task.as_mut())
+                            .and_then(|t| t.stdin.take()),
+                    );
+                }
+                // The steps run from here on: whatever the database says now, they are driven
+                // to their end (which records it), never left behind.
+                if let Err(e) = self.store.set_workflow_started(id, &self.runner).await {
+                    tracing::warn!(workflow = id, error = %e, "could not mark a workflow running");
+                }
+                let row = self.store.get_workflow(id).await.unwrap_or_else(|e| {
+                    tracing::warn!(workflow = id, error = %e, "could not read a started workflow back");
+                    WorkflowRow {
+                        id,
+                        tenant: tenant.cloned(),
+                        name: req.name.clone(),
+                        state: JobState::Running,
+                        reason: None,
+                        stdin: req.stdin,
+                        timeout_s: req.timeout_s,
+                        runner: Some(self.runner.clone()),
+                        cancel_requested: false,
+                        created_at: caas_types::Timestamp::now(),
+                        started_at: Some(caas_types::Timestamp::now()),
+                        finished_at: None,
+                    }
                 });
-                self.live.insert(Kind::Workflow, id, live.clone());
                 let timeout = Duration::from_secs(u64::try_from(req.timeout_s).unwrap_or(1));
                 tokio::spawn(
                     self.clone()
@@ -89,6 +122,7 @@ impl Jobs {
                 Ok(row)
             }
             Err(e) => {
+                self.live.remove(Kind::Workflow, id);
                 if let Err(d) = self.store.delete_failed_workflow(id).await {
                     tracing::warn!(workflow = id, error = %d, "could not delete a workflow that did not start");
                 }

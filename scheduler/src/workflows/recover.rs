@@ -5,6 +5,7 @@
 use super::Jobs;
 use crate::error::Result;
 use crate::events::EventType;
+use crate::jobs::live::Kind;
 use crate::jobs::view::workflow_ref;
 use crate::store::JobEnd;
 use caas_types::api::JobState;
@@ -21,6 +22,9 @@ impl Jobs {
             .stale_workflows(self.config.job_stale_secs)
             .await?
         {
+            if self.live.get(Kind::Workflow, row.id).is_some() {
+                continue;
+            }
             if !self
                 .store
                 .take_over_workflow(row.id, row.runner.as_deref(), &self.runner)
