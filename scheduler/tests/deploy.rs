@@ -309,55 +309,12 @@ async fn the_reconciler_repairs_a_scheduler_killed_mid_deploy() {
     // The in-process scheduler steps aside; a real process takes over and is killed with
     // SIGKILL as soon as its deploy has started containers.
     p.stop().await;
+    let port = platform::free_port();
     let exe = env!("CARGO_BIN_EXE_caas-scheduler");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut child = std::process::Command::new(exe)
-        .args([
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--database-url",
-            &p.db.url,
-            "--token",
-            TOKEN,
-        ])
-        .args([
-            "--zk",
-            &var("CAAS_ZK"),
-            "--zk-chroot",
-            &p.chroot,
-            "--zk-auth",
-            &var("CAAS_ZK_AUTH"),
-        ])
-        .args([
-            "--registry",
-            &var("CAAS_REGISTRY"),
-            "--namespace",
-            &p.namespace,
-            "--reconcile-secs",
-            "3600",
-        ])
-        .env("RUST_LOG", "warn")
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect("start caas-scheduler");
+    let mut child = p.spawn_process(port, exe, &["--reconcile-secs", "3600"]);
     let api = format!("http://127.0.0.1:{port}");
+    platform::wait_serving(&api).await;
     let http = reqwest::Client::new();
-    eventually("the scheduler process answers", || {
-        let http = http.clone();
-        let api = api.clone();
-        async move {
-            http.get(format!("{api}/healthz"))
-                .send()
-                .await
-                .ok()
-                .filter(|r| r.status().is_success())
-        }
-    })
-    .await;
     let mut resp = http
         .post(format!("{api}/v1/apps/hello/deployments"))
         .bearer_auth(TOKEN)

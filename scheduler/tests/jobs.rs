@@ -389,14 +389,7 @@ async fn a_scheduler_killed_mid_job_leaves_nothing_behind() {
     let mut child = p.spawn_process(port, env!("CARGO_BIN_EXE_caas-scheduler"), &extra);
     let api = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();
-    eventually("the scheduler process to serve", || async {
-        http.get(format!("{api}/healthz"))
-            .send()
-            .await
-            .ok()
-            .filter(|r| r.status().is_success())
-    })
-    .await;
+    platform::wait_serving(&api).await;
     let post = |body: Value| {
         let (http, api) = (http.clone(), api.clone());
         async move {

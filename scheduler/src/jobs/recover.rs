@@ -242,18 +242,7 @@ impl Jobs {
             self.release_claim(row.id, claim).await;
         }
         tracing::info!(job = %job_ref(row.id), state = end.state.as_str(), reason = ?end.reason, "recorded an adopted job's end");
-        let fields = serde_json::json!({
-            "job": job_ref(row.id), "version": row.version, "state": end.state,
-            "exit_code": end.exit_code, "host": row.host, "reason": end.reason,
-            "schedule": row.schedule,
-        });
-        self.events
-            .emit(
-                crate::events::EventType::JobFinished,
-                Some(&row.app),
-                fields,
-            )
-            .await;
+        self.emit_finished(row, &end, row.host.as_ref()).await;
         Ok(())
     }
 }

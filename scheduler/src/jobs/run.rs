@@ -14,7 +14,7 @@ use crate::progress::Progress;
 use crate::store::{HostRow, JobEnd, JobRow, NewJob};
 use caas_deployer::{Task, TaskEnd, TaskExit, TaskOutput, TaskSpec};
 use caas_types::api::{CreateJob, JobState};
-use caas_types::{labels, AppId, InstanceId, PlacementPolicy, Resources, Version};
+use caas_types::{labels, AppId, HostName, InstanceId, PlacementPolicy, Resources, Version};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -258,9 +258,15 @@ impl Jobs {
         live.output.finish();
         self.live.remove(Kind::Job, id);
         tracing::info!(job = %job_ref(id), app = %row.app, state = end.state.as_str(), exit_code = ?end.exit_code, "job finished");
+        self.emit_finished(&row, &end, Some(&launched.host.name))
+            .await;
+    }
+
+    /// Emits `job.finished` for `row`, ended as `end` on `host`.
+    pub(crate) async fn emit_finished(&self, row: &JobRow, end: &JobEnd, host: Option<&HostName>) {
         let fields = serde_json::json!({
-            "job": job_ref(id), "version": row.version, "state": end.state,
-            "exit_code": end.exit_code, "host": launched.host.name, "reason": end.reason,
+            "job": job_ref(row.id), "version": row.version, "state": end.state,
+            "exit_code": end.exit_code, "host": host, "reason": end.reason,
             "schedule": row.schedule,
         });
         self.events

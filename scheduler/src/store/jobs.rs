@@ -6,6 +6,7 @@
 //! their `WHERE`: a runner the leader took a job over from (its heartbeat had stopped) cannot
 //! overwrite what the new runner writes.
 
+use super::run_rows::RunTable;
 use super::sql::{self, get, json, opt_text, parse, text, to_json};
 use super::Store;
 use crate::error::{Error, Result};
@@ -342,32 +343,7 @@ impl Store {
         runner: &str,
         output: Option<(&[u8], u64)>,
     ) -> Result<Option<bool>> {
-        let q = match output {
-            Some((bytes, written)) => sqlx::query(
-                "UPDATE jobs SET heartbeat_at = NOW(3), output = ?, output_written = ? \
-                 WHERE id = ? AND runner = ?",
-            )
-            .bind(bytes)
-            .bind(i64::try_from(written).unwrap_or(i64::MAX)),
-            None => {
-                sqlx::query("UPDATE jobs SET heartbeat_at = NOW(3) WHERE id = ? AND runner = ?")
-            }
-        };
-        q.bind(id)
-            .bind(runner)
-            .execute(self.pool())
-            .await
-            .map_err(|e| sql::db_error("refreshing a job", e))?;
-        let row = sqlx::query("SELECT runner, cancel_requested FROM jobs WHERE id = ?")
-            .bind(id)
-            .fetch_optional(self.pool())
-            .await
-            .map_err(|e| sql::db_error("reading a job's cancel flag", e))?;
-        let Some(row) = row else {
-            return Ok(None);
-        };
-        let cancel: bool = get(&row, "cancel_requested")?;
-        Ok((opt_text(&row, "runner")?.as_deref() == Some(runner)).then_some(cancel))
+        self.heartbeat(RunTable::Jobs, id, runner, output).await
     }
 
     /// Records how a job ended with its output, if `runner` still runs it (and it is not final
@@ -379,52 +355,18 @@ impl Store {
         end: &JobEnd,
         output: (&[u8], u64),
     ) -> Result<bool> {
-        let done = sqlx::query(
-            "UPDATE jobs SET state = ?, exit_code = ?, reason = ?, output = ?, \
-             output_written = ?, finished_at = NOW(3) \
-             WHERE id = ? AND runner = ? AND state IN ('pending', 'running')",
-        )
-        .bind(end.state.as_str())
-        .bind(end.exit_code)
-        .bind(end.reason.as_deref().map(|r| truncate(r, 1024)))
-        .bind(output.0)
-        .bind(i64::try_from(output.1).unwrap_or(i64::MAX))
-        .bind(id)
-        .bind(runner)
-        .execute(self.pool())
-        .await
-        .map_err(|e| sql::db_error("recording a job's end", e))?;
-        Ok(done.rows_affected() == 1)
+        self.finish_run(RunTable::Jobs, id, runner, end, output)
+            .await
     }
 
     /// The output a job kept (as of its last heartbeat while it runs).
     pub async fn job_output(&self, id: i64) -> Result<StoredOutput> {
-        let row = sqlx::query("SELECT output, output_written, state FROM jobs WHERE id = ?")
-            .bind(id)
-            .fetch_optional(self.pool())
-            .await
-            .map_err(|e| sql::db_error("reading a job's output", e))?
-            .ok_or_else(|| Error::NotFound(format!("job j-{id}")))?;
-        let bytes: Option<Vec<u8>> = get(&row, "output")?;
-        let state = text(&row, "state")?;
-        Ok(StoredOutput {
-            bytes: bytes.unwrap_or_default(),
-            written: sql::unsigned(&row, "output_written")?,
-            done: state
-                .parse::<JobState>()
-                .map(JobState::is_final)
-                .unwrap_or(true),
-        })
+        self.stored_output(RunTable::Jobs, id).await
     }
 
     /// Asks the runner of a job to cancel it (it sees the flag at its next heartbeat).
     pub async fn request_job_cancel(&self, id: i64) -> Result<()> {
-        sqlx::query("UPDATE jobs SET cancel_requested = TRUE WHERE id = ?")
-            .bind(id)
-            .execute(self.pool())
-            .await
-            .map_err(|e| sql::db_error("asking for a job's cancel", e))?;
-        Ok(())
+        self.request_cancel(RunTable::Jobs, id).await
     }
 
     /// Deletes a finished job that holds no claim. A running one is [`Error::Conflict`].
@@ -474,17 +416,7 @@ impl Store {
     /// Takes a job over from the runner `from` (whose heartbeat stopped): true when this call
     /// won (another scheduler may race for it).
     pub async fn take_over_job(&self, id: i64, from: Option<&str>, to: &str) -> Result<bool> {
-        let done = sqlx::query(
-            "UPDATE jobs SET runner = ?, heartbeat_at = NOW(3) \
-             WHERE id = ? AND runner <=> ? AND state IN ('pending', 'running')",
-        )
-        .bind(to)
-        .bind(id)
-        .bind(from)
-        .execute(self.pool())
-        .await
-        .map_err(|e| sql::db_error("taking a job over", e))?;
-        Ok(done.rows_affected() == 1)
+        self.take_over(RunTable::Jobs, id, from, to).await
     }
 
     /// Final jobs (and steps) that still note a claim: their runner stopped between the end

@@ -18,6 +18,7 @@ mod jobs;
 mod log_chunk;
 mod logs;
 mod releases;
+mod run_rows;
 mod schedules;
 pub(crate) mod sql;
 mod tags;

@@ -1,7 +1,8 @@
 //! The `workflows` table: pipelines of job steps (`jobs` rows with `workflow_id`), with their
 //! state, the last bytes of the last step's stdout, and the runner that pipes them.
 
-use super::jobs::{truncate, JobEnd, StoredOutput};
+use super::jobs::{JobEnd, StoredOutput};
+use super::run_rows::RunTable;
 use super::sql::{self, get, opt_text, text};
 use super::Store;
 use crate::error::{Error, Result};
@@ -158,32 +159,8 @@ impl Store {
         runner: &str,
         output: Option<(&[u8], u64)>,
     ) -> Result<Option<bool>> {
-        let q = match output {
-            Some((bytes, written)) => sqlx::query(
-                "UPDATE workflows SET heartbeat_at = NOW(3), output = ?, output_written = ? \
-                 WHERE id = ? AND runner = ?",
-            )
-            .bind(bytes)
-            .bind(i64::try_from(written).unwrap_or(i64::MAX)),
-            None => sqlx::query(
-                "UPDATE workflows SET heartbeat_at = NOW(3) WHERE id = ? AND runner = ?",
-            ),
-        };
-        q.bind(id)
-            .bind(runner)
-            .execute(self.pool())
+        self.heartbeat(RunTable::Workflows, id, runner, output)
             .await
-            .map_err(|e| sql::db_error("refreshing a workflow", e))?;
-        let row = sqlx::query("SELECT runner, cancel_requested FROM workflows WHERE id = ?")
-            .bind(id)
-            .fetch_optional(self.pool())
-            .await
-            .map_err(|e| sql::db_error("reading a workflow's cancel flag", e))?;
-        let Some(row) = row else {
-            return Ok(None);
-        };
-        let cancel: bool = get(&row, "cancel_requested")?;
-        Ok((opt_text(&row, "runner")?.as_deref() == Some(runner)).then_some(cancel))
     }
 
     /// Records how a workflow ended with its output, if `runner` still runs it.
@@ -194,50 +171,18 @@ impl Store {
         end: &JobEnd,
         output: (&[u8], u64),
     ) -> Result<bool> {
-        let done = sqlx::query(
-            "UPDATE workflows SET state = ?, reason = ?, output = ?, output_written = ?, \
-             finished_at = NOW(3) WHERE id = ? AND runner = ? AND state IN ('pending', 'running')",
-        )
-        .bind(end.state.as_str())
-        .bind(end.reason.as_deref().map(|r| truncate(r, 1024)))
-        .bind(output.0)
-        .bind(i64::try_from(output.1).unwrap_or(i64::MAX))
-        .bind(id)
-        .bind(runner)
-        .execute(self.pool())
-        .await
-        .map_err(|e| sql::db_error("recording a workflow's end", e))?;
-        Ok(done.rows_affected() == 1)
+        self.finish_run(RunTable::Workflows, id, runner, end, output)
+            .await
     }
 
     /// The output a workflow kept (its last step's stdout).
     pub async fn workflow_output(&self, id: i64) -> Result<StoredOutput> {
-        let row = sqlx::query("SELECT output, output_written, state FROM workflows WHERE id = ?")
-            .bind(id)
-            .fetch_optional(self.pool())
-            .await
-            .map_err(|e| sql::db_error("reading a workflow's output", e))?
-            .ok_or_else(|| Error::NotFound(format!("workflow w-{id}")))?;
-        let bytes: Option<Vec<u8>> = get(&row, "output")?;
-        let state = text(&row, "state")?;
-        Ok(StoredOutput {
-            bytes: bytes.unwrap_or_default(),
-            written: sql::unsigned(&row, "output_written")?,
-            done: state
-                .parse::<JobState>()
-                .map(JobState::is_final)
-                .unwrap_or(true),
-        })
+        self.stored_output(RunTable::Workflows, id).await
     }
 
     /// Asks a workflow's runner to cancel it.
     pub async fn request_workflow_cancel(&self, id: i64) -> Result<()> {
-        sqlx::query("UPDATE workflows SET cancel_requested = TRUE WHERE id = ?")
-            .bind(id)
-            .execute(self.pool())
-            .await
-            .map_err(|e| sql::db_error("asking for a workflow's cancel", e))?;
-        Ok(())
+        self.request_cancel(RunTable::Workflows, id).await
     }
 
     /// Deletes a workflow (and its steps): a running one, or one whose steps still hold
@@ -294,27 +239,18 @@ impl Store {
         rows.iter().map(workflow_from_row).collect()
     }
 
-    /// Takes a workflow over from the runner `from`: true when this call won.
+    /// Takes a workflow (and its steps) over from the runner `from`: true when this call won.
     pub async fn take_over_workflow(&self, id: i64, from: Option<&str>, to: &str) -> Result<bool> {
-        let done = sqlx::query(
-            "UPDATE workflows SET runner = ?, heartbeat_at = NOW(3) \
-             WHERE id = ? AND runner <=> ? AND state IN ('pending', 'running')",
-        )
-        .bind(to)
-        .bind(id)
-        .bind(from)
-        .execute(self.pool())
-        .await
-        .map_err(|e| sql::db_error("taking a workflow over", e))?;
-        if done.rows_affected() == 1 {
-            sqlx::query("UPDATE jobs SET runner = ? WHERE workflow_id = ?")
-                .bind(to)
-                .bind(id)
-                .execute(self.pool())
-                .await
-                .map_err(|e| sql::db_error("taking a workflow's steps over", e))?;
+        if !self.take_over(RunTable::Workflows, id, from, to).await? {
+            return Ok(false);
         }
-        Ok(done.rows_affected() == 1)
+        sqlx::query("UPDATE jobs SET runner = ? WHERE workflow_id = ?")
+            .bind(to)
+            .bind(id)
+            .execute(self.pool())
+            .await
+            .map_err(|e| sql::db_error("taking a workflow's steps over", e))?;
+        Ok(true)
     }
 
     /// Deletes workflows (with their steps) that ended more than `keep_s` ago and whose steps
