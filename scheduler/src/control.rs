@@ -194,7 +194,9 @@ impl ControlPlane {
 
     /// Prometheus text of the scheduler's metrics.
     pub fn render_metrics(&self) -> String {
-        self.metrics.render(self.store.metrics())
+        let mut text = self.metrics.render(self.store.metrics());
+        text.push_str(&self.jobs.metrics.render(self.jobs.live.len()));
+        text
     }
 
     /// Checks that a Docker endpoint answers (before a host is added).

@@ -39,7 +39,7 @@ async fn a_six_field_schedule_runs_once_per_due_time_with_two_schedulers() {
             "/v1/apps/busybox/schedules",
             Some(
                 json!({"name": "tick", "cron": "*/2 * * * * *", "concurrency": "allow",
-                        "job": {"version": "v1", "command": ["true"], "memory_mb": 16}}),
+                        "job": {"version": "v1", "command": ["true"], "memory_mb": 32}}),
             ),
             TOKEN,
         )
@@ -77,12 +77,26 @@ async fn a_six_field_schedule_runs_once_per_due_time_with_two_schedulers() {
         .get_schedule(&"busybox".parse().unwrap(), "tick")
         .await
         .unwrap();
-    let outcomes = store.due_time_outcomes(schedule.id).await.unwrap();
-    let started: Vec<i64> = outcomes
-        .iter()
-        .filter(|(_, o)| o == "started")
-        .map(|(due, _)| *due)
-        .collect();
+    // Runs claimed just before the stop may still be starting: wait for the counts to settle.
+    let (outcomes, started, runs) = eventually_within(
+        "every claimed due time to have its job",
+        Duration::from_secs(30),
+        || async {
+            let outcomes = store.due_time_outcomes(schedule.id).await.unwrap();
+            let started: Vec<i64> = outcomes
+                .iter()
+                .filter(|(_, o)| o == "started")
+                .map(|(due, _)| *due)
+                .collect();
+            let runs: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE schedule_id = ?")
+                .bind(schedule.id)
+                .fetch_one(store.pool())
+                .await
+                .unwrap();
+            (runs as usize == started.len()).then_some((outcomes, started, runs))
+        },
+    )
+    .await;
     assert!(
         started.len() >= 3,
         "runs in 7 s of a 2 s schedule: {outcomes:?}"
@@ -94,16 +108,11 @@ async fn a_six_field_schedule_runs_once_per_due_time_with_two_schedulers() {
             "due times 2 s apart: {outcomes:?}"
         );
     }
-    let runs: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE schedule_id = ?")
-        .bind(schedule.id)
-        .fetch_one(store.pool())
-        .await
-        .unwrap();
-    assert_eq!(
-        runs as usize,
-        started.len(),
-        "one job per due time: {outcomes:?}"
+    assert!(
+        outcomes.iter().all(|(_, o)| o == "started"),
+        "every due time started (allow, no gap): {outcomes:?}"
     );
+    assert_eq!(runs as usize, started.len(), "one job per due time");
 
     p.start().await;
     let (_, jobs) = eventually_within("every run to end", Duration::from_secs(60), || async {

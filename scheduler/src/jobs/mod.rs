@@ -12,6 +12,7 @@
 //! its heartbeat is older than `--job-stale-secs`.
 //!
 //! - [`output`]: the last bytes a job keeps.
+//! - [`metrics`]: counters for `/metrics`.
 //! - [`live`]: what this process holds of the jobs it runs (output followers, stdin, cancel).
 //! - [`validate`]: request checks shared with workflow steps.
 //! - [`run`]: launch (claim → pull → start) and drive (→ end → release).
@@ -19,6 +20,7 @@
 //! - [`view`]: the API's shapes and ids.
 
 pub mod live;
+pub mod metrics;
 pub mod output;
 pub mod recover;
 pub mod run;
@@ -62,6 +64,8 @@ pub struct Jobs {
     pub(crate) events: Events,
     /// The jobs and workflows this process runs.
     pub live: Live,
+    /// Counters for `/metrics`.
+    pub metrics: metrics::JobMetrics,
     /// This process's runner id (written into the rows it runs).
     pub runner: String,
 }
@@ -87,6 +91,7 @@ impl Jobs {
             lifecycle,
             events,
             live: Live::default(),
+            metrics: metrics::JobMetrics::default(),
             runner,
         })
     }

@@ -113,6 +113,7 @@ impl Jobs {
             return Ok(());
         }
         tracing::info!(job = %job_ref(row.id), from = ?row.runner, "adopting a job whose scheduler stopped");
+        super::metrics::JobMetrics::inc(&self.metrics.adopted);
         let host = match row.host_id {
             Some(h) => Some(self.lifecycle.engine_of(h).await?),
             None => None,

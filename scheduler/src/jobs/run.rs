@@ -262,8 +262,9 @@ impl Jobs {
             .await;
     }
 
-    /// Emits `job.finished` for `row`, ended as `end` on `host`.
+    /// Counts and emits `job.finished` for `row`, ended as `end` on `host`.
     pub(crate) async fn emit_finished(&self, row: &JobRow, end: &JobEnd, host: Option<&HostName>) {
+        self.metrics.job_ended(end.state);
         let fields = serde_json::json!({
             "job": job_ref(row.id), "version": row.version, "state": end.state,
             "exit_code": end.exit_code, "host": host, "reason": end.reason,

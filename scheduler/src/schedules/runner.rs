@@ -6,6 +6,7 @@
 use super::cron::CronExpr;
 use super::plan::{decide, Decision, SkipReason};
 use crate::error::{Error, Result};
+use crate::jobs::metrics::JobMetrics;
 use crate::jobs::{validate, view, Jobs};
 use crate::store::{RunOutcome, ScheduleRow, Store};
 use caas_types::api::{self, Concurrency, CreateSchedule};
@@ -123,8 +124,8 @@ impl Schedules {
     }
 
     /// One look at every schedule at `now`: a due time is handled by whichever scheduler
-    /// records it first; that one starts its run (or records why not). Returns how many runs
-    /// this call started.
+    /// records it first; that one starts its run in a task of its own (or records why not).
+    /// Returns how many runs this call claimed.
     pub async fn tick(&self, now: Timestamp) -> Result<usize> {
         let mut started = 0;
         for s in self.store.list_schedules(None).await? {
@@ -142,6 +143,7 @@ impl Schedules {
                         SkipReason::StillRunning => RunOutcome::SkippedBusy,
                     };
                     if self.store.claim_due_time(s.id, due, outcome).await? {
+                        JobMetrics::inc(&self.jobs.metrics.schedule_skipped);
                         tracing::info!(app = %s.app, name = %s.name, %due, ?why, "schedule skipped a due time");
                     }
                 }
@@ -153,21 +155,28 @@ impl Schedules {
                     {
                         continue;
                     }
-                    match self.jobs.start_job(&s.app, &s.job, Some(s.id)).await {
-                        Ok(job) => {
-                            started += 1;
-                            tracing::info!(app = %s.app, name = %s.name, %due, job = %view::job_ref(job.id), "schedule started a run");
-                            self.store
-                                .set_due_time_run(s.id, due, Some(job.id), RunOutcome::Started)
-                                .await?;
+                    // This scheduler handles the due time; the start runs on its own so one
+                    // slow start does not hold the other schedules' due times back.
+                    started += 1;
+                    let (jobs, store) = (self.jobs.clone(), self.store.clone());
+                    tokio::spawn(async move {
+                        let run = jobs.start_job(&s.app, &s.job, Some(s.id)).await;
+                        let (job, outcome) = match &run {
+                            Ok(job) => {
+                                JobMetrics::inc(&jobs.metrics.schedule_started);
+                                tracing::info!(app = %s.app, name = %s.name, %due, job = %view::job_ref(job.id), "schedule started a run");
+                                (Some(job.id), RunOutcome::Started)
+                            }
+                            Err(e) => {
+                                JobMetrics::inc(&jobs.metrics.schedule_failed);
+                                tracing::warn!(app = %s.app, name = %s.name, %due, error = %e, "a schedule's run could not start");
+                                (None, RunOutcome::Failed)
+                            }
+                        };
+                        if let Err(e) = store.set_due_time_run(s.id, due, job, outcome).await {
+                            tracing::warn!(app = %s.app, name = %s.name, error = %e, "could not record a schedule's run");
                         }
-                        Err(e) => {
-                            tracing::warn!(app = %s.app, name = %s.name, %due, error = %e, "a schedule's run could not start");
-                            self.store
-                                .set_due_time_run(s.id, due, None, RunOutcome::Failed)
-                                .await?;
-                        }
-                    }
+                    });
                 }
             }
         }

@@ -380,6 +380,7 @@ impl Jobs {
             .collect();
         let fields = serde_json::json!({"workflow": workflow_ref(id), "name": row.name,
             "state": end.state, "reason": end.reason, "steps": step_states});
+        self.metrics.workflow_ended(end.state);
         let app = steps.first().map(|s| &s.row.app);
         self.events
             .emit(EventType::WorkflowFinished, app, fields)

@@ -71,6 +71,7 @@ impl Jobs {
             self.store
                 .finish_workflow(row.id, &self.runner, &end, (&out.bytes, out.written))
                 .await?;
+            self.metrics.workflow_ended(end.state);
             let fields = serde_json::json!({"workflow": workflow_ref(row.id), "name": row.name,
                 "state": end.state, "reason": end.reason});
             self.events
