@@ -294,6 +294,14 @@ async fn apply(
                 }
                 publisher.changes.domains = true;
             }
+            Node::Wake(a) => {
+                let changed = if deleted {
+                    tree.wake.remove(&a)
+                } else {
+                    tree.wake.insert(a)
+                };
+                publisher.changes.wake |= changed;
+            }
             Node::Blacklist => {
                 tree.blacklist = match (deleted, data) {
                     (false, Some(d)) => tree::parse_blacklist(&ev.path, &d).unwrap_or_else(|err| {
@@ -319,6 +327,10 @@ async fn apply(
                 if under(zk::BLACKLIST) {
                     tree.blacklist.clear();
                     publisher.changes.blacklist = true;
+                }
+                if under(zk::WAKE_ROOT) {
+                    tree.wake.clear();
+                    publisher.changes.wake = true;
                 }
             }
             _ => {}
@@ -348,13 +360,14 @@ struct Changes {
     apps: HashSet<AppId>,
     domains: bool,
     blacklist: bool,
+    wake: bool,
     /// Everything (after a full re-read).
     all: bool,
 }
 
 impl Changes {
     fn is_empty(&self) -> bool {
-        self.apps.is_empty() && !self.domains && !self.blacklist && !self.all
+        self.apps.is_empty() && !self.domains && !self.blacklist && !self.wake && !self.all
     }
 
     /// Brings `snap` up to date with `tree` for everything listed here.
@@ -376,6 +389,9 @@ impl Changes {
         }
         if self.blacklist {
             snap.blacklist = tree.blacklist.clone();
+        }
+        if self.wake {
+            snap.wake = tree.wake.clone();
         }
     }
 }
@@ -463,6 +479,13 @@ mod tests {
                     "app1".parse().expect("app"),
                 );
                 publisher.changes.domains = true;
+            }
+            if i % 7 == 0 {
+                let sleeper: AppId = format!("app{}", i % 3).parse().expect("app");
+                if !tree.wake.remove(&sleeper) {
+                    tree.wake.insert(sleeper);
+                }
+                publisher.changes.wake = true;
             }
             if i % 9 == 0 {
                 publisher.replace_all();

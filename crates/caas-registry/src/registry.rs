@@ -77,13 +77,14 @@ impl Registry {
         Acls::new(&self.inner.acls)
     }
 
-    /// Creates the layout's fixed nodes (address root, domains root, gateway config with an
-    /// empty blacklist, election parent). Idempotent.
+    /// Creates the layout's fixed nodes (address root, wake root, domains root, gateway config
+    /// with an empty blacklist, election parent). Idempotent.
     pub async fn ensure_layout(&self) -> Result<()> {
         let client = self.client().await?;
         let opts = CreateMode::Persistent.with_acls(self.acls());
         for dir in [
             zk::ADDRESS_ROOT,
+            zk::WAKE_ROOT,
             zk::DOMAINS_ROOT,
             parent(zk::BLACKLIST),
             zk::SCHEDULER_ELECTION,
@@ -139,9 +140,10 @@ impl Registry {
         self.put(&zk::app(app), b"").await
     }
 
-    /// Forgets `app`: deletes its node and anything left under it (the gateway answers 404
-    /// from then on). Idempotent.
+    /// Forgets `app`: deletes its node and anything left under it, and its wake node (the
+    /// gateway answers 404 from then on). Idempotent.
     pub async fn remove_app(&self, app: &AppId) -> Result<()> {
+        self.clear_wake(app).await?;
         let root = zk::app(app);
         let client = self.client().await?;
         let mut stack = vec![root.clone()];
@@ -158,6 +160,28 @@ impl Registry {
             self.delete(path).await?;
         }
         Ok(())
+    }
+
+    /// Marks `app` as one that may sleep (`/caas/service/wake/{app}` = `{"version": "..."}`,
+    /// `version` the deployment that scales to zero): a gateway then holds a request for it
+    /// while it has no address, and reports the demand, instead of answering 503. Idempotent;
+    /// a new version overwrites the data.
+    pub async fn set_wake(&self, app: &AppId, version: &Version) -> Result<()> {
+        self.put(&zk::wake(app), &tree::render_wake(version)).await
+    }
+
+    /// `app` may no longer sleep: deletes its wake node (gateways answer 503 again while it has
+    /// no address). Removing one that is not there is not an error.
+    pub async fn clear_wake(&self, app: &AppId) -> Result<()> {
+        self.delete(&zk::wake(app)).await
+    }
+
+    /// Every app whose wake node exists, read straight from ZooKeeper (for the reconciler).
+    pub async fn wake_apps(&self) -> Result<Vec<AppId>> {
+        let client = self.client().await?;
+        let mut apps: Vec<AppId> = tree::read_wake(&client).await?.into_iter().collect();
+        apps.sort();
+        Ok(apps)
     }
 
     /// Every known app (the children of the address root), read straight from ZooKeeper.

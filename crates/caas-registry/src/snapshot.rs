@@ -5,7 +5,7 @@
 //! hot-path table from it.
 
 use caas_types::{AppId, ContainerId, Domain, Endpoint, Version};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::IpAddr;
 
 /// One registered, healthy instance of an app.
@@ -98,6 +98,9 @@ pub struct RouteSnapshot {
     pub domains: HashMap<Domain, AppId>,
     /// Client addresses the gateway refuses.
     pub blacklist: Vec<IpRule>,
+    /// Apps that may sleep (their node `/caas/service/wake/{app}` exists): a request for one
+    /// with no instance is held until an address appears rather than answered 503.
+    pub wake: HashSet<AppId>,
     /// Increases with every published snapshot (for change detection and metrics).
     pub generation: u64,
 }
@@ -118,6 +121,11 @@ impl RouteSnapshot {
             out.entry(e.version.clone()).or_default().push(e.endpoint);
         }
         out
+    }
+
+    /// Whether `app` may sleep (a request for it with no instance is held, not refused).
+    pub fn is_wakeable(&self, app: &AppId) -> bool {
+        self.wake.contains(app)
     }
 
     /// Whether `ip` is blacklisted.

@@ -4,7 +4,7 @@
 use crate::error::{Error, Result};
 use crate::snapshot::{IpRule, RouteEntry, RouteSnapshot};
 use caas_types::{zk, AppId, ContainerId, Domain, Endpoint, Version};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use zookeeper_client::{Client, MultiReadResult};
 
 /// What a path of the layout names.
@@ -18,6 +18,8 @@ pub(crate) enum Node {
     App(AppId),
     /// `/caas/domains/{domain}`
     Domain(Domain),
+    /// `/caas/service/wake/{app}`
+    Wake(AppId),
     /// `/caas/config/gateway/blacklist`
     Blacklist,
     /// `/caas`, `/caas/service`, `/caas/service/address`, `/caas/domains`, `/caas/config`, ...:
@@ -54,6 +56,13 @@ impl Node {
                 rest.parse().map(Node::Domain).unwrap_or(Node::Other)
             };
         }
+        if let Some(rest) = strip_dir(path, zk::WAKE_ROOT) {
+            return if rest.contains('/') {
+                Node::Other
+            } else {
+                rest.parse().map(Node::Wake).unwrap_or(Node::Other)
+            };
+        }
         if path == zk::BLACKLIST {
             return Node::Blacklist;
         }
@@ -65,6 +74,7 @@ impl Node {
         if ancestor_of(zk::ADDRESS_ROOT)
             || ancestor_of(zk::DOMAINS_ROOT)
             || ancestor_of(zk::BLACKLIST)
+            || ancestor_of(zk::WAKE_ROOT)
         {
             return Node::Ancestor(path.to_owned());
         }
@@ -143,6 +153,8 @@ pub(crate) struct Tree {
     pub(crate) apps: HashMap<AppId, BTreeMap<(Version, ContainerId), Endpoint>>,
     pub(crate) domains: HashMap<Domain, AppId>,
     pub(crate) blacklist: Vec<IpRule>,
+    /// Apps whose wake node exists.
+    pub(crate) wake: HashSet<AppId>,
 }
 
 impl Tree {
@@ -201,6 +213,7 @@ impl Tree {
                 .collect(),
             domains: self.domains.clone(),
             blacklist: self.blacklist.clone(),
+            wake: self.wake.clone(),
             generation,
         }
     }
@@ -344,7 +357,22 @@ pub(crate) async fn read_instances(
     Ok(out)
 }
 
-/// Reads the whole routing tree: instances, domains and the blacklist.
+/// The apps whose wake node exists (names that do not parse are skipped).
+pub(crate) async fn read_wake(client: &Client) -> Result<HashSet<AppId>> {
+    Ok(children(client, zk::WAKE_ROOT)
+        .await?
+        .into_iter()
+        .filter_map(|name| name.parse().ok())
+        .collect())
+}
+
+/// Renders a wake node's data: `{"version": "v1"}`.
+pub(crate) fn render_wake(version: &Version) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({ "version": version.as_str() }))
+        .unwrap_or_else(|_| b"{}".to_vec())
+}
+
+/// Reads the whole routing tree: instances, domains, the wake set and the blacklist.
 pub(crate) async fn read_tree(client: &Client) -> Result<Tree> {
     let mut tree = Tree::default();
     // Known apps first (an app node with no instance is a known app: 503, not 404).
@@ -372,6 +400,7 @@ pub(crate) async fn read_tree(client: &Client) -> Result<Tree> {
             Err(err) => tracing::warn!(error = %err, "skipping malformed domain node"),
         }
     }
+    tree.wake = read_wake(client).await?;
     if let Some(d) = data(client, zk::BLACKLIST).await? {
         tree.blacklist = parse_blacklist(zk::BLACKLIST, &d).unwrap_or_else(|err| {
             tracing::warn!(error = %err, "ignoring malformed blacklist");
@@ -407,12 +436,19 @@ mod tests {
             Node::classify("/caas/config/gateway/blacklist"),
             Node::Blacklist
         );
+        assert_eq!(
+            Node::classify("/caas/service/wake/app01"),
+            Node::Wake("app01".parse().expect("valid"))
+        );
+        assert_eq!(Node::classify("/caas/service/wake/app01/x"), Node::Other);
+        assert_eq!(Node::classify("/caas/service/wake/Bad_App"), Node::Other);
         for anc in [
             "/caas",
             "/caas/service",
             "/caas/service/address",
             "/caas/domains",
             "/caas/config/gateway",
+            "/caas/service/wake",
         ] {
             assert_eq!(Node::classify(anc), Node::Ancestor(anc.into()), "{anc}");
         }

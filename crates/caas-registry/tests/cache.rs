@@ -253,3 +253,52 @@ async fn a_known_app_without_instances_stays_in_the_snapshot_until_removed() {
     .await;
     assert_eq!(reg.apps().await.expect("apps"), vec![before]);
 }
+
+#[tokio::test]
+async fn the_wake_set_follows_wake_nodes_and_leaves_the_address_tree_alone() {
+    init_tracing("caas_registry=debug");
+    let root = Chroot::new("wake").await;
+    let reg = root.registry().await;
+    reg.ensure_layout().await.expect("layout");
+    let (early, sleepy) = (app("early"), app("sleepy"));
+    reg.add_app(&early).await.expect("add app");
+    reg.set_wake(&early, &ver("v1")).await.expect("wake");
+    // The initial read sees a wake node written before the cache started.
+    let cache = RouteCache::start(&root.reader()).await.expect("start");
+    assert!(cache.snapshot().is_wakeable(&early));
+    assert_eq!(cache.snapshot().apps.get(&early), Some(&Vec::new()));
+
+    reg.add_app(&sleepy).await.expect("add app");
+    reg.set_wake(&sleepy, &ver("v1")).await.expect("wake");
+    reg.set_wake(&sleepy, &ver("v2"))
+        .await
+        .expect("wake again, another version");
+    eventually("the new wake node is seen", || async {
+        cache.snapshot().is_wakeable(&sleepy).then_some(())
+    })
+    .await;
+    assert_eq!(
+        reg.wake_apps().await.expect("wake apps"),
+        vec![early.clone(), sleepy.clone()]
+    );
+    // The wake node is not an address: the app stays known with no instance.
+    assert!(cache.snapshot().endpoints(&sleepy).is_none());
+    assert_eq!(reg.apps().await.expect("apps").len(), 2);
+
+    reg.clear_wake(&sleepy).await.expect("clear");
+    reg.clear_wake(&sleepy).await.expect("clear twice");
+    eventually("the cleared wake node is gone", || async {
+        (!cache.snapshot().is_wakeable(&sleepy)).then_some(())
+    })
+    .await;
+    assert!(cache.snapshot().apps.contains_key(&sleepy), "still known");
+
+    // Removing an app takes its wake node with it.
+    reg.remove_app(&early).await.expect("remove app");
+    eventually("a removed app is neither known nor wakeable", || async {
+        let snap = cache.snapshot();
+        (!snap.is_wakeable(&early) && !snap.apps.contains_key(&early)).then_some(())
+    })
+    .await;
+    assert!(reg.wake_apps().await.expect("wake apps").is_empty());
+}

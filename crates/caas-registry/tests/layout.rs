@@ -31,6 +31,7 @@ async fn writes_the_exact_layout_with_digest_acl() {
     );
     for dir in [
         "/caas/service/address",
+        "/caas/service/wake",
         "/caas/domains",
         "/caas/election/scheduler",
     ] {
@@ -137,6 +138,23 @@ async fn writes_the_exact_layout_with_digest_acl() {
         Vec::<String>::new()
     );
     assert!(reg.instances().await.expect("instances").is_empty());
+
+    // Wake nodes: `/caas/service/wake/{app}` = {"version": ...}, with the same ACL, next to
+    // (never inside) the address tree.
+    reg.set_wake(&app, &version).await.expect("wake");
+    let wake_node = "/caas/service/wake/app01";
+    let wake: serde_json::Value =
+        serde_json::from_str(&read(&raw, wake_node).await.expect("wake node")).expect("json");
+    assert_eq!(wake, serde_json::json!({"version": "v1"}));
+    let (acls, _) = admin.get_acl(wake_node).await.expect("acl");
+    assert_eq!(acls.len(), 2, "platform ALL and reader READ");
+    assert!(acls.iter().all(|a| a.scheme() == "digest"));
+    reg.clear_wake(&app).await.expect("clear wake");
+    assert_eq!(read(&raw, wake_node).await, None);
+    assert_eq!(
+        raw.list_children("/caas/service/wake").await.expect("list"),
+        Vec::<String>::new()
+    );
 
     // Domains and blacklist.
     let domain: Domain = "shop.example.com".parse().expect("domain");

@@ -4,9 +4,12 @@
 //! /caas/service/address/{appId}/{version}/{containerId}   data: "{hostIP}:{hostPort}"
 //! /caas/domains/{domain}                                  data: "{appId}"
 //! /caas/config/gateway/blacklist                          data: JSON list of IPs/CIDRs
+//! /caas/service/wake/{appId}                              data: {"version": "v1"}
 //! ```
 //!
 //! The layout is a contract with gateways that may run older or newer code: never change it.
+//! It only grows: the wake nodes were added next to the address tree (scale to zero); a gateway
+//! that does not know them ignores them and answers 503 for a sleeping app as before.
 //! Paths here are relative to the client's chroot (if any).
 
 use crate::{AppId, ContainerId, Domain, Version};
@@ -15,6 +18,10 @@ use crate::{AppId, ContainerId, Domain, Version};
 pub const ROOT: &str = "/caas";
 /// Parent of every app's address subtree.
 pub const ADDRESS_ROOT: &str = "/caas/service/address";
+/// Parent of the wake nodes: `/caas/service/wake/{appId}` exists while the app may sleep (a
+/// deployment with `autoscale.min == 0`), so a gateway holds a request for it while it has no
+/// address instead of answering 503. Written by the scheduler, read by gateways.
+pub const WAKE_ROOT: &str = "/caas/service/wake";
 /// Parent of custom-domain nodes.
 pub const DOMAINS_ROOT: &str = "/caas/domains";
 /// The gateway's blacklist node.
@@ -36,6 +43,12 @@ pub fn version(app: &AppId, version: &Version) -> String {
 /// `/caas/service/address/{appId}/{version}/{containerId}`: one node per healthy instance.
 pub fn instance(app: &AppId, version: &Version, container: &ContainerId) -> String {
     format!("{ADDRESS_ROOT}/{app}/{version}/{container}")
+}
+
+/// `/caas/service/wake/{appId}`: exists while `app` may sleep; data `{"version": "v1"}`
+/// (informational).
+pub fn wake(app: &AppId) -> String {
+    format!("{WAKE_ROOT}/{app}")
 }
 
 /// `/caas/domains/{domain}`
@@ -60,6 +73,7 @@ mod tests {
             "/caas/service/address/app01/v1/0123456789abcdef"
         );
         assert_eq!(domain(&d), "/caas/domains/shop.example.com");
+        assert_eq!(wake(&a), "/caas/service/wake/app01");
         assert_eq!(BLACKLIST, "/caas/config/gateway/blacklist");
     }
 }
