@@ -11,6 +11,12 @@ pub(crate) const BODY_TOO_LARGE: &str = "request body too large\n";
 pub(crate) const NO_BACKEND: &str = "no backend can take the request\n";
 pub(crate) const BACKEND_FAILED: &str = "the app's instance failed to answer\n";
 pub(crate) const BACKEND_TIMED_OUT: &str = "the app's instance did not answer in time\n";
+/// 504 for a request held for a sleeping app that got no instance in time.
+pub(crate) const ACTIVATION_TIMED_OUT: &str = "the app did not start in time\n";
+/// 503 (with `Retry-After: 1`) for a sleeping app whose hold queue is full.
+pub(crate) const HOLD_QUEUE_FULL: &str = "the app is starting; too many requests wait for it\n";
+/// 503 for a request held when the gateway shuts down.
+pub(crate) const SHUTTING_DOWN: &str = "the gateway is shutting down\n";
 
 /// 503 for a known app with nothing running.
 pub(crate) fn no_instance(app: &AppId) -> String {

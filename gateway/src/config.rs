@@ -123,6 +123,74 @@ pub struct Config {
     /// h2c, HTTP/1.0, upgrades and `Expect` over to hyper), or `hyper` for everything.
     #[arg(long, env = "CAAS_GATEWAY_HTTP1", value_enum, default_value_t = Http1Engine::Own)]
     pub http1: Http1Engine,
+
+    /// Requests held at most per sleeping app (an app that scales to zero, with no instance);
+    /// past it a request gets 503 with `Retry-After: 1`. 0 holds none.
+    #[arg(long, env = "CAAS_GATEWAY_HOLD_QUEUE", default_value_t = 1000)]
+    pub hold_queue: usize,
+
+    /// Longest a request is held for a sleeping app to get its first instance, in
+    /// milliseconds; past it the request gets 504.
+    #[arg(
+        long,
+        env = "CAAS_GATEWAY_ACTIVATION_TIMEOUT_MS",
+        default_value_t = 30_000
+    )]
+    pub activation_timeout_ms: u64,
+
+    /// The admin API (the scheduler's base URL, e.g. `http://127.0.0.1:7070`) that demand
+    /// reports go to: held and in-flight requests per app, for autoscaling. With
+    /// `--gateway-token`; without both, no reports (held requests still wait for an instance).
+    #[arg(long, env = "CAAS_API")]
+    pub admin_api: Option<String>,
+
+    /// The gateway's bearer token for the admin API (role `gateway`: it can only report
+    /// demand).
+    #[arg(long, env = "CAAS_GATEWAY_TOKEN", hide_env_values = true)]
+    pub gateway_token: Option<GatewayToken>,
+
+    /// This gateway's name in its demand reports (reports of several gateways add up);
+    /// default `{hostname}-{pid}`.
+    #[arg(long, env = "CAAS_GATEWAY_ID")]
+    pub gateway_id: Option<String>,
+}
+
+/// The gateway's admin API token; `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct GatewayToken(String);
+
+impl GatewayToken {
+    /// The token itself, for the `Authorization` header.
+    pub(crate) fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for GatewayToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("GatewayToken(<redacted>)")
+    }
+}
+
+impl std::str::FromStr for GatewayToken {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        if s.is_empty() || s.bytes().any(|b| !b.is_ascii_graphic()) {
+            return Err("expected a non-empty token of visible ASCII characters".into());
+        }
+        Ok(GatewayToken(s.to_owned()))
+    }
+}
+
+/// Where demand reports go and who sends them.
+#[derive(Debug, Clone)]
+pub(crate) struct DemandTarget {
+    /// `{admin api}/v1/gateway/demand`
+    pub(crate) url: String,
+    pub(crate) token: GatewayToken,
+    pub(crate) gateway: String,
 }
 
 /// The code that serves HTTP/1.1 client connections (plain, and TLS that negotiated HTTP/1.1).
@@ -161,7 +229,35 @@ impl Config {
             eject_ms: 5_000,
             shutdown_grace_ms: 10_000,
             http1: Http1Engine::Own,
+            hold_queue: 1000,
+            activation_timeout_ms: 30_000,
+            admin_api: None,
+            gateway_token: None,
+            gateway_id: None,
         }
+    }
+
+    pub(crate) fn activation_timeout(&self) -> Duration {
+        Duration::from_millis(self.activation_timeout_ms)
+    }
+
+    /// Where to report demand: `None` unless both the admin API and the token are set.
+    pub(crate) fn demand_target(&self) -> Option<DemandTarget> {
+        let api = self
+            .admin_api
+            .as_deref()
+            .map(str::trim)
+            .filter(|a| !a.is_empty())?;
+        let token = self.gateway_token.clone()?;
+        Some(DemandTarget {
+            url: format!("{}/v1/gateway/demand", api.trim_end_matches('/')),
+            token,
+            gateway: self
+                .gateway_id
+                .clone()
+                .filter(|g| !g.trim().is_empty())
+                .unwrap_or_else(default_gateway_id),
+        })
     }
 
     pub(crate) fn connect_timeout(&self) -> Duration {
@@ -186,8 +282,59 @@ impl Config {
     }
 }
 
+/// `{hostname}-{pid}`: unique per process on a host, readable in the scheduler's view.
+fn default_gateway_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "gateway".to_owned());
+    format!("{host}-{}", std::process::id())
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn demand_reports_need_both_the_api_and_the_token() {
+        let mut c = Config::new();
+        assert!(c.demand_target().is_none());
+        c.admin_api = Some("http://127.0.0.1:7070/".into());
+        assert!(c.demand_target().is_none(), "no token");
+        c.gateway_token = Some("secret".parse().unwrap());
+        let t = c.demand_target().unwrap();
+        assert_eq!(t.url, "http://127.0.0.1:7070/v1/gateway/demand");
+        assert!(
+            t.gateway.ends_with(&format!("-{}", std::process::id())),
+            "{}",
+            t.gateway
+        );
+        c.gateway_id = Some("gw1".into());
+        assert_eq!(c.demand_target().unwrap().gateway, "gw1");
+        c.admin_api = Some(" ".into());
+        assert!(c.demand_target().is_none(), "blank api");
+    }
+
+    #[test]
+    fn the_token_never_shows_and_must_be_visible_ascii() {
+        let t: GatewayToken = "s3cret".parse().unwrap();
+        assert_eq!(t.expose(), "s3cret");
+        assert!(!format!("{t:?}").contains("s3cret"));
+        let mut c = Config::new();
+        c.gateway_token = Some(t);
+        assert!(!format!("{c:?}").contains("s3cret"));
+        for bad in ["", " ", "a b", "é"] {
+            assert!(bad.parse::<GatewayToken>().is_err(), "{bad:?}");
+        }
     }
 }

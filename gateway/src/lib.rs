@@ -11,13 +11,15 @@
 //! `body` (streaming bodies), `pool` (upstream keep-alive connections), `retry` (the one retry policy of both paths), `idle` (idle timeout), `deadline` (the lazily re-armed per-connection timer of the fast path), `answers` (the gateway's own answer texts), `metrics` and `admin` (stats,
 //! `/healthz`), `route_source` (where routes come from: live, starting, disconnected), `routes_feed`
 //! (ZooKeeper's routes into the gateway: the connection config and the task that follows the
-//! registry's route cache), `tls`.
+//! registry's route cache), `wake` (requests held for sleeping apps until their first
+//! address), `demand` (held and in-flight requests reported to the admin API), `tls`.
 
 mod admin;
 mod answers;
 mod body;
 mod config;
 mod deadline;
+mod demand;
 mod error;
 mod h1;
 mod headers;
@@ -31,10 +33,11 @@ pub mod routes_feed;
 mod server;
 mod table;
 mod tls;
+mod wake;
 
 pub use body::ProxyBody;
 pub use caas_registry::RouteSnapshot;
-pub use config::{Config, Http1Engine};
+pub use config::{Config, GatewayToken, Http1Engine};
 pub use error::{Error, Result};
 pub use route_source::RouteStatus;
 pub use routes_feed::RoutesFeed;

@@ -79,6 +79,27 @@ mod tests {
     }
 
     #[test]
+    fn scale_to_zero_flags_keep_their_names_and_variables() {
+        assert_eq!(env_of("admin-api").as_deref(), Some("CAAS_API"));
+        assert_eq!(
+            env_of("gateway-token").as_deref(),
+            Some("CAAS_GATEWAY_TOKEN")
+        );
+        assert_eq!(env_of("gateway-id").as_deref(), Some("CAAS_GATEWAY_ID"));
+        assert_eq!(
+            env_of("hold-queue").as_deref(),
+            Some("CAAS_GATEWAY_HOLD_QUEUE")
+        );
+        assert_eq!(
+            env_of("activation-timeout-ms").as_deref(),
+            Some("CAAS_GATEWAY_ACTIVATION_TIMEOUT_MS")
+        );
+        let cli = Cli::try_parse_from(["caas-gateway"]).unwrap();
+        assert_eq!(cli.gateway.hold_queue, 1000);
+        assert_eq!(cli.gateway.activation_timeout_ms, 30_000);
+    }
+
+    #[test]
     fn never_reads_the_writer_credential() {
         assert!(Cli::command()
             .get_arguments()

@@ -23,9 +23,28 @@ pub struct AppStats {
     /// Cumulative-on-render bucket counts; the last slot is +Inf.
     latency: [AtomicU64; BUCKETS.len() + 1],
     latency_sum_us: AtomicU64,
+    /// Requests being proxied to the app right now (the demand reporter's `in_flight`).
+    in_flight: AtomicU64,
+}
+
+/// Counts one request as in flight for its app until dropped.
+#[derive(Debug)]
+pub(crate) struct InFlight<'a>(&'a AppStats);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Relaxed);
+    }
 }
 
 impl AppStats {
+    /// Counts a request as in flight until the guard is dropped: one atomic add and one
+    /// subtract per request.
+    pub(crate) fn enter(&self) -> InFlight<'_> {
+        self.in_flight.fetch_add(1, Relaxed);
+        InFlight(self)
+    }
+
     /// Records one response's status and time to response headers.
     pub(crate) fn response(&self, status: u16, elapsed: Duration) {
         let class = usize::from(status / 100).clamp(1, 5) - 1;
@@ -69,6 +88,14 @@ pub(crate) struct GlobalStats {
     pub(crate) handovers: AtomicU64,
     pub(crate) generation: AtomicU64,
     pub(crate) routes: AtomicU64,
+    /// Requests held for a sleeping app right now.
+    pub(crate) held: AtomicU64,
+    /// Held requests released because their app got an address.
+    pub(crate) activated: AtomicU64,
+    /// Held requests answered 504 after the activation timeout.
+    pub(crate) activation_timeouts: AtomicU64,
+    /// Requests for a sleeping app refused (503) because its hold queue was full.
+    pub(crate) hold_queue_full: AtomicU64,
 }
 
 /// Every app's stats, found by name when the routing table is rebuilt (not per request).
@@ -84,6 +111,15 @@ impl Stats {
     pub(crate) fn app(&self, app: &str) -> Arc<AppStats> {
         let mut apps = self.apps.lock().unwrap_or_else(|e| e.into_inner());
         Arc::clone(apps.entry(app.to_owned()).or_default())
+    }
+
+    /// Every app with requests in flight right now, and how many (for the demand reporter).
+    pub(crate) fn in_flight(&self) -> Vec<(String, u64)> {
+        let apps = self.apps.lock().unwrap_or_else(|e| e.into_inner());
+        apps.iter()
+            .map(|(app, s)| (app.clone(), s.in_flight.load(Relaxed)))
+            .filter(|(_, n)| *n > 0)
+            .collect()
     }
 
     /// Renders everything in the Prometheus text exposition format.
@@ -132,6 +168,30 @@ impl Stats {
                 "gauge",
                 "apps in the routing table",
                 &g.routes,
+            ),
+            (
+                "caas_gateway_held_requests",
+                "gauge",
+                "requests held for a sleeping app right now",
+                &g.held,
+            ),
+            (
+                "caas_gateway_activated_total",
+                "counter",
+                "held requests released because their app got an address",
+                &g.activated,
+            ),
+            (
+                "caas_gateway_activation_timeouts_total",
+                "counter",
+                "held requests answered 504 after the activation timeout",
+                &g.activation_timeouts,
+            ),
+            (
+                "caas_gateway_hold_queue_full_total",
+                "counter",
+                "requests for a sleeping app refused with 503 because its hold queue was full",
+                &g.hold_queue_full,
             ),
         ];
         for (name, kind, help, v) in globals {
@@ -223,7 +283,21 @@ mod tests {
         a.response(200, Duration::from_millis(3));
         a.response(503, Duration::from_secs(20));
         a.bytes_out(10);
+        let busy = a.enter();
+        let other = stats.app("other");
+        let _other = other.enter();
+        let mut in_flight = stats.in_flight();
+        in_flight.sort();
+        assert_eq!(in_flight, vec![("other".into(), 1), ("shop".into(), 1)]);
+        drop(busy);
+        assert_eq!(stats.in_flight(), vec![("other".into(), 1)]);
+        stats.global.held.store(2, Relaxed);
         let text = stats.render();
+        assert!(text.contains("caas_gateway_held_requests 2"), "{text}");
+        assert!(
+            text.contains("caas_gateway_activation_timeouts_total 0"),
+            "{text}"
+        );
         assert!(
             text.contains("caas_gateway_requests_total{app=\"shop\",class=\"2xx\"} 1"),
             "{text}"

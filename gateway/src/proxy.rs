@@ -10,6 +10,7 @@ use crate::metrics::{AppStats, Stats};
 use crate::pool::{self, PoolPolicy};
 use crate::retry::{self, Failure, Retry};
 use crate::table::{AppRoute, Backend, HealthPolicy, Route, Table, Tried, MAX_TRIES};
+use crate::wake::{Held, Wake};
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
@@ -40,6 +41,8 @@ pub(crate) struct Shared {
     pub(crate) max_headers: usize,
     pub(crate) max_header_bytes: usize,
     pub(crate) max_tries: usize,
+    /// Requests held for sleeping apps.
+    pub(crate) wake: Wake,
 }
 
 /// A short plain-text answer from the gateway itself.
@@ -92,11 +95,55 @@ pub(crate) async fn handle(
             }
         }
     };
+    let route = if route.is_empty() && route.wakeable {
+        match hold(&shared, &route).await {
+            Ok(ready) => ready,
+            Err(answer) => {
+                route
+                    .stats
+                    .response(answer.status().as_u16(), start.elapsed());
+                return Ok(answer);
+            }
+        }
+    } else {
+        route
+    };
     let resp = forward(&shared, &route, req, client, https).await;
     route
         .stats
         .response(resp.status().as_u16(), start.elapsed());
     Ok(resp)
+}
+
+/// Holds a request for a sleeping app: its route once it has an address, or the answer.
+async fn hold(
+    shared: &Shared,
+    route: &Arc<AppRoute>,
+) -> Result<Arc<AppRoute>, Response<ProxyBody>> {
+    let held = shared
+        .wake
+        .hold(&route.app, || shared.table.load().has_address(&route.app))
+        .await;
+    let (status, text) = match held {
+        Held::Ready => {
+            // The app's route in the table that has its address (if it went again at once,
+            // `forward` answers 503 as for any app with none).
+            let table = shared.table.load();
+            return Ok(table
+                .app(&route.app)
+                .map_or_else(|| Arc::clone(route), Arc::clone));
+        }
+        Held::TimedOut => (StatusCode::GATEWAY_TIMEOUT, answers::ACTIVATION_TIMED_OUT),
+        Held::QueueFull => (StatusCode::SERVICE_UNAVAILABLE, answers::HOLD_QUEUE_FULL),
+        Held::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, answers::SHUTTING_DOWN),
+    };
+    let mut answer = plain(status, ProxyBody::text(text));
+    if held == Held::QueueFull {
+        answer
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    Err(answer)
 }
 
 async fn forward(
@@ -113,6 +160,7 @@ async fn forward(
             ProxyBody::owned(answers::no_instance(&route.app)),
         );
     }
+    let _in_flight = route.stats.enter();
     if req.version() == Version::HTTP_2 && headers_too_big(shared, req.headers()) {
         return plain(
             StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,

@@ -12,7 +12,8 @@ use crate::pool::PoolPolicy;
 use crate::proxy::Shared;
 use crate::route_source::RouteStatus;
 use crate::table::{HealthPolicy, Table};
-use crate::{admin, h1, proxy, tls};
+use crate::wake::Wake;
+use crate::{admin, demand, h1, proxy, tls};
 use arc_swap::ArcSwap;
 use caas_registry::RouteSnapshot;
 use hyper::body::Incoming;
@@ -147,6 +148,11 @@ impl Gateway {
             max_headers: config.max_headers,
             max_header_bytes: config.max_header_bytes,
             max_tries: config.max_tries,
+            wake: Wake::new(
+                config.hold_queue,
+                config.activation_timeout(),
+                Arc::clone(&stats),
+            ),
         });
 
         let token = CancellationToken::new();
@@ -177,10 +183,25 @@ impl Gateway {
                         apps = table.len(),
                         "routes updated"
                     );
-                    shared.table.store(Arc::new(table));
+                    let table = Arc::new(table);
+                    shared.table.store(Arc::clone(&table));
+                    // Requests held for an app that has its first address now go, in order.
+                    let released = shared.wake.release(|app| table.has_address(app));
+                    if released > 0 {
+                        tracing::debug!(released, "held requests released");
+                    }
                 }
             })
         };
+
+        // Demand reports to the admin API, if one is configured.
+        let reporter = config.demand_target().map(|target| {
+            let shared = Arc::clone(&shared);
+            let token = token.clone();
+            tokio::spawn(async move {
+                demand::run(target, &shared.wake, &shared.stats, token).await;
+            })
+        });
 
         // Idle upstream connections past their time close, off the request path.
         let sweeper = {
@@ -223,11 +244,16 @@ impl Gateway {
         shutdown.await;
         tracing::info!("shutting down: no new connections, finishing requests in flight");
         token.cancel();
+        // Held requests end now (503): their app may never start while we wait.
+        shared.wake.close();
         for l in loops {
             let _ = l.await;
         }
         let _ = watcher.await;
         let _ = sweeper.await;
+        if let Some(r) = reporter {
+            let _ = r.await;
+        }
         tracker.close();
         if tokio::time::timeout(config.shutdown_grace(), tracker.wait())
             .await

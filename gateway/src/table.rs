@@ -111,6 +111,9 @@ pub(crate) struct AppRoute {
     backends: Box<[Arc<Backend>]>,
     rr: Arc<AtomicUsize>,
     pub(crate) stats: Arc<AppStats>,
+    /// The app may sleep (its wake node exists): with no address, a request for it is held
+    /// (`crate::wake`) rather than answered 503.
+    pub(crate) wakeable: bool,
 }
 
 /// Backends already tried by one request.
@@ -243,6 +246,7 @@ impl Table {
                 stats: old
                     .map(|r| Arc::clone(&r.stats))
                     .unwrap_or_else(|| stats.app(app.as_str())),
+                wakeable: snap.is_wakeable(app),
             })
         };
         for (app, entries) in &snap.apps {
@@ -269,6 +273,16 @@ impl Table {
     /// Every backend once per app that routes to it (for sweeping idle connections).
     pub(crate) fn backends(&self) -> impl Iterator<Item = &Arc<Backend>> {
         self.apps.values().flat_map(|r| r.backends.iter())
+    }
+
+    /// The route of `app` by its id (the one its domains share).
+    pub(crate) fn app(&self, app: &AppId) -> Option<&Arc<AppRoute>> {
+        self.apps.get(app.as_str())
+    }
+
+    /// Whether `app` has at least one address (a held request for it can go).
+    pub(crate) fn has_address(&self, app: &AppId) -> bool {
+        self.app(app).is_some_and(|r| !r.is_empty())
     }
 
     /// Number of apps routed.
@@ -332,6 +346,8 @@ mod tests {
             ports.iter().map(|p| entry(*p)).collect(),
         );
         s.apps.insert("empty".parse().expect("app"), vec![]);
+        s.apps.insert("sleepy".parse().expect("app"), vec![]);
+        s.wake.insert("sleepy".parse().expect("app"));
         s.domains.insert(
             "www.example.com".parse().expect("domain"),
             "shop".parse().expect("app"),
@@ -377,6 +393,14 @@ mod tests {
         }
         assert!(matches!(t.lookup("empty.caas.localhost"), Route::App(r) if r.is_empty()));
         assert!(matches!(t.lookup("gone.example.com"), Route::App(r) if r.is_empty()));
+        assert!(
+            matches!(t.lookup("sleepy.caas.localhost"), Route::App(r) if r.is_empty() && r.wakeable)
+        );
+        assert!(matches!(t.lookup("empty.caas.localhost"), Route::App(r) if !r.wakeable));
+        assert!(matches!(t.lookup("shop.caas.localhost"), Route::App(r) if !r.wakeable));
+        assert!(t.has_address(&"shop".parse().expect("app")));
+        assert!(!t.has_address(&"sleepy".parse().expect("app")));
+        assert!(!t.has_address(&"nope".parse().expect("app")));
         for host in [
             "nope.caas.localhost",
             "a.shop.caas.localhost",

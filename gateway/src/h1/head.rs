@@ -432,6 +432,17 @@ fn itoa_3(n: u16) -> [u8; 3] {
 /// A complete answer from the gateway itself, with a short plain-text body (the reason phrase
 /// is the status code's canonical one).
 pub(crate) fn write_own(status: StatusCode, body: &str, close: bool, out: &mut Vec<u8>) {
+    write_own_with(status, body, close, b"", out);
+}
+
+/// [`write_own`] with `extra` header lines (each ending in `\r\n`), e.g. `retry-after: 1\r\n`.
+pub(crate) fn write_own_with(
+    status: StatusCode,
+    body: &str,
+    close: bool,
+    extra: &[u8],
+    out: &mut Vec<u8>,
+) {
     out.extend_from_slice(b"HTTP/1.1 ");
     out.extend_from_slice(status.as_str().as_bytes());
     out.push(b' ');
@@ -439,6 +450,7 @@ pub(crate) fn write_own(status: StatusCode, body: &str, close: bool, out: &mut V
     out.extend_from_slice(b"\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: ");
     out.extend_from_slice(body.len().to_string().as_bytes());
     out.extend_from_slice(b"\r\nvia: 1.1 caas-gateway\r\n");
+    out.extend_from_slice(extra);
     if close {
         out.extend_from_slice(b"connection: close\r\n");
     }

@@ -23,10 +23,13 @@ pub(crate) mod head;
 pub(crate) mod upstream;
 
 use crate::answers;
+use crate::metrics::AppStats;
 use crate::proxy::Shared;
 use crate::retry::{Failure, Retry};
 use crate::table::{AppRoute, Backend, Route, Tried, MAX_TRIES};
+use crate::wake::Held;
 use bytes::{Buf, BytesMut};
+use caas_types::AppId;
 use chunked::Chunked;
 use client::ClientIo;
 pub(crate) use client::Timeouts;
@@ -68,7 +71,18 @@ enum Step {
     Handover,
     /// The gateway answers itself.
     Own(Own),
+    /// The app sleeps: hold the request until it has an address, then read the head again.
+    Hold(Hold),
     Forward(Forward),
+}
+
+struct Hold {
+    app: AppId,
+    stats: Arc<AppStats>,
+    /// Close after answering ourselves (the client asked, or a body we will not read).
+    close: bool,
+    /// Head bytes to drop if we answer ourselves and the connection goes on.
+    len: usize,
 }
 
 struct Own {
@@ -179,6 +193,41 @@ pub(crate) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                 let (stream, buf) = c.into_parts();
                 return Ended::Handover(stream, buf);
             }
+            Step::Hold(hold) => {
+                let started = Instant::now();
+                let held = shared
+                    .wake
+                    .hold(&hold.app, || shared.table.load().has_address(&hold.app))
+                    .await;
+                let (status, body, extra): (_, _, &[u8]) = match held {
+                    // The head is still in the buffer: read it again, routed this time.
+                    Held::Ready => continue,
+                    Held::TimedOut => (
+                        StatusCode::GATEWAY_TIMEOUT,
+                        answers::ACTIVATION_TIMED_OUT,
+                        b"",
+                    ),
+                    Held::QueueFull => (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        answers::HOLD_QUEUE_FULL,
+                        b"retry-after: 1\r\n",
+                    ),
+                    Held::ShuttingDown => {
+                        (StatusCode::SERVICE_UNAVAILABLE, answers::SHUTTING_DOWN, b"")
+                    }
+                };
+                hold.stats.response(status.as_u16(), started.elapsed());
+                let close = hold.close || token.is_cancelled();
+                resp.clear();
+                head::write_own_with(status, body, close, extra, &mut resp);
+                let wrote = c.send(&resp).await.is_ok();
+                if close || !wrote {
+                    c.linger().await;
+                    return Ended::Closed;
+                }
+                c.buf.advance(hold.len);
+                continue;
+            }
             Step::Own(own) => {
                 resp.clear();
                 head::write_own(own.status, &own.body, own.close, &mut resp);
@@ -256,6 +305,14 @@ fn prepare(
             return own(StatusCode::NOT_FOUND, Cow::Borrowed(answers::UNKNOWN_HOST));
         }
     };
+    if route.is_empty() && route.wakeable {
+        return Step::Hold(Hold {
+            app: route.app.clone(),
+            stats: Arc::clone(&route.stats),
+            close: req.close || req.framing != Framing::Empty,
+            len: req.len,
+        });
+    }
     if route.is_empty() {
         shared.stats.global.no_backend.fetch_add(1, Relaxed);
         route.stats.response(503, Duration::ZERO);
@@ -317,6 +374,7 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
 ) -> bool {
     let start = Instant::now();
     let stats = &fwd.route.stats;
+    let _in_flight = stats.enter();
     // 2. Tries: round-robin, the next backend after a failure when that is safe.
     let max_tries = shared.max_tries.clamp(1, MAX_TRIES);
     let mut tried = Tried::default();
