@@ -145,7 +145,7 @@ pub struct Config {
     pub admin_api: Option<String>,
 
     /// The gateway's bearer token for the admin API (role `gateway`: it can only report
-    /// demand).
+    /// demand). Empty is the same as unset.
     #[arg(long, env = "CAAS_GATEWAY_TOKEN", hide_env_values = true)]
     pub gateway_token: Option<GatewayToken>,
 
@@ -175,10 +175,12 @@ impl std::fmt::Debug for GatewayToken {
 impl std::str::FromStr for GatewayToken {
     type Err = String;
 
+    /// Visible ASCII; an empty value (a variable set to nothing, as compose does) is kept and
+    /// means no token.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let s = s.trim();
-        if s.is_empty() || s.bytes().any(|b| !b.is_ascii_graphic()) {
-            return Err("expected a non-empty token of visible ASCII characters".into());
+        if s.bytes().any(|b| !b.is_ascii_graphic()) {
+            return Err("expected a token of visible ASCII characters".into());
         }
         Ok(GatewayToken(s.to_owned()))
     }
@@ -248,7 +250,7 @@ impl Config {
             .as_deref()
             .map(str::trim)
             .filter(|a| !a.is_empty())?;
-        let token = self.gateway_token.clone()?;
+        let token = self.gateway_token.clone().filter(|t| !t.0.is_empty())?;
         Some(DemandTarget {
             url: format!("{}/v1/gateway/demand", api.trim_end_matches('/')),
             token,
@@ -323,6 +325,9 @@ mod tests {
         assert_eq!(c.demand_target().unwrap().gateway, "gw1");
         c.admin_api = Some(" ".into());
         assert!(c.demand_target().is_none(), "blank api");
+        c.admin_api = Some("http://127.0.0.1:7070".into());
+        c.gateway_token = Some("".parse().unwrap());
+        assert!(c.demand_target().is_none(), "empty token");
     }
 
     #[test]
@@ -333,7 +338,7 @@ mod tests {
         let mut c = Config::new();
         c.gateway_token = Some(t);
         assert!(!format!("{c:?}").contains("s3cret"));
-        for bad in ["", " ", "a b", "é"] {
+        for bad in ["a b", "é", "a\tb"] {
             assert!(bad.parse::<GatewayToken>().is_err(), "{bad:?}");
         }
     }
