@@ -95,8 +95,9 @@ pub(crate) async fn handle(
             }
         }
     };
-    let route = if route.is_empty() && route.wakeable {
-        match hold(&shared, &route).await {
+    // The one branch an app with addresses passes: no address is 503, or a wait for one.
+    let route = if route.is_empty() {
+        match no_address(&shared, &route).await {
             Ok(ready) => ready,
             Err(answer) => {
                 route
@@ -115,11 +116,22 @@ pub(crate) async fn handle(
     Ok(resp)
 }
 
-/// Holds a request for a sleeping app: its route once it has an address, or the answer.
-async fn hold(
+/// A request for an app with no address: 503, or for an app that may sleep, held until it has
+/// one (then its route) or answered (504, or 503 when the queue is full or at shutdown).
+async fn no_address(
     shared: &Shared,
     route: &Arc<AppRoute>,
 ) -> Result<Arc<AppRoute>, Response<ProxyBody>> {
+    let no_instance = || {
+        shared.stats.global.no_backend.fetch_add(1, Relaxed);
+        plain(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ProxyBody::owned(answers::no_instance(&route.app)),
+        )
+    };
+    if !route.wakeable {
+        return Err(no_instance());
+    }
     let held = shared
         .wake
         .hold(&route.app, || shared.table.load().has_address(&route.app))
@@ -127,11 +139,12 @@ async fn hold(
     let (status, text) = match held {
         Held::Ready => {
             // The app's route in the table that has its address (if it went again at once,
-            // `forward` answers 503 as for any app with none).
+            // 503 as for any app with none).
             let table = shared.table.load();
-            return Ok(table
-                .app(&route.app)
-                .map_or_else(|| Arc::clone(route), Arc::clone));
+            return match table.app(&route.app) {
+                Some(r) if !r.is_empty() => Ok(Arc::clone(r)),
+                _ => Err(no_instance()),
+            };
         }
         Held::TimedOut => (StatusCode::GATEWAY_TIMEOUT, answers::ACTIVATION_TIMED_OUT),
         Held::QueueFull => (StatusCode::SERVICE_UNAVAILABLE, answers::HOLD_QUEUE_FULL),
@@ -153,13 +166,7 @@ async fn forward(
     client: &Client,
     https: bool,
 ) -> Response<ProxyBody> {
-    if route.is_empty() {
-        shared.stats.global.no_backend.fetch_add(1, Relaxed);
-        return plain(
-            StatusCode::SERVICE_UNAVAILABLE,
-            ProxyBody::owned(answers::no_instance(&route.app)),
-        );
-    }
+    // `handle` sends only routes with an address here.
     let _in_flight = route.stats.enter();
     if req.version() == Version::HTTP_2 && headers_too_big(shared, req.headers()) {
         return plain(

@@ -305,15 +305,15 @@ fn prepare(
             return own(StatusCode::NOT_FOUND, Cow::Borrowed(answers::UNKNOWN_HOST));
         }
     };
-    if route.is_empty() && route.wakeable {
-        return Step::Hold(Hold {
-            app: route.app.clone(),
-            stats: Arc::clone(&route.stats),
-            close: req.close || req.framing != Framing::Empty,
-            len: req.len,
-        });
-    }
     if route.is_empty() {
+        if route.wakeable {
+            return Step::Hold(Hold {
+                app: route.app.clone(),
+                stats: Arc::clone(&route.stats),
+                close: req.close || req.framing != Framing::Empty,
+                len: req.len,
+            });
+        }
         shared.stats.global.no_backend.fetch_add(1, Relaxed);
         route.stats.response(503, Duration::ZERO);
         let body = answers::no_instance(&route.app);
