@@ -209,6 +209,7 @@ fn deployment_request(a: &DeployArgs) -> CreateDeployment {
         },
         stop_timeout_s: a.stop_timeout,
         recycle_after_s: a.recycle_after,
+        autoscale: None,
     }
 }
 
