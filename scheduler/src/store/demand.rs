@@ -2,15 +2,15 @@
 //! requests, with the database's time of the report), and the sum over the gateways that
 //! reported lately. Rows of apps that do not exist are never written; an app's rows go with it.
 
-use super::sql::{self, get, parse};
+use super::sql::{self, get, parse, text};
 use super::Store;
 use crate::error::Result;
 use caas_types::api::AppDemand;
 use caas_types::{AppId, GatewayName};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-/// Apps per statement when a report is stored (3 placeholders each).
+/// Apps per statement when a report is stored (4 placeholders each).
 const CHUNK: usize = 1000;
 
 /// One app's demand added up over the gateways whose reports are fresh.
@@ -33,32 +33,42 @@ impl Store {
     /// last counts.
     pub async fn record_demand(&self, gateway: &GatewayName, apps: &[AppDemand]) -> Result<()> {
         for chunk in apps.chunks(CHUNK) {
-            // INSERT ... SELECT joined with `apps`: an unknown app matches no row, in the same
-            // statement that writes the known ones.
-            let mut q = sqlx::QueryBuilder::<sqlx::MySql>::new(
-                "INSERT INTO gateway_demand (gateway, app_id, held, in_flight, reported_at) \
-                 SELECT ",
-            );
-            q.push_bind(gateway.as_str());
-            q.push(", a.id, r.held, r.in_flight, NOW(3) FROM (");
-            for (i, d) in chunk.iter().enumerate() {
-                if i > 0 {
-                    q.push(" UNION ALL ");
-                }
-                q.push("SELECT ");
-                q.push_bind(i64::try_from(i).unwrap_or(i64::MAX));
-                q.push(" AS n, ");
-                q.push_bind(d.app.as_str());
-                q.push(" AS app, ");
-                q.push_bind(i64::from(d.held));
-                q.push(" AS held, ");
-                q.push_bind(i64::from(d.in_flight));
-                q.push(" AS in_flight");
+            // Which of them exist (an app deleted right after this leaves a row that counts
+            // for nothing once stale, and is pruned).
+            let mut q = sqlx::QueryBuilder::<sqlx::MySql>::new("SELECT id FROM apps WHERE id IN (");
+            let mut names = q.separated(", ");
+            for d in chunk {
+                names.push_bind(d.app.as_str());
             }
-            // In report order, so a later entry for the same app is the one that stays.
+            q.push(")");
+            let known: HashSet<String> = q
+                .build()
+                .fetch_all(&self.pool)
+                .await
+                .map_err(|e| sql::db_error("reading a demand report's apps", e))?
+                .iter()
+                .map(|row| text(row, "id"))
+                .collect::<Result<_>>()?;
+            // The last entry of an app wins, written once.
+            let mut last: HashMap<&str, &AppDemand> = HashMap::new();
+            for d in chunk.iter().filter(|d| known.contains(d.app.as_str())) {
+                last.insert(d.app.as_str(), d);
+            }
+            if last.is_empty() {
+                continue;
+            }
+            let mut q = sqlx::QueryBuilder::<sqlx::MySql>::new(
+                "INSERT INTO gateway_demand (gateway, app_id, held, in_flight, reported_at) ",
+            );
+            q.push_values(last.values(), |mut row, d| {
+                row.push_bind(gateway.as_str())
+                    .push_bind(d.app.as_str())
+                    .push_bind(i64::from(d.held))
+                    .push_bind(i64::from(d.in_flight))
+                    .push("NOW(3)");
+            });
             q.push(
-                ") r JOIN apps a ON a.id = r.app ORDER BY r.n \
-                 ON DUPLICATE KEY UPDATE held = VALUES(held), in_flight = VALUES(in_flight), \
+                " ON DUPLICATE KEY UPDATE held = VALUES(held), in_flight = VALUES(in_flight), \
                  reported_at = VALUES(reported_at)",
             );
             q.build()
