@@ -56,6 +56,12 @@ pub struct Config {
     #[arg(long, env = "CAAS_REGISTRY_HOOK_TOKEN", hide_env_values = true)]
     pub registry_hook_token: Option<String>,
 
+    /// Bearer token the gateways send with their demand reports to `POST /v1/gateway/demand`,
+    /// the only endpoint it opens (no operator or tenant token opens that one); unset or empty,
+    /// that endpoint answers 404.
+    #[arg(long, env = "CAAS_GATEWAY_TOKEN", hide_env_values = true)]
+    pub gateway_token: Option<String>,
+
     /// Releases kept per app; older ones are pruned (never an active one, never the newest).
     #[arg(long, env = "CAAS_RELEASES_KEEP", default_value_t = 100,
           value_parser = clap::value_parser!(u32).range(1..=1_000_000))]

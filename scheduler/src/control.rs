@@ -6,6 +6,7 @@ use crate::app_config::crypto::SecretsKey;
 use crate::app_config::AppConfigs;
 use crate::apps::Apps;
 use crate::autodeploy::AutoDeployer;
+use crate::autoscale::DemandReports;
 use crate::blacklist::Blacklist;
 use crate::config::Config;
 use crate::deployments::Deployments;
@@ -69,6 +70,8 @@ pub struct ControlPlane {
     pub jobs: Arc<Jobs>,
     /// Cron schedules of jobs (the leader ticks them).
     pub schedules: Arc<Schedules>,
+    /// The gateways' demand reports (the autoscaler's input).
+    pub demand: DemandReports,
     leader: Arc<AtomicBool>,
     /// True once the scheduler shuts down: answers that stream until the client leaves (log
     /// follows) end, so a graceful shutdown does not wait on them.
@@ -139,6 +142,7 @@ impl ControlPlane {
             events.clone(),
         );
         let schedules = Arc::new(Schedules::new(store.clone(), jobs.clone()));
+        let demand = DemandReports::new(store.clone());
         Arc::new(ControlPlane {
             blacklist: Blacklist::new(routes.clone()),
             config,
@@ -159,6 +163,7 @@ impl ControlPlane {
             webhooks,
             jobs,
             schedules,
+            demand,
             leader: Arc::new(AtomicBool::new(false)),
             closing: tokio::sync::watch::Sender::new(false),
             logs_live: tokio::sync::broadcast::Sender::new(crate::logs::LIVE_BATCHES),

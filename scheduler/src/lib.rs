@@ -1,6 +1,7 @@
 //! The caas scheduler as a library. [`ControlPlane`] wires the parts, each holding only what it
 //! needs: `Lifecycle` (one instance's life), `Deployments`, `Apps`, `Blacklist`, `Healer`,
-//! `Reconciler`, `AutoDeployer`, `Releases`, `AppConfigs`, the log collector, `Events` and `Webhooks`, over the store (MySQL), placement with optimistic locking and
+//! `Reconciler`, `AutoDeployer`, `Releases`, `AppConfigs`, the log collector, `Events`, `Webhooks` and
+//! the gateways' `DemandReports`, over the store (MySQL), placement with optimistic locking and
 //! three seams (`engine`, `routes`, `health_targets`); `LeaderDuties` runs what only the leader
 //! does; `api` is the admin API. `main.rs` only parses configuration and calls [`run`], so
 //! tests drive the same code without a process. docs/ARCHITECTURE.md is the map.
@@ -10,6 +11,7 @@ pub mod app_config;
 pub mod app_lock;
 pub mod apps;
 pub mod autodeploy;
+pub mod autoscale;
 pub mod blacklist;
 pub mod config;
 pub mod control;

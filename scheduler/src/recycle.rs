@@ -141,9 +141,11 @@ mod tests {
                 instances,
                 stop_timeout_s: None,
                 recycle_after_s,
+                autoscale: None,
             },
             state: DeploymentState::Running,
             updated_ms: 0,
+            desired: None,
         }
     }
 

@@ -69,6 +69,7 @@ async fn deployment(
             instances: 1,
             stop_timeout_s: None,
             recycle_after_s: None,
+            autoscale: None,
         })
         .await
         .expect("create deployment")
@@ -241,6 +242,7 @@ async fn store_crud_maps_conflicts_and_not_found() {
                 instances: 1,
                 stop_timeout_s: None,
                 recycle_after_s: None,
+                autoscale: None,
             })
             .await,
         Err(Error::Conflict(_))

@@ -306,9 +306,10 @@ pub struct DeployArgs {
     pub app: AppId,
     /// Version (the image tag).
     pub version: Version,
-    /// Number of instances.
-    #[arg(long, short = 'n', default_value_t = 1)]
-    pub instances: u32,
+    /// Number of instances (default 1; with --autoscale, the starting count, clamped to
+    /// [min, max], default min).
+    #[arg(long, short = 'n')]
+    pub instances: Option<u32>,
     /// Memory limit per instance (256m, 1g, ...; whole MiB).
     #[arg(long, short = 'm', default_value = "128m", value_parser = parse_memory)]
     pub memory: Memory,
@@ -354,6 +355,15 @@ pub struct DeployArgs {
     /// 30 days).
     #[arg(long, value_name = "SECS")]
     pub recycle_after: Option<u64>,
+    /// Let the platform set the count from the demand: MIN:MAX[:TARGET], TARGET the in-flight
+    /// requests per instance it aims for (default 10). MIN 0 lets the app sleep.
+    #[arg(long, value_name = "MIN:MAX[:TARGET]", value_parser = parse_autoscale,
+          conflicts_with_all = ["worker", "global"])]
+    pub autoscale: Option<AutoscaleArg>,
+    /// With --autoscale: seconds of lower demand before instances are removed (0 to 86400;
+    /// default 60).
+    #[arg(long, value_name = "SECS", requires = "autoscale")]
+    pub scale_down_delay: Option<u32>,
     /// Don't show progress; print only the result.
     #[arg(long, short = 'q')]
     pub quiet: bool,
@@ -696,6 +706,38 @@ pub enum TenantsCmd {
     },
 }
 
+/// `--autoscale MIN:MAX[:TARGET]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AutoscaleArg {
+    /// Fewest instances.
+    pub min: u32,
+    /// Most instances.
+    pub max: u32,
+    /// In-flight requests per instance (absent: the platform's default).
+    pub target: Option<u32>,
+}
+
+fn parse_autoscale(s: &str) -> Result<AutoscaleArg, String> {
+    let parts: Vec<&str> = s.split(':').collect();
+    let number = |what: &str, v: &str| {
+        v.parse::<u32>()
+            .map_err(|_| format!("{what} must be a whole number, got {v:?}"))
+    };
+    let (min, max, target) = match parts.as_slice() {
+        [min, max] => (number("MIN", min)?, number("MAX", max)?, None),
+        [min, max, target] => (
+            number("MIN", min)?,
+            number("MAX", max)?,
+            Some(number("TARGET", target)?),
+        ),
+        _ => return Err(format!("expected MIN:MAX or MIN:MAX:TARGET, got {s:?}")),
+    };
+    if min > max {
+        return Err(format!("MIN ({min}) is more than MAX ({max})"));
+    }
+    Ok(AutoscaleArg { min, max, target })
+}
+
 fn parse_kv(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
         Some((k, v)) if !k.is_empty() => Ok((k.to_owned(), v.to_owned())),
@@ -752,6 +794,67 @@ fn parse_id(s: &str) -> Result<String, String> {
 mod tests {
     use super::*;
     use clap::CommandFactory;
+
+    #[test]
+    fn deploy_takes_autoscale_bounds_and_a_delay() {
+        let cli = Cli::try_parse_from([
+            "caas",
+            "deploy",
+            "hello",
+            "v1",
+            "--autoscale",
+            "0:10:5",
+            "--scale-down-delay",
+            "30",
+        ])
+        .expect("valid command line");
+        let Command::Deploy(args) = cli.command else {
+            panic!("not deploy: {:?}", cli.command)
+        };
+        assert_eq!(
+            args.autoscale,
+            Some(AutoscaleArg {
+                min: 0,
+                max: 10,
+                target: Some(5)
+            })
+        );
+        assert_eq!((args.scale_down_delay, args.instances), (Some(30), None));
+        assert_eq!(
+            parse_autoscale("2:5"),
+            Ok(AutoscaleArg {
+                min: 2,
+                max: 5,
+                target: None
+            })
+        );
+        for bad in ["", "5", "5:2", "a:2", "1:2:3:4", "-1:2", "1:2:x"] {
+            assert!(parse_autoscale(bad).is_err(), "{bad:?}");
+        }
+        for bad in [
+            vec!["caas", "deploy", "hello", "v1", "--scale-down-delay", "30"],
+            vec![
+                "caas",
+                "deploy",
+                "hello",
+                "v1",
+                "--autoscale",
+                "0:2",
+                "--worker",
+            ],
+            vec![
+                "caas",
+                "deploy",
+                "hello",
+                "v1",
+                "--autoscale",
+                "0:2",
+                "--global",
+            ],
+        ] {
+            assert!(Cli::try_parse_from(&bad).is_err(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn logs_takes_follow_tail_and_since() {
@@ -865,7 +968,7 @@ mod tests {
         let Command::Deploy(d) = cli.command else {
             panic!("not a deploy")
         };
-        assert_eq!(d.instances, 3);
+        assert_eq!(d.instances, Some(3));
         assert_eq!(d.memory.mib(), 256);
         assert_eq!(d.cpus.millis(), 500);
         assert_eq!(d.env, vec![("A".into(), "b=c".into())]);

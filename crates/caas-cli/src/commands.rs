@@ -12,7 +12,7 @@ use crate::output::{out, outln};
 use crate::table::Table;
 use anyhow::{bail, Context, Result};
 use caas_types::api::{
-    AddDomain, App, Blacklist, BlacklistRule, CreateApp, CreateDeployment, CreateHost,
+    AddDomain, App, Autoscale, Blacklist, BlacklistRule, CreateApp, CreateDeployment, CreateHost,
     CreateTenant, DeployEvent, Deployment, HealthSpec, Host, HostState, Instance, OnFailure,
     Placement, Rank, Release, Rollback, Scale, Tag, Tenant, UpdateApp, UpdateHost,
 };
@@ -181,9 +181,22 @@ async fn apps(client: &Client, out: Output, cmd: AppsCmd) -> Result<()> {
 }
 
 fn deployment_request(a: &DeployArgs) -> CreateDeployment {
+    let autoscale = a.autoscale.map(|s| Autoscale {
+        min: s.min,
+        max: s.max,
+        target_concurrency: s
+            .target
+            .unwrap_or(caas_types::api::DEFAULT_TARGET_CONCURRENCY),
+        scale_down_delay_s: a
+            .scale_down_delay
+            .map_or(caas_types::api::DEFAULT_SCALE_DOWN_DELAY_S, i64::from),
+    });
     CreateDeployment {
         version: a.version.clone(),
-        instances: a.instances,
+        // With autoscale, no count is 0: the scheduler starts at `min`.
+        instances: a
+            .instances
+            .unwrap_or(if autoscale.is_some() { 0 } else { 1 }),
         memory_mb: a.memory.mib(),
         cpus: a.cpus.cores(),
         port: (!a.worker).then_some(a.port),
@@ -209,6 +222,7 @@ fn deployment_request(a: &DeployArgs) -> CreateDeployment {
         },
         stop_timeout_s: a.stop_timeout,
         recycle_after_s: a.recycle_after,
+        autoscale,
     }
 }
 
@@ -221,10 +235,14 @@ async fn deploy(client: &Client, out: Output, args: DeployArgs) -> Result<()> {
         return print_json(&deployment);
     }
     outln!(
-        "deployed {} {} ({} instance(s))",
+        "deployed {} {} ({} instance(s){})",
         deployment.app,
         deployment.version,
-        deployment.instance_list.len()
+        deployment.instance_list.len(),
+        deployment
+            .autoscale
+            .map(|a| format!(", autoscaling {}", autoscale_text(&a)))
+            .unwrap_or_default()
     );
     out!("{}", instance_table(&deployment.instance_list).render());
     Ok(())
@@ -460,6 +478,33 @@ fn tag_table(tags: &[Tag]) -> Table {
     t
 }
 
+/// An autoscale policy in a few words: `0-10, target 10, down after 60s`.
+fn autoscale_text(a: &Autoscale) -> String {
+    format!(
+        "{}-{}, target {}, down after {}s",
+        a.min, a.max, a.target_concurrency, a.scale_down_delay_s
+    )
+}
+
+/// The autoscaled deployments among `deployments`: their counts and bounds (`None`: none
+/// autoscales).
+fn autoscale_table(deployments: &[Deployment]) -> Option<Table> {
+    let mut t = Table::new(&["APP", "VERSION", "INSTANCES", "DESIRED", "AUTOSCALE"]);
+    let mut any = false;
+    for d in deployments {
+        let Some(a) = &d.autoscale else { continue };
+        any = true;
+        t.row(vec![
+            d.app.to_string(),
+            d.version.to_string(),
+            d.instance_list.len().to_string(),
+            d.desired.map_or_else(|| "-".to_owned(), |n| n.to_string()),
+            autoscale_text(a),
+        ]);
+    }
+    any.then_some(t)
+}
+
 async fn ps(client: &Client, out: Output, app: Option<AppId>) -> Result<()> {
     let apps = match app {
         Some(a) => vec![a],
@@ -471,14 +516,23 @@ async fn ps(client: &Client, out: Output, app: Option<AppId>) -> Result<()> {
             .collect(),
     };
     let mut all = Vec::new();
+    let mut deployments = Vec::new();
     for a in apps {
         let list: Vec<Instance> = client.get(&format!("/v1/apps/{a}/instances")).await?;
         all.extend(list);
+        if out == Output::Table {
+            let list: Vec<Deployment> = client.get(&format!("/v1/apps/{a}/deployments")).await?;
+            deployments.extend(list);
+        }
     }
     match out {
         Output::Json => print_json(&all),
         Output::Table => {
             out!("{}", instance_table(&all).render());
+            // An app asleep has no instance: its bounds and desired count say why.
+            if let Some(t) = autoscale_table(&deployments) {
+                out!("\n{}", t.render());
+            }
             Ok(())
         }
     }
@@ -688,6 +742,60 @@ async fn tenants(client: &Client, out: Output, cmd: TenantsCmd) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn autoscale_flags_make_the_request_and_ps_shows_bounds_and_desired() {
+        use clap::Parser;
+        let cli = Cli::try_parse_from([
+            "caas",
+            "deploy",
+            "hello",
+            "v1",
+            "--autoscale",
+            "0:10",
+            "--scale-down-delay",
+            "30",
+        ])
+        .expect("valid command line");
+        let Command::Deploy(args) = cli.command else {
+            panic!("not a deploy")
+        };
+        let req = deployment_request(&args);
+        assert_eq!(req.instances, 0, "absent: the scheduler starts at min");
+        assert_eq!(
+            req.autoscale,
+            Some(Autoscale {
+                min: 0,
+                max: 10,
+                target_concurrency: 10,
+                scale_down_delay_s: 30
+            })
+        );
+        let cli = Cli::try_parse_from(["caas", "deploy", "hello", "v1"]).expect("valid");
+        let Command::Deploy(args) = cli.command else {
+            panic!("not a deploy")
+        };
+        let req = deployment_request(&args);
+        assert_eq!((req.instances, req.autoscale), (1, None));
+
+        let d: Deployment = serde_json::from_value(serde_json::json!({
+            "app": "hello", "version": "v1", "image": "r/hello@sha256:00", "instances": 0,
+            "memory_mb": 64, "cpus": 0.1, "port": 8080, "instance_list": [], "desired": 0,
+            "autoscale": {"min": 0, "max": 10, "target_concurrency": 10, "scale_down_delay_s": 60}
+        }))
+        .expect("a deployment");
+        let shown = autoscale_table(std::slice::from_ref(&d))
+            .expect("an autoscaled deployment")
+            .render();
+        assert!(shown.contains("DESIRED"), "{shown}");
+        assert!(shown.contains("0-10, target 10, down after 60s"), "{shown}");
+        let plain = Deployment {
+            autoscale: None,
+            desired: None,
+            ..d
+        };
+        assert!(autoscale_table(&[plain]).is_none());
+    }
 
     #[test]
     fn release_table_marks_the_active_release() {

@@ -10,9 +10,11 @@
 //! scheduler at its API edge.
 
 mod convert;
+mod gateway;
 mod jobs;
 mod logs;
 
+pub use gateway::{AppDemand, DemandReport, MAX_DEMAND_APPS};
 pub use jobs::{
     Concurrency, CreateJob, CreateSchedule, CreateWorkflow, Job, JobState, Schedule, Workflow,
     WorkflowStep, WorkflowStepRequest, DEFAULT_JOB_CPUS, DEFAULT_JOB_MEMORY_MB,
@@ -205,13 +207,17 @@ impl Default for HealthSpec {
 }
 
 /// `POST /v1/apps/{app}/deployments`
+///
+/// Deserialized through [`CreateDeploymentWire`], which tells an absent `instances` apart: 1
+/// without `autoscale`, 0 with it (the starting count is then clamped to `[min, max]`, so an
+/// absent count starts at `min`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
+#[serde(from = "CreateDeploymentWire")]
 pub struct CreateDeployment {
     /// The image tag to deploy.
     pub version: Version,
-    /// How many instances (ignored when `placement.global`).
-    #[serde(default = "one")]
+    /// How many instances (ignored when `placement.global`); with `autoscale`, the starting
+    /// count, clamped to `[min, max]`.
     pub instances: u32,
     /// Memory limit per instance, MiB.
     pub memory_mb: u64,
@@ -243,10 +249,103 @@ pub struct CreateDeployment {
     /// `--min-recycle-after-s`, 60 by default; at most 30 days; absent: never).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recycle_after_s: Option<u64>,
+    /// Let the platform set the instance count within bounds, from the gateways' demand
+    /// (absent: the count is set by hand only). Not for a worker.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autoscale: Option<Autoscale>,
 }
 
-fn one() -> u32 {
-    1
+/// The body of a deployment request as it comes in; see [`CreateDeployment`] for the fields.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateDeploymentWire {
+    version: Version,
+    #[serde(default)]
+    instances: Option<u32>,
+    memory_mb: u64,
+    cpus: f64,
+    #[serde(default = "default_port")]
+    port: Option<u16>,
+    #[serde(default)]
+    command: Option<Vec<String>>,
+    #[serde(default)]
+    env: BTreeMap<String, String>,
+    #[serde(default)]
+    placement: Placement,
+    #[serde(default)]
+    health: HealthSpec,
+    #[serde(default)]
+    stop_timeout_s: Option<u32>,
+    #[serde(default)]
+    recycle_after_s: Option<u64>,
+    #[serde(default)]
+    autoscale: Option<Autoscale>,
+}
+
+impl From<CreateDeploymentWire> for CreateDeployment {
+    fn from(w: CreateDeploymentWire) -> Self {
+        let CreateDeploymentWire {
+            version,
+            instances,
+            memory_mb,
+            cpus,
+            port,
+            command,
+            env,
+            placement,
+            health,
+            stop_timeout_s,
+            recycle_after_s,
+            autoscale,
+        } = w;
+        // Absent with autoscale: 0, which the clamp to [min, max] turns into `min`.
+        let absent = if autoscale.is_some() { 0 } else { 1 };
+        CreateDeployment {
+            version,
+            instances: instances.unwrap_or(absent),
+            memory_mb,
+            cpus,
+            port,
+            command,
+            env,
+            placement,
+            health,
+            stop_timeout_s,
+            recycle_after_s,
+            autoscale,
+        }
+    }
+}
+
+/// A deployment's autoscaling bounds and targets (`"autoscale"` on a deployment request). The
+/// ranges are the scheduler's to check (its validation names the field and the bounds).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Autoscale {
+    /// Fewest instances; 0 lets the app sleep when nothing asks for it.
+    pub min: u32,
+    /// Most instances (at most 1000).
+    pub max: u32,
+    /// In-flight requests per instance above which the platform adds instances.
+    #[serde(default = "default_target_concurrency")]
+    pub target_concurrency: u32,
+    /// How long demand must stay lower before instances are removed, seconds (0..=86400).
+    /// Signed on the wire so a negative value is refused by name rather than by serde.
+    #[serde(default = "default_scale_down_delay_s")]
+    pub scale_down_delay_s: i64,
+}
+
+/// `autoscale.target_concurrency` when absent.
+pub const DEFAULT_TARGET_CONCURRENCY: u32 = 10;
+/// `autoscale.scale_down_delay_s` when absent.
+pub const DEFAULT_SCALE_DOWN_DELAY_S: i64 = 60;
+
+fn default_target_concurrency() -> u32 {
+    DEFAULT_TARGET_CONCURRENCY
+}
+
+fn default_scale_down_delay_s() -> i64 {
+    DEFAULT_SCALE_DOWN_DELAY_S
 }
 
 /// The container port of a deployment request without `port`.
@@ -323,6 +422,12 @@ pub struct Deployment {
     /// Age after which its instances are replaced, seconds (absent: never).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recycle_after_s: Option<u64>,
+    /// Its autoscaling bounds, if the platform sets its count.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autoscale: Option<Autoscale>,
+    /// The instance count the autoscaler wants (only with `autoscale`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub desired: Option<u32>,
     /// Its instances.
     #[serde(default)]
     pub instance_list: Vec<Instance>,
@@ -635,6 +740,54 @@ mod tests {
         assert_eq!(d.command, None);
         assert_eq!(d.health.path, "/_ping");
         assert_eq!(d.placement.rank, Rank::Memory);
+    }
+
+    #[test]
+    fn autoscale_takes_its_defaults_and_an_absent_count_starts_at_min() {
+        let d: CreateDeployment = serde_json::from_str(
+            r#"{"version":"v1","memory_mb":128,"cpus":0.5,"autoscale":{"min":2,"max":5}}"#,
+        )
+        .expect("valid");
+        assert_eq!(
+            d.autoscale,
+            Some(Autoscale {
+                min: 2,
+                max: 5,
+                target_concurrency: 10,
+                scale_down_delay_s: 60
+            })
+        );
+        assert_eq!(
+            d.instances, 0,
+            "absent with autoscale: clamped up to min later"
+        );
+        let plain: CreateDeployment =
+            serde_json::from_str(r#"{"version":"v1","memory_mb":128,"cpus":0.5}"#).expect("valid");
+        assert_eq!((plain.instances, plain.autoscale), (1, None));
+        let json = serde_json::to_value(&plain).expect("serializable");
+        assert!(json.get("autoscale").is_none());
+        // The request round-trips (a release stores it), autoscale and count included.
+        let full: CreateDeployment = serde_json::from_str(
+            r#"{"version":"v1","instances":9,"memory_mb":128,"cpus":0.5,
+                "autoscale":{"min":0,"max":3,"target_concurrency":4,"scale_down_delay_s":-1}}"#,
+        )
+        .expect("a negative delay parses; the scheduler refuses it by name");
+        let back: CreateDeployment =
+            serde_json::from_value(serde_json::to_value(&full).expect("serializable"))
+                .expect("round trip");
+        assert_eq!(back, full);
+        for bad in [
+            r#"{"version":"v1","memory_mb":128,"cpus":0.5,"autoscale":{"max":5}}"#,
+            r#"{"version":"v1","memory_mb":128,"cpus":0.5,"autoscale":{"min":0}}"#,
+            r#"{"version":"v1","memory_mb":128,"cpus":0.5,"autoscale":{"min":0,"max":1,"x":1}}"#,
+            r#"{"version":"v1","memory_mb":128,"cpus":0.5,"autoscale":{"min":-1,"max":1}}"#,
+            r#"{"version":"v1","memory_mb":128,"cpus":0.5,"surprise":1}"#,
+        ] {
+            assert!(
+                serde_json::from_str::<CreateDeployment>(bad).is_err(),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

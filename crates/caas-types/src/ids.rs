@@ -110,6 +110,13 @@ validated_string!(
 );
 
 validated_string!(
+    /// The name a gateway reports its demand under: 1 to 63 of `[a-z0-9-]`. Each gateway's
+    /// report replaces its previous one, so gateways of one platform need distinct names.
+    GatewayName,
+    validate_gateway_name
+);
+
+validated_string!(
     /// An instance id: `{appId}-{suffix}` where suffix is lowercase alphanumerics; it names the
     /// container (`caas-{instanceId}`), so it must be a valid Docker container name.
     InstanceId,
@@ -152,6 +159,21 @@ fn validate_label(kind: &'static str, s: &str) -> Result<()> {
     }
     if s.starts_with('-') || s.ends_with('-') {
         return Err(Error::invalid(kind, "must not start or end with '-'"));
+    }
+    Ok(())
+}
+
+fn validate_gateway_name(s: &str) -> Result<()> {
+    const KIND: &str = "gateway name";
+    check_len(KIND, s, 63)?;
+    if let Some(c) = s
+        .chars()
+        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-'))
+    {
+        return Err(Error::invalid(
+            KIND,
+            format!("{}; use lowercase letters, digits and '-'", describe(c)),
+        ));
     }
     Ok(())
 }

@@ -22,9 +22,9 @@ pub mod api;
 pub mod zk;
 
 pub use error::{Error, Result};
-pub use ids::{AppId, ContainerId, Domain, HostName, InstanceId, TenantName, Version};
+pub use ids::{AppId, ContainerId, Domain, GatewayName, HostName, InstanceId, TenantName, Version};
 pub use net::{Endpoint, PortRange};
-pub use policy::{HealthPath, HealthPolicy, OnFailure, PlacementPolicy, Rank};
+pub use policy::{AutoscalePolicy, HealthPath, HealthPolicy, OnFailure, PlacementPolicy, Rank};
 pub use resources::{Cpus, Memory, Resources};
 pub use state::{HostState, InstanceState};
 pub use time::Timestamp;

@@ -134,9 +134,53 @@ impl Default for HealthPolicy {
     }
 }
 
+/// A deployment's autoscaling: the platform keeps its instance count within `[min, max]`,
+/// following the in-flight requests per instance against `target_concurrency`, and lowers it
+/// only after `scale_down_delay_s` of lower demand.
+///
+/// Stored as the `autoscale` JSON column, with the field names of the admin API's `Autoscale`.
+/// The scheduler's validation builds it from a request whose bounds it checked.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct AutoscalePolicy {
+    /// Fewest instances (0: the app may sleep).
+    pub min: u32,
+    /// Most instances.
+    pub max: u32,
+    /// In-flight requests per instance the platform aims for.
+    pub target_concurrency: u32,
+    /// Seconds of lower demand before the count goes down.
+    pub scale_down_delay_s: u32,
+}
+
+impl AutoscalePolicy {
+    /// `n` within `[min, max]`.
+    pub fn clamp(&self, n: u32) -> u32 {
+        n.clamp(self.min, self.max.max(self.min))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn autoscale_clamps_and_is_stored_with_the_api_field_names() {
+        let a = AutoscalePolicy {
+            min: 2,
+            max: 5,
+            target_concurrency: 10,
+            scale_down_delay_s: 60,
+        };
+        assert_eq!((a.clamp(0), a.clamp(3), a.clamp(9)), (2, 3, 5));
+        let stored = serde_json::to_string(&a).expect("serializable");
+        assert_eq!(
+            stored,
+            r#"{"min":2,"max":5,"target_concurrency":10,"scale_down_delay_s":60}"#
+        );
+        let wire = crate::api::Autoscale::from(a);
+        assert_eq!(serde_json::to_string(&wire).expect("serializable"), stored);
+    }
 
     #[test]
     fn health_paths_are_checked() {

@@ -290,6 +290,7 @@ async fn bench_in(args: &Args, hosts: u32, url: &str) -> Result<()> {
             instances: 1,
             stop_timeout_s: None,
             recycle_after_s: None,
+            autoscale: None,
         })
         .await?;
     let req = PlacementRequest::for_deployment(&d, 1);

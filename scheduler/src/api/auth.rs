@@ -1,5 +1,7 @@
 //! Bearer-token authentication: the operator token sees everything; a tenant's token sees only
-//! the apps that tenant created. Tokens are stored and compared as SHA-256 hashes.
+//! the apps that tenant created. Tokens are stored and compared as SHA-256 hashes. The
+//! registry's hook token and the gateways' token are no [`Principal`]: each opens its one
+//! endpoint only, and the gateway token is refused here by name (403) before any lookup.
 
 use super::error::ApiError;
 use super::AppState;
@@ -94,6 +96,13 @@ impl FromRequestParts<AppState> for Principal {
         let hash = bearer_hash(&parts.headers)?;
         if same_hash(&hash, &state.operator_token_hash) {
             return Ok(Principal::Operator);
+        }
+        if let Some(gateway) = state.gateway_token_hash.as_deref() {
+            if same_hash(&hash, gateway) {
+                return Err(ApiError::Forbidden(
+                    "the gateway token opens only POST /v1/gateway/demand".into(),
+                ));
+            }
         }
         match state.store.tenant_by_token_hash(&hash).await? {
             Some(t) => Ok(Principal::Tenant(t.name)),

@@ -8,6 +8,7 @@ mod config;
 mod deployments;
 pub mod error;
 mod events;
+mod gateway_demand;
 mod hosts;
 mod image_push_hook;
 mod jobs;
@@ -42,6 +43,8 @@ pub struct AppState {
     pub operator_token_hash: Arc<str>,
     /// SHA-256 (hex) of the registry's notification token; `None`: notifications are off.
     pub registry_hook_token_hash: Option<Arc<str>>,
+    /// SHA-256 (hex) of the gateways' token; `None`: demand reports are off.
+    pub gateway_token_hash: Option<Arc<str>>,
 }
 
 impl AppState {
@@ -49,20 +52,25 @@ impl AppState {
     pub fn new(control: Arc<ControlPlane>) -> AppState {
         let config = control.config.clone();
         let operator_token_hash = auth::token_hash(&config.token).into();
-        let registry_hook_token_hash = config
-            .registry_hook_token
-            .as_deref()
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .map(|t| auth::token_hash(t).into());
+        let registry_hook_token_hash = optional_token_hash(config.registry_hook_token.as_deref());
+        let gateway_token_hash = optional_token_hash(config.gateway_token.as_deref());
         AppState {
             store: control.store.clone(),
             config,
             control,
             operator_token_hash,
             registry_hook_token_hash,
+            gateway_token_hash,
         }
     }
+}
+
+/// The hash of a token that may be unset or empty (the feature it opens is then off).
+fn optional_token_hash(token: Option<&str>) -> Option<Arc<str>> {
+    token
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(|t| auth::token_hash(t).into())
 }
 
 /// The admin API's router.
@@ -109,6 +117,12 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/workflows/{id}/steps/{step}/logs", get(jobs::step_logs))
         .route("/v1/workflows/{id}/stdin", put(jobs::workflow_stdin))
         .route("/v1/registry/events", post(image_push_hook::events))
+        .route(
+            "/v1/gateway/demand",
+            post(gateway_demand::report).layer(axum::extract::DefaultBodyLimit::max(
+                max_body.max(gateway_demand::MAX_BODY_BYTES),
+            )),
+        )
         .route("/v1/apps/{app}/domains", post(apps::add_domain))
         .route(
             "/v1/apps/{app}/domains/{domain}",

@@ -104,6 +104,10 @@ impl HealthTargets for NoChecks {
 }
 
 fn state(hook_token: Option<&str>) -> AppState {
+    state_with(hook_token, None)
+}
+
+fn state_with(hook_token: Option<&str>, gateway_token: Option<&str>) -> AppState {
     let mut config = Config::try_parse_from([
         "caas-scheduler",
         "--database-url",
@@ -115,6 +119,7 @@ fn state(hook_token: Option<&str>) -> AppState {
     // The test's environment may hold a running platform's variables: pin what matters.
     config.token = OPERATOR.into();
     config.registry_hook_token = hook_token.map(str::to_owned);
+    config.gateway_token = gateway_token.map(str::to_owned);
     config.max_body_bytes = 1024;
     let pool = sqlx::mysql::MySqlPoolOptions::new()
         .acquire_timeout(Duration::from_secs(2))
@@ -312,6 +317,183 @@ async fn the_registry_hook_is_404_when_off_and_takes_only_its_own_token() {
         "the operator token does not open the hook"
     );
     assert_eq!(code.as_deref(), Some("unauthorized"));
+}
+
+const GATEWAY: &str = "gateway-token-for-router-tests";
+const HOOK: &str = "hook-token-for-router-tests";
+const DEMAND: &str = r#"{"gateway":"gw-1","apps":[{"app":"hello","held":3,"in_flight":7}]}"#;
+
+/// Every route of the router but `/healthz` and `/metrics` (open) and the two that take a token
+/// of their own, with a valid path and a body where one is needed.
+const AUTHENTICATED_ROUTES: &[(&str, &str)] = &[
+    ("GET", "/v1/apps"),
+    ("POST", "/v1/apps"),
+    ("GET", "/v1/apps/hello"),
+    ("PATCH", "/v1/apps/hello"),
+    ("DELETE", "/v1/apps/hello"),
+    ("GET", "/v1/apps/hello/tags"),
+    ("GET", "/v1/apps/hello/releases"),
+    ("POST", "/v1/apps/hello/rollback"),
+    ("GET", "/v1/apps/hello/config"),
+    ("PATCH", "/v1/apps/hello/config"),
+    ("POST", "/v1/apps/hello/restart"),
+    ("GET", "/v1/apps/hello/logs"),
+    ("GET", "/v1/apps/hello/jobs"),
+    ("POST", "/v1/apps/hello/jobs"),
+    ("GET", "/v1/apps/hello/jobs/j-1"),
+    ("DELETE", "/v1/apps/hello/jobs/j-1"),
+    ("GET", "/v1/apps/hello/jobs/j-1/logs"),
+    ("PUT", "/v1/apps/hello/jobs/j-1/stdin"),
+    ("GET", "/v1/apps/hello/schedules"),
+    ("POST", "/v1/apps/hello/schedules"),
+    ("DELETE", "/v1/apps/hello/schedules/nightly"),
+    ("GET", "/v1/workflows"),
+    ("POST", "/v1/workflows"),
+    ("GET", "/v1/workflows/w-1"),
+    ("DELETE", "/v1/workflows/w-1"),
+    ("GET", "/v1/workflows/w-1/output"),
+    ("GET", "/v1/workflows/w-1/steps/build/logs"),
+    ("PUT", "/v1/workflows/w-1/stdin"),
+    ("POST", "/v1/apps/hello/domains"),
+    ("DELETE", "/v1/apps/hello/domains/example.com"),
+    ("GET", "/v1/apps/hello/instances"),
+    ("DELETE", "/v1/apps/hello/instances/hello-abc"),
+    ("POST", "/v1/apps/hello/deployments"),
+    ("GET", "/v1/apps/hello/deployments"),
+    ("PUT", "/v1/apps/hello/deployments/v1"),
+    ("GET", "/v1/apps/hello/deployments/v1"),
+    ("DELETE", "/v1/apps/hello/deployments/v1"),
+    ("GET", "/v1/events"),
+    ("GET", "/v1/webhooks"),
+    ("POST", "/v1/webhooks"),
+    ("DELETE", "/v1/webhooks/1"),
+    ("GET", "/v1/hosts"),
+    ("POST", "/v1/hosts"),
+    ("GET", "/v1/hosts/h1"),
+    ("PATCH", "/v1/hosts/h1"),
+    ("DELETE", "/v1/hosts/h1"),
+    ("GET", "/v1/tenants"),
+    ("POST", "/v1/tenants"),
+    ("DELETE", "/v1/tenants/acme"),
+    ("GET", "/v1/blacklist"),
+    ("POST", "/v1/blacklist"),
+    ("PUT", "/v1/blacklist"),
+    ("DELETE", "/v1/blacklist"),
+];
+
+#[tokio::test]
+async fn the_gateway_token_opens_no_endpoint_but_the_demand_report() {
+    for (method, path) in AUTHENTICATED_ROUTES {
+        let method = Method::from_bytes(method.as_bytes()).expect("method");
+        let body = (method != Method::GET && method != Method::DELETE)
+            .then_some(("application/json", "{}"));
+        let (status, code, _) = send(
+            state_with(Some(HOOK), Some(GATEWAY)),
+            method.clone(),
+            path,
+            Some(GATEWAY),
+            body,
+        )
+        .await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{method} {path}");
+        assert_eq!(code.as_deref(), Some("forbidden"), "{method} {path}");
+    }
+    // Nor the registry's hook, which takes its own token only.
+    let (status, _, _) = send(
+        state_with(Some(HOOK), Some(GATEWAY)),
+        Method::POST,
+        "/v1/registry/events",
+        Some(GATEWAY),
+        Some(("application/json", "{}")),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    // The hook token does not open the demand report either.
+    let (status, _, _) = send(
+        state_with(Some(HOOK), Some(GATEWAY)),
+        Method::POST,
+        "/v1/gateway/demand",
+        Some(HOOK),
+        Some(("application/json", DEMAND)),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
+async fn the_demand_report_is_404_when_off_and_takes_only_the_gateway_token() {
+    for token in [Some(OPERATOR), Some(GATEWAY), None] {
+        let (status, code, _) = send(
+            state(None),
+            Method::POST,
+            "/v1/gateway/demand",
+            token,
+            Some(("application/json", DEMAND)),
+        )
+        .await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{token:?}");
+        assert_eq!(code.as_deref(), Some("not_found"));
+    }
+    // The operator's and any other token are refused before the database is asked (a tenant
+    // token would otherwise be a 503 here, with the database down).
+    for token in [Some(OPERATOR), Some("some-tenant-token"), None] {
+        let (status, code, _) = send(
+            state_with(None, Some(GATEWAY)),
+            Method::POST,
+            "/v1/gateway/demand",
+            token,
+            Some(("application/json", DEMAND)),
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{token:?}");
+        assert_eq!(code.as_deref(), Some("unauthorized"));
+    }
+    // The gateway's token gets through to the store (down here: 503), a bad body is a 400,
+    // and a report larger than the admin API's body limit is still read.
+    let (status, _, _) = send(
+        state_with(None, Some(GATEWAY)),
+        Method::POST,
+        "/v1/gateway/demand",
+        Some(GATEWAY),
+        Some(("application/json", DEMAND)),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    for bad in [
+        r#"{"gateway":"GW","apps":[]}"#,
+        r#"{"gateway":"gw-1","apps":[{"app":"hello","held":-1,"in_flight":0}]}"#,
+        r#"{"gateway":"gw-1"}"#,
+        "{",
+    ] {
+        let (status, code, body) = send(
+            state_with(None, Some(GATEWAY)),
+            Method::POST,
+            "/v1/gateway/demand",
+            Some(GATEWAY),
+            Some(("application/json", bad)),
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
+        assert_eq!(code.as_deref(), Some("invalid"));
+    }
+    let many: Vec<String> = (0..100)
+        .map(|i| format!(r#"{{"app":"app-{i}","held":0,"in_flight":{i}}}"#))
+        .collect();
+    let big = format!(r#"{{"gateway":"gw-1","apps":[{}]}}"#, many.join(","));
+    assert!(big.len() > 1024, "over the test router's 1 KiB limit");
+    let (status, _, _) = send(
+        state_with(None, Some(GATEWAY)),
+        Method::POST,
+        "/v1/gateway/demand",
+        Some(GATEWAY),
+        Some(("application/json", &big)),
+    )
+    .await;
+    assert_eq!(
+        status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "read, then the store is down"
+    );
 }
 
 #[tokio::test]

@@ -12,8 +12,9 @@ mod view;
 #[cfg(test)]
 pub(crate) use validate::plan;
 pub use validate::{
-    check_command, check_env, check_instance_count, check_timings, env_name_ok, DeployPlan,
-    ENV_NAME_RULE, MAX_ENV_BYTES, MAX_INSTANCES, MAX_RECYCLE_AFTER_S, MAX_STOP_TIMEOUT_S,
+    check_autoscale, check_command, check_env, check_instance_count, check_timings, env_name_ok,
+    DeployPlan, ENV_NAME_RULE, MAX_ENV_BYTES, MAX_INSTANCES, MAX_RECYCLE_AFTER_S,
+    MAX_SCALE_DOWN_DELAY_S, MAX_STOP_TIMEOUT_S,
 };
 
 use crate::app_lock::{AppGuard, AppLocks};
@@ -166,7 +167,8 @@ impl Deployments {
         Ok(u32::try_from(ready).unwrap_or(u32::MAX))
     }
 
-    /// Scales a deployment to `n` instances.
+    /// Scales a deployment to `n` instances (an autoscaled one within its `[min, max]`, 400
+    /// otherwise).
     pub async fn scale(
         &self,
         app: &AppId,
@@ -177,6 +179,12 @@ impl Deployments {
         let lock = self.lock_for(app, version);
         let _guard = lock.lock().await;
         let row = self.store.get_deployment(app, version).await?;
+        if let Some(a) = row.spec.autoscale.filter(|a| a.clamp(n) != n) {
+            return Err(Error::Invalid(format!(
+                "instances: this deployment autoscales between {} and {}",
+                a.min, a.max
+            )));
+        }
         let live: Vec<InstanceRow> = self
             .store
             .list_instances_by_deployment(row.id)

@@ -1,5 +1,5 @@
 //! Checks a deployment request before anything is claimed: sizes, ports, command, env, health
-//! settings.
+//! settings, autoscaling bounds (and the starting count clamped to them).
 //! Everything here is pure, so bad input is a 400 with nothing touched. This is the API edge for
 //! deployments: the request's wire shapes become the domain's policies here, and nothing further
 //! in sees the wire shapes.
@@ -7,8 +7,8 @@
 use super::Deployments;
 use crate::error::{Error, Result};
 use crate::store::NewDeployment;
-use caas_types::api::CreateDeployment;
-use caas_types::{AppId, Cpus, HealthPolicy, Memory, PlacementPolicy, Resources};
+use caas_types::api::{Autoscale, CreateDeployment};
+use caas_types::{AppId, AutoscalePolicy, Cpus, HealthPolicy, Memory, PlacementPolicy, Resources};
 
 /// Most instances one deployment may ask for.
 pub const MAX_INSTANCES: u32 = 1000;
@@ -100,6 +100,54 @@ pub fn check_instance_count(n: u32, allow_zero: bool) -> Result<()> {
     Ok(())
 }
 
+/// Longest `autoscale.scale_down_delay_s`: one day, in seconds.
+pub const MAX_SCALE_DOWN_DELAY_S: u32 = 86_400;
+
+/// Checks a request's `autoscale` against its other fields and builds the policy: `max` 1 to
+/// [`MAX_INSTANCES`], `min` at most `max`, `target_concurrency` at least 1,
+/// `scale_down_delay_s` 0 to [`MAX_SCALE_DOWN_DELAY_S`], and not on a worker (no port: no
+/// requests to count) or a global deployment (one per host, not a count).
+pub fn check_autoscale(req: &CreateDeployment, a: &Autoscale) -> Result<AutoscalePolicy> {
+    if req.port.is_none() {
+        return Err(invalid(
+            "autoscale: a worker (\"port\": null) has no requests to scale on",
+        ));
+    }
+    if req.placement.global {
+        return Err(invalid(
+            "autoscale: a global deployment runs one instance per host, not a count",
+        ));
+    }
+    if a.max == 0 || a.max > MAX_INSTANCES {
+        return Err(invalid(&format!(
+            "autoscale.max: must be between 1 and {MAX_INSTANCES}"
+        )));
+    }
+    if a.min > a.max {
+        return Err(invalid(&format!(
+            "autoscale.min: must be at most autoscale.max ({})",
+            a.max
+        )));
+    }
+    if a.target_concurrency == 0 {
+        return Err(invalid("autoscale.target_concurrency: must be at least 1"));
+    }
+    let delay = u32::try_from(a.scale_down_delay_s)
+        .ok()
+        .filter(|d| *d <= MAX_SCALE_DOWN_DELAY_S)
+        .ok_or_else(|| {
+            invalid(&format!(
+                "autoscale.scale_down_delay_s: must be between 0 and {MAX_SCALE_DOWN_DELAY_S}"
+            ))
+        })?;
+    Ok(AutoscalePolicy {
+        min: a.min,
+        max: a.max,
+        target_concurrency: a.target_concurrency,
+        scale_down_delay_s: delay,
+    })
+}
+
 /// Longest `stop_timeout_s`, seconds.
 pub const MAX_STOP_TIMEOUT_S: u32 = 600;
 /// Longest `recycle_after_s`: 30 days, in seconds.
@@ -131,9 +179,21 @@ fn invalid(what: &str) -> Error {
 
 /// Validates `req` for `app`, building the image reference from the configured registry.
 pub fn plan(registry: &str, app: &AppId, req: &CreateDeployment) -> Result<DeployPlan> {
-    if !req.placement.global {
-        check_instance_count(req.instances, false)?;
-    }
+    let autoscale = req
+        .autoscale
+        .as_ref()
+        .map(|a| check_autoscale(req, a))
+        .transpose()?;
+    // With autoscale the count is where it starts, clamped to the bounds (0 when `min` is 0:
+    // the app starts asleep, nothing placed); without, 1 to `MAX_INSTANCES`.
+    let instances = match autoscale {
+        _ if req.placement.global => 0,
+        Some(a) => a.clamp(req.instances),
+        None => {
+            check_instance_count(req.instances, false)?;
+            req.instances
+        }
+    };
     let memory =
         Memory::from_mib(req.memory_mb).map_err(|e| invalid(&format!("memory_mb: {e}")))?;
     let cpus = Cpus::from_cores(req.cpus).map_err(|e| invalid(&format!("cpus: {e}")))?;
@@ -182,13 +242,10 @@ pub fn plan(registry: &str, app: &AppId, req: &CreateDeployment) -> Result<Deplo
             env: req.env.clone(),
             placement: PlacementPolicy::from(req.placement.clone()),
             health,
-            instances: if req.placement.global {
-                0
-            } else {
-                req.instances
-            },
+            instances,
             stop_timeout_s: req.stop_timeout_s,
             recycle_after_s: req.recycle_after_s,
+            autoscale,
         },
     })
 }
@@ -338,6 +395,116 @@ mod tests {
             match plan("r:5000", &app, &req(&body)) {
                 Err(Error::Invalid(m)) => assert!(m.starts_with(says), "{m} for {body}"),
                 other => panic!("{body}: {other:?}"),
+            }
+        }
+    }
+
+    fn autoscaled(extra: &str, autoscale: &str) -> Result<DeployPlan> {
+        let body = format!(
+            r#"{{"version":"v1","memory_mb":64,"cpus":0.25{extra},"autoscale":{autoscale}}}"#
+        );
+        plan("r:5000", &"hello".parse().expect("valid"), &req(&body))
+    }
+
+    #[test]
+    fn autoscale_clamps_the_starting_count_to_its_bounds() {
+        for (extra, bounds, want) in [
+            ("", r#"{"min":0,"max":10}"#, 0),
+            (r#","instances":0"#, r#"{"min":0,"max":10}"#, 0),
+            (r#","instances":3"#, r#"{"min":0,"max":10}"#, 3),
+            ("", r#"{"min":2,"max":5}"#, 2),
+            (r#","instances":0"#, r#"{"min":2,"max":5}"#, 2),
+            (r#","instances":1"#, r#"{"min":2,"max":5}"#, 2),
+            (r#","instances":9"#, r#"{"min":2,"max":5}"#, 5),
+            (r#","instances":100000"#, r#"{"min":2,"max":5}"#, 5),
+            (r#","instances":4"#, r#"{"min":4,"max":4}"#, 4),
+            ("", r#"{"min":1000,"max":1000}"#, 1000),
+        ] {
+            let p = autoscaled(extra, bounds).unwrap_or_else(|e| panic!("{extra} {bounds}: {e}"));
+            assert_eq!(p.new.instances, want, "{extra} {bounds}");
+        }
+        let p = autoscaled("", r#"{"min":1,"max":3}"#).expect("valid");
+        assert_eq!(
+            p.new.autoscale,
+            Some(AutoscalePolicy {
+                min: 1,
+                max: 3,
+                target_concurrency: 10,
+                scale_down_delay_s: 60
+            })
+        );
+        let p = autoscaled(
+            "",
+            r#"{"min":1,"max":3,"target_concurrency":1,"scale_down_delay_s":0}"#,
+        )
+        .expect("valid");
+        let a = p.new.autoscale.expect("kept");
+        assert_eq!((a.target_concurrency, a.scale_down_delay_s), (1, 0));
+        let a = autoscaled("", r#"{"min":0,"max":1,"scale_down_delay_s":86400}"#)
+            .expect("a day is the longest delay")
+            .new
+            .autoscale
+            .expect("kept");
+        assert_eq!(a.scale_down_delay_s, 86_400);
+        // Without autoscale nothing changes: 0 and too many are still refused.
+        assert!(plan(
+            "r:5000",
+            &"hello".parse().expect("valid"),
+            &req(r#"{"version":"v1","memory_mb":64,"cpus":0.25}"#)
+        )
+        .expect("valid")
+        .new
+        .autoscale
+        .is_none());
+    }
+
+    #[test]
+    fn bad_autoscale_bounds_are_refused_by_name() {
+        for (extra, bounds, says) in [
+            (
+                "",
+                r#"{"min":3,"max":2}"#,
+                "autoscale.min: must be at most autoscale.max (2)",
+            ),
+            (
+                "",
+                r#"{"min":0,"max":1001}"#,
+                "autoscale.max: must be between 1 and 1000",
+            ),
+            (
+                "",
+                r#"{"min":0,"max":0}"#,
+                "autoscale.max: must be between 1 and 1000",
+            ),
+            (
+                "",
+                r#"{"min":0,"max":5,"target_concurrency":0}"#,
+                "autoscale.target_concurrency:",
+            ),
+            (
+                "",
+                r#"{"min":0,"max":5,"scale_down_delay_s":-1}"#,
+                "autoscale.scale_down_delay_s:",
+            ),
+            (
+                "",
+                r#"{"min":0,"max":5,"scale_down_delay_s":86401}"#,
+                "autoscale.scale_down_delay_s:",
+            ),
+            (
+                r#","port":null"#,
+                r#"{"min":0,"max":5}"#,
+                "autoscale: a worker",
+            ),
+            (
+                r#","placement":{"global":true}"#,
+                r#"{"min":0,"max":5}"#,
+                "autoscale: a global",
+            ),
+        ] {
+            match autoscaled(extra, bounds) {
+                Err(Error::Invalid(m)) => assert!(m.starts_with(says), "{m} for {bounds}"),
+                other => panic!("{extra} {bounds}: {other:?}"),
             }
         }
     }

@@ -24,6 +24,8 @@ impl Deployments {
             command: row.spec.command.clone(),
             stop_timeout_s: row.spec.stop_timeout_s,
             recycle_after_s: row.spec.recycle_after_s,
+            autoscale: row.spec.autoscale.map(api::Autoscale::from),
+            desired: row.spec.autoscale.and(row.desired),
             instance_list,
         })
     }

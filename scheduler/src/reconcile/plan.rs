@@ -628,6 +628,7 @@ mod tests {
             instances,
             stop_timeout_s: None,
             recycle_after_s: None,
+            autoscale: None,
         }
     }
 
@@ -643,6 +644,7 @@ mod tests {
             spec: spec(app_id, instances, PlacementPolicy::default()),
             state,
             updated_ms: NOW - age_ms,
+            desired: None,
         }
     }
 
@@ -659,6 +661,7 @@ mod tests {
             ),
             state: DeploymentState::Running,
             updated_ms: NOW - OLD,
+            desired: None,
         }
     }
 

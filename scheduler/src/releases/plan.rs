@@ -68,6 +68,7 @@ pub fn request_of(spec: &NewDeployment) -> CreateDeployment {
         health: api::HealthSpec::from(spec.health.clone()),
         stop_timeout_s: spec.stop_timeout_s,
         recycle_after_s: spec.recycle_after_s,
+        autoscale: spec.autoscale.map(api::Autoscale::from),
     }
 }
 

@@ -145,6 +145,12 @@ impl Store {
             .execute(&mut *tx)
             .await
             .map_err(|e| sql::db_error("deleting an app's events", e))?;
+        // So are the gateways' demand reports (migration 0011).
+        sqlx::query("DELETE FROM gateway_demand WHERE app_id = ?")
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| sql::db_error("deleting an app's demand reports", e))?;
         tx.commit()
             .await
             .map_err(|e| sql::db_error("deleting an app", e))

@@ -1,13 +1,16 @@
 //! The `deployments` table: one row per (app, version) with its image, per-instance resources,
 //! container port (NULL: a worker), command (NULL: the image's), env, placement and health
-//! settings, and desired instance count. While a
+//! settings, desired instance count, and autoscaling (bounds, and the count the autoscaler
+//! wants). While a
 //! rollback rolls the version that runs, the deployment it replaces is *superseded* (moved out
 //! of the (app, version) key) until it is undeployed; lookups by version see the current one.
 
 use super::sql::{self, get, json, opt_json, opt_unsigned, parse, text, unsigned};
 use super::Store;
 use crate::error::{Error, Result};
-use caas_types::{AppId, Cpus, HealthPolicy, Memory, PlacementPolicy, Resources, Version};
+use caas_types::{
+    AppId, AutoscalePolicy, Cpus, HealthPolicy, Memory, PlacementPolicy, Resources, Version,
+};
 use sqlx::mysql::MySqlRow;
 use std::collections::BTreeMap;
 
@@ -74,6 +77,9 @@ pub struct NewDeployment {
     pub stop_timeout_s: Option<u32>,
     /// Age after which the leader replaces an instance, seconds (`None`: never).
     pub recycle_after_s: Option<u64>,
+    /// Autoscaling bounds (`None`: scaled by hand only). With it, `instances` is the starting
+    /// count, already within `[min, max]`.
+    pub autoscale: Option<AutoscalePolicy>,
 }
 
 impl NewDeployment {
@@ -94,11 +100,14 @@ pub struct DeploymentRow {
     pub state: DeploymentState,
     /// Last change, milliseconds since the epoch (the reconciler's "stuck" clock).
     pub updated_ms: i64,
+    /// The count the autoscaler wants (`None` without `spec.autoscale`; the starting count
+    /// until it decides otherwise).
+    pub desired: Option<u32>,
 }
 
 const DEPLOYMENT_COLUMNS: &str =
     "id, app_id, version, image, memory, cpu, port, command, env, placement, health, instances, \
-     state, stop_timeout_s, recycle_after_s, CAST(UNIX_TIMESTAMP(updated_at) * 1000 AS SIGNED) AS updated_ms";
+     state, stop_timeout_s, recycle_after_s, autoscale, desired, CAST(UNIX_TIMESTAMP(updated_at) * 1000 AS SIGNED) AS updated_ms";
 
 fn deployment_from_row(row: &MySqlRow) -> Result<DeploymentRow> {
     let memory: u64 = unsigned(row, "memory")?;
@@ -123,22 +132,25 @@ fn deployment_from_row(row: &MySqlRow) -> Result<DeploymentRow> {
             instances: unsigned(row, "instances")?,
             stop_timeout_s: opt_unsigned(row, "stop_timeout_s")?,
             recycle_after_s: opt_unsigned(row, "recycle_after_s")?,
+            autoscale: opt_json(row, "autoscale")?,
         },
         state: DeploymentState::parse(&state)?,
         updated_ms: get(row, "updated_ms")?,
+        desired: opt_unsigned(row, "desired")?,
     })
 }
 
 impl Store {
-    /// Records a deployment (state `deploying`). An existing (app, version) is
-    /// [`Error::Conflict`]; an unknown app is [`Error::NotFound`].
+    /// Records a deployment (state `deploying`; with autoscale, `desired` is its starting
+    /// count). An existing (app, version) is [`Error::Conflict`]; an unknown app is
+    /// [`Error::NotFound`].
     pub async fn create_deployment(&self, d: &NewDeployment) -> Result<DeploymentRow> {
         let memory = i64::try_from(d.resources.memory.bytes())
             .map_err(|_| Error::Invalid("memory".into()))?;
         let result = sqlx::query(
             "INSERT INTO deployments (app_id, version, image, memory, cpu, port, command, env, \
-             placement, health, instances, state, stop_timeout_s, recycle_after_s) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'deploying', ?, ?)",
+             placement, health, instances, state, stop_timeout_s, recycle_after_s, autoscale, \
+             desired) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'deploying', ?, ?, ?, ?)",
         )
         .bind(d.app.as_str())
         .bind(d.version.as_str())
@@ -161,6 +173,13 @@ impl Store {
             d.recycle_after_s
                 .map(|s| i64::try_from(s).unwrap_or(i64::MAX)),
         )
+        .bind(
+            d.autoscale
+                .as_ref()
+                .map(|a| sql::to_json(a, "autoscale"))
+                .transpose()?,
+        )
+        .bind(d.autoscale.map(|_| i64::from(d.instances)))
         .execute(&self.pool)
         .await;
         match result {
@@ -227,14 +246,19 @@ impl Store {
         rows.iter().map(deployment_from_row).collect()
     }
 
-    /// Sets a deployment's desired instance count.
+    /// Sets a deployment's desired instance count (and, for an autoscaled one, the count the
+    /// autoscaler wants with it, so a hand scale within the bounds is what it starts from).
     pub async fn set_deployment_instances(&self, id: i64, instances: u32) -> Result<()> {
-        let done = sqlx::query("UPDATE deployments SET instances = ? WHERE id = ?")
-            .bind(i64::from(instances))
-            .bind(id)
-            .execute(&self.pool)
-            .await
-            .map_err(|e| sql::db_error("scaling a deployment", e))?;
+        let done = sqlx::query(
+            "UPDATE deployments SET instances = ?, \
+             desired = IF(autoscale IS NULL, NULL, ?) WHERE id = ?",
+        )
+        .bind(i64::from(instances))
+        .bind(i64::from(instances))
+        .bind(id)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| sql::db_error("scaling a deployment", e))?;
         sql::found(&done, || format!("deployment #{id}"))
     }
 

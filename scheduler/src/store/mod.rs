@@ -1,6 +1,6 @@
 //! The MySQL store: typed functions over the scheduler's tables (tenants, hosts, apps, domains,
 //! deployments, instances, jobs, pushed tags, releases, app config versions, app logs, events,
-//! webhooks). Only this module and `placement` write SQL.
+//! webhooks, gateways' demand reports). Only this module and `placement` write SQL.
 //!
 //! Architecture invariant: a host's free memory and CPU change only through
 //! `placement::claim` / `placement::release`, inside the optimistic `version` check. Nothing
@@ -8,6 +8,7 @@
 
 mod app_config;
 mod apps;
+mod demand;
 mod deployments;
 mod events;
 #[cfg(test)]
@@ -27,6 +28,7 @@ mod workflows;
 
 pub use app_config::AppConfigRow;
 pub use apps::{AppRow, DomainRow};
+pub use demand::Demand;
 pub use deployments::{DeploymentRow, DeploymentState, NewDeployment};
 pub use events::{EventRow, EventScope, WebhookRow};
 pub(crate) use hosts::parse_state as hosts_state;

@@ -78,6 +78,15 @@ same_fields! {
     }
 }
 
+// The way out; the way in is the scheduler's validation, which checks the bounds (a negative
+// `scale_down_delay_s` among them) before it builds the policy.
+same_fields! {
+    domain::AutoscalePolicy => api::Autoscale {
+        into: [scale_down_delay_s],
+        min, max, target_concurrency
+    }
+}
+
 /// Fails only on a path that is not a [`domain::HealthPath`]. The ranges of the numbers are the
 /// scheduler's to check (its validation names the field and the bounds).
 impl TryFrom<api::HealthSpec> for domain::HealthPolicy {

@@ -1,0 +1,36 @@
+//! `POST /v1/gateway/demand`: a gateway's demand report (held and in-flight requests per app),
+//! the autoscaler's input. 204 once stored; apps that do not exist are skipped.
+//!
+//! Authenticated by the gateways' own bearer token (`--gateway-token`), never by the operator's
+//! or a tenant's; that token opens nothing else (`auth.rs` refuses it as a [`super::auth::Principal`]).
+//! Without that setting the endpoint does not exist (404).
+
+use super::auth::{bearer_hash, same_hash};
+use super::error::{ApiError, ApiResult};
+use super::{ApiJson, AppState};
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use caas_types::api::DemandReport;
+
+/// The body limit of a demand report, over the admin API's: 10,000 apps of up to 63
+/// characters with two counts each fit.
+pub const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
+
+/// `POST /v1/gateway/demand` → 204. The token is checked before the body is read.
+pub async fn report(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<ApiJson<DemandReport>, ApiError>,
+) -> ApiResult<StatusCode> {
+    let Some(expected) = state.gateway_token_hash.as_deref() else {
+        return Err(ApiError::NotConfigured(
+            "gateway demand reports are not configured".into(),
+        ));
+    };
+    if !same_hash(&bearer_hash(&headers)?, expected) {
+        return Err(ApiError::Unauthorized);
+    }
+    let ApiJson(report) = body?;
+    state.control.demand.record(&report).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
