@@ -3,7 +3,7 @@
 //! `[min, max]` (min 0: nothing placed) and shows its bounds and `desired` count; its release
 //! keeps the bounds; bad bounds are a 400 naming the field with nothing left; the gateways'
 //! demand reports (`POST /v1/gateway/demand`, the gateway token only) add up over gateways,
-//! skip unknown apps, are replaced per (gateway, app), stop counting when stale and go with
+//! skip unknown apps, replace the gateway's last report whole, stop counting when stale and go with
 //! their app.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -86,7 +86,7 @@ async fn an_autoscaled_deployment_starts_clamped_shows_its_bounds_and_refuses_ba
         .await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "{body}");
     let message = body["error"]["message"].as_str().unwrap_or_default();
-    assert!(message.starts_with("instances:"), "{message}");
+    assert!(message.contains("instances: "), "{message}");
 
     // Bad bounds: 400 naming the field, nothing deployed.
     for (autoscale, extra, field) in [
@@ -217,6 +217,14 @@ async fn two_gateways_demand_reports_add_up_and_expire() {
     assert_eq!(report(&p, GATEWAY_TOKEN, gw1).await, StatusCode::NO_CONTENT);
     let now = store.app_demand(Duration::from_secs(30)).await.unwrap();
     assert_eq!(now.get(&hello), Some(&demand(1, 3)), "{now:?}");
+    // A report is the gateway's whole demand: an empty one clears what it reported.
+    let empty = json!({"gateway": "gw-1", "apps": []});
+    assert_eq!(
+        report(&p, GATEWAY_TOKEN, empty).await,
+        StatusCode::NO_CONTENT
+    );
+    let now = store.app_demand(Duration::from_secs(30)).await.unwrap();
+    assert_eq!(now.get(&hello), Some(&demand(1, 2)), "{now:?}");
 
     // gw-1 stops reporting: after the staleness window only gw-2's fresh report counts.
     tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -226,7 +234,7 @@ async fn two_gateways_demand_reports_add_up_and_expire() {
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let now = store.app_demand(Duration::from_secs(1)).await.unwrap();
     assert!(now.is_empty(), "every report is stale: {now:?}");
-    assert_eq!(store.prune_demand(Duration::from_secs(1)).await.unwrap(), 3);
+    assert_eq!(store.prune_demand(Duration::from_secs(1)).await.unwrap(), 2);
 
     // Only the gateway token opens it, and it opens nothing else.
     let body = json!({"gateway": "gw-1", "apps": []});

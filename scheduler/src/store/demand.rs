@@ -27,11 +27,22 @@ fn micros(d: Duration) -> i64 {
 }
 
 impl Store {
-    /// Stores `gateway`'s report: for each app that exists, its counts replace what the same
-    /// gateway reported before, stamped with the database's time. Apps that do not exist are
-    /// skipped (a gateway's cache may still name a deleted app). An app named twice keeps its
-    /// last counts.
+    /// Stores `gateway`'s report, which is its whole demand: it replaces everything the same
+    /// gateway reported before (an app it no longer names has no demand from it; an empty
+    /// report clears it), in one transaction, stamped with the database's time. Apps that do
+    /// not exist are skipped (a gateway's cache may still name a deleted app). An app named
+    /// twice keeps its last counts.
     pub async fn record_demand(&self, gateway: &GatewayName, apps: &[AppDemand]) -> Result<()> {
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(|e| sql::db_error("recording a demand report", e))?;
+        sqlx::query("DELETE FROM gateway_demand WHERE gateway = ?")
+            .bind(gateway.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| sql::db_error("replacing a gateway's demand", e))?;
         for chunk in apps.chunks(CHUNK) {
             // Which of them exist (an app deleted right after this leaves a row that counts
             // for nothing once stale, and is pruned).
@@ -72,11 +83,13 @@ impl Store {
                  reported_at = VALUES(reported_at)",
             );
             q.build()
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await
                 .map_err(|e| sql::db_error("recording a demand report", e))?;
         }
-        Ok(())
+        tx.commit()
+            .await
+            .map_err(|e| sql::db_error("recording a demand report", e))
     }
 
     /// Every app's demand summed over the gateways that reported it within `stale_after`
