@@ -185,12 +185,16 @@ impl Jobs {
             .map(|s| (caas_types::Timestamp::now().as_secs() - s.as_secs()).max(0))
             .unwrap_or(0);
         let left = (row.timeout_s - ran).max(1);
-        let Some(claim) = row.instance_id.clone() else {
-            // Its claim went already; drive it all the same (the end releases nothing).
+        if row.instance_id.is_none() {
+            // Its claim went already; it is driven to its end all the same (which then
+            // releases nothing), never dropped with its container and its live entry.
             tracing::warn!(job = %job_ref(row.id), "an adopted job holds no claim");
-            return Ok(());
+        }
+        let launched = Launched {
+            task,
+            host,
+            claim: row.instance_id.clone(),
         };
-        let launched = Launched { task, host, claim };
         let timeout = Duration::from_secs(u64::try_from(left).unwrap_or(1));
         tokio::spawn(self.clone().drive(row, launched, live, timeout));
         Ok(())

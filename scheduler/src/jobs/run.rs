@@ -49,8 +49,8 @@ pub(crate) struct Launched {
     pub task: Task,
     /// Its host.
     pub host: HostRow,
-    /// Its claim.
-    pub claim: InstanceId,
+    /// Its claim (`None`: an adopted job whose claim went already).
+    pub claim: Option<InstanceId>,
 }
 
 impl Jobs {
@@ -115,7 +115,9 @@ impl Jobs {
                 // Undo the start: the dropped task removes its container.
                 let claim = launched.claim.clone();
                 drop(launched);
-                self.release_claim(id, &claim).await;
+                if let Some(claim) = &claim {
+                    self.release_claim(id, claim).await;
+                }
                 self.live.remove(Kind::Job, id);
                 if let Err(d) = self.store.delete_failed_start(id).await {
                     tracing::warn!(job = id, error = %d, "could not delete a job that did not start");
@@ -155,7 +157,7 @@ impl Jobs {
             Ok((task, host)) => Ok(Launched {
                 task,
                 host,
-                claim: claim.instance,
+                claim: Some(claim.instance),
             }),
             Err(e) => {
                 self.release_claim(l.id, &claim.instance).await;
@@ -254,7 +256,9 @@ impl Jobs {
                 tracing::warn!(job = id, error = %e, "could not record a job's end; the sweep will")
             }
         }
-        self.release_claim(id, &launched.claim).await;
+        if let Some(claim) = &launched.claim {
+            self.release_claim(id, claim).await;
+        }
         live.output.finish();
         self.live.remove(Kind::Job, id);
         tracing::info!(job = %job_ref(id), app = %row.app, state = end.state.as_str(), exit_code = ?end.exit_code, "job finished");
