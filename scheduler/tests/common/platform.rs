@@ -77,6 +77,14 @@ impl Platform {
 
     /// This test's scheduler configuration plus `extra` flags.
     pub fn config_with(&self, extra: &[&str]) -> Config {
+        let args = std::iter::once("caas-scheduler".to_string())
+            .chain(self.flags(extra).into_iter().flat_map(|(k, v)| [k, v]));
+        Config::try_parse_from(args).expect("valid scheduler flags")
+    }
+
+    /// This test's scheduler flags plus `extra` (flag/value pairs that override them), for the
+    /// in-process scheduler and for scheduler processes alike.
+    fn flags(&self, extra: &[&str]) -> Vec<(String, String)> {
         let zk = var("CAAS_ZK");
         let zk_auth = var("CAAS_ZK_AUTH");
         let zk_read = var("CAAS_ZK_READ_AUTH");
@@ -119,9 +127,7 @@ impl Platform {
                 None => flags.push((k, v)),
             }
         }
-        let args = std::iter::once("caas-scheduler".to_string())
-            .chain(flags.into_iter().flat_map(|(k, v)| [k, v]));
-        Config::try_parse_from(args).expect("valid scheduler flags")
+        flags
     }
 
     /// Starts (or restarts) the in-process scheduler.
@@ -312,39 +318,12 @@ impl Platform {
     /// second scheduler, or one a test kills.
     pub fn spawn_process(&self, port: u16, bin: &str, extra: &[&str]) -> std::process::Child {
         let listen = format!("127.0.0.1:{port}");
-        let config = self.config_with(&[&["--listen", listen.as_str()], extra].concat());
-        let mut args: Vec<String> = Vec::new();
-        for (flag, value) in [
-            ("--listen", listen),
-            ("--database-url", self.db.url.clone()),
-            ("--token", TOKEN.to_owned()),
-            ("--zk", var("CAAS_ZK")),
-            ("--zk-chroot", self.chroot.clone()),
-            ("--zk-auth", var("CAAS_ZK_AUTH")),
-            ("--zk-read-auth", var("CAAS_ZK_READ_AUTH")),
-            ("--registry", var("CAAS_REGISTRY")),
-            ("--namespace", self.namespace.clone()),
-            ("--job-stale-secs", config.job_stale_secs.to_string()),
-            (
-                "--job-heartbeat-secs",
-                config.job_heartbeat_secs.to_string(),
-            ),
-            ("--reconcile-secs", config.reconcile_secs.to_string()),
-        ] {
-            args.push(flag.to_owned());
-            args.push(value);
-        }
-        for (flag, name) in [
-            ("--registry-user", "CAAS_REGISTRY_USER"),
-            ("--registry-password", "CAAS_REGISTRY_PASSWORD"),
-        ] {
-            if let Some(v) = var_opt(name) {
-                args.push(flag.to_owned());
-                args.push(v);
-            }
-        }
+        let args = self
+            .flags(&[&["--listen", listen.as_str()], extra].concat())
+            .into_iter()
+            .flat_map(|(k, v)| [k, v]);
         std::process::Command::new(bin)
-            .args(&args)
+            .args(args)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
