@@ -32,6 +32,7 @@ use crate::error::{Error, Result};
 use crate::events::Events;
 use crate::image_digest::ImageDigests;
 use crate::lifecycle::Lifecycle;
+use crate::store::RunTable;
 use crate::store::{JobRow, Store};
 use bytes::Bytes;
 use caas_deployer::TaskStdin;
@@ -145,7 +146,7 @@ impl Jobs {
             self.store.delete_job(id).await?;
             return Ok(None);
         }
-        self.store.request_job_cancel(id).await?;
+        self.store.request_cancel(RunTable::Jobs, id).await?;
         if let Some(live) = self.live.get(Kind::Job, id) {
             live.cancel.cancel();
             // Bounded: the driver kills the container at once.
@@ -177,7 +178,7 @@ impl Jobs {
         let store = self.store.clone();
         Ok(follow_stored(follow, move || {
             let store = store.clone();
-            async move { store.job_output(id).await }
+            async move { store.stored_output(RunTable::Jobs, id).await }
         }))
     }
 

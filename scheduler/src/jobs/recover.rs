@@ -20,6 +20,7 @@ use super::Jobs;
 use crate::engine::EngineRef;
 use crate::error::{Error, Result};
 use crate::placement;
+use crate::store::RunTable;
 use crate::store::{HostRow, JobEnd, JobRow};
 use caas_deployer::{ContainerState, TaskEnd, TaskExit};
 use caas_types::api::JobState;
@@ -107,7 +108,7 @@ impl Jobs {
     async fn adopt(self: &Arc<Self>, row: JobRow) -> Result<()> {
         if !self
             .store
-            .take_over_job(row.id, row.runner.as_deref(), &self.runner)
+            .take_over(RunTable::Jobs, row.id, row.runner.as_deref(), &self.runner)
             .await?
         {
             return Ok(());
@@ -176,7 +177,7 @@ impl Jobs {
             .attach_task(&container)
             .await
             .map_err(|e| Error::engine(&host.name, e))?;
-        let stored = self.store.job_output(row.id).await?;
+        let stored = self.store.stored_output(RunTable::Jobs, row.id).await?;
         let tail = OutputTail::resume(self.keep_bytes(), &stored.bytes, stored.written);
         let live = LiveJob::new(LiveOutput::resume(tail), None);
         self.live.insert(Kind::Job, row.id, live.clone());
@@ -239,9 +240,15 @@ impl Jobs {
 
     /// Records the end of an adopted job that is not running any more, and releases its claim.
     async fn record_unattended(&self, row: &JobRow, end: JobEnd) -> Result<()> {
-        let stored = self.store.job_output(row.id).await?;
+        let stored = self.store.stored_output(RunTable::Jobs, row.id).await?;
         self.store
-            .finish_job(row.id, &self.runner, &end, (&stored.bytes, stored.written))
+            .finish_run(
+                RunTable::Jobs,
+                row.id,
+                &self.runner,
+                &end,
+                (&stored.bytes, stored.written),
+            )
             .await?;
         if let Some(claim) = &row.instance_id {
             self.release_claim(row.id, claim).await;

@@ -11,6 +11,7 @@ use crate::events::EventType;
 use crate::image_digest::pinned_reference;
 use crate::placement::{self, Owner, PlacementRequest};
 use crate::progress::Progress;
+use crate::store::RunTable;
 use crate::store::{HostRow, JobEnd, JobRow, NewJob};
 use caas_deployer::{Task, TaskEnd, TaskExit, TaskOutput, TaskSpec};
 use caas_types::api::{CreateJob, JobState};
@@ -244,7 +245,7 @@ impl Jobs {
         let (bytes, written) = live.output.snapshot();
         match self
             .store
-            .finish_job(id, &self.runner, &end, (&bytes, written))
+            .finish_run(RunTable::Jobs, id, &self.runner, &end, (&bytes, written))
             .await
         {
             Ok(true) => {}
@@ -300,10 +301,11 @@ impl Jobs {
                     let written = live.output.written();
                     let snapshot = (written != stored).then(|| live.output.snapshot());
                     let output = snapshot.as_ref().map(|(b, w)| (b.as_slice(), *w));
-                    let beat = match kind {
-                        Kind::Job => self.store.job_heartbeat(id, &self.runner, output).await,
-                        Kind::Workflow => self.store.workflow_heartbeat(id, &self.runner, output).await,
+                    let table = match kind {
+                        Kind::Job => RunTable::Jobs,
+                        Kind::Workflow => RunTable::Workflows,
                     };
+                    let beat = self.store.heartbeat(table, id, &self.runner, output).await;
                     match beat {
                         Ok(Some(cancel)) => {
                             stored = written;

@@ -6,7 +6,6 @@
 //! their `WHERE`: a runner the leader took a job over from (its heartbeat had stopped) cannot
 //! overwrite what the new runner writes.
 
-use super::run_rows::RunTable;
 use super::sql::{self, get, json, opt_text, parse, text, to_json};
 use super::Store;
 use crate::error::{Error, Result};
@@ -335,40 +334,6 @@ impl Store {
         Ok(())
     }
 
-    /// Refreshes a running job's heartbeat (and stored output, when given), if `runner` still
-    /// runs it. Returns whether a cancel was asked for, or `None` when another runner took it.
-    pub async fn job_heartbeat(
-        &self,
-        id: i64,
-        runner: &str,
-        output: Option<(&[u8], u64)>,
-    ) -> Result<Option<bool>> {
-        self.heartbeat(RunTable::Jobs, id, runner, output).await
-    }
-
-    /// Records how a job ended with its output, if `runner` still runs it (and it is not final
-    /// already). Returns whether the row changed.
-    pub async fn finish_job(
-        &self,
-        id: i64,
-        runner: &str,
-        end: &JobEnd,
-        output: (&[u8], u64),
-    ) -> Result<bool> {
-        self.finish_run(RunTable::Jobs, id, runner, end, output)
-            .await
-    }
-
-    /// The output a job kept (as of its last heartbeat while it runs).
-    pub async fn job_output(&self, id: i64) -> Result<StoredOutput> {
-        self.stored_output(RunTable::Jobs, id).await
-    }
-
-    /// Asks the runner of a job to cancel it (it sees the flag at its next heartbeat).
-    pub async fn request_job_cancel(&self, id: i64) -> Result<()> {
-        self.request_cancel(RunTable::Jobs, id).await
-    }
-
     /// Deletes a finished job that holds no claim. A running one is [`Error::Conflict`].
     pub async fn delete_job(&self, id: i64) -> Result<()> {
         let done = sqlx::query(
@@ -411,12 +376,6 @@ impl Store {
         .await
         .map_err(|e| sql::db_error("listing stale jobs", e))?;
         rows.iter().map(job_from_row).collect()
-    }
-
-    /// Takes a job over from the runner `from` (whose heartbeat stopped): true when this call
-    /// won (another scheduler may race for it).
-    pub async fn take_over_job(&self, id: i64, from: Option<&str>, to: &str) -> Result<bool> {
-        self.take_over(RunTable::Jobs, id, from, to).await
     }
 
     /// Final jobs (and steps) that still note a claim: their runner stopped between the end

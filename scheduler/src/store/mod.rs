@@ -40,6 +40,7 @@ pub use logs::{
     MAX_INSERT_BYTES,
 };
 pub use releases::{NewRelease, ReleaseRow};
+pub use run_rows::RunTable;
 pub use schedules::{RunOutcome, ScheduleRow};
 pub use tags::{NewTag, TagRow};
 pub use tenants::TenantRow;

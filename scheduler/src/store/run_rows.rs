@@ -9,9 +9,9 @@ use super::Store;
 use crate::error::{Error, Result};
 use caas_types::api::JobState;
 
-/// Which of the two tables a row is in.
+/// Which of the two tables a run row is in (`jobs` or `workflows`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum RunTable {
+pub enum RunTable {
     /// `jobs` (one-off jobs, schedule runs, workflow steps).
     Jobs,
     /// `workflows`.
@@ -41,7 +41,7 @@ fn written(n: u64) -> i64 {
 impl Store {
     /// Refreshes a row's heartbeat (and stored output, when given), if `runner` still runs
     /// it. Returns whether a cancel was asked for, or `None` when another runner took it.
-    pub(crate) async fn heartbeat(
+    pub async fn heartbeat(
         &self,
         t: RunTable,
         id: i64,
@@ -84,7 +84,7 @@ impl Store {
 
     /// Records how a row ended with its output, if `runner` still runs it and it is not final
     /// already. Returns whether the row changed.
-    pub(crate) async fn finish_run(
+    pub async fn finish_run(
         &self,
         t: RunTable,
         id: i64,
@@ -118,7 +118,7 @@ impl Store {
     }
 
     /// The output a row kept (as of its runner's last heartbeat while it runs).
-    pub(crate) async fn stored_output(&self, t: RunTable, id: i64) -> Result<StoredOutput> {
+    pub async fn stored_output(&self, t: RunTable, id: i64) -> Result<StoredOutput> {
         let q = format!(
             "SELECT output, output_written, state FROM {} WHERE id = ?",
             t.table()
@@ -142,7 +142,7 @@ impl Store {
     }
 
     /// Asks a row's runner to cancel it (it sees the flag at its next heartbeat).
-    pub(crate) async fn request_cancel(&self, t: RunTable, id: i64) -> Result<()> {
+    pub async fn request_cancel(&self, t: RunTable, id: i64) -> Result<()> {
         let q = format!(
             "UPDATE {} SET cancel_requested = TRUE WHERE id = ?",
             t.table()
@@ -157,7 +157,7 @@ impl Store {
 
     /// Takes a row over from the runner `from` (whose heartbeat stopped): true when this call
     /// won (another scheduler may race for it).
-    pub(crate) async fn take_over(
+    pub async fn take_over(
         &self,
         t: RunTable,
         id: i64,

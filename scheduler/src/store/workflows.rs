@@ -1,7 +1,6 @@
 //! The `workflows` table: pipelines of job steps (`jobs` rows with `workflow_id`), with their
 //! state, the last bytes of the last step's stdout, and the runner that pipes them.
 
-use super::jobs::{JobEnd, StoredOutput};
 use super::run_rows::RunTable;
 use super::sql::{self, get, opt_text, text};
 use super::Store;
@@ -149,40 +148,6 @@ impl Store {
         .await
         .map_err(|e| sql::db_error("marking a workflow running", e))?;
         Ok(())
-    }
-
-    /// Refreshes a workflow's heartbeat (and stored output when given); returns whether a
-    /// cancel was asked for, or `None` when another runner took it.
-    pub async fn workflow_heartbeat(
-        &self,
-        id: i64,
-        runner: &str,
-        output: Option<(&[u8], u64)>,
-    ) -> Result<Option<bool>> {
-        self.heartbeat(RunTable::Workflows, id, runner, output)
-            .await
-    }
-
-    /// Records how a workflow ended with its output, if `runner` still runs it.
-    pub async fn finish_workflow(
-        &self,
-        id: i64,
-        runner: &str,
-        end: &JobEnd,
-        output: (&[u8], u64),
-    ) -> Result<bool> {
-        self.finish_run(RunTable::Workflows, id, runner, end, output)
-            .await
-    }
-
-    /// The output a workflow kept (its last step's stdout).
-    pub async fn workflow_output(&self, id: i64) -> Result<StoredOutput> {
-        self.stored_output(RunTable::Workflows, id).await
-    }
-
-    /// Asks a workflow's runner to cancel it.
-    pub async fn request_workflow_cancel(&self, id: i64) -> Result<()> {
-        self.request_cancel(RunTable::Workflows, id).await
     }
 
     /// Deletes a workflow (and its steps): a running one, or one whose steps still hold

@@ -6,6 +6,7 @@ use crate::error::{Error, Result};
 use crate::jobs::follow_stored;
 use crate::jobs::live::Kind;
 use crate::jobs::view::workflow_ref;
+use crate::store::RunTable;
 use crate::store::{JobRow, WorkflowRow};
 use bytes::Bytes;
 use caas_deployer::TaskStdin;
@@ -96,7 +97,7 @@ impl Jobs {
             self.store.delete_workflow(id).await?;
             return Ok(None);
         }
-        self.store.request_workflow_cancel(id).await?;
+        self.store.request_cancel(RunTable::Workflows, id).await?;
         if let Some(live) = self.live.get(Kind::Workflow, id) {
             live.cancel.cancel();
             let _ = tokio::time::timeout(CANCEL_WAIT, live.ended()).await;
@@ -125,7 +126,7 @@ impl Jobs {
         let store = self.store.clone();
         Ok(follow_stored(follow, move || {
             let store = store.clone();
-            async move { store.workflow_output(id).await }
+            async move { store.stored_output(RunTable::Workflows, id).await }
         }))
     }
 
@@ -154,7 +155,7 @@ impl Jobs {
         let job = row.id;
         Ok(follow_stored(follow, move || {
             let store = store.clone();
-            async move { store.job_output(job).await }
+            async move { store.stored_output(RunTable::Jobs, job).await }
         }))
     }
 

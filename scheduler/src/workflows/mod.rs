@@ -24,6 +24,7 @@ use crate::jobs::run::{copy_into, job_end, Launch};
 use crate::jobs::view::workflow_ref;
 use crate::jobs::{validate, Jobs};
 use crate::placement::{self, Owner, PlacementRequest};
+use crate::store::RunTable;
 use crate::store::{HostRow, JobEnd, JobRow, NewJob, WorkflowRow};
 use caas_deployer::{Task, TaskStdin};
 use caas_types::api::{CreateWorkflow, JobState};
@@ -349,7 +350,13 @@ impl Jobs {
             let (bytes, written) = live.step_logs[k].snapshot();
             if let Err(e) = self
                 .store
-                .finish_job(s.row.id, &self.runner, step_end, (&bytes, written))
+                .finish_run(
+                    RunTable::Jobs,
+                    s.row.id,
+                    &self.runner,
+                    step_end,
+                    (&bytes, written),
+                )
                 .await
             {
                 tracing::warn!(workflow = id, step = k, error = %e, "could not record a step's end");
@@ -359,7 +366,13 @@ impl Jobs {
         let (bytes, written) = live.output.snapshot();
         if let Err(e) = self
             .store
-            .finish_workflow(id, &self.runner, &end, (&bytes, written))
+            .finish_run(
+                RunTable::Workflows,
+                id,
+                &self.runner,
+                &end,
+                (&bytes, written),
+            )
             .await
         {
             tracing::warn!(workflow = id, error = %e, "could not record a workflow's end");

@@ -8,6 +8,7 @@ use crate::events::EventType;
 use crate::jobs::live::Kind;
 use crate::jobs::view::workflow_ref;
 use crate::store::JobEnd;
+use crate::store::RunTable;
 use caas_types::api::JobState;
 
 /// Why a workflow whose runner died failed.
@@ -53,9 +54,15 @@ impl Jobs {
                         exit_code: None,
                         reason: Some(RUNNER_GONE.into()),
                     };
-                    let out = self.store.job_output(s.id).await?;
+                    let out = self.store.stored_output(RunTable::Jobs, s.id).await?;
                     self.store
-                        .finish_job(s.id, &self.runner, &end, (&out.bytes, out.written))
+                        .finish_run(
+                            RunTable::Jobs,
+                            s.id,
+                            &self.runner,
+                            &end,
+                            (&out.bytes, out.written),
+                        )
                         .await?;
                 }
                 if let Some(claim) = &s.instance_id {
@@ -67,9 +74,18 @@ impl Jobs {
                 exit_code: None,
                 reason: Some(RUNNER_GONE.into()),
             };
-            let out = self.store.workflow_output(row.id).await?;
+            let out = self
+                .store
+                .stored_output(RunTable::Workflows, row.id)
+                .await?;
             self.store
-                .finish_workflow(row.id, &self.runner, &end, (&out.bytes, out.written))
+                .finish_run(
+                    RunTable::Workflows,
+                    row.id,
+                    &self.runner,
+                    &end,
+                    (&out.bytes, out.written),
+                )
                 .await?;
             self.metrics.workflow_ended(end.state);
             let fields = serde_json::json!({"workflow": workflow_ref(row.id), "name": row.name,
