@@ -234,7 +234,7 @@ async fn apply(
             EventType::NodeCreated | EventType::NodeDataChanged
         ) && matches!(
             Node::classify(&ev.path),
-            Node::Instance(..) | Node::Domain(_) | Node::Blacklist
+            Node::Instance(..) | Node::Domain(_) | Node::Wake(_) | Node::Blacklist
         );
         async move {
             if wants_data {
@@ -295,10 +295,18 @@ async fn apply(
                 publisher.changes.domains = true;
             }
             Node::Wake(a) => {
-                let changed = if deleted {
-                    tree.wake.remove(&a)
-                } else {
-                    tree.wake.insert(a)
+                // Gone by the time it was read: its deletion event follows.
+                let state = match (deleted, data) {
+                    (false, Some(d)) => Some(tree::wake_state(&ev.path, &d)),
+                    _ => None,
+                };
+                let changed = match state {
+                    Some(s) if tree.wake.get(&a) != Some(&s) => {
+                        tree.wake.insert(a, s);
+                        true
+                    }
+                    Some(_) => false,
+                    None => tree.wake.remove(&a).is_some(),
                 };
                 publisher.changes.wake |= changed;
             }
@@ -445,6 +453,7 @@ impl Publisher {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::snapshot::WakeState;
     use caas_types::{ContainerId, Endpoint, Version};
 
     fn state(first: Arc<RouteSnapshot>) -> State {
@@ -463,6 +472,7 @@ mod tests {
         let state = state(publisher.current.clone());
         let v: Version = "v1".parse().expect("version");
         let mut held = Vec::new();
+        let mut saw_failing = false;
         for i in 0..40u16 {
             let app: AppId = format!("app{}", i % 5).parse().expect("app");
             let c: ContainerId = format!("{:012x}", i % 7 + 1).parse().expect("container");
@@ -482,9 +492,19 @@ mod tests {
             }
             if i % 7 == 0 {
                 let sleeper: AppId = format!("app{}", i % 3).parse().expect("app");
-                if !tree.wake.remove(&sleeper) {
-                    tree.wake.insert(sleeper);
+                if tree.wake.remove(&sleeper).is_none() {
+                    tree.wake.insert(sleeper, WakeState::default());
                 }
+                publisher.changes.wake = true;
+            }
+            if i % 11 == 0 {
+                // A failure written, then cleared, on a wake node.
+                let sleeper: AppId = "app1".parse().expect("app");
+                let failing = match tree.wake.get(&sleeper) {
+                    Some(WakeState { failing: None }) => Some(Arc::from(format!("failed {i}"))),
+                    _ => None,
+                };
+                tree.wake.insert(sleeper, WakeState { failing });
                 publisher.changes.wake = true;
             }
             if i % 9 == 0 {
@@ -495,10 +515,12 @@ mod tests {
             let want = tree.to_snapshot(snap.generation);
             assert_eq!(*snap, want, "after change {i}");
             assert_eq!(snap.generation, u64::from(i) + 2);
+            saw_failing |= snap.wake.values().any(|w| w.failing.is_some());
             // Sometimes a reader keeps an old snapshot, forcing the clone path.
             if i % 5 == 0 {
                 held.push(snap);
             }
         }
+        assert!(saw_failing, "some snapshot had a failing wake node");
     }
 }

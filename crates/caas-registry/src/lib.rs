@@ -2,7 +2,8 @@
 //! the watched route cache, the `_ping` health checker and leader election.
 //!
 //! - [`Registry`]: the writer side (scheduler): register/deregister instances, domains, the
-//!   blacklist; every node carries the digest ACL of an [`AclPolicy`].
+//!   blacklist, wake nodes ([`WakeNode`]); every node carries the digest ACL of an
+//!   [`AclPolicy`].
 //! - [`RouteCache`]: the reader side (gateway): the whole routing tree in memory, kept current
 //!   by one recursive watch, read lock-free as [`RouteSnapshot`]s.
 //! - [`HealthChecker`]: polls instances and (de)registers them on threshold crossings.
@@ -52,4 +53,5 @@ pub use election::LeaderElection;
 pub use error::{Error, Result};
 pub use health::{check_once, HealthChecker, HealthEvent, HealthEventKind, HealthTarget};
 pub use registry::Registry;
-pub use snapshot::{IpRule, RouteEntry, RouteSnapshot};
+pub use snapshot::{IpRule, RouteEntry, RouteSnapshot, WakeState};
+pub use tree::WakeNode;

@@ -1,11 +1,12 @@
-//! The writer side: the platform's session that registers instances, custom domains and the
-//! blacklist, creating every node with the digest ACL of an [`AclPolicy`].
+//! The writer side: the platform's session that registers instances, custom domains, the
+//! blacklist and wake nodes, creating every node with the digest ACL of an [`AclPolicy`].
 
 use crate::config::{open_session, AclPolicy, ZkConfig};
 use crate::error::{Error, Result};
 use crate::snapshot::IpRule;
-use crate::tree;
+use crate::tree::{self, WakeNode};
 use caas_types::{zk, AppId, ContainerId, Domain, Endpoint, Version};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use tokio::sync::Mutex;
 use zookeeper_client::{Acl, Acls, Client, CreateMode, Error as Z};
@@ -162,12 +163,25 @@ impl Registry {
         Ok(())
     }
 
-    /// Marks `app` as one that may sleep (`/caas/service/wake/{app}` = `{"version": "..."}`,
-    /// `version` the deployment that scales to zero): a gateway then holds a request for it
-    /// while it has no address, and reports the demand, instead of answering 503. Idempotent;
-    /// a new version overwrites the data.
-    pub async fn set_wake(&self, app: &AppId, version: &Version) -> Result<()> {
-        self.put(&zk::wake(app), &tree::render_wake(version)).await
+    /// Marks `app` as one that may sleep (`/caas/service/wake/{app}` =
+    /// `{"version": "..."}`, `version` the deployment that scales to zero): a gateway then
+    /// holds a request for it while it has no address, and reports the demand, instead of
+    /// answering 503.
+    ///
+    /// With `failing`, the node says waking the app failed and why
+    /// (`{"version": "...", "failing": "<reason>"}`, the reason cut to its first 200
+    /// characters): gateways then answer a request for it with 503 at once (`Retry-After: 5`,
+    /// the reason in the body) instead of holding it. `None` clears a failure.
+    ///
+    /// Creates the node or overwrites its data; writing what is there already changes nothing.
+    pub async fn set_wake(
+        &self,
+        app: &AppId,
+        version: &Version,
+        failing: Option<&str>,
+    ) -> Result<()> {
+        self.put(&zk::wake(app), &tree::render_wake(version, failing))
+            .await
     }
 
     /// `app` may no longer sleep: deletes its wake node (gateways answer 503 again while it has
@@ -176,12 +190,33 @@ impl Registry {
         self.delete(&zk::wake(app)).await
     }
 
-    /// Every app whose wake node exists, read straight from ZooKeeper (for the reconciler).
+    /// Every app whose wake node exists, sorted, read straight from ZooKeeper; also the apps
+    /// whose node's data does not parse.
     pub async fn wake_apps(&self) -> Result<Vec<AppId>> {
+        Ok(self.wake_nodes().await?.into_keys().collect())
+    }
+
+    /// Every wake node with what it says (`None`: its data does not parse; logged, and
+    /// gateways treat it as an app that may sleep and is not failing, while
+    /// [`set_wake`](Registry::set_wake) or [`clear_wake`](Registry::clear_wake) repair it),
+    /// read straight from ZooKeeper in one listing and pipelined multi-read requests (for the
+    /// scheduler's reconciler and autoscaler).
+    pub async fn wake_nodes(&self) -> Result<BTreeMap<AppId, Option<WakeNode>>> {
         let client = self.client().await?;
-        let mut apps: Vec<AppId> = tree::read_wake(&client).await?.into_iter().collect();
-        apps.sort();
-        Ok(apps)
+        let mut nodes = BTreeMap::new();
+        for (app, path, data) in tree::read_wake(&client).await? {
+            // Deleted between the listing and the read: not there.
+            let Some(data) = data else { continue };
+            let node = match tree::parse_wake(&path, &data) {
+                Ok(node) => Some(node),
+                Err(err) => {
+                    tracing::warn!(error = %err, "malformed wake node");
+                    None
+                }
+            };
+            nodes.insert(app, node);
+        }
+        Ok(nodes)
     }
 
     /// Every known app (the children of the address root), read straight from ZooKeeper.

@@ -5,8 +5,9 @@
 //! hot-path table from it.
 
 use caas_types::{AppId, ContainerId, Domain, Endpoint, Version};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
+use std::sync::Arc;
 
 /// One registered, healthy instance of an app.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -87,6 +88,15 @@ impl std::fmt::Display for IpRule {
     }
 }
 
+/// What the gateway needs of one app's wake node (`/caas/service/wake/{app}`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct WakeState {
+    /// Why waking the app failed, while the node says it does: the gateway then answers a
+    /// request for it with 503 at once instead of holding it. `None`: the app wakes as usual
+    /// (also when the node's data does not parse).
+    pub failing: Option<Arc<str>>,
+}
+
 /// Everything under `/caas` that routing needs, at one moment.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RouteSnapshot {
@@ -98,9 +108,10 @@ pub struct RouteSnapshot {
     pub domains: HashMap<Domain, AppId>,
     /// Client addresses the gateway refuses.
     pub blacklist: Vec<IpRule>,
-    /// Apps that may sleep (their node `/caas/service/wake/{app}` exists): a request for one
-    /// with no instance is held until an address appears rather than answered 503.
-    pub wake: HashSet<AppId>,
+    /// Apps that may sleep (their node `/caas/service/wake/{app}` exists), with what the node
+    /// says: a request for one with no instance is held until an address appears rather than
+    /// answered 503, unless the node says the app failed to start.
+    pub wake: HashMap<AppId, WakeState>,
     /// Increases with every published snapshot (for change detection and metrics).
     pub generation: u64,
 }
@@ -125,7 +136,12 @@ impl RouteSnapshot {
 
     /// Whether `app` may sleep (a request for it with no instance is held, not refused).
     pub fn is_wakeable(&self, app: &AppId) -> bool {
-        self.wake.contains(app)
+        self.wake.contains_key(app)
+    }
+
+    /// Why `app` failed to start, if it may sleep and its wake node says waking it failed.
+    pub fn wake_failing(&self, app: &AppId) -> Option<&Arc<str>> {
+        self.wake.get(app).and_then(|w| w.failing.as_ref())
     }
 
     /// Whether `ip` is blacklisted.

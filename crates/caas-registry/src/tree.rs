@@ -2,9 +2,10 @@
 //! of the routing tree that both the route cache and the reconciler start from.
 
 use crate::error::{Error, Result};
-use crate::snapshot::{IpRule, RouteEntry, RouteSnapshot};
+use crate::snapshot::{IpRule, RouteEntry, RouteSnapshot, WakeState};
 use caas_types::{zk, AppId, ContainerId, Domain, Endpoint, Version};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use zookeeper_client::{Client, MultiReadResult};
 
 /// What a path of the layout names.
@@ -140,6 +141,73 @@ pub(crate) fn render_blacklist(rules: &[IpRule]) -> Vec<u8> {
     serde_json::to_vec(&raw).unwrap_or_else(|_| b"[]".to_vec())
 }
 
+/// What a wake node says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WakeNode {
+    /// The deployment that scales to zero.
+    pub version: Version,
+    /// Why waking the app failed, while it does (the gateway answers 503 at once instead of
+    /// holding requests); `None` while the app wakes normally.
+    pub failing: Option<String>,
+}
+
+impl WakeNode {
+    /// The gateway's view of this node: whether it says the app failed to start.
+    pub(crate) fn state(&self) -> WakeState {
+        WakeState {
+            failing: self.failing.as_deref().map(Arc::from),
+        }
+    }
+}
+
+/// Longest failure reason [`render_wake`] writes, in characters.
+pub(crate) const MAX_FAILING_CHARS: usize = 200;
+
+/// Parses a wake node's data: `{"version": "v1"}` or `{"version": "v1", "failing": "..."}`;
+/// other fields are ignored, `"failing": null` is the same as no field.
+pub(crate) fn parse_wake(path: &str, data: &[u8]) -> Result<WakeNode> {
+    let value: serde_json::Value = serde_json::from_slice(data)
+        .map_err(|e| malformed(path, &format!("expected a JSON object: {e}")))?;
+    let version = value
+        .get("version")
+        .and_then(serde_json::Value::as_str)
+        .ok_or_else(|| malformed(path, "no \"version\" string"))?
+        .parse()
+        .map_err(|e: caas_types::Error| malformed(path, &e.to_string()))?;
+    let failing = match value.get("failing") {
+        None | Some(serde_json::Value::Null) => None,
+        Some(serde_json::Value::String(reason)) => Some(reason.clone()),
+        Some(_) => return Err(malformed(path, "\"failing\" is not a string")),
+    };
+    Ok(WakeNode { version, failing })
+}
+
+/// The gateway's view of a wake node's data: a node that does not parse still marks an app
+/// that may sleep (and is logged), only not a failing one.
+pub(crate) fn wake_state(path: &str, data: &[u8]) -> WakeState {
+    match parse_wake(path, data) {
+        Ok(node) => node.state(),
+        Err(err) => {
+            tracing::warn!(error = %err, "malformed wake node: the app wakes as usual");
+            WakeState::default()
+        }
+    }
+}
+
+/// Renders a wake node's data: `{"version": "v1"}`, or with `"failing": "<reason>"`, the
+/// reason cut to [`MAX_FAILING_CHARS`] characters.
+pub(crate) fn render_wake(version: &Version, failing: Option<&str>) -> Vec<u8> {
+    let mut node = serde_json::json!({ "version": version.as_str() });
+    if let Some(reason) = failing {
+        let cut = reason
+            .char_indices()
+            .nth(MAX_FAILING_CHARS)
+            .map_or(reason, |(at, _)| &reason[..at]);
+        node["failing"] = serde_json::Value::from(cut);
+    }
+    serde_json::to_vec(&node).unwrap_or_else(|_| b"{}".to_vec())
+}
+
 fn malformed(path: &str, reason: &str) -> Error {
     Error::Malformed {
         path: path.to_owned(),
@@ -153,8 +221,8 @@ pub(crate) struct Tree {
     pub(crate) apps: HashMap<AppId, BTreeMap<(Version, ContainerId), Endpoint>>,
     pub(crate) domains: HashMap<Domain, AppId>,
     pub(crate) blacklist: Vec<IpRule>,
-    /// Apps whose wake node exists.
-    pub(crate) wake: HashSet<AppId>,
+    /// Apps whose wake node exists, with what it says.
+    pub(crate) wake: HashMap<AppId, WakeState>,
 }
 
 impl Tree {
@@ -357,19 +425,22 @@ pub(crate) async fn read_instances(
     Ok(out)
 }
 
-/// The apps whose wake node exists (names that do not parse are skipped).
-pub(crate) async fn read_wake(client: &Client) -> Result<HashSet<AppId>> {
-    Ok(children(client, zk::WAKE_ROOT)
+/// Every wake node: its app and its data as read (`None` for a node deleted meanwhile), the
+/// data of all nodes read in pipelined multi-read requests. Names that do not parse are skipped.
+pub(crate) async fn read_wake(client: &Client) -> Result<Vec<(AppId, String, Option<Vec<u8>>)>> {
+    let apps: Vec<AppId> = children(client, zk::WAKE_ROOT)
         .await?
         .into_iter()
         .filter_map(|name| name.parse().ok())
+        .collect();
+    let paths: Vec<String> = apps.iter().map(zk::wake).collect();
+    let datas = multi_data(client, &paths).await?;
+    Ok(apps
+        .into_iter()
+        .zip(paths)
+        .zip(datas)
+        .map(|((app, path), data)| (app, path, data))
         .collect())
-}
-
-/// Renders a wake node's data: `{"version": "v1"}`.
-pub(crate) fn render_wake(version: &Version) -> Vec<u8> {
-    serde_json::to_vec(&serde_json::json!({ "version": version.as_str() }))
-        .unwrap_or_else(|_| b"{}".to_vec())
 }
 
 /// Reads the whole routing tree: instances, domains, the wake set and the blacklist.
@@ -400,7 +471,11 @@ pub(crate) async fn read_tree(client: &Client) -> Result<Tree> {
             Err(err) => tracing::warn!(error = %err, "skipping malformed domain node"),
         }
     }
-    tree.wake = read_wake(client).await?;
+    for (app, path, data) in read_wake(client).await? {
+        if let Some(d) = data {
+            tree.wake.insert(app, wake_state(&path, &d));
+        }
+    }
     if let Some(d) = data(client, zk::BLACKLIST).await? {
         tree.blacklist = parse_blacklist(zk::BLACKLIST, &d).unwrap_or_else(|err| {
             tracing::warn!(error = %err, "ignoring malformed blacklist");
@@ -470,5 +545,49 @@ mod tests {
         );
         assert!(parse_blacklist("/b", b"").expect("empty").is_empty());
         assert!(parse_blacklist("/b", b"{").is_err());
+    }
+
+    #[test]
+    fn wake_nodes_parse_render_and_degrade_to_wakeable() {
+        let v: Version = "v1".parse().expect("valid");
+        let plain = render_wake(&v, None);
+        assert_eq!(
+            serde_json::from_slice::<serde_json::Value>(&plain).expect("json"),
+            serde_json::json!({"version": "v1"})
+        );
+        let node = parse_wake("/w", &plain).expect("parses");
+        assert_eq!(node.failing, None);
+        assert_eq!(node.state(), WakeState::default());
+        let failing =
+            parse_wake("/w", &render_wake(&v, Some("image pull failed"))).expect("parses");
+        assert_eq!(failing.version, v);
+        assert_eq!(failing.failing.as_deref(), Some("image pull failed"));
+        assert_eq!(
+            failing.state().failing.as_deref(),
+            Some("image pull failed")
+        );
+        // Unknown fields are ignored, null is no failure.
+        let extra = parse_wake("/w", br#"{"version":"v2","failing":null,"since":3}"#).expect("ok");
+        assert_eq!(extra.failing, None);
+        assert_eq!(extra.version.as_str(), "v2");
+        // Malformed data: not a WakeNode, but still a wakeable app that is not failing.
+        for bad in [
+            &b""[..],
+            b"{",
+            b"[]",
+            br#"{"failing":"x"}"#,
+            br#"{"version":"Not A Version!"}"#,
+            br#"{"version":"v1","failing":7}"#,
+        ] {
+            assert!(parse_wake("/w", bad).is_err(), "{bad:?}");
+            assert_eq!(wake_state("/w", bad), WakeState::default(), "{bad:?}");
+        }
+        // The reason is cut to 200 characters, never inside one.
+        let long = "é".repeat(300);
+        let cut = parse_wake("/w", &render_wake(&v, Some(&long))).expect("parses");
+        assert_eq!(cut.failing.as_deref(), Some("é".repeat(200).as_str()));
+        let short = "x".repeat(200);
+        let kept = parse_wake("/w", &render_wake(&v, Some(&short))).expect("parses");
+        assert_eq!(kept.failing.as_deref(), Some(short.as_str()));
     }
 }

@@ -255,6 +255,61 @@ async fn a_known_app_without_instances_stays_in_the_snapshot_until_removed() {
 }
 
 #[tokio::test]
+async fn a_full_read_sees_wake_failures_and_malformed_wake_nodes_stay_wakeable() {
+    init_tracing("caas_registry=debug");
+    let root = Chroot::new("wake-read").await;
+    let reg = root.registry().await;
+    reg.ensure_layout().await.expect("layout");
+    let (failing, fine) = (app("failing"), app("fine"));
+    reg.set_wake(&failing, &ver("v3"), Some("exit 1"))
+        .await
+        .expect("failing");
+    reg.set_wake(&fine, &ver("v1"), None).await.expect("wake");
+    // A node whose data does not follow the layout (written behind the registry's back).
+    let raw = root.raw(Some(&root.env.platform)).await;
+    let odd = "/caas/service/wake/odd";
+    raw.create(
+        odd,
+        b"not json",
+        &zookeeper_client::CreateMode::Persistent.with_acls(zookeeper_client::Acls::anyone_all()),
+    )
+    .await
+    .expect("odd node");
+
+    let cache = RouteCache::start(&root.reader()).await.expect("start");
+    let snap = cache.snapshot();
+    assert_eq!(snap.wake_failing(&failing).map(|r| &**r), Some("exit 1"));
+    assert!(snap.is_wakeable(&fine) && snap.wake_failing(&fine).is_none());
+    assert!(
+        snap.is_wakeable(&app("odd")) && snap.wake_failing(&app("odd")).is_none(),
+        "malformed: wakeable, not failing"
+    );
+
+    // The reconciler's read: every node, the malformed one without what it says.
+    let nodes = reg.wake_nodes().await.expect("wake nodes");
+    let readable: Vec<&AppId> = nodes
+        .iter()
+        .filter(|(_, n)| n.is_some())
+        .map(|(a, _)| a)
+        .collect();
+    assert_eq!(readable, vec![&failing, &fine]);
+    let node = |a: &AppId| nodes[a].clone().expect("readable");
+    assert_eq!(node(&failing).version, ver("v3"));
+    assert_eq!(node(&failing).failing.as_deref(), Some("exit 1"));
+    assert_eq!(node(&fine).failing, None);
+    assert_eq!(nodes[&app("odd")], None);
+    assert_eq!(
+        reg.wake_apps().await.expect("wake apps"),
+        vec![failing.clone(), fine.clone(), app("odd")]
+    );
+    // set_wake repairs it.
+    reg.set_wake(&app("odd"), &ver("v1"), None)
+        .await
+        .expect("repair");
+    assert!(reg.wake_nodes().await.expect("wake nodes")[&app("odd")].is_some());
+}
+
+#[tokio::test]
 async fn the_wake_set_follows_wake_nodes_and_leaves_the_address_tree_alone() {
     init_tracing("caas_registry=debug");
     let root = Chroot::new("wake").await;
@@ -262,15 +317,15 @@ async fn the_wake_set_follows_wake_nodes_and_leaves_the_address_tree_alone() {
     reg.ensure_layout().await.expect("layout");
     let (early, sleepy) = (app("early"), app("sleepy"));
     reg.add_app(&early).await.expect("add app");
-    reg.set_wake(&early, &ver("v1")).await.expect("wake");
+    reg.set_wake(&early, &ver("v1"), None).await.expect("wake");
     // The initial read sees a wake node written before the cache started.
     let cache = RouteCache::start(&root.reader()).await.expect("start");
     assert!(cache.snapshot().is_wakeable(&early));
     assert_eq!(cache.snapshot().apps.get(&early), Some(&Vec::new()));
 
     reg.add_app(&sleepy).await.expect("add app");
-    reg.set_wake(&sleepy, &ver("v1")).await.expect("wake");
-    reg.set_wake(&sleepy, &ver("v2"))
+    reg.set_wake(&sleepy, &ver("v1"), None).await.expect("wake");
+    reg.set_wake(&sleepy, &ver("v2"), None)
         .await
         .expect("wake again, another version");
     eventually("the new wake node is seen", || async {
@@ -284,6 +339,34 @@ async fn the_wake_set_follows_wake_nodes_and_leaves_the_address_tree_alone() {
     // The wake node is not an address: the app stays known with no instance.
     assert!(cache.snapshot().endpoints(&sleepy).is_none());
     assert_eq!(reg.apps().await.expect("apps").len(), 2);
+    assert_eq!(cache.snapshot().wake_failing(&sleepy), None);
+
+    // A failure written on the node reaches the snapshot, and goes again when cleared.
+    reg.set_wake(&sleepy, &ver("v2"), Some("image pull failed"))
+        .await
+        .expect("failing");
+    eventually("the failure is seen", || async {
+        (cache
+            .snapshot()
+            .wake_failing(&sleepy)
+            .map(|r| r.to_string())
+            == Some("image pull failed".to_owned()))
+        .then_some(())
+    })
+    .await;
+    assert!(
+        cache.snapshot().is_wakeable(&sleepy),
+        "failing is still wakeable"
+    );
+    assert_eq!(cache.snapshot().wake_failing(&early), None);
+    reg.set_wake(&sleepy, &ver("v2"), None)
+        .await
+        .expect("failure cleared");
+    eventually("the cleared failure is seen", || async {
+        let snap = cache.snapshot();
+        (snap.is_wakeable(&sleepy) && snap.wake_failing(&sleepy).is_none()).then_some(())
+    })
+    .await;
 
     reg.clear_wake(&sleepy).await.expect("clear");
     reg.clear_wake(&sleepy).await.expect("clear twice");

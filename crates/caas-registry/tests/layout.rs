@@ -16,6 +16,11 @@ fn ids() -> (AppId, Version, ContainerId, Endpoint) {
     )
 }
 
+/// A node's data as JSON.
+async fn json(raw: &zookeeper_client::Client, path: &str) -> serde_json::Value {
+    serde_json::from_str(&read(raw, path).await.expect("node")).expect("json")
+}
+
 #[tokio::test]
 async fn writes_the_exact_layout_with_digest_acl() {
     init_tracing("caas_registry=debug");
@@ -141,11 +146,49 @@ async fn writes_the_exact_layout_with_digest_acl() {
 
     // Wake nodes: `/caas/service/wake/{app}` = {"version": ...}, with the same ACL, next to
     // (never inside) the address tree.
-    reg.set_wake(&app, &version).await.expect("wake");
+    reg.set_wake(&app, &version, None).await.expect("wake");
     let wake_node = "/caas/service/wake/app01";
-    let wake: serde_json::Value =
-        serde_json::from_str(&read(&raw, wake_node).await.expect("wake node")).expect("json");
-    assert_eq!(wake, serde_json::json!({"version": "v1"}));
+    assert_eq!(
+        json(&raw, wake_node).await,
+        serde_json::json!({"version": "v1"})
+    );
+    // A failure is written next to the version, its reason cut to 200 characters; None clears
+    // it; writing the same again changes nothing.
+    let long = format!("image pull failed: {}", "ü".repeat(300));
+    reg.set_wake(&app, &version, Some(&long))
+        .await
+        .expect("failing");
+    let cut: String = long.chars().take(200).collect();
+    assert_eq!(
+        json(&raw, wake_node).await,
+        serde_json::json!({"version": "v1", "failing": cut})
+    );
+    let (_, before) = raw.get_data(wake_node).await.expect("stat");
+    reg.set_wake(&app, &version, Some(&long))
+        .await
+        .expect("failing again");
+    let (_, after) = raw.get_data(wake_node).await.expect("stat");
+    assert_eq!(before.version, after.version, "idempotent: no write");
+    let nodes = reg.wake_nodes().await.expect("wake nodes");
+    assert_eq!(nodes.len(), 1);
+    assert_eq!(
+        nodes[&app],
+        Some(caas_registry::WakeNode {
+            version: version.clone(),
+            failing: Some(cut.clone())
+        })
+    );
+    reg.set_wake(&app, &version, None).await.expect("recovered");
+    assert_eq!(
+        json(&raw, wake_node).await,
+        serde_json::json!({"version": "v1"})
+    );
+    assert_eq!(
+        reg.wake_nodes().await.expect("wake nodes")[&app]
+            .as_ref()
+            .map(|n| n.failing.clone()),
+        Some(None)
+    );
     let (acls, _) = admin.get_acl(wake_node).await.expect("acl");
     assert_eq!(acls.len(), 2, "platform ALL and reader READ");
     assert!(acls.iter().all(|a| a.scheme() == "digest"));

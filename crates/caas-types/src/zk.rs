@@ -4,12 +4,22 @@
 //! /caas/service/address/{appId}/{version}/{containerId}   data: "{hostIP}:{hostPort}"
 //! /caas/domains/{domain}                                  data: "{appId}"
 //! /caas/config/gateway/blacklist                          data: JSON list of IPs/CIDRs
-//! /caas/service/wake/{appId}                              data: {"version": "v1"}
+//! /caas/service/wake/{appId}                              data: {"version": "v1", "failing"?: "..."}
 //! ```
 //!
 //! The layout is a contract with gateways that may run older or newer code: never change it.
 //! It only grows: the wake nodes were added next to the address tree (scale to zero); a gateway
 //! that does not know them ignores them and answers 503 for a sleeping app as before.
+//!
+//! A wake node's data is `{"version": "v1"}`, the deployment that scales to zero, or
+//! `{"version": "v1", "failing": "<reason>"}` (reason at most 200 characters) while waking the
+//! app fails: the scheduler's autoscaler writes `failing` when starting the app for a held
+//! request fails, and clears it (rewrites the node without it) after its back-off or on a new
+//! deploy. A gateway answers a request for a failing sleeping app 503 at once (`Retry-After: 5`,
+//! the reason in the body) instead of holding it. Readers ignore fields they do not know; data
+//! that does not parse marks an app that may sleep and is not failing. A gateway that predates
+//! `failing` only looks at the node's existence and keeps holding requests (504 at its
+//! activation timeout).
 //! Paths here are relative to the client's chroot (if any).
 
 use crate::{AppId, ContainerId, Domain, Version};
@@ -45,8 +55,8 @@ pub fn instance(app: &AppId, version: &Version, container: &ContainerId) -> Stri
     format!("{ADDRESS_ROOT}/{app}/{version}/{container}")
 }
 
-/// `/caas/service/wake/{appId}`: exists while `app` may sleep; data `{"version": "v1"}`
-/// (informational).
+/// `/caas/service/wake/{appId}`: exists while `app` may sleep; data `{"version": "v1"}`, with
+/// `"failing": "<reason>"` while waking the app fails.
 pub fn wake(app: &AppId) -> String {
     format!("{WAKE_ROOT}/{app}")
 }
