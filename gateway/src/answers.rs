@@ -15,10 +15,17 @@ pub(crate) const BACKEND_TIMED_OUT: &str = "the app's instance did not answer in
 pub(crate) const ACTIVATION_TIMED_OUT: &str = "the app did not start in time\n";
 /// 503 (with `Retry-After: 1`) for a sleeping app whose hold queue is full.
 pub(crate) const HOLD_QUEUE_FULL: &str = "the app is starting; too many requests wait for it\n";
+/// `Retry-After` (seconds) of the 503 for a sleeping app that failed to start.
+pub(crate) const FAILED_RETRY_AFTER: &str = "5";
 /// 503 for a request held when the gateway shuts down.
 pub(crate) const SHUTTING_DOWN: &str = "the gateway is shutting down\n";
 
 /// 503 for a known app with nothing running.
 pub(crate) fn no_instance(app: &AppId) -> String {
     format!("app {app} has no running instance\n")
+}
+
+/// 503 (with `Retry-After: 5`) for a sleeping app whose wake node says it failed to start.
+pub(crate) fn failed_to_start(app: &AppId, reason: &str) -> String {
+    format!("app {app} failed to start: {reason}\n")
 }

@@ -7,9 +7,12 @@
 //! {"gateway": "gw-1234", "apps": [{"app": "hello", "held": 3, "in_flight": 7}]}   → 204
 //! ```
 //!
+//! `in_flight` is the most requests in flight at once since the last report, so a short request
+//! between two reports still counts as demand.
+//!
 //! A report goes out at once when an app's first request is held ([`Wake::demand`]), then
-//! about once a second while any app has held or in-flight requests, and once more with no apps
-//! when the demand has gone (so the scheduler need not wait for this gateway's reports to age
+//! about once a second while any app has held requests or had some in flight since the last
+//! report, and once more with no apps when the demand has gone (so the scheduler need not wait for this gateway's reports to age
 //! out). A failed report is logged and replaced by the next one; nothing on the request path
 //! waits for it. The gateway never links scheduler code: this is plain HTTP.
 
@@ -39,11 +42,14 @@ pub(crate) struct Report {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub(crate) struct AppDemand {
     pub(crate) app: String,
+    /// Requests held for the app (asleep) right now.
     pub(crate) held: u64,
+    /// The most requests in flight at once since the last report, so a short request between
+    /// two reports still counts as demand.
     pub(crate) in_flight: u64,
 }
 
-/// Puts the held and in-flight counts together, one entry per app with any, sorted by app.
+/// Puts the held and in-flight (peak) counts together, one entry per app with any, sorted by app.
 pub(crate) fn report(
     gateway: &str,
     held: &[(AppId, usize)],
@@ -91,7 +97,7 @@ pub(crate) async fn run(target: DemandTarget, wake: &Wake, stats: &Stats, stop: 
             () = wake.demand.notified() => {}
             _ = tick.tick() => {}
         }
-        let r = report(&target.gateway, &wake.held(), &stats.in_flight());
+        let r = report(&target.gateway, &wake.held(), &stats.in_flight_peaks());
         if r.apps.is_empty() && !busy {
             continue;
         }
@@ -145,5 +151,111 @@ mod tests {
             ]})
         );
         assert!(report("gw1", &[], &[]).apps.is_empty());
+    }
+
+    /// A local stand-in for the scheduler's demand endpoint: answers 204, passes each report's
+    /// JSON body on.
+    async fn endpoint() -> (
+        String,
+        tokio::sync::mpsc::UnboundedReceiver<serde_json::Value>,
+    ) {
+        use http_body_util::BodyExt as _;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!(
+            "http://{}/v1/gateway/demand",
+            listener.local_addr().unwrap()
+        );
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(
+                        move |req: hyper::Request<hyper::body::Incoming>| {
+                            let tx = tx.clone();
+                            async move {
+                                let body = req.into_body().collect().await?.to_bytes();
+                                let _ = tx.send(serde_json::from_slice(&body).unwrap());
+                                let mut r = hyper::Response::new(http_body_util::Empty::<
+                                    bytes::Bytes,
+                                >::new(
+                                ));
+                                *r.status_mut() = hyper::StatusCode::NO_CONTENT;
+                                Ok::<_, hyper::Error>(r)
+                            }
+                        },
+                    );
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        (url, rx)
+    }
+
+    async fn next(
+        rx: &mut tokio::sync::mpsc::UnboundedReceiver<serde_json::Value>,
+    ) -> serde_json::Value {
+        tokio::time::timeout(Duration::from_secs(5), rx.recv())
+            .await
+            .expect("a report within 5 s")
+            .expect("endpoint running")
+    }
+
+    #[tokio::test]
+    async fn requests_in_flight_between_two_reports_are_reported_then_one_empty_report() {
+        use std::sync::Arc;
+        let (url, mut rx) = endpoint().await;
+        let stats = Arc::new(Stats::default());
+        let wake = Arc::new(Wake::new(10, Duration::from_secs(30), Arc::clone(&stats)));
+        let stop = CancellationToken::new();
+        let target = DemandTarget {
+            url,
+            token: "t0ken".parse().unwrap(),
+            gateway: "gw".into(),
+        };
+        let task = {
+            let (wake, stats, stop) = (Arc::clone(&wake), Arc::clone(&stats), stop.clone());
+            tokio::spawn(async move { run(target, &wake, &stats, stop).await })
+        };
+        let app = stats.app("brief");
+
+        // Two requests at once that are over long before the next report: still demand.
+        drop((app.enter(), app.enter()));
+        assert_eq!(
+            next(&mut rx).await,
+            serde_json::json!({"gateway": "gw", "apps": [{"app": "brief", "held": 0, "in_flight": 2}]})
+        );
+        // Then one empty report, and quiet.
+        assert_eq!(next(&mut rx).await["apps"], serde_json::json!([]));
+        assert!(
+            tokio::time::timeout(Duration::from_millis(1_500), rx.recv())
+                .await
+                .is_err(),
+            "no reports without demand"
+        );
+
+        // A long request is reported at every tick while it lasts.
+        let long = app.enter();
+        for _ in 0..2 {
+            assert_eq!(
+                next(&mut rx).await["apps"],
+                serde_json::json!([{"app": "brief", "held": 0, "in_flight": 1}])
+            );
+        }
+        drop(long);
+        // It was in flight during the last interval; then the demand is gone.
+        let mut after = next(&mut rx).await;
+        if after["apps"] != serde_json::json!([]) {
+            assert_eq!(
+                after["apps"],
+                serde_json::json!([{"app": "brief", "held": 0, "in_flight": 1}])
+            );
+            after = next(&mut rx).await;
+        }
+        assert_eq!(after["apps"], serde_json::json!([]));
+        stop.cancel();
+        task.await.unwrap();
     }
 }

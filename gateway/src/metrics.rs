@@ -23,8 +23,11 @@ pub struct AppStats {
     /// Cumulative-on-render bucket counts; the last slot is +Inf.
     latency: [AtomicU64; BUCKETS.len() + 1],
     latency_sum_us: AtomicU64,
-    /// Requests being proxied to the app right now (the demand reporter's `in_flight`).
+    /// Requests being proxied to the app right now.
     in_flight: AtomicU64,
+    /// The most requests in flight at once since the demand reporter last looked (what it
+    /// reports as `in_flight`), so a request that came and went between two reports counts.
+    peak: AtomicU64,
 }
 
 /// Counts one request as in flight for its app until dropped.
@@ -39,10 +42,20 @@ impl Drop for InFlight<'_> {
 
 impl AppStats {
     /// Counts a request as in flight until the guard is dropped: one atomic add and one
-    /// subtract per request.
+    /// subtract per request, and a load of the peak (written only when this request raises it).
     pub(crate) fn enter(&self) -> InFlight<'_> {
-        self.in_flight.fetch_add(1, Relaxed);
+        let now = self.in_flight.fetch_add(1, Relaxed) + 1;
+        if self.peak.load(Relaxed) < now {
+            self.peak.fetch_max(now, Relaxed);
+        }
         InFlight(self)
+    }
+
+    /// The most requests in flight at once since the last call (at least those in flight now);
+    /// the next call counts from those in flight now.
+    fn take_peak(&self) -> u64 {
+        let now = self.in_flight.load(Relaxed);
+        self.peak.swap(now, Relaxed).max(now)
     }
 
     /// Records one response's status and time to response headers.
@@ -96,6 +109,9 @@ pub(crate) struct GlobalStats {
     pub(crate) activation_timeouts: AtomicU64,
     /// Requests for a sleeping app refused (503) because its hold queue was full.
     pub(crate) hold_queue_full: AtomicU64,
+    /// Requests for a sleeping app answered 503 because it failed to start (held ones
+    /// included).
+    pub(crate) wake_failed: AtomicU64,
 }
 
 /// Every app's stats, found by name when the routing table is rebuilt (not per request).
@@ -113,11 +129,12 @@ impl Stats {
         Arc::clone(apps.entry(app.to_owned()).or_default())
     }
 
-    /// Every app with requests in flight right now, and how many (for the demand reporter).
-    pub(crate) fn in_flight(&self) -> Vec<(String, u64)> {
+    /// Every app that had requests in flight since the last call, with the most it had at once
+    /// (for the demand reporter); each app's peak starts again from its requests in flight now.
+    pub(crate) fn in_flight_peaks(&self) -> Vec<(String, u64)> {
         let apps = self.apps.lock().unwrap_or_else(|e| e.into_inner());
         apps.iter()
-            .map(|(app, s)| (app.clone(), s.in_flight.load(Relaxed)))
+            .map(|(app, s)| (app.clone(), s.take_peak()))
             .filter(|(_, n)| *n > 0)
             .collect()
     }
@@ -192,6 +209,12 @@ impl Stats {
                 "counter",
                 "requests for a sleeping app refused with 503 because its hold queue was full",
                 &g.hold_queue_full,
+            ),
+            (
+                "caas_gateway_wake_failed_total",
+                "counter",
+                "requests for a sleeping app answered 503 because it failed to start",
+                &g.wake_failed,
             ),
         ];
         for (name, kind, help, v) in globals {
@@ -283,19 +306,18 @@ mod tests {
         a.response(200, Duration::from_millis(3));
         a.response(503, Duration::from_secs(20));
         a.bytes_out(10);
-        let busy = a.enter();
-        let other = stats.app("other");
-        let _other = other.enter();
-        let mut in_flight = stats.in_flight();
-        in_flight.sort();
-        assert_eq!(in_flight, vec![("other".into(), 1), ("shop".into(), 1)]);
-        drop(busy);
-        assert_eq!(stats.in_flight(), vec![("other".into(), 1)]);
         stats.global.held.store(2, Relaxed);
+        stats.global.wake_failed.store(3, Relaxed);
         let text = stats.render();
         assert!(text.contains("caas_gateway_held_requests 2"), "{text}");
         assert!(
             text.contains("caas_gateway_activation_timeouts_total 0"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "# TYPE caas_gateway_wake_failed_total counter\ncaas_gateway_wake_failed_total 3"
+            ),
             "{text}"
         );
         assert!(
@@ -322,5 +344,45 @@ mod tests {
             text.contains("caas_gateway_response_bytes_total{app=\"shop\"} 10"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn in_flight_is_reported_as_the_peak_since_the_last_report() {
+        let stats = Stats::default();
+        let (shop, other) = (stats.app("shop"), stats.app("other"));
+        assert!(stats.in_flight_peaks().is_empty(), "nothing yet");
+
+        // Three at once, then all gone before the report: the report still sees three.
+        let guards: Vec<_> = (0..3).map(|_| shop.enter()).collect();
+        drop(guards);
+        let short = other.enter();
+        drop(short);
+        let mut peaks = stats.in_flight_peaks();
+        peaks.sort();
+        assert_eq!(peaks, vec![("other".into(), 1), ("shop".into(), 3)]);
+        // Reset: with nothing in flight since, nothing to report.
+        assert!(stats.in_flight_peaks().is_empty());
+
+        // A long request stays reported while it lasts; the peak restarts from it.
+        let long = shop.enter();
+        let burst: Vec<_> = (0..4).map(|_| shop.enter()).collect();
+        assert_eq!(stats.in_flight_peaks(), vec![("shop".into(), 5)]);
+        drop(burst);
+        assert_eq!(
+            stats.in_flight_peaks(),
+            vec![("shop".into(), 5)],
+            "still 5 in flight then"
+        );
+        assert_eq!(stats.in_flight_peaks(), vec![("shop".into(), 1)]);
+        let again = shop.enter();
+        drop(again);
+        assert_eq!(stats.in_flight_peaks(), vec![("shop".into(), 2)]);
+        drop(long);
+        assert_eq!(
+            stats.in_flight_peaks(),
+            vec![("shop".into(), 1)],
+            "it was in flight since the last report"
+        );
+        assert!(stats.in_flight_peaks().is_empty(), "demand over");
     }
 }

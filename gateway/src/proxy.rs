@@ -9,10 +9,11 @@ use crate::headers::{self, Client};
 use crate::metrics::{AppStats, Stats};
 use crate::pool::{self, PoolPolicy};
 use crate::retry::{self, Failure, Retry};
-use crate::table::{AppRoute, Backend, HealthPolicy, Route, Table, Tried, MAX_TRIES};
+use crate::table::{AppRoute, Backend, HealthPolicy, Route, Sleep, Table, Tried, MAX_TRIES};
 use crate::wake::{Held, Wake};
 use arc_swap::ArcSwap;
 use bytes::Bytes;
+use caas_types::AppId;
 use http::header::{self, HeaderValue};
 use http::uri::{PathAndQuery, Uri};
 use http::{Request, Response, StatusCode, Version};
@@ -117,7 +118,8 @@ pub(crate) async fn handle(
 }
 
 /// A request for an app with no address: 503, or for an app that may sleep, held until it has
-/// one (then its route) or answered (504, or 503 when the queue is full or at shutdown).
+/// one (then its route) or answered (504, or 503 when the queue is full or at shutdown); 503
+/// with `Retry-After` at once, or as soon as it is known, for one that failed to start.
 async fn no_address(
     shared: &Shared,
     route: &Arc<AppRoute>,
@@ -129,21 +131,28 @@ async fn no_address(
             ProxyBody::owned(answers::no_instance(&route.app)),
         )
     };
-    if !route.wakeable {
-        return Err(no_instance());
+    match &route.sleep {
+        Sleep::Never => return Err(no_instance()),
+        Sleep::Failing(reason) => return Err(failed_to_start(shared, &route.app, reason)),
+        Sleep::Wakes => {}
     }
     let held = shared
         .wake
-        .hold(&route.app, || shared.table.load().has_address(&route.app))
+        .hold(&route.app, || shared.table.load().release(&route.app))
         .await;
     let (status, text) = match held {
         Held::Ready => {
-            // The app's route in the table that has its address (if it went again at once,
-            // 503 as for any app with none).
+            // The app's route in the table that let the request go: with its address, or
+            // failed to start (if the address went again at once, 503 as for any app with
+            // none).
             let table = shared.table.load();
             return match table.app(&route.app) {
                 Some(r) if !r.is_empty() => Ok(Arc::clone(r)),
-                _ => Err(no_instance()),
+                Some(r) => match &r.sleep {
+                    Sleep::Failing(reason) => Err(failed_to_start(shared, &route.app, reason)),
+                    Sleep::Never | Sleep::Wakes => Err(no_instance()),
+                },
+                None => Err(no_instance()),
             };
         }
         Held::TimedOut => (StatusCode::GATEWAY_TIMEOUT, answers::ACTIVATION_TIMED_OUT),
@@ -157,6 +166,20 @@ async fn no_address(
             .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
     }
     Err(answer)
+}
+
+/// 503 with `Retry-After` for a sleeping app whose wake node says it failed to start.
+fn failed_to_start(shared: &Shared, app: &AppId, reason: &str) -> Response<ProxyBody> {
+    shared.stats.global.wake_failed.fetch_add(1, Relaxed);
+    let mut answer = plain(
+        StatusCode::SERVICE_UNAVAILABLE,
+        ProxyBody::owned(answers::failed_to_start(app, reason)),
+    );
+    answer.headers_mut().insert(
+        header::RETRY_AFTER,
+        HeaderValue::from_static(answers::FAILED_RETRY_AFTER),
+    );
+    answer
 }
 
 async fn forward(

@@ -185,8 +185,9 @@ impl Gateway {
                     );
                     let table = Arc::new(table);
                     shared.table.store(Arc::clone(&table));
-                    // Requests held for an app that has its first address now go, in order.
-                    let released = shared.wake.release(|app| table.has_address(app));
+                    // Requests held for an app that has its first address now go, in order; so
+                    // do those for an app that failed to start (answered 503 at once).
+                    let released = shared.wake.release(|app| table.release(app));
                     if released > 0 {
                         tracing::debug!(released, "held requests released");
                     }

@@ -6,7 +6,8 @@
 use crate::h1::upstream::IdleConns;
 use crate::metrics::{AppStats, Stats};
 use crate::pool::Pool;
-use caas_registry::{IpRule, RouteSnapshot};
+use crate::wake::Release;
+use caas_registry::{IpRule, RouteSnapshot, WakeState};
 use caas_types::{AppId, Endpoint};
 use http::uri::Authority;
 use std::borrow::Cow;
@@ -111,9 +112,33 @@ pub(crate) struct AppRoute {
     backends: Box<[Arc<Backend>]>,
     rr: Arc<AtomicUsize>,
     pub(crate) stats: Arc<AppStats>,
-    /// The app may sleep (its wake node exists): with no address, a request for it is held
-    /// (`crate::wake`) rather than answered 503.
-    pub(crate) wakeable: bool,
+    /// What a request for the app gets while it has no address; never looked at while it has
+    /// one.
+    pub(crate) sleep: Sleep,
+}
+
+/// What a request for an app with no address gets, by the app's wake node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Sleep {
+    /// No wake node: 503 at once.
+    Never,
+    /// The app may sleep: the request is held (`crate::wake`) until it has an address.
+    Wakes,
+    /// The app may sleep but the wake node says waking it failed (the reason): 503 at once,
+    /// with `Retry-After`.
+    Failing(Arc<str>),
+}
+
+impl Sleep {
+    fn of(snap: &RouteSnapshot, app: &AppId) -> Sleep {
+        match snap.wake.get(app) {
+            None => Sleep::Never,
+            Some(WakeState { failing: None }) => Sleep::Wakes,
+            Some(WakeState {
+                failing: Some(reason),
+            }) => Sleep::Failing(Arc::clone(reason)),
+        }
+    }
 }
 
 /// Backends already tried by one request.
@@ -246,7 +271,7 @@ impl Table {
                 stats: old
                     .map(|r| Arc::clone(&r.stats))
                     .unwrap_or_else(|| stats.app(app.as_str())),
-                wakeable: snap.is_wakeable(app),
+                sleep: Sleep::of(snap, app),
             })
         };
         for (app, entries) in &snap.apps {
@@ -280,9 +305,17 @@ impl Table {
         self.apps.get(app.as_str())
     }
 
-    /// Whether `app` has at least one address (a held request for it can go).
-    pub(crate) fn has_address(&self, app: &AppId) -> bool {
-        self.app(app).is_some_and(|r| !r.is_empty())
+    /// Whether a request held for `app` can go, and why: the app has an address now, or it
+    /// failed to start (the request is answered 503 at once rather than left waiting).
+    pub(crate) fn release(&self, app: &AppId) -> Option<Release> {
+        let route = self.app(app)?;
+        if !route.is_empty() {
+            Some(Release::Address)
+        } else if matches!(route.sleep, Sleep::Failing(_)) {
+            Some(Release::Failing)
+        } else {
+            None
+        }
     }
 
     /// Number of apps routed.
@@ -347,7 +380,15 @@ mod tests {
         );
         s.apps.insert("empty".parse().expect("app"), vec![]);
         s.apps.insert("sleepy".parse().expect("app"), vec![]);
-        s.wake.insert("sleepy".parse().expect("app"));
+        s.wake
+            .insert("sleepy".parse().expect("app"), WakeState::default());
+        s.apps.insert("broken".parse().expect("app"), vec![]);
+        s.wake.insert(
+            "broken".parse().expect("app"),
+            WakeState {
+                failing: Some(Arc::from("exit 1")),
+            },
+        );
         s.domains.insert(
             "www.example.com".parse().expect("domain"),
             "shop".parse().expect("app"),
@@ -394,13 +435,23 @@ mod tests {
         assert!(matches!(t.lookup("empty.caas.localhost"), Route::App(r) if r.is_empty()));
         assert!(matches!(t.lookup("gone.example.com"), Route::App(r) if r.is_empty()));
         assert!(
-            matches!(t.lookup("sleepy.caas.localhost"), Route::App(r) if r.is_empty() && r.wakeable)
+            matches!(t.lookup("sleepy.caas.localhost"), Route::App(r) if r.is_empty() && r.sleep == Sleep::Wakes)
         );
-        assert!(matches!(t.lookup("empty.caas.localhost"), Route::App(r) if !r.wakeable));
-        assert!(matches!(t.lookup("shop.caas.localhost"), Route::App(r) if !r.wakeable));
-        assert!(t.has_address(&"shop".parse().expect("app")));
-        assert!(!t.has_address(&"sleepy".parse().expect("app")));
-        assert!(!t.has_address(&"nope".parse().expect("app")));
+        assert!(
+            matches!(t.lookup("broken.caas.localhost"), Route::App(r) if r.is_empty() && r.sleep == Sleep::Failing(Arc::from("exit 1")))
+        );
+        assert!(
+            matches!(t.lookup("empty.caas.localhost"), Route::App(r) if r.sleep == Sleep::Never)
+        );
+        assert!(
+            matches!(t.lookup("shop.caas.localhost"), Route::App(r) if r.sleep == Sleep::Never)
+        );
+        let release = |app: &str| t.release(&app.parse().expect("app"));
+        assert_eq!(release("shop"), Some(Release::Address));
+        assert_eq!(release("broken"), Some(Release::Failing));
+        assert_eq!(release("sleepy"), None);
+        assert_eq!(release("empty"), None);
+        assert_eq!(release("nope"), None);
         for host in [
             "nope.caas.localhost",
             "a.shop.caas.localhost",

@@ -1,12 +1,13 @@
 //! Requests held for sleeping apps (scale to zero).
 //!
 //! An app whose wake node exists (`/caas/service/wake/{app}`, carried into the routing table as
-//! [`AppRoute::wakeable`](crate::table::AppRoute)) may have no instance: it sleeps. A request
+//! [`AppRoute::sleep`](crate::table::AppRoute)) may have no instance: it sleeps. A request
 //! for it is not answered 503 but held here, in a bounded queue per app, until the route cache
 //! shows the app's first address; then every waiter is released in arrival order and proxies
 //! as usual. A request held longer than the activation timeout gets 504; one that finds its
 //! app's queue full gets 503 with `Retry-After: 1`; at shutdown every held request ends at once
-//! with 503.
+//! with 503. When the wake node says waking the app failed, the held requests are released too
+//! and answered 503 with the reason (as is every new request for it, without being held).
 //!
 //! Only a request that found no address comes here: an app with addresses never takes the lock
 //! below. The first request held for an app pings the demand reporter ([`crate::demand`]), so
@@ -21,10 +22,20 @@ use std::time::Duration;
 use tokio::sync::{oneshot, Notify};
 use tokio_util::sync::CancellationToken;
 
+/// Why the requests held for an app may go now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Release {
+    /// The app has an address.
+    Address,
+    /// Its wake node says it failed to start: they are answered 503 at once.
+    Failing,
+}
+
 /// How a held request's wait ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Held {
-    /// The app has an address now: route the request again.
+    /// The app has an address now, or failed to start: route the request again (which
+    /// forwards it, or answers the failure).
     Ready,
     /// No address within the activation timeout: 504.
     TimedOut,
@@ -37,7 +48,7 @@ pub(crate) enum Held {
 /// The waiters of one app, by arrival number (so in arrival order).
 #[derive(Debug, Default)]
 struct Queue {
-    waiters: BTreeMap<u64, oneshot::Sender<()>>,
+    waiters: BTreeMap<u64, oneshot::Sender<Release>>,
 }
 
 #[derive(Debug, Default)]
@@ -98,12 +109,12 @@ impl Wake {
         self.queues.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Holds one request for `app` until `ready` (whether the app has an address in the current
-    /// table) turns true, the timeout passes or the gateway shuts down. `ready` is asked once
-    /// after the request joined the queue, which closes the race with an address that arrived
-    /// between the caller's lookup and the queueing: [`Wake::release`] runs after every table
-    /// swap and finds the request either way.
-    pub(crate) async fn hold(&self, app: &AppId, ready: impl FnOnce() -> bool) -> Held {
+    /// Holds one request for `app` until `ready` (whether the current table lets it go: the app
+    /// has an address, or failed to start) says so, the timeout passes or the gateway shuts
+    /// down. `ready` is asked once after the request joined the queue, which closes the race
+    /// with a table that changed between the caller's lookup and the queueing:
+    /// [`Wake::release`] runs after every table swap and finds the request either way.
+    pub(crate) async fn hold(&self, app: &AppId, ready: impl FnOnce() -> Option<Release>) -> Held {
         let global = &self.stats.global;
         let (id, rx, first) = {
             let mut q = self.lock();
@@ -131,16 +142,18 @@ impl Wake {
         if first {
             self.demand.notify_one();
         }
-        if ready() {
-            global.activated.fetch_add(1, Relaxed);
-            return Held::Ready;
+        let activated = |why: Release| {
+            if why == Release::Address {
+                global.activated.fetch_add(1, Relaxed);
+            }
+            Held::Ready
+        };
+        if let Some(why) = ready() {
+            return activated(why);
         }
         tokio::select! {
             released = rx => match released {
-                Ok(()) => {
-                    global.activated.fetch_add(1, Relaxed);
-                    Held::Ready
-                }
+                Ok(why) => activated(why),
                 // Dropped unsent: only `close` does that.
                 Err(_) => Held::ShuttingDown,
             },
@@ -152,19 +165,24 @@ impl Wake {
         }
     }
 
-    /// Releases, in arrival order, every request held for an app that `has_address` now says
-    /// has one. Called after each routing table swap; returns how many were released.
-    pub(crate) fn release(&self, has_address: impl Fn(&AppId) -> bool) -> usize {
+    /// Releases, in arrival order, every request held for an app that `ready` now lets go (it
+    /// has an address, or failed to start). Called after each routing table swap; returns how
+    /// many were released.
+    pub(crate) fn release(&self, ready: impl Fn(&AppId) -> Option<Release>) -> usize {
         let mut q = self.lock();
         if q.apps.is_empty() {
             return 0;
         }
-        let ready: Vec<AppId> = q.apps.keys().filter(|a| has_address(a)).cloned().collect();
+        let go: Vec<(AppId, Release)> = q
+            .apps
+            .keys()
+            .filter_map(|a| ready(a).map(|why| (a.clone(), why)))
+            .collect();
         let mut released = 0;
-        for app in ready {
+        for (app, why) in go {
             if let Some(queue) = q.apps.remove(&app) {
                 for (_, tx) in queue.waiters {
-                    released += usize::from(tx.send(()).is_ok());
+                    released += usize::from(tx.send(why).is_ok());
                 }
             }
         }
@@ -217,7 +235,7 @@ mod tests {
         let before = w.held().iter().find(|(x, _)| x == a).map_or(0, |(_, n)| *n);
         let (w2, a2) = (Arc::clone(w), a.clone());
         let task = tokio::spawn(async move {
-            let held = w2.hold(&a2, || false).await;
+            let held = w2.hold(&a2, || None).await;
             if let Some((n, log)) = order {
                 log.lock().unwrap().push(n);
             }
@@ -245,8 +263,8 @@ mod tests {
         assert_eq!(held, vec![(other.clone(), 1), (sleepy.clone(), 5)]);
 
         // A table without the app's address releases nothing.
-        assert_eq!(w.release(|_| false), 0);
-        assert_eq!(w.release(|a| *a == sleepy), 5);
+        assert_eq!(w.release(|_| None), 0);
+        assert_eq!(w.release(|a| (*a == sleepy).then_some(Release::Address)), 5);
         for t in tasks {
             assert_eq!(t.await.unwrap(), Held::Ready);
         }
@@ -259,7 +277,7 @@ mod tests {
         assert_eq!(waiting.await.unwrap(), Held::ShuttingDown);
         assert_eq!(w.stats.global.held.load(Relaxed), 0);
         assert_eq!(
-            w.hold(&other, || true).await,
+            w.hold(&other, || Some(Release::Address)).await,
             Held::ShuttingDown,
             "closed for good"
         );
@@ -271,7 +289,7 @@ mod tests {
         let a = app("sleepy");
         let first = spawn_hold(&w, &a, None).await;
         let second = spawn_hold(&w, &a, None).await;
-        assert_eq!(w.hold(&a, || false).await, Held::QueueFull);
+        assert_eq!(w.hold(&a, || None).await, Held::QueueFull);
         assert_eq!(w.stats.global.hold_queue_full.load(Relaxed), 1);
         // Another app has its own queue.
         let other = spawn_hold(&w, &app("other"), None).await;
@@ -284,8 +302,35 @@ mod tests {
         assert_eq!(w.stats.global.held.load(Relaxed), 0);
         // Room again.
         let again = spawn_hold(&w, &a, None).await;
-        assert_eq!(w.release(|_| true), 1);
+        assert_eq!(w.release(|_| Some(Release::Address)), 1);
         assert_eq!(again.await.unwrap(), Held::Ready);
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_failing_app_releases_its_held_requests_without_counting_them_activated() {
+        let w = wake(10, 60_000);
+        let (broken, other) = (app("broken"), app("other"));
+        let held = [
+            spawn_hold(&w, &broken, None).await,
+            spawn_hold(&w, &broken, None).await,
+        ];
+        let waiting = spawn_hold(&w, &other, None).await;
+        assert_eq!(w.release(|a| (*a == broken).then_some(Release::Failing)), 2);
+        for t in held {
+            assert_eq!(t.await.unwrap(), Held::Ready);
+        }
+        assert_eq!(w.held(), vec![(other.clone(), 1)]);
+        assert_eq!(w.stats.global.activated.load(Relaxed), 0);
+        // Failing already when queued: let go at once, not counted either.
+        assert_eq!(
+            w.hold(&broken, || Some(Release::Failing)).await,
+            Held::Ready
+        );
+        assert_eq!(w.stats.global.activated.load(Relaxed), 0);
+        assert_eq!(w.release(|_| Some(Release::Address)), 1);
+        assert_eq!(waiting.await.unwrap(), Held::Ready);
+        assert_eq!(w.stats.global.activated.load(Relaxed), 1);
+        assert_eq!(w.stats.global.held.load(Relaxed), 0);
     }
 
     #[tokio::test(flavor = "current_thread")]
@@ -297,7 +342,7 @@ mod tests {
         let held = w
             .hold(&a, || {
                 seen.store(true, Relaxed);
-                true
+                Some(Release::Address)
             })
             .await;
         assert_eq!(held, Held::Ready);
@@ -319,7 +364,7 @@ mod tests {
         assert!(w.held().is_empty());
         assert_eq!(w.stats.global.held.load(Relaxed), 0);
         let again = spawn_hold(&w, &a, None).await;
-        assert_eq!(w.release(|_| true), 1);
+        assert_eq!(w.release(|_| Some(Release::Address)), 1);
         assert_eq!(again.await.unwrap(), Held::Ready);
     }
 }

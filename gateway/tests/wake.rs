@@ -3,8 +3,9 @@
 //! then served; it times out with 504; a full hold queue answers 503 with `Retry-After`; an app
 //! without a wake node answers 503 at once as before; shutdown ends held requests with 503; and
 //! the demand reports reach a stand-in for the scheduler's endpoint (a local HTTP listener: the
-//! gateway never depends on the scheduler) with the gateway's bearer token. Both HTTP/1.1
-//! engines are run.
+//! gateway never depends on the scheduler) with the gateway's bearer token. A sleeping app whose
+//! wake node says it failed to start answers 503 at once, held requests included; a gateway
+//! whose scheduler is down still holds and times out. Both HTTP/1.1 engines are run.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -185,14 +186,41 @@ fn ids(n: u8) -> (Version, ContainerId) {
     )
 }
 
+/// A chroot of this test's own with the layout's fixed nodes, and the platform's writer on it.
+async fn laid_out(name: &str) -> (Chroot, Registry) {
+    let root = Chroot::new(name).await;
+    let registry = root.registry().await;
+    registry.ensure_layout().await.expect("layout");
+    (root, registry)
+}
+
 async fn sleeping_app(registry: &Registry, name: &str) -> AppId {
     let app: AppId = name.parse().unwrap();
     registry.add_app(&app).await.expect("app node");
     registry
-        .set_wake(&app, &"v1".parse().unwrap())
+        .set_wake(&app, &"v1".parse().unwrap(), None)
         .await
         .expect("wake node");
     app
+}
+
+/// `GET /slow` for `app`, in a task: status, `Retry-After` and body.
+fn spawn_get(gw: &Served, app: &AppId) -> tokio::task::JoinHandle<(u16, Option<String>, String)> {
+    let (addr, host) = (gw.addr, host(app));
+    tokio::spawn(async move {
+        let r = client()
+            .get(format!("http://{addr}/slow"))
+            .header("host", host)
+            .send()
+            .await
+            .expect("request");
+        let status = r.status().as_u16();
+        let retry_after = r
+            .headers()
+            .get("retry-after")
+            .map(|v| v.to_str().unwrap().to_owned());
+        (status, retry_after, r.text().await.unwrap())
+    })
 }
 
 fn host(app: &AppId) -> String {
@@ -201,9 +229,7 @@ fn host(app: &AppId) -> String {
 
 #[tokio::test]
 async fn a_held_request_is_served_once_the_sleeping_app_has_an_address_and_reported() {
-    let root = Chroot::new("wake-serve").await;
-    let registry = root.registry().await;
-    registry.ensure_layout().await.expect("layout");
+    let (root, registry) = laid_out("wake-serve").await;
     for (n, engine) in [Http1Engine::Own, Http1Engine::Hyper]
         .into_iter()
         .enumerate()
@@ -292,9 +318,7 @@ async fn a_held_request_is_served_once_the_sleeping_app_has_an_address_and_repor
 
 #[tokio::test]
 async fn timeout_is_504_a_full_queue_503_with_retry_after_and_no_wake_node_503_at_once() {
-    let root = Chroot::new("wake-limits").await;
-    let registry = root.registry().await;
-    registry.ensure_layout().await.expect("layout");
+    let (root, registry) = laid_out("wake-limits").await;
     let awake: AppId = "awake".parse().unwrap();
     registry.add_app(&awake).await.expect("app node");
     for (n, engine) in [Http1Engine::Own, Http1Engine::Hyper]
@@ -376,9 +400,7 @@ async fn timeout_is_504_a_full_queue_503_with_retry_after_and_no_wake_node_503_a
 
 #[tokio::test]
 async fn shutdown_ends_held_requests_promptly_with_503() {
-    let root = Chroot::new("wake-stop").await;
-    let registry = root.registry().await;
-    registry.ensure_layout().await.expect("layout");
+    let (root, registry) = laid_out("wake-stop").await;
     for (n, engine) in [Http1Engine::Own, Http1Engine::Hyper]
         .into_iter()
         .enumerate()
@@ -413,5 +435,169 @@ async fn shutdown_ends_held_requests_promptly_with_503() {
             .unwrap()
             .expect("clean stop");
         assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    }
+}
+
+#[tokio::test]
+async fn a_sleeping_app_that_failed_to_start_answers_503_at_once_and_releases_held_requests() {
+    let (root, registry) = laid_out("wake-failing").await;
+    let v1: Version = "v1".parse().unwrap();
+    for (n, engine) in [Http1Engine::Own, Http1Engine::Hyper]
+        .into_iter()
+        .enumerate()
+    {
+        // Failing before the gateway starts: its first full read sees it.
+        let broken = sleeping_app(&registry, &format!("broken{n}")).await;
+        registry
+            .set_wake(&broken, &v1, Some("exit status 1"))
+            .await
+            .expect("failing");
+        let app = sleeping_app(&registry, &format!("sleepy{n}")).await;
+        // The default activation timeout (30 s): everything below must be far quicker.
+        let gw = Served::start(&root, config(engine)).await;
+
+        let t = Instant::now();
+        let (status, retry_after, body) = gw.get(&host(&broken), "/").await;
+        assert_eq!(
+            (status, retry_after.as_deref(), body.as_str()),
+            (
+                503,
+                Some("5"),
+                format!("app broken{n} failed to start: exit status 1\n").as_str()
+            ),
+            "{engine:?}"
+        );
+        assert!(t.elapsed() < Duration::from_secs(10), "{engine:?}: at once");
+
+        // A request held while the app wakes is released when the failure is written, with the
+        // same 503.
+        let held = spawn_get(&gw, &app);
+        eventually("the request is held", || async {
+            gw.metrics()
+                .await
+                .contains("caas_gateway_held_requests 1")
+                .then_some(())
+        })
+        .await;
+        let reason = "image pull failed: manifest unknown";
+        let t = Instant::now();
+        registry
+            .set_wake(&app, &v1, Some(reason))
+            .await
+            .expect("failing");
+        let want = format!("app sleepy{n} failed to start: {reason}\n");
+        let (status, retry_after, body) = held.await.unwrap();
+        assert_eq!(
+            (status, retry_after.as_deref(), body.as_str()),
+            (503, Some("5"), want.as_str()),
+            "{engine:?}"
+        );
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "{engine:?}: released well before the activation timeout: {:?}",
+            t.elapsed()
+        );
+        // New requests are not held: 503 at once.
+        let t = Instant::now();
+        let (status, retry_after, body) = gw.get(&host(&app), "/").await;
+        assert_eq!(
+            (status, retry_after.as_deref(), body.as_str()),
+            (503, Some("5"), want.as_str()),
+            "{engine:?}"
+        );
+        assert!(t.elapsed() < Duration::from_secs(10), "{engine:?}: at once");
+        let metrics = gw.metrics().await;
+        for line in [
+            "caas_gateway_wake_failed_total 3",
+            "caas_gateway_held_requests 0",
+            "caas_gateway_activated_total 0",
+            "caas_gateway_activation_timeouts_total 0",
+        ] {
+            assert!(metrics.contains(line), "{engine:?}: {line} in {metrics}");
+        }
+
+        // The failure cleared (the scheduler's back-off is over): requests are held again, and
+        // served once the app has an address.
+        registry
+            .set_wake(&app, &v1, None)
+            .await
+            .expect("failure cleared");
+        let held = loop {
+            let req = spawn_get(&gw, &app);
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            if !req.is_finished() {
+                break req;
+            }
+            // The gateway had not seen the cleared failure yet.
+            let (status, _, body) = req.await.unwrap();
+            assert_eq!((status, body.as_str()), (503, want.as_str()), "{engine:?}");
+        };
+        eventually("the request is held again", || async {
+            gw.metrics()
+                .await
+                .contains("caas_gateway_held_requests 1")
+                .then_some(())
+        })
+        .await;
+        let backend = TestBackend::start(&format!("b{n}")).await;
+        let (version, container) = ids(n as u8 + 1);
+        registry
+            .register(
+                &app,
+                &version,
+                &container,
+                backend.addr.to_string().parse().unwrap(),
+            )
+            .await
+            .expect("register");
+        backend.release.notify_one();
+        let (status, _, body) = held.await.unwrap();
+        assert_eq!(
+            (status, body.as_str()),
+            (200, format!("b{n} slow").as_str()),
+            "{engine:?}"
+        );
+        assert!(gw
+            .metrics()
+            .await
+            .contains("caas_gateway_activated_total 1"));
+    }
+}
+
+#[tokio::test]
+async fn with_the_scheduler_down_a_held_request_still_ends_in_504_at_the_activation_timeout() {
+    let (root, registry) = laid_out("wake-nosched").await;
+    for (n, engine) in [Http1Engine::Own, Http1Engine::Hyper]
+        .into_iter()
+        .enumerate()
+    {
+        let app = sleeping_app(&registry, &format!("sleepy{n}")).await;
+        // The admin API at a local port where nothing listens: every report fails.
+        let closed = {
+            let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+            l.local_addr().unwrap()
+        };
+        let mut c = config(engine);
+        c.admin_api = Some(format!("http://{closed}"));
+        c.gateway_token = Some(TOKEN.parse().unwrap());
+        c.activation_timeout_ms = 1_000;
+        let gw = Served::start(&root, c).await;
+
+        let t = Instant::now();
+        let (status, retry_after, body) = gw.get(&host(&app), "/").await;
+        assert_eq!(
+            (status, retry_after, body.as_str()),
+            (504, None, "the app did not start in time\n"),
+            "{engine:?}"
+        );
+        assert!(t.elapsed() < Duration::from_secs(10), "{engine:?}");
+        let metrics = gw.metrics().await;
+        for line in [
+            "caas_gateway_activation_timeouts_total 1",
+            "caas_gateway_held_requests 0",
+            "caas_gateway_activated_total 0",
+        ] {
+            assert!(metrics.contains(line), "{engine:?}: {line} in {metrics}");
+        }
     }
 }

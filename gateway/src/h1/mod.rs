@@ -26,7 +26,7 @@ use crate::answers;
 use crate::metrics::AppStats;
 use crate::proxy::Shared;
 use crate::retry::{Failure, Retry};
-use crate::table::{AppRoute, Backend, Route, Tried, MAX_TRIES};
+use crate::table::{AppRoute, Backend, Route, Sleep, Tried, MAX_TRIES};
 use crate::wake::Held;
 use bytes::{Buf, BytesMut};
 use caas_types::AppId;
@@ -92,7 +92,12 @@ struct Own {
     close: bool,
     /// Head bytes to drop when the connection goes on.
     len: usize,
+    /// Extra header lines (each ending in `\r\n`).
+    extra: &'static [u8],
 }
+
+/// The `Retry-After` line of the 503 for a sleeping app that failed to start.
+const FAILED_RETRY_AFTER: &[u8] = b"retry-after: 5\r\n";
 
 struct Forward {
     /// Bytes of the request in the buffer: head and body.
@@ -197,10 +202,11 @@ pub(crate) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                 let started = Instant::now();
                 let held = shared
                     .wake
-                    .hold(&hold.app, || shared.table.load().has_address(&hold.app))
+                    .hold(&hold.app, || shared.table.load().release(&hold.app))
                     .await;
                 let (status, body, extra): (_, _, &[u8]) = match held {
-                    // The head is still in the buffer: read it again, routed this time.
+                    // The head is still in the buffer: read it again, routed this time (or
+                    // answered at once if the app failed to start).
                     Held::Ready => continue,
                     Held::TimedOut => (
                         StatusCode::GATEWAY_TIMEOUT,
@@ -230,7 +236,7 @@ pub(crate) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
             }
             Step::Own(own) => {
                 resp.clear();
-                head::write_own(own.status, &own.body, own.close, &mut resp);
+                head::write_own_with(own.status, &own.body, own.close, own.extra, &mut resp);
                 let wrote = c.send(&resp).await.is_ok();
                 if own.close || !wrote {
                     c.linger().await;
@@ -291,6 +297,7 @@ fn prepare(
             body,
             close: req.close || req.framing != Framing::Empty,
             len: req.len,
+            extra: b"",
         })
     };
     let table = shared.table.load();
@@ -306,13 +313,28 @@ fn prepare(
         }
     };
     if route.is_empty() {
-        if route.wakeable {
-            return Step::Hold(Hold {
-                app: route.app.clone(),
-                stats: Arc::clone(&route.stats),
-                close: req.close || req.framing != Framing::Empty,
-                len: req.len,
-            });
+        match &route.sleep {
+            Sleep::Never => {}
+            Sleep::Wakes => {
+                return Step::Hold(Hold {
+                    app: route.app.clone(),
+                    stats: Arc::clone(&route.stats),
+                    close: req.close || req.framing != Framing::Empty,
+                    len: req.len,
+                })
+            }
+            // Also where a held request comes back to when its app failed to start.
+            Sleep::Failing(reason) => {
+                shared.stats.global.wake_failed.fetch_add(1, Relaxed);
+                route.stats.response(503, Duration::ZERO);
+                return Step::Own(Own {
+                    status: StatusCode::SERVICE_UNAVAILABLE,
+                    body: Cow::Owned(answers::failed_to_start(&route.app, reason)),
+                    close: req.close || req.framing != Framing::Empty,
+                    len: req.len,
+                    extra: FAILED_RETRY_AFTER,
+                });
+            }
         }
         shared.stats.global.no_backend.fetch_add(1, Relaxed);
         route.stats.response(503, Duration::ZERO);
@@ -360,6 +382,7 @@ fn refuse((status, body): (StatusCode, &'static str)) -> Step {
         body: Cow::Borrowed(body),
         close: true,
         len: 0,
+        extra: b"",
     })
 }
 
@@ -611,4 +634,13 @@ async fn own_answer<S: AsyncRead + AsyncWrite + Unpin>(
     let mut out = Vec::with_capacity(256);
     head::write_own(status, body, close, &mut out);
     c.send(&out).await.is_ok() && !close
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_failed_to_start_retry_after_is_the_general_paths() {
+        let line = format!("retry-after: {}\r\n", crate::answers::FAILED_RETRY_AFTER);
+        assert_eq!(super::FAILED_RETRY_AFTER, line.as_bytes());
+    }
 }
