@@ -6,7 +6,7 @@ use crate::app_config::crypto::SecretsKey;
 use crate::app_config::AppConfigs;
 use crate::apps::Apps;
 use crate::autodeploy::AutoDeployer;
-use crate::autoscale::DemandReports;
+use crate::autoscale::{Autoscaler, DemandReports, DEFAULT_STALE_AFTER};
 use crate::blacklist::Blacklist;
 use crate::config::Config;
 use crate::deployments::Deployments;
@@ -72,6 +72,8 @@ pub struct ControlPlane {
     pub schedules: Arc<Schedules>,
     /// The gateways' demand reports (the autoscaler's input).
     pub demand: DemandReports,
+    /// Sets autoscaled deployments' counts from the demand (the leader runs it).
+    pub autoscaler: Arc<Autoscaler>,
     leader: Arc<AtomicBool>,
     /// True once the scheduler shuts down: answers that stream until the client leaves (log
     /// follows) end, so a graceful shutdown does not wait on them.
@@ -143,6 +145,13 @@ impl ControlPlane {
         );
         let schedules = Arc::new(Schedules::new(store.clone(), jobs.clone()));
         let demand = DemandReports::new(store.clone());
+        let autoscaler = Arc::new(Autoscaler::new(
+            store.clone(),
+            deployments.clone(),
+            routes.clone(),
+            events.clone(),
+            DEFAULT_STALE_AFTER,
+        ));
         Arc::new(ControlPlane {
             blacklist: Blacklist::new(routes.clone()),
             config,
@@ -164,6 +173,7 @@ impl ControlPlane {
             jobs,
             schedules,
             demand,
+            autoscaler,
             leader: Arc::new(AtomicBool::new(false)),
             closing: tokio::sync::watch::Sender::new(false),
             logs_live: tokio::sync::broadcast::Sender::new(crate::logs::LIVE_BATCHES),
@@ -201,6 +211,7 @@ impl ControlPlane {
     pub fn render_metrics(&self) -> String {
         let mut text = self.metrics.render(self.store.metrics());
         text.push_str(&self.jobs.metrics.render(self.jobs.live.len()));
+        text.push_str(&self.autoscaler.metrics.render());
         text
     }
 

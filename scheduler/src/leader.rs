@@ -2,9 +2,11 @@
 //! and on workers' container exits and starts (`healing::WorkerWatch`), keep its targets in sync
 //! with the database, reconcile at start and periodically, and after
 //! each reconciliation recycle instances past their age ([`Recycler`]), collect the apps' logs,
-//! deliver webhooks, sweep jobs (adopt those whose scheduler died, release leftovers) and
-//! start schedules' runs. They stop when leadership is lost or on shutdown.
+//! deliver webhooks, sweep jobs (adopt those whose scheduler died, release leftovers),
+//! start schedules' runs and scale autoscaled deployments with the demand. They stop when
+//! leadership is lost or on shutdown.
 
+use crate::autoscale::Autoscaler;
 use crate::control::ControlPlane;
 use crate::events::webhooks::Webhooks;
 use crate::healing::{Healer, WorkerEvent, WorkerWatch};
@@ -39,6 +41,8 @@ pub struct LeaderDuties {
     jobs: Arc<Jobs>,
     /// Starts schedules' runs.
     schedules: Arc<Schedules>,
+    /// Scales autoscaled deployments with the gateways' demand.
+    autoscaler: Arc<Autoscaler>,
     reconcile_every: Duration,
     /// Shared with the control plane, whose `/healthz` reports it.
     leading: Arc<AtomicBool>,
@@ -65,6 +69,7 @@ impl LeaderDuties {
             webhooks: control.webhooks.clone(),
             jobs: control.jobs.clone(),
             schedules: control.schedules.clone(),
+            autoscaler: control.autoscaler.clone(),
             reconcile_every: Duration::from_secs(control.config.reconcile_secs.max(1)),
             leading: control.leader_flag(),
         }
@@ -98,6 +103,7 @@ impl LeaderDuties {
             let webhooks_task = tokio::spawn(self.webhooks.clone().run(ended(&leader, &stop)));
             let jobs_task = tokio::spawn(self.jobs.clone().run_sweeps(ended(&leader, &stop)));
             let schedules_task = tokio::spawn(self.schedules.clone().run(ended(&leader, &stop)));
+            let autoscaler_task = tokio::spawn(self.autoscaler.clone().run(ended(&leader, &stop)));
             // Workers' exits and starts, from watchers that `sync_workers` keeps one per engine
             // and that stop with `workers` when this leadership ends.
             let (worker_tx, mut worker_events) = mpsc::channel::<WorkerEvent>(256);
@@ -154,6 +160,7 @@ impl LeaderDuties {
             let _ = webhooks_task.await;
             let _ = jobs_task.await;
             let _ = schedules_task.await;
+            let _ = autoscaler_task.await;
             if *stop.borrow() {
                 return;
             }

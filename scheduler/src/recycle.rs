@@ -115,38 +115,15 @@ fn now_ms() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{fixtures, NewDeployment};
-    use caas_types::{Cpus, HealthPolicy, Memory, PlacementPolicy, Resources};
-    use std::collections::BTreeMap;
+    use crate::store::fixtures;
 
     const HOUR_MS: i64 = 3_600_000;
     const NOW: i64 = 100 * HOUR_MS;
 
     fn deployment(id: i64, instances: u32, recycle_after_s: Option<u64>) -> DeploymentRow {
-        DeploymentRow {
-            id,
-            spec: NewDeployment {
-                app: "web".parse().expect("valid app"),
-                version: format!("v{id}").parse().expect("valid version"),
-                image: "r:5000/web:v1".into(),
-                resources: Resources {
-                    memory: Memory::from_mib(64).expect("valid memory"),
-                    cpus: Cpus::from_millis(100).expect("valid cpus"),
-                },
-                port: Some(8080),
-                command: None,
-                env: BTreeMap::new(),
-                placement: PlacementPolicy::default(),
-                health: HealthPolicy::default(),
-                instances,
-                stop_timeout_s: None,
-                recycle_after_s,
-                autoscale: None,
-            },
-            state: DeploymentState::Running,
-            updated_ms: 0,
-            desired: None,
-        }
+        let mut d = fixtures::deployment(id, "web", &format!("v{id}"), instances);
+        d.spec.recycle_after_s = recycle_after_s;
+        d
     }
 
     fn inst(id: &str, deployment_id: i64, age_ms: i64) -> InstanceRow {

@@ -2,9 +2,10 @@
 //! the service registry (address nodes, app nodes, custom domains, the blacklist), implemented
 //! by `caas_registry::Registry`. Code above this module never names `Registry`.
 
-use caas_registry::{IpRule, Registry, Result};
+use caas_registry::{IpRule, Registry, Result, WakeNode};
 use caas_types::{AppId, ContainerId, Domain, Endpoint, Version};
 use futures::future::BoxFuture;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// An address node as read back: app, version, container, endpoint.
@@ -53,6 +54,18 @@ pub trait RouteRegistry: Send + Sync + std::fmt::Debug {
         &'a self,
         edit: BlacklistEdit<'a>,
     ) -> BoxFuture<'a, Result<Vec<IpRule>>>;
+    /// Writes `/caas/service/wake/{app}`: the app may sleep (`version` is its sleeping
+    /// deployment), and `failing` says why waking it failed (gateways answer 503 with it).
+    fn set_wake<'a>(
+        &'a self,
+        app: &'a AppId,
+        version: &'a Version,
+        failing: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<()>>;
+    /// Deletes the app's wake node (idempotent).
+    fn clear_wake<'a>(&'a self, app: &'a AppId) -> BoxFuture<'a, Result<()>>;
+    /// Every wake node with what it says (`None`: its data does not parse).
+    fn wake_nodes(&self) -> BoxFuture<'_, Result<BTreeMap<AppId, Option<WakeNode>>>>;
 }
 
 /// A shared route registry.
@@ -108,5 +121,19 @@ impl RouteRegistry for Registry {
         edit: BlacklistEdit<'a>,
     ) -> BoxFuture<'a, Result<Vec<IpRule>>> {
         Box::pin(Registry::update_blacklist(self, edit))
+    }
+    fn set_wake<'a>(
+        &'a self,
+        app: &'a AppId,
+        version: &'a Version,
+        failing: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(Registry::set_wake(self, app, version, failing))
+    }
+    fn clear_wake<'a>(&'a self, app: &'a AppId) -> BoxFuture<'a, Result<()>> {
+        Box::pin(Registry::clear_wake(self, app))
+    }
+    fn wake_nodes(&self) -> BoxFuture<'_, Result<BTreeMap<AppId, Option<WakeNode>>>> {
+        Box::pin(Registry::wake_nodes(self))
     }
 }

@@ -32,5 +32,9 @@ pub async fn report(
     }
     let ApiJson(report) = body?;
     state.control.demand.record(&report).await?;
+    if report.apps.iter().any(|a| a.held > 0) {
+        // A sleeping app is wanted: the leader (if it is this process) looks at once.
+        state.control.autoscaler.kick();
+    }
     Ok(StatusCode::NO_CONTENT)
 }

@@ -90,6 +90,25 @@ impl RouteRegistry for NoZooKeeper {
     ) -> BoxFuture<'a, caas_registry::Result<Vec<IpRule>>> {
         refused()
     }
+    fn set_wake<'a>(
+        &'a self,
+        _: &'a AppId,
+        _: &'a Version,
+        _: Option<&'a str>,
+    ) -> BoxFuture<'a, caas_registry::Result<()>> {
+        refused()
+    }
+    fn clear_wake<'a>(&'a self, _: &'a AppId) -> BoxFuture<'a, caas_registry::Result<()>> {
+        refused()
+    }
+    fn wake_nodes(
+        &self,
+    ) -> BoxFuture<
+        '_,
+        caas_registry::Result<std::collections::BTreeMap<AppId, Option<caas_registry::WakeNode>>>,
+    > {
+        refused()
+    }
 }
 
 #[derive(Debug)]

@@ -130,6 +130,7 @@ impl Deployments {
                     .await?;
                 self.metrics.observe_deploy(started.elapsed());
                 DeployMetrics::inc(&self.metrics.deploys_ok);
+                self.sync_wake(&row.spec.app).await;
                 self.events
                     .emit(EventType::DeploySucceeded, Some(&row.spec.app), what)
                     .await;
@@ -147,8 +148,18 @@ impl Deployments {
                     // The reconciler removes a deployment row with no instances left.
                     tracing::warn!(error = %cleanup, deployment = row.id, "could not delete a failed deployment");
                 }
+                self.sync_wake(&row.spec.app).await;
                 Err(e)
             }
+        }
+    }
+
+    /// Brings the app's wake node in line with its deployments (scale to zero); a failure is
+    /// logged and left to the reconciler.
+    async fn sync_wake(&self, app: &AppId) {
+        let routes = self.lifecycle.routes.as_ref();
+        if let Err(e) = crate::autoscale::wake::sync_app(&self.store, routes, app).await {
+            tracing::warn!(error = %e, %app, "could not update the app's wake node; the reconciler will");
         }
     }
 
@@ -167,14 +178,37 @@ impl Deployments {
         Ok(u32::try_from(ready).unwrap_or(u32::MAX))
     }
 
-    /// Scales a deployment to `n` instances (an autoscaled one within its `[min, max]`, 400
-    /// otherwise).
+    /// Scales a deployment to `n` instances by hand (an autoscaled one within its `[min,
+    /// max]`, 400 otherwise; its desired count becomes `n`, which the autoscaler starts from).
     pub async fn scale(
         &self,
         app: &AppId,
         version: &Version,
         n: u32,
         progress: Progress,
+    ) -> Result<api::Deployment> {
+        self.scale_to(app, version, n, progress, true).await
+    }
+
+    /// Carries out the autoscaler's decision: scales to `n` (within the bounds) and leaves the
+    /// desired count, which the autoscaler owns, as it stored it.
+    pub async fn autoscale_to(
+        &self,
+        app: &AppId,
+        version: &Version,
+        n: u32,
+    ) -> Result<api::Deployment> {
+        self.scale_to(app, version, n, Progress::silent(), false)
+            .await
+    }
+
+    async fn scale_to(
+        &self,
+        app: &AppId,
+        version: &Version,
+        n: u32,
+        progress: Progress,
+        by_hand: bool,
     ) -> Result<api::Deployment> {
         let lock = self.lock_for(app, version);
         let _guard = lock.lock().await;
@@ -201,10 +235,14 @@ impl Deployments {
         } else if n < current {
             progress.step(None, "scaling", format!("{current} → {n}"));
             let victims = pick_victims(live, (current - n) as usize);
-            self.store.set_deployment_instances(row.id, n).await?;
+            self.store
+                .set_deployment_instances(row.id, n, by_hand)
+                .await?;
             self.lifecycle.teardown(&victims, true).await;
         }
-        self.store.set_deployment_instances(row.id, n).await?;
+        self.store
+            .set_deployment_instances(row.id, n, by_hand)
+            .await?;
         let scaled = serde_json::json!({"version": version, "from": current, "to": n});
         self.events
             .emit(EventType::DeploymentScaled, Some(app), scaled)
@@ -248,6 +286,7 @@ impl Deployments {
             )));
         }
         self.store.delete_deployment(row.id).await?;
+        self.sync_wake(app).await;
         let removed = serde_json::json!({"version": version, "deployment": row.id});
         self.events
             .emit(EventType::DeploymentRemoved, Some(app), removed)

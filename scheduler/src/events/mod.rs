@@ -67,11 +67,13 @@ pub enum EventType {
     JobFinished,
     /// A workflow ended.
     WorkflowFinished,
+    /// The autoscaler changed a deployment's desired count, or could not reach it (with why).
+    AutoscaleChanged,
 }
 
 impl EventType {
     /// Every type.
-    pub const ALL: [EventType; 16] = [
+    pub const ALL: [EventType; 17] = [
         EventType::DeployStarted,
         EventType::DeploySucceeded,
         EventType::DeployFailed,
@@ -88,6 +90,7 @@ impl EventType {
         EventType::ConfigChanged,
         EventType::JobFinished,
         EventType::WorkflowFinished,
+        EventType::AutoscaleChanged,
     ];
 
     /// The wire name, e.g. `deploy.started`.
@@ -109,6 +112,7 @@ impl EventType {
             EventType::ConfigChanged => "config.changed",
             EventType::JobFinished => "job.finished",
             EventType::WorkflowFinished => "workflow.finished",
+            EventType::AutoscaleChanged => "autoscale.changed",
         }
     }
 

@@ -165,6 +165,16 @@ impl Reconciler {
                 self.routes.set_domain(&domain, &app).await?;
                 report.nodes += 1;
             }
+            Repair::SetWake { app, version } => {
+                tracing::info!(%app, %version, "reconciler: restoring the wake node of an app that may sleep");
+                self.routes.set_wake(&app, &version, None).await?;
+                report.nodes += 1;
+            }
+            Repair::ClearWake(app) => {
+                tracing::info!(%app, "reconciler: removing the wake node of an app that may not sleep");
+                self.routes.clear_wake(&app).await?;
+                report.nodes += 1;
+            }
             Repair::RemoveDomain(domain) => {
                 tracing::info!(%domain, "reconciler: removing a stale custom domain node");
                 self.routes.remove_domain(&domain).await?;

@@ -54,6 +54,9 @@ pub struct Snapshot {
     pub domains: Vec<(Domain, AppId)>,
     /// The custom domain nodes in ZooKeeper.
     pub domain_nodes: Vec<(Domain, AppId)>,
+    /// The wake nodes in ZooKeeper (`/caas/service/wake/{app}`) and the version each names
+    /// (`None`: its data does not parse).
+    pub wake_nodes: Vec<(AppId, Option<Version>)>,
 }
 
 /// One repair. Plain data: the applier looks rows up by id.
@@ -130,6 +133,16 @@ pub enum Repair {
     },
     /// Remove the node of a custom domain the database does not have.
     RemoveDomain(Domain),
+    /// Write the wake node of an app that may sleep (its newest deployment with
+    /// `autoscale.min` 0), naming that deployment's version; no failure.
+    SetWake {
+        /// The app.
+        app: AppId,
+        /// The version of its sleeping deployment.
+        version: Version,
+    },
+    /// Delete the wake node of an app that may not sleep (no deployment with `min` 0).
+    ClearWake(AppId),
     /// Place and start instances of a running deployment below its desired count.
     TopUp {
         /// The deployment.
@@ -204,6 +217,7 @@ pub fn plan(s: &Snapshot) -> Vec<Repair> {
     app_nodes(s, &mut out);
     address_nodes(s, &listed, &touched, &mut out);
     domains(s, &mut out);
+    wake_nodes(s, &mut out);
     deployments(s, &touched, &mut out);
     out
 }
@@ -399,6 +413,30 @@ fn address_nodes(s: &Snapshot, listed: &Listed<'_>, touched: &Touched<'_>, out: 
     }
 }
 
+/// Wake nodes exactly for the apps that may sleep, each naming its sleeping deployment's
+/// version. A node that is right is left alone (its failure, if the autoscaler wrote one,
+/// stays until the autoscaler's back-off ends).
+fn wake_nodes(s: &Snapshot, out: &mut Vec<Repair>) {
+    let want = crate::autoscale::wake::sleepers(&s.deployments);
+    let have: HashMap<&AppId, Option<&Version>> =
+        s.wake_nodes.iter().map(|(a, v)| (a, v.as_ref())).collect();
+    let mut apps: Vec<(&AppId, &Version)> = want.iter().map(|(a, v)| (*a, *v)).collect();
+    apps.sort();
+    for (app, version) in apps {
+        if have.get(app) != Some(&Some(version)) {
+            out.push(Repair::SetWake {
+                app: app.clone(),
+                version: version.clone(),
+            });
+        }
+    }
+    for (app, _) in &s.wake_nodes {
+        if !want.contains_key(app) {
+            out.push(Repair::ClearWake(app.clone()));
+        }
+    }
+}
+
 /// Domain nodes equal to the database's domains (the database is the truth; ZooKeeper's copy
 /// is what gateways route by).
 fn domains(s: &Snapshot, out: &mut Vec<Repair>) {
@@ -534,8 +572,8 @@ mod tests {
     use super::*;
     use crate::store::fixtures::{self, cid};
     use crate::store::NewDeployment;
-    use caas_types::{Cpus, Memory, PortRange, Resources};
-    use caas_types::{HealthPolicy, PlacementPolicy};
+    use caas_types::PlacementPolicy;
+    use caas_types::PortRange;
     use std::collections::BTreeMap;
 
     const NOW: i64 = 1_700_000_000_000;
@@ -613,22 +651,8 @@ mod tests {
 
     fn spec(app_id: &str, instances: u32, placement: PlacementPolicy) -> NewDeployment {
         NewDeployment {
-            app: app(app_id),
-            version: v1(),
-            image: format!("registry:5000/{app_id}:v1"),
-            resources: Resources {
-                memory: Memory::from_mib(64).expect("valid memory"),
-                cpus: Cpus::from_millis(100).expect("valid cpus"),
-            },
-            port: Some(8080),
-            command: None,
-            env: BTreeMap::new(),
             placement,
-            health: HealthPolicy::default(),
-            instances,
-            stop_timeout_s: None,
-            recycle_after_s: None,
-            autoscale: None,
+            ..fixtures::deployment(0, app_id, "v1", instances).spec
         }
     }
 
@@ -715,6 +739,64 @@ mod tests {
             self.instances.push(r);
             self
         }
+    }
+
+    #[test]
+    fn wake_nodes_follow_the_deployments_that_may_sleep() {
+        let sleeping = |id: i64, app_id: &str, version: &str, min: u32| {
+            let mut d = deployment(id, app_id, 0, DeploymentState::Running, OLD);
+            d.spec.version = version.parse().expect("version");
+            d.spec.autoscale = Some(caas_types::AutoscalePolicy {
+                min,
+                max: 3,
+                target_concurrency: 10,
+                scale_down_delay_s: 60,
+            });
+            d.desired = Some(0);
+            d
+        };
+        let mut s = world();
+        s.apps.extend([app("shop"), app("blog"), app("api")]);
+        s.app_nodes.extend([app("shop"), app("blog"), app("api")]);
+        s.deployments.extend([
+            sleeping(2, "shop", "v2", 0),
+            sleeping(3, "blog", "v1", 0),
+            sleeping(4, "api", "v1", 1),
+        ]);
+        // shop's node is missing; blog's names an old version; api (min 1) and web (no
+        // autoscale) may not sleep, and a node of a deleted app goes too.
+        s.wake_nodes = vec![
+            (app("blog"), Some("v0".parse().expect("version"))),
+            (app("api"), Some(v1())),
+            (app("gone"), None),
+        ];
+        let wake: Vec<Repair> = plan(&s)
+            .into_iter()
+            .filter(|r| matches!(r, Repair::SetWake { .. } | Repair::ClearWake(_)))
+            .collect();
+        assert_eq!(
+            wake,
+            vec![
+                Repair::SetWake {
+                    app: app("blog"),
+                    version: v1()
+                },
+                Repair::SetWake {
+                    app: app("shop"),
+                    version: "v2".parse().expect("version")
+                },
+                Repair::ClearWake(app("api")),
+                Repair::ClearWake(app("gone")),
+            ]
+        );
+        // Right nodes are left alone.
+        s.wake_nodes = vec![
+            (app("blog"), Some(v1())),
+            (app("shop"), Some("v2".parse().expect("version"))),
+        ];
+        assert!(!plan(&s)
+            .iter()
+            .any(|r| matches!(r, Repair::SetWake { .. } | Repair::ClearWake(_))));
     }
 
     #[test]

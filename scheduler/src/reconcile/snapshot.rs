@@ -62,6 +62,15 @@ impl Reconciler {
             .collect();
         let app_nodes = self.routes.apps().await?;
         let domain_nodes = self.routes.domains().await?;
+        // Every wake node, with its version where its data parses (one that does not is
+        // rewritten or removed like a wrong one).
+        let wake_nodes = self
+            .routes
+            .wake_nodes()
+            .await?
+            .into_iter()
+            .map(|(app, node)| (app, node.map(|n| n.version)))
+            .collect();
         let instances = self.store.list_all_instances().await?;
         let deployments = self.store.list_all_deployments().await?;
         let apps = self
@@ -90,6 +99,7 @@ impl Reconciler {
             address_nodes,
             domains,
             domain_nodes,
+            wake_nodes,
         })
     }
 }

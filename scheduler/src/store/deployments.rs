@@ -246,14 +246,48 @@ impl Store {
         rows.iter().map(deployment_from_row).collect()
     }
 
-    /// Sets a deployment's desired instance count (and, for an autoscaled one, the count the
-    /// autoscaler wants with it, so a hand scale within the bounds is what it starts from).
-    pub async fn set_deployment_instances(&self, id: i64, instances: u32) -> Result<()> {
+    /// Every running deployment with `autoscale` (for the autoscaler), oldest first. Those
+    /// still deploying or being removed are left to whoever is doing that.
+    pub async fn list_autoscaled_deployments(&self) -> Result<Vec<DeploymentRow>> {
+        let rows = sqlx::query(&format!(
+            "SELECT {DEPLOYMENT_COLUMNS} FROM deployments \
+             WHERE autoscale IS NOT NULL AND state = 'running' ORDER BY id"
+        ))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| sql::db_error("listing autoscaled deployments", e))?;
+        rows.iter().map(deployment_from_row).collect()
+    }
+
+    /// Records the count the autoscaler wants for an autoscaled deployment (its `instances`
+    /// follow once the scale is done). False if the row is gone or has no `autoscale`.
+    pub async fn set_deployment_desired(&self, id: i64, desired: u32) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE deployments SET desired = ? WHERE id = ? AND autoscale IS NOT NULL",
+        )
+        .bind(i64::from(desired))
+        .bind(id)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| sql::db_error("recording a desired count", e))?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Sets a deployment's instance count; `with_desired` (a hand scale) sets an autoscaled
+    /// one's desired count with it, so the autoscaler starts from it (the autoscaler's own
+    /// scales leave the desired count it stored).
+    pub async fn set_deployment_instances(
+        &self,
+        id: i64,
+        instances: u32,
+        with_desired: bool,
+    ) -> Result<()> {
         let done = sqlx::query(
             "UPDATE deployments SET instances = ?, \
-             desired = IF(autoscale IS NULL, NULL, ?) WHERE id = ?",
+             desired = IF(autoscale IS NULL, NULL, IF(?, ?, desired)) WHERE id = ?",
         )
         .bind(i64::from(instances))
+        .bind(with_desired)
         .bind(i64::from(instances))
         .bind(id)
         .execute(&self.pool)

@@ -1,10 +1,42 @@
 //! Row fixtures for the scheduler's unit tests: one way to build a container id, an instance
-//! row and a stored log line, shared by the pure planners' tests (`healing::plan`, `reconcile::plan`), which
+//! row, a deployment row and a stored log line, shared by the pure planners' tests (`healing::plan`, `reconcile::plan`), which
 //! adjust the fields they care about with struct update syntax.
 
-use super::{InstanceRow, LogRow};
+use super::{DeploymentRow, DeploymentState, InstanceRow, LogRow, NewDeployment};
 use caas_types::api::{LogLine, LogStream};
-use caas_types::{ContainerId, InstanceState, Timestamp};
+use caas_types::{
+    ContainerId, Cpus, HealthPolicy, InstanceState, Memory, PlacementPolicy, Resources, Timestamp,
+};
+
+/// A running deployment `id` of `app` at `version`: `instances` of 64 MiB and 100 mCPU on port
+/// 8080, image `r:5000/{app}:{version}`, default placement and health, nothing optional set,
+/// last changed at time 0.
+pub(crate) fn deployment(id: i64, app: &str, version: &str, instances: u32) -> DeploymentRow {
+    DeploymentRow {
+        id,
+        spec: NewDeployment {
+            app: app.parse().expect("valid app"),
+            version: version.parse().expect("valid version"),
+            image: format!("r:5000/{app}:{version}"),
+            resources: Resources {
+                memory: Memory::from_mib(64).expect("valid memory"),
+                cpus: Cpus::from_millis(100).expect("valid cpus"),
+            },
+            port: Some(8080),
+            command: None,
+            env: Default::default(),
+            placement: PlacementPolicy::default(),
+            health: HealthPolicy::default(),
+            instances,
+            stop_timeout_s: None,
+            recycle_after_s: None,
+            autoscale: None,
+        },
+        state: DeploymentState::Running,
+        updated_ms: 0,
+        desired: None,
+    }
+}
 
 /// The container id numbered `n` (64 hex digits).
 pub(crate) fn cid(n: u8) -> ContainerId {
