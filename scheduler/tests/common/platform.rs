@@ -151,6 +151,11 @@ impl Platform {
         }));
     }
 
+    /// The read-only ZooKeeper config of this test's chroot, as a gateway uses it.
+    pub fn zk_reader(&self) -> caas_registry::ZkConfig {
+        self.zk.reader()
+    }
+
     /// The running scheduler's control plane (to run a reconciliation pass on demand).
     pub fn control(&self) -> &caas_scheduler::ControlPlane {
         self.control.as_deref().expect("scheduler started")
