@@ -6,6 +6,9 @@
 //! - `POST /echo` → the request body streamed back (for the gateway's large-upload tests)
 //! - `GET /bytes/{n}` → `n` bytes (for large downloads)
 //! - `GET /alloc/{mb}` → allocates and touches `mb` MiB (for OOM tests); answers only if it survives
+//! - `GET /sleep/{ms}` → waits `ms` milliseconds (at most 60,000: more is cut to that), then
+//!   `200 slept {ms}`; not a whole number → `400` (keeps requests in flight for the autoscale
+//!   benchmark)
 //!
 //! Listens on `0.0.0.0:$PORT` (default 8080), one thread per connection, HTTP/1.1 keep-alive.
 //!
@@ -22,6 +25,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 const MAX_HEADER_BYTES: usize = 16 * 1024;
+
+/// Longest `/sleep/{ms}` wait, milliseconds.
+const MAX_SLEEP_MS: u64 = 60_000;
 
 /// `HELLO_REQUEST_LOG=1`: log every request but health probes.
 static REQUEST_LOG: AtomicBool = AtomicBool::new(false);
@@ -78,8 +84,9 @@ fn env_u64(name: &str) -> Option<u64> {
 fn write_lines(n: u64, rate: u64) {
     let start = Instant::now();
     for i in 1..=n {
-        if rate > 0 {
-            let due = start + Duration::from_nanos(i.saturating_mul(1_000_000_000) / rate);
+        // rate 0: no pacing.
+        if let Some(due_ns) = i.saturating_mul(1_000_000_000).checked_div(rate) {
+            let due = start + Duration::from_nanos(due_ns);
             let now = Instant::now();
             if due > now {
                 std::thread::sleep(due - now);
@@ -230,6 +237,20 @@ fn serve(stream: TcpStream, info: &Info) -> io::Result<()> {
                 let body = format!("allocated {} MiB\n", hold.len());
                 respond(&mut out, 200, "text/plain", body.as_bytes(), keep)?;
             }
+            ("GET", p) if p.starts_with("/sleep/") => match parse_sleep(&p["/sleep/".len()..]) {
+                Some(ms) => {
+                    std::thread::sleep(Duration::from_millis(ms));
+                    let body = format!("slept {ms}\n");
+                    respond(&mut out, 200, "text/plain", body.as_bytes(), keep)?;
+                }
+                None => respond(
+                    &mut out,
+                    400,
+                    "text/plain",
+                    b"expected /sleep/{ms} with ms a whole number\n",
+                    keep,
+                )?,
+            },
             _ => {
                 skip_body(&mut r, &req)?;
                 respond(&mut out, 404, "text/plain", b"not found\n", keep)?
@@ -240,6 +261,18 @@ fn serve(stream: TcpStream, info: &Info) -> io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// The milliseconds of `/sleep/{ms}`: digits only, cut to `MAX_SLEEP_MS`; `None` if not a number.
+fn parse_sleep(s: &str) -> Option<u64> {
+    if s.is_empty() || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    // All digits: a parse failure can only be an overflow, which is over the cap anyway.
+    Some(
+        s.parse::<u64>()
+            .map_or(MAX_SLEEP_MS, |ms| ms.min(MAX_SLEEP_MS)),
+    )
 }
 
 fn conn(keep: bool) -> &'static str {
@@ -257,7 +290,11 @@ fn respond(
     body: &[u8],
     keep: bool,
 ) -> io::Result<()> {
-    let reason = if status == 200 { "OK" } else { "Not Found" };
+    let reason = match status {
+        200 => "OK",
+        400 => "Bad Request",
+        _ => "Not Found",
+    };
     let mut buf = format!(
         "HTTP/1.1 {status} {reason}\r\ncontent-type: {ctype}\r\ncontent-length: {}\r\n{}\r\n",
         body.len(),
@@ -341,5 +378,22 @@ fn copy_chunked(r: &mut BufReader<TcpStream>, w: &mut dyn Write, rechunk: bool) 
         }
         line.clear();
         r.read_line(&mut line)?; // CRLF after the chunk
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sleep_takes_whole_milliseconds_cut_to_the_cap() {
+        assert_eq!(parse_sleep("0"), Some(0));
+        assert_eq!(parse_sleep("500"), Some(500));
+        assert_eq!(parse_sleep("60000"), Some(60_000));
+        assert_eq!(parse_sleep("60001"), Some(MAX_SLEEP_MS));
+        assert_eq!(parse_sleep("99999999999999999999999"), Some(MAX_SLEEP_MS));
+        for bad in ["", "-1", "+5", "1.5", "abc", "10ms", "5?x=1", " 5"] {
+            assert_eq!(parse_sleep(bad), None, "{bad:?}");
+        }
     }
 }
