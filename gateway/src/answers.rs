@@ -5,6 +5,8 @@ use caas_types::AppId;
 
 pub(crate) const FORBIDDEN: &str = "forbidden\n";
 pub(crate) const MISSING_HOST: &str = "missing Host header\n";
+/// 400 for a request with two Host headers (admin listener included).
+pub(crate) const DUPLICATE_HOST: &str = "more than one Host header\n";
 pub(crate) const UNKNOWN_HOST: &str = "no app is routed at this host\n";
 pub(crate) const HEADERS_TOO_LARGE: &str = "request headers too large\n";
 pub(crate) const BODY_TOO_LARGE: &str = "request body too large\n";

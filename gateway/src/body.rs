@@ -4,7 +4,8 @@
 //! whole; plus small bodies held in memory (replayable requests, the gateway's own answers).
 //! An enum rather than a box, so no allocation per request.
 
-use crate::error::BodyTooLarge;
+use crate::deadline::LazyDeadline;
+use crate::error::{BodyStalled, BodyTooLarge};
 use crate::metrics::AppStats;
 use crate::pool::{Pool, PoolPolicy, Sender};
 use bytes::Bytes;
@@ -12,7 +13,8 @@ use http_body_util::Full;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{ready, Context, Poll};
+use std::task::{Context, Poll};
+use std::time::Duration;
 
 /// Any error a body can end with.
 pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -47,6 +49,19 @@ struct Stream {
     limit: u64,
     /// For a response: the backend connection it arrives on.
     reuse: Option<Reuse>,
+    /// For a response: the body timeout.
+    stall: Option<Stall>,
+}
+
+/// The body timeout of one response: a backend that sends nothing for `after` fails the body,
+/// which closes the client connection (HTTP/1) or resets the stream (HTTP/2), and drops the
+/// backend connection unreused.
+#[derive(Debug)]
+struct Stall {
+    after: Duration,
+    deadline: tokio::time::Instant,
+    /// One timer per response, re-armed only when it fires (the deadline only moves later).
+    timer: LazyDeadline,
 }
 
 /// A backend connection lent to one response: back to the pool when the body ends, closed when
@@ -92,12 +107,24 @@ impl ProxyBody {
             seen: 0,
             limit,
             reuse: None,
+            stall: None,
         }))
     }
 
-    /// A backend's response body, its connection reused after the end.
-    pub(crate) fn response(inner: Incoming, stats: Arc<AppStats>, mut reuse: Reuse) -> ProxyBody {
+    /// A backend's response body, its connection reused after the end; `stall_after`: the
+    /// body timeout.
+    pub(crate) fn response(
+        inner: Incoming,
+        stats: Arc<AppStats>,
+        mut reuse: Reuse,
+        stall_after: Option<Duration>,
+    ) -> ProxyBody {
         reuse.done = inner.is_end_stream();
+        let stall = stall_after.filter(|_| !reuse.done).map(|after| Stall {
+            after,
+            deadline: tokio::time::Instant::now() + after,
+            timer: LazyDeadline::new(None),
+        });
         ProxyBody(Kind::Stream(Stream {
             inner,
             way: Way::Down,
@@ -105,6 +132,7 @@ impl ProxyBody {
             seen: 0,
             limit: u64::MAX,
             reuse: Some(reuse),
+            stall,
         }))
     }
 
@@ -145,7 +173,23 @@ impl Body for ProxyBody {
             }
             Kind::Stream(s) => s,
         };
-        match ready!(Pin::new(&mut s.inner).poll_frame(cx)) {
+        let polled = match Pin::new(&mut s.inner).poll_frame(cx) {
+            Poll::Ready(p) => p,
+            Poll::Pending => {
+                if let Some(st) = &mut s.stall {
+                    if st.timer.poll_passed(cx, st.deadline).is_ready() {
+                        s.stats.body_timeout();
+                        tracing::debug!(after = ?st.after, "backend stalled mid-body; cutting the response");
+                        return Poll::Ready(Some(Err(Box::new(BodyStalled { after: st.after }))));
+                    }
+                }
+                return Poll::Pending;
+            }
+        };
+        if let Some(st) = &mut s.stall {
+            st.deadline = tokio::time::Instant::now() + st.after;
+        }
+        match polled {
             Some(Ok(frame)) => {
                 if let Some(data) = frame.data_ref() {
                     let n = data.len() as u64;

@@ -1,5 +1,6 @@
 //! The gateway's configuration: one `clap` struct, every field a flag and a `CAAS_` env var.
 
+use caas_registry::IpRule;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -73,6 +74,45 @@ pub struct Config {
         default_value_t = 60_000
     )]
     pub response_timeout_ms: u64,
+
+    /// Longest a backend may leave a response body waiting between two reads, in
+    /// milliseconds; past it the client connection is closed mid-body (the client sees a short
+    /// body) and the backend connection is closed, never reused. 0 waits without limit.
+    #[arg(long, env = "CAAS_GATEWAY_BODY_TIMEOUT_MS", default_value_t = 60_000)]
+    pub body_timeout_ms: u64,
+
+    /// Client connections open at most (plain and HTTPS together); one more is closed at
+    /// accept and counted in `caas_gateway_connections_refused_total{reason="global"}`.
+    #[arg(long, env = "CAAS_GATEWAY_MAX_CONNECTIONS", default_value_t = 16_384)]
+    pub max_connections: usize,
+
+    /// Client connections open at most from one peer address; one more is closed at accept
+    /// and counted in `caas_gateway_connections_refused_total{reason="per_ip"}`. The peer is
+    /// the TCP peer (a trusted proxy's connections count as its own).
+    #[arg(
+        long,
+        env = "CAAS_GATEWAY_MAX_CONNECTIONS_PER_IP",
+        default_value_t = 4_096
+    )]
+    pub max_connections_per_ip: usize,
+
+    /// Proxies (IPs or CIDR blocks, comma-separated) whose `X-Forwarded-For` is believed: from
+    /// one of them the client is the right-most address in it that is not a trusted proxy;
+    /// from anyone else it is the peer address and the header is replaced. Default: none.
+    #[arg(long, env = "CAAS_GATEWAY_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<IpRule>,
+
+    /// Longest the gateway serves routes while cut off from ZooKeeper, in milliseconds; past
+    /// it every proxied request gets 503 (`routes stale: ...`) and `/healthz` says so, until
+    /// the route cache is connected and has read the tree again. The default is the
+    /// scheduler's port quarantine: a host port freed while we were cut off is not handed to
+    /// another app before our copy of the routes stops being used. 0: never stale.
+    #[arg(
+        long,
+        env = "CAAS_GATEWAY_MAX_ROUTE_STALENESS_MS",
+        default_value_t = 600_000
+    )]
+    pub max_route_staleness_ms: u64,
 
     /// Time a client has to send a complete request head, in milliseconds. Without it a client
     /// sending one byte a second holds a connection forever. For HTTP/1 it also bounds how long
@@ -222,6 +262,11 @@ impl Config {
             max_body_bytes: 1024 * 1024 * 1024,
             connect_timeout_ms: 2_000,
             response_timeout_ms: 60_000,
+            body_timeout_ms: 60_000,
+            max_connections: 16_384,
+            max_connections_per_ip: 4_096,
+            trusted_proxies: Vec::new(),
+            max_route_staleness_ms: 600_000,
             header_timeout_ms: 10_000,
             idle_timeout_ms: 60_000,
             pool_idle_per_backend: 128,
@@ -269,6 +314,17 @@ impl Config {
     /// `None`: no limit.
     pub(crate) fn response_timeout(&self) -> Option<Duration> {
         (self.response_timeout_ms > 0).then(|| Duration::from_millis(self.response_timeout_ms))
+    }
+
+    /// `None`: no limit.
+    pub(crate) fn body_timeout(&self) -> Option<Duration> {
+        (self.body_timeout_ms > 0).then(|| Duration::from_millis(self.body_timeout_ms))
+    }
+
+    /// `None`: routes never go stale.
+    pub(crate) fn max_route_staleness(&self) -> Option<Duration> {
+        (self.max_route_staleness_ms > 0)
+            .then(|| Duration::from_millis(self.max_route_staleness_ms))
     }
 
     pub(crate) fn header_timeout(&self) -> Duration {

@@ -2,7 +2,8 @@
 //! path: the timer is set again only when it fires, to the current deadline or `check_every`
 //! ahead, whichever comes first. A deadline that moved later since the timer was set costs one
 //! early firing; one that moved earlier is noticed at most `check_every` late. Without
-//! `check_every` (deadlines that only ever move later) the timer is set to the deadline itself.
+//! `check_every` the timer is set to the deadline itself, and set again when a deadline comes
+//! earlier than the one it is armed for.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -44,6 +45,11 @@ impl LazyDeadline {
                 deadline,
             )))
         });
+        // Without `check_every` the timer is set to a deadline exactly: one earlier than it is
+        // armed for (a body timeout shorter than the response timeout before it) re-arms it.
+        if check_every.is_none() && deadline < sleep.deadline() {
+            sleep.as_mut().reset(deadline);
+        }
         while sleep.as_mut().poll(cx).is_ready() {
             let now = Instant::now();
             if now >= deadline {

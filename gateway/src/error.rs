@@ -71,3 +71,10 @@ impl UpstreamError {
 pub(crate) struct BodyTooLarge {
     pub(crate) limit: u64,
 }
+
+/// A backend sent no response body bytes for longer than the body timeout.
+#[derive(Debug, thiserror::Error)]
+#[error("the backend sent no body bytes for {after:?}")]
+pub(crate) struct BodyStalled {
+    pub(crate) after: std::time::Duration,
+}

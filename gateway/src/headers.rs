@@ -1,8 +1,9 @@
 //! Proxy header hygiene: hop-by-hop headers removed in both directions, `X-Forwarded-*` and
 //! `Via` added.
 
+use caas_registry::IpRule;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 
 /// Headers that describe one connection, not the message (RFC 9110 §7.6.1), plus the
 /// pre-standard ones proxies still meet.
@@ -18,7 +19,7 @@ const HOP_BY_HOP: [HeaderName; 8] = [
 ];
 
 static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
-static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+pub(crate) static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 /// Our `Via` entry for each protocol version a client may use.
@@ -88,24 +89,101 @@ pub(crate) fn is_hop_by_hop_name(name: &str) -> bool {
         .any(|h| name.eq_ignore_ascii_case(h.as_str()))
 }
 
-/// One client connection's address, with its `X-Forwarded-For` value made once per connection
-/// rather than formatted for every request.
+/// Who a request comes from, and the `X-Forwarded-For` the backend gets for it. Made once per
+/// connection from the peer address; only a trusted proxy's requests are looked at again
+/// ([`Client::behind`]), so everyone else's cost nothing per request.
 #[derive(Debug, Clone)]
 pub(crate) struct Client {
+    /// The real client: the blacklist applies to it.
     pub(crate) ip: IpAddr,
+    /// The peer is a trusted proxy (`--trusted-proxies`): its `X-Forwarded-For` is believed.
+    pub(crate) peer_trusted: bool,
     xff: HeaderValue,
 }
 
 impl Client {
-    pub(crate) fn new(ip: IpAddr) -> Client {
-        let xff = HeaderValue::try_from(ip.to_string())
+    /// The client of a connection from `peer`; `trusted` are the proxies whose
+    /// `X-Forwarded-For` is believed.
+    pub(crate) fn new(peer: IpAddr, trusted: &[IpRule]) -> Client {
+        let xff = HeaderValue::try_from(peer.to_string())
             .unwrap_or_else(|_| HeaderValue::from_static("unknown"));
-        Client { ip, xff }
+        Client {
+            ip: peer,
+            peer_trusted: is_trusted(peer, trusted),
+            xff,
+        }
+    }
+
+    /// The client behind this connection's trusted proxy, from the request's `X-Forwarded-For`
+    /// lines (`values`, in order): walking from the right, past every trusted proxy, the first
+    /// address that is not one (or the left-most, if all are; or the last trusted one, if the
+    /// next does not parse). What goes upstream is that address and the proxies after it, then
+    /// the peer: whatever the client wrote further left is dropped, so the left-most entry a
+    /// backend sees is always the client the gateway believes. Only for a trusted peer.
+    pub(crate) fn behind<'a>(
+        &self,
+        values: impl Iterator<Item = &'a [u8]>,
+        trusted: &[IpRule],
+    ) -> Client {
+        let entries: Vec<&str> = values
+            .flat_map(|v| std::str::from_utf8(v).unwrap_or("").split(','))
+            .map(str::trim)
+            .filter(|e| !e.is_empty())
+            .collect();
+        // Right to left: the addresses believed, the real client last.
+        let mut chain: Vec<IpAddr> = Vec::new();
+        let mut real = self.ip;
+        for entry in entries.iter().rev() {
+            if !is_trusted(real, trusted) {
+                break;
+            }
+            match forwarded_ip(entry) {
+                Some(ip) => {
+                    chain.push(ip);
+                    real = ip;
+                }
+                None => break,
+            }
+        }
+        let mut text = String::with_capacity(16 * (chain.len() + 1));
+        for ip in chain.iter().rev() {
+            text.push_str(&ip.to_string());
+            text.push_str(", ");
+        }
+        text.push_str(&self.ip.to_string());
+        Client {
+            ip: real,
+            peer_trusted: true,
+            xff: HeaderValue::try_from(text).unwrap_or_else(|_| self.xff.clone()),
+        }
+    }
+
+    /// The `X-Forwarded-For` value for the backend.
+    pub(crate) fn xff(&self) -> &[u8] {
+        self.xff.as_bytes()
     }
 }
 
-/// Adds `X-Forwarded-For` (appended to what the client sent), `X-Forwarded-Proto`,
-/// `X-Forwarded-Host` (replacing what the client sent) and our `Via`.
+fn is_trusted(ip: IpAddr, trusted: &[IpRule]) -> bool {
+    !trusted.is_empty() && trusted.iter().any(|r| r.contains(ip))
+}
+
+/// One `X-Forwarded-For` entry as an address: `1.2.3.4`, `1.2.3.4:80`, `::1`, `[::1]:80`.
+fn forwarded_ip(entry: &str) -> Option<IpAddr> {
+    entry
+        .parse::<IpAddr>()
+        .ok()
+        .or_else(|| entry.parse::<SocketAddr>().ok().map(|a| a.ip()))
+        .or_else(|| {
+            entry
+                .strip_prefix('[')
+                .and_then(|e| e.strip_suffix(']'))
+                .and_then(|e| e.parse().ok())
+        })
+}
+
+/// Sets `X-Forwarded-For` (the client's, see [`Client`]: never what an untrusted client sent),
+/// `X-Forwarded-Proto`, `X-Forwarded-Host` (replacing what the client sent) and adds our `Via`.
 pub(crate) fn add_forwarded(
     headers: &mut HeaderMap,
     client: &Client,
@@ -113,13 +191,7 @@ pub(crate) fn add_forwarded(
     host: Option<HeaderValue>,
     http2: bool,
 ) {
-    let xff = match headers.get(&X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(prev) => HeaderValue::try_from(format!("{prev}, {}", client.ip)).ok(),
-        None => Some(client.xff.clone()),
-    };
-    if let Some(v) = xff {
-        headers.insert(X_FORWARDED_FOR.clone(), v);
-    }
+    headers.insert(X_FORWARDED_FOR.clone(), client.xff.clone());
     headers.insert(
         X_FORWARDED_PROTO.clone(),
         HeaderValue::from_static(if https { "https" } else { "http" }),
@@ -183,27 +255,82 @@ mod tests {
         );
     }
 
+    fn rules(list: &[&str]) -> Vec<IpRule> {
+        list.iter().map(|r| r.parse().expect("rule")).collect()
+    }
+
     #[test]
-    fn forwarded_headers_append_and_replace() {
+    fn forwarded_for_is_believed_only_from_trusted_proxies() {
+        let trusted = rules(&["10.0.0.0/8", "192.0.2.1"]);
+        let behind = |peer: &str, lines: &[&str]| {
+            let c = Client::new(peer.parse().expect("ip"), &trusted);
+            let c = if c.peer_trusted {
+                c.behind(lines.iter().map(|l| l.as_bytes()), &trusted)
+            } else {
+                c
+            };
+            (
+                c.ip.to_string(),
+                String::from_utf8_lossy(c.xff()).into_owned(),
+            )
+        };
+        let pair = |ip: &str, xff: &str| (ip.to_owned(), xff.to_owned());
+        // An untrusted peer: it is the client, whatever it wrote.
+        assert_eq!(
+            behind("203.0.113.5", &["198.51.100.1"]),
+            pair("203.0.113.5", "203.0.113.5")
+        );
+        // A trusted proxy: the right-most address that is not a trusted proxy; forged entries
+        // further left are dropped.
+        assert_eq!(
+            behind("10.1.1.1", &["1.1.1.1, 198.51.100.7, 192.0.2.1"]),
+            pair("198.51.100.7", "198.51.100.7, 192.0.2.1, 10.1.1.1")
+        );
+        assert_eq!(
+            behind("10.1.1.1", &["1.1.1.1", "198.51.100.7:4321"]),
+            pair("198.51.100.7", "198.51.100.7, 10.1.1.1")
+        );
+        assert_eq!(
+            behind("10.1.1.1", &["[2001:db8::1]:80"]),
+            pair("2001:db8::1", "2001:db8::1, 10.1.1.1")
+        );
+        // Nothing forwarded, or garbage: the proxy itself.
+        assert_eq!(behind("10.1.1.1", &[]), pair("10.1.1.1", "10.1.1.1"));
+        assert_eq!(
+            behind("10.1.1.1", &["1.1.1.1, nonsense"]),
+            pair("10.1.1.1", "10.1.1.1")
+        );
+        // Every entry a trusted proxy: the left-most.
+        assert_eq!(
+            behind("10.1.1.1", &["10.2.2.2, 10.3.3.3"]),
+            pair("10.2.2.2", "10.2.2.2, 10.3.3.3, 10.1.1.1")
+        );
+        // With no trusted proxies nobody is one.
+        let c = Client::new("10.1.1.1".parse().expect("ip"), &[]);
+        assert!(!c.peer_trusted);
+    }
+
+    #[test]
+    fn forwarded_headers_are_replaced() {
         let mut h = map(&[
             ("x-forwarded-for", "10.0.0.1"),
             ("x-forwarded-proto", "https"),
         ]);
         add_forwarded(
             &mut h,
-            &Client::new("127.0.0.7".parse().expect("ip")),
+            &Client::new("127.0.0.7".parse().expect("ip"), &[]),
             false,
             Some(HeaderValue::from_static("a.caas.localhost")),
             false,
         );
-        assert_eq!(h["x-forwarded-for"], "10.0.0.1, 127.0.0.7");
+        assert_eq!(h["x-forwarded-for"], "127.0.0.7");
         assert_eq!(h["x-forwarded-proto"], "http");
         assert_eq!(h["x-forwarded-host"], "a.caas.localhost");
         assert_eq!(h["via"], "1.1 caas-gateway");
         let mut fresh = HeaderMap::new();
         add_forwarded(
             &mut fresh,
-            &Client::new("::1".parse().expect("ip")),
+            &Client::new("::1".parse().expect("ip"), &[]),
             true,
             None,
             true,

@@ -8,7 +8,7 @@
 //! Modules: `config` (flags), `server` (listeners, connections, shutdown), `h1` (the HTTP/1.1
 //! fast path: the gateway's own request loop for HTTP/1.1 connections, plain and TLS), `proxy` (the
 //! general request path on hyper: h2c, h2 over TLS, HTTP/1.0, upgrades), `table` (routing table, round-robin, passive health), `headers` (proxy hygiene),
-//! `body` (streaming bodies), `pool` (upstream keep-alive connections), `retry` (the one retry policy of both paths), `idle` (idle timeout), `deadline` (the lazily re-armed per-connection timer of the fast path), `answers` (the gateway's own answer texts), `metrics` and `admin` (stats,
+//! `body` (streaming bodies), `pool` (upstream keep-alive connections), `retry` (the one retry policy of both paths), `idle` (idle timeout), `limits` (connection caps at accept), `deadline` (the lazily re-armed per-connection timer of the fast path), `answers` (the gateway's own answer texts), `metrics` and `admin` (stats,
 //! `/healthz`), `route_source` (where routes come from: live, starting, disconnected), `routes_feed`
 //! (ZooKeeper's routes into the gateway: the connection config and the task that follows the
 //! registry's route cache), `wake` (requests held for sleeping apps until their first
@@ -24,6 +24,7 @@ mod error;
 mod h1;
 mod headers;
 mod idle;
+mod limits;
 mod metrics;
 mod pool;
 mod proxy;

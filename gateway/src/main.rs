@@ -100,6 +100,42 @@ mod tests {
     }
 
     #[test]
+    fn tenant_isolation_flags_keep_their_names_variables_and_defaults() {
+        for (flag, var) in [
+            ("max-connections", "CAAS_GATEWAY_MAX_CONNECTIONS"),
+            (
+                "max-connections-per-ip",
+                "CAAS_GATEWAY_MAX_CONNECTIONS_PER_IP",
+            ),
+            ("body-timeout-ms", "CAAS_GATEWAY_BODY_TIMEOUT_MS"),
+            ("trusted-proxies", "CAAS_GATEWAY_TRUSTED_PROXIES"),
+            (
+                "max-route-staleness-ms",
+                "CAAS_GATEWAY_MAX_ROUTE_STALENESS_MS",
+            ),
+        ] {
+            assert_eq!(env_of(flag).as_deref(), Some(var), "{flag}");
+        }
+        let cli = Cli::try_parse_from(["caas-gateway"]).unwrap();
+        let d = caas_gateway::Config::new();
+        assert_eq!(cli.gateway.max_connections, d.max_connections);
+        assert_eq!(cli.gateway.max_connections_per_ip, d.max_connections_per_ip);
+        assert!(
+            cli.gateway.max_connections_per_ip >= 1024,
+            "a load test from one address"
+        );
+        assert_eq!(cli.gateway.body_timeout_ms, d.body_timeout_ms);
+        assert_eq!(cli.gateway.max_route_staleness_ms, 600_000);
+        assert_eq!(cli.gateway.max_route_staleness_ms, d.max_route_staleness_ms);
+        assert!(cli.gateway.trusted_proxies.is_empty());
+        let cli =
+            Cli::try_parse_from(["caas-gateway", "--trusted-proxies", "10.0.0.0/8,192.0.2.1"])
+                .unwrap();
+        assert_eq!(cli.gateway.trusted_proxies.len(), 2);
+        assert!(Cli::try_parse_from(["caas-gateway", "--trusted-proxies", "nope"]).is_err());
+    }
+
+    #[test]
     fn never_reads_the_writer_credential() {
         assert!(Cli::command()
             .get_arguments()

@@ -20,6 +20,8 @@ pub struct AppStats {
     bytes_in: AtomicU64,
     bytes_out: AtomicU64,
     upstream_errors: AtomicU64,
+    /// Responses cut off because the backend stalled mid-body past the body timeout.
+    body_timeouts: AtomicU64,
     /// Cumulative-on-render bucket counts; the last slot is +Inf.
     latency: [AtomicU64; BUCKETS.len() + 1],
     latency_sum_us: AtomicU64,
@@ -88,6 +90,11 @@ impl AppStats {
     pub(crate) fn upstream_error(&self) {
         self.upstream_errors.fetch_add(1, Relaxed);
     }
+
+    /// Counts one response cut off by the body timeout.
+    pub(crate) fn body_timeout(&self) {
+        self.body_timeouts.fetch_add(1, Relaxed);
+    }
 }
 
 /// Counters that belong to no app.
@@ -112,6 +119,12 @@ pub(crate) struct GlobalStats {
     /// Requests for a sleeping app answered 503 because it failed to start (held ones
     /// included).
     pub(crate) wake_failed: AtomicU64,
+    /// Connections closed at accept: over `--max-connections`.
+    pub(crate) refused_global: AtomicU64,
+    /// Connections closed at accept: over `--max-connections-per-ip`.
+    pub(crate) refused_per_ip: AtomicU64,
+    /// Requests answered 503 because the routes were stale.
+    pub(crate) stale_refused: AtomicU64,
 }
 
 /// Every app's stats, found by name when the routing table is rebuilt (not per request).
@@ -216,6 +229,12 @@ impl Stats {
                 "requests for a sleeping app answered 503 because it failed to start",
                 &g.wake_failed,
             ),
+            (
+                "caas_gateway_stale_refused_total",
+                "counter",
+                "requests answered 503 because the gateway was cut off from ZooKeeper longer than the staleness period",
+                &g.stale_refused,
+            ),
         ];
         for (name, kind, help, v) in globals {
             let _ = writeln!(
@@ -224,6 +243,13 @@ impl Stats {
                 v.load(Relaxed)
             );
         }
+        let name = "caas_gateway_connections_refused_total";
+        let _ = writeln!(
+            out,
+            "# HELP {name} client connections closed at accept, by the cap they were over\n# TYPE {name} counter\n{name}{{reason=\"global\"}} {}\n{name}{{reason=\"per_ip\"}} {}",
+            g.refused_global.load(Relaxed),
+            g.refused_per_ip.load(Relaxed)
+        );
         let apps: Vec<(String, Arc<AppStats>)> = {
             let apps = self.apps.lock().unwrap_or_else(|e| e.into_inner());
             apps.iter()
@@ -254,6 +280,10 @@ impl Stats {
                 "caas_gateway_upstream_errors_total",
                 "failed tries at a backend",
             ),
+            (
+                "caas_gateway_body_timeouts_total",
+                "responses cut off because the backend sent no body bytes within the body timeout",
+            ),
         ];
         for (idx, (name, help)) in per_app.iter().enumerate() {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
@@ -261,7 +291,8 @@ impl Stats {
                 let v = match idx {
                     0 => &s.bytes_in,
                     1 => &s.bytes_out,
-                    _ => &s.upstream_errors,
+                    2 => &s.upstream_errors,
+                    _ => &s.body_timeouts,
                 };
                 let _ = writeln!(out, "{name}{{app=\"{app}\"}} {}", v.load(Relaxed));
             }

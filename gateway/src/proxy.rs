@@ -9,10 +9,12 @@ use crate::headers::{self, Client};
 use crate::metrics::{AppStats, Stats};
 use crate::pool::{self, PoolPolicy};
 use crate::retry::{self, Failure, Retry};
+use crate::route_source::{self, Freshness};
 use crate::table::{AppRoute, Backend, HealthPolicy, Route, Sleep, Table, Tried, MAX_TRIES};
 use crate::wake::{Held, Wake};
 use arc_swap::ArcSwap;
 use bytes::Bytes;
+use caas_registry::IpRule;
 use caas_types::AppId;
 use http::header::{self, HeaderValue};
 use http::uri::{PathAndQuery, Uri};
@@ -24,7 +26,7 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tracing::Instrument;
 
 /// Bodies up to this size of idempotent requests are read before sending, so the request can be
@@ -44,6 +46,29 @@ pub(crate) struct Shared {
     pub(crate) max_tries: usize,
     /// Requests held for sleeping apps.
     pub(crate) wake: Wake,
+    /// Proxies whose `X-Forwarded-For` is believed (`--trusted-proxies`).
+    pub(crate) trusted: Vec<IpRule>,
+    /// Whether the routes are stale (cut off from ZooKeeper too long): then every proxied
+    /// request gets 503.
+    pub(crate) fresh: Arc<Freshness>,
+    /// Longest wait between two reads of a response body; `None`: no limit.
+    pub(crate) body_timeout: Option<Duration>,
+}
+
+impl Shared {
+    /// `Some(503 body)` while the routes are stale, counted; one atomic load otherwise.
+    pub(crate) fn stale(&self) -> Option<String> {
+        let cut_off = self.fresh.stale_for()?;
+        self.stats.global.stale_refused.fetch_add(1, Relaxed);
+        Some(route_source::stale_reason(cut_off))
+    }
+}
+
+/// Whether a request carries more than one Host header (refused with 400 on every path: two
+/// Hosts are how a request routed as one app reaches another).
+pub(crate) fn duplicate_host(headers: &http::HeaderMap) -> bool {
+    let mut hosts = headers.get_all(header::HOST).iter();
+    hosts.next().is_some() && hosts.next().is_some()
 }
 
 /// A short plain-text answer from the gateway itself.
@@ -65,6 +90,29 @@ pub(crate) async fn handle(
     https: bool,
 ) -> Result<Response<ProxyBody>, Infallible> {
     let start = Instant::now();
+    if duplicate_host(req.headers()) {
+        return Ok(plain(
+            StatusCode::BAD_REQUEST,
+            ProxyBody::text(answers::DUPLICATE_HOST),
+        ));
+    }
+    if let Some(reason) = shared.stale() {
+        return Ok(plain(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ProxyBody::owned(reason),
+        ));
+    }
+    // Behind a trusted proxy, the client its X-Forwarded-For names.
+    let behind = client.peer_trusted.then(|| {
+        client.behind(
+            req.headers()
+                .get_all(&headers::X_FORWARDED_FOR)
+                .iter()
+                .map(HeaderValue::as_bytes),
+            &shared.trusted,
+        )
+    });
+    let client = behind.as_ref().unwrap_or(client);
     let route = {
         let table = shared.table.load();
         if table.is_blacklisted(client.ip) {
@@ -305,12 +353,23 @@ async fn forward(
                 if upgrade && resp.status() == StatusCode::SWITCHING_PROTOCOLS {
                     return switch_protocols(resp, client_upgrade, Arc::clone(&route.stats));
                 }
+                // A body framed by Transfer-Encoding is re-framed for the client: a
+                // Content-Length sent with it (RFC 9112 §6.3: ignored) must not go along, or
+                // the two framings disagree downstream.
+                if resp.headers().contains_key(header::TRANSFER_ENCODING) {
+                    resp.headers_mut().remove(header::CONTENT_LENGTH);
+                }
                 headers::strip_hop_by_hop(resp.headers_mut(), false);
                 headers::add_via(resp.headers_mut(), http2);
                 let (parts, inner) = resp.into_parts();
                 return Response::from_parts(
                     parts,
-                    ProxyBody::response(inner, Arc::clone(&route.stats), reuse),
+                    ProxyBody::response(
+                        inner,
+                        Arc::clone(&route.stats),
+                        reuse,
+                        shared.body_timeout,
+                    ),
                 );
             }
             Err(err) => {

@@ -7,10 +7,11 @@ use crate::config::{Config, Http1Engine};
 use crate::error::{Error, Result};
 use crate::headers::Client;
 use crate::idle::{Activity, IdleIo};
+use crate::limits::{ConnLimits, Refused};
 use crate::metrics::Stats;
 use crate::pool::PoolPolicy;
 use crate::proxy::Shared;
-use crate::route_source::RouteStatus;
+use crate::route_source::{self, Freshness, RouteStatus};
 use crate::table::{HealthPolicy, Table};
 use crate::wake::Wake;
 use crate::{admin, demand, h1, proxy, tls};
@@ -153,6 +154,9 @@ impl Gateway {
                 config.activation_timeout(),
                 Arc::clone(&stats),
             ),
+            trusted: config.trusted_proxies.clone(),
+            fresh: Arc::new(Freshness::default()),
+            body_timeout: config.body_timeout(),
         });
 
         let token = CancellationToken::new();
@@ -195,6 +199,18 @@ impl Gateway {
             })
         };
 
+        // Stale routes: cut off from ZooKeeper longer than the staleness period, the gateway
+        // stops routing (503) until the route cache is back.
+        let staleness = match (&status, config.max_route_staleness()) {
+            (Some(status), Some(max)) => Some(tokio::spawn(route_source::follow_staleness(
+                status.clone(),
+                max,
+                Arc::clone(&shared.fresh),
+                token.clone(),
+            ))),
+            _ => None,
+        };
+
         // Demand reports to the admin API, if one is configured.
         let reporter = config.demand_target().map(|target| {
             let shared = Arc::clone(&shared);
@@ -233,13 +249,21 @@ impl Gateway {
             idle: config.idle_timeout(),
             header_timeout: config.header_timeout(),
             http1: config.http1,
+            limits: Arc::new(ConnLimits::new(
+                config.max_connections,
+                config.max_connections_per_ip,
+            )),
         };
         tracing::info!(http = %local(&http), admin = %local(&admin), https = ?tls.as_ref().map(|(l, _)| local(l)), "gateway listening");
         let mut loops = vec![tokio::spawn(accept_loop(http, None, ctx.clone()))];
         if let Some((l, acceptor)) = tls {
             loops.push(tokio::spawn(accept_loop(l, Some(acceptor), ctx.clone())));
         }
-        let admin_state = Arc::new(admin::Admin { stats, status });
+        let admin_state = Arc::new(admin::Admin {
+            stats,
+            status,
+            fresh: Arc::clone(&shared.fresh),
+        });
         loops.push(tokio::spawn(admin_loop(admin, admin_state, ctx.clone())));
 
         shutdown.await;
@@ -252,6 +276,9 @@ impl Gateway {
         }
         let _ = watcher.await;
         let _ = sweeper.await;
+        if let Some(s) = staleness {
+            let _ = s.await;
+        }
         if let Some(r) = reporter {
             let _ = r.await;
         }
@@ -301,6 +328,8 @@ struct ConnCtx {
     idle: Duration,
     header_timeout: Duration,
     http1: Http1Engine,
+    /// Connection caps, applied at accept.
+    limits: Arc<ConnLimits>,
 }
 
 async fn accept_loop(listener: TcpListener, tls: Option<TlsAcceptor>, ctx: ConnCtx) {
@@ -317,6 +346,20 @@ async fn accept_loop(listener: TcpListener, tls: Option<TlsAcceptor>, ctx: ConnC
                 }
             },
         };
+        // The caps: one atomic and one shard of the per-address map, once per connection.
+        let permit = match ctx.limits.admit(peer.ip()) {
+            Ok(p) => p,
+            Err(over) => {
+                let global = &ctx.shared.stats.global;
+                match over {
+                    Refused::Global => global.refused_global.fetch_add(1, Relaxed),
+                    Refused::PerIp => global.refused_per_ip.fetch_add(1, Relaxed),
+                };
+                tracing::debug!(%peer, ?over, "connection over its cap; closed at accept");
+                drop(stream);
+                continue;
+            }
+        };
         let _ = stream.set_nodelay(true);
         let ctx2 = ctx.clone();
         let tls = tls.clone();
@@ -324,6 +367,7 @@ async fn accept_loop(listener: TcpListener, tls: Option<TlsAcceptor>, ctx: ConnC
             ctx2.shared.stats.global.connections.fetch_add(1, Relaxed);
             serve_connection(stream, peer, tls, &ctx2).await;
             ctx2.shared.stats.global.connections.fetch_sub(1, Relaxed);
+            drop(permit);
         });
     }
 }
@@ -338,7 +382,7 @@ async fn serve_connection(
     let shared = Arc::clone(&ctx.shared);
     let https = tls.is_some();
     let act = Arc::clone(&activity);
-    let client = Arc::new(Client::new(peer.ip()));
+    let client = Arc::new(Client::new(peer.ip(), &ctx.shared.trusted));
     let svc = service_fn(move |req: hyper::Request<Incoming>| {
         let guard = act.enter(req.version() == http::Version::HTTP_2);
         let shared = Arc::clone(&shared);

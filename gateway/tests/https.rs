@@ -165,15 +165,14 @@ async fn sni_picks_each_domains_certificate() {
     );
 }
 
-#[tokio::test]
-async fn h2_over_tls_is_served_by_the_general_path() {
-    use http_body_util::BodyExt;
-    let shop = https_shop().await;
-    let (cert, tls) = (shop.cert.clone(), shop.tls);
-
-    // A client that offers only h2 by ALPN.
+/// A TLS connection to `shop.caas.localhost` at `tls`, trusting `cert`, offering `alpn`.
+async fn tls_connect(
+    cert: &Path,
+    tls: std::net::SocketAddr,
+    alpn: &[u8],
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
     let mut roots = rustls::RootCertStore::empty();
-    for c in rustls_pemfile::certs(&mut std::fs::read(&cert).unwrap().as_slice()) {
+    for c in rustls_pemfile::certs(&mut std::fs::read(cert).unwrap().as_slice()) {
         roots.add(c.unwrap()).unwrap();
     }
     let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
@@ -182,13 +181,57 @@ async fn h2_over_tls_is_served_by_the_general_path() {
         .unwrap()
         .with_root_certificates(roots)
         .with_no_client_auth();
-    client.alpn_protocols = vec![b"h2".to_vec()];
+    client.alpn_protocols = vec![alpn.to_vec()];
     let tcp = tokio::net::TcpStream::connect(tls).await.unwrap();
     let name = rustls::pki_types::ServerName::try_from("shop.caas.localhost").unwrap();
-    let stream = tokio_rustls::TlsConnector::from(std::sync::Arc::new(client))
+    tokio_rustls::TlsConnector::from(std::sync::Arc::new(client))
         .connect(name, tcp)
         .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn two_host_headers_are_refused_over_tls_on_both_engines() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = cert_dir();
+    let (cert, key) = (dir.0.join("cert.pem"), dir.0.join("key.pem"));
+    self_signed("shop.caas.localhost", &cert, &key);
+    let b = TestBackend::start("b").await;
+    for engine in [
+        caas_gateway::Http1Engine::Own,
+        caas_gateway::Http1Engine::Hyper,
+    ] {
+        let mut config = test_config();
+        config.http1 = engine;
+        config.tls_cert = Some(cert.clone());
+        config.tls_key = Some(key.clone());
+        let gw = TestGateway::start(config, Snap::new().app("shop", &[b.addr]).build()).await;
+        let mut s = tls_connect(&cert, gw.tls.expect("https listener"), b"http/1.1").await;
+        s.write_all(
+            b"GET / HTTP/1.1\r\nHost: shop.caas.localhost\r\nHost: other.caas.localhost\r\nConnection: close\r\n\r\n",
+        )
+        .await
         .unwrap();
+        let mut out = Vec::new();
+        let _ = tokio::time::timeout(WAIT, s.read_to_end(&mut out)).await;
+        let text = String::from_utf8_lossy(&out);
+        assert!(text.starts_with("HTTP/1.1 400"), "{engine:?}: {text}");
+        assert!(
+            text.ends_with("more than one Host header\n"),
+            "{engine:?}: {text}"
+        );
+    }
+    assert_eq!(b.hits(), 0);
+}
+
+#[tokio::test]
+async fn h2_over_tls_is_served_by_the_general_path() {
+    use http_body_util::BodyExt;
+    let shop = https_shop().await;
+    let (cert, tls) = (shop.cert.clone(), shop.tls);
+
+    // A client that offers only h2 by ALPN.
+    let stream = tls_connect(&cert, tls, b"h2").await;
     assert_eq!(stream.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
     let (mut sender, conn) = hyper::client::conn::http2::handshake(
         hyper_util::rt::TokioExecutor::new(),

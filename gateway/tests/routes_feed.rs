@@ -13,9 +13,7 @@ use caas_testkit::zk::Chroot;
 use caas_types::{AppId, ContainerId, Endpoint, Version};
 use common::*;
 use std::net::SocketAddr;
-use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
-use tokio::task::JoinSet;
 
 /// A gateway serving from `feed`, as `run_with_zookeeper` wires it; stops when dropped.
 struct Served {
@@ -139,65 +137,6 @@ async fn an_unreachable_zookeeper_is_starting_and_routes_nothing() {
     assert_eq!(code, 503, "{text}");
     assert!(text.contains("not started"), "{text}");
     assert_eq!(status_of_host(&gw, "shop.caas.localhost").await, 404);
-}
-
-/// A TCP relay in front of ZooKeeper that a test can cut (every connection closed, nothing
-/// accepted) and restore on the same address.
-struct Relay {
-    addr: SocketAddr,
-    target: String,
-    task: Option<tokio::task::JoinHandle<()>>,
-}
-
-impl Relay {
-    async fn start(target: String) -> Relay {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind relay");
-        let addr = listener.local_addr().unwrap();
-        let mut relay = Relay {
-            addr,
-            target,
-            task: None,
-        };
-        relay.run(listener);
-        relay
-    }
-
-    fn run(&mut self, listener: TcpListener) {
-        let target = self.target.clone();
-        self.task = Some(tokio::spawn(async move {
-            // Dropped with the task: aborting it closes every relayed connection.
-            let mut conns = JoinSet::new();
-            while let Ok((mut inbound, _)) = listener.accept().await {
-                let target = target.clone();
-                conns.spawn(async move {
-                    if let Ok(mut out) = TcpStream::connect(&target).await {
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut out).await;
-                    }
-                });
-            }
-        }));
-    }
-
-    fn cut(&mut self) {
-        if let Some(t) = self.task.take() {
-            t.abort();
-        }
-    }
-
-    async fn restore(&mut self) {
-        let addr = self.addr;
-        let listener = eventually("the relay's address is free again", || async move {
-            TcpListener::bind(addr).await.ok()
-        })
-        .await;
-        self.run(listener);
-    }
-}
-
-impl Drop for Relay {
-    fn drop(&mut self) {
-        self.cut();
-    }
 }
 
 #[tokio::test]

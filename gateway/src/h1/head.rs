@@ -3,9 +3,9 @@
 //! buffer that goes to the socket.
 //!
 //! Request heads: hop-by-hop headers (and those `Connection` names) dropped, `X-Forwarded-For`
-//! appended to, `X-Forwarded-Proto`/`-Host` replaced, `Via` added, origin-form target kept.
-//! Response heads: hop-by-hop headers dropped (chunked framing is kept and passed through),
-//! `Via` added, `Connection: close` when the gateway will close the client connection.
+//! (see [`crate::headers::Client`]), `X-Forwarded-Proto`/`-Host` replaced, `Via` added,
+//! origin-form target kept. Response heads: hop-by-hop headers dropped (chunked framing is kept
+//! and passed through, a Content-Length beside a Transfer-Encoding dropped), `Via` added, `Connection: close` when the gateway will close the client connection.
 //! Anything the fast path does not take on (HTTP/1.0, upgrades, `Expect`, absolute-form or
 //! asterisk targets) is reported as [`Verdict::Handover`] so the general hyper path serves it.
 
@@ -165,7 +165,7 @@ pub(crate) fn parse_request<'b>(
         let name = h.name;
         if name.eq_ignore_ascii_case("host") {
             if host.is_some() {
-                return Verdict::Refuse(Refusal::BadRequest("more than one Host header\n"));
+                return Verdict::Refuse(Refusal::BadRequest(answers::DUPLICATE_HOST));
             }
             host = std::str::from_utf8(h.value).ok();
         } else if name.eq_ignore_ascii_case("content-length") {
@@ -236,27 +236,30 @@ impl Request<'_> {
             .any(|n| n.eq_ignore_ascii_case(name))
     }
 
+    /// The values of its `X-Forwarded-For` lines, in order (read only from a trusted proxy).
+    pub(crate) fn forwarded_for(&self) -> impl Iterator<Item = &[u8]> {
+        self.headers
+            .iter()
+            .filter(|h| h.name.eq_ignore_ascii_case("x-forwarded-for"))
+            .map(|h| h.value)
+    }
+
     /// Writes the head to send upstream into `out`: same method, target and end-to-end
-    /// headers, HTTP/1.1, `X-Forwarded-*` and `Via` added. `client_ip` is the peer's address as
-    /// text; `https` says how the client reached us.
-    pub(crate) fn write_upstream(&self, client_ip: &str, https: bool, out: &mut Vec<u8>) {
+    /// headers, HTTP/1.1, `X-Forwarded-*` and `Via` added. `xff` is the `X-Forwarded-For`
+    /// value ([`crate::headers::Client`]: the client's own lines never go as sent); `https`
+    /// says how the client reached us.
+    pub(crate) fn write_upstream(&self, xff: &[u8], https: bool, out: &mut Vec<u8>) {
         out.extend_from_slice(self.method.as_bytes());
         out.push(b' ');
         out.extend_from_slice(self.target.as_bytes());
         out.extend_from_slice(b" HTTP/1.1\r\n");
-        let mut xff: Option<&[u8]> = None;
         for h in self.headers {
             let name = h.name;
             if is_hop_by_hop(name) || self.is_named(name) {
                 continue;
             }
-            if name.eq_ignore_ascii_case("x-forwarded-for") {
-                // Several lines fold into one list; keep the first and any later ones as sent.
-                if xff.is_none() {
-                    xff = Some(h.value);
-                    continue;
-                }
-            } else if name.eq_ignore_ascii_case("x-forwarded-proto")
+            if name.eq_ignore_ascii_case("x-forwarded-for")
+                || name.eq_ignore_ascii_case("x-forwarded-proto")
                 || name.eq_ignore_ascii_case("x-forwarded-host")
             {
                 continue;
@@ -267,11 +270,7 @@ impl Request<'_> {
             out.extend_from_slice(b"\r\n");
         }
         out.extend_from_slice(b"x-forwarded-for: ");
-        if let Some(prev) = xff.filter(|v| !v.is_empty()) {
-            out.extend_from_slice(prev);
-            out.extend_from_slice(b", ");
-        }
-        out.extend_from_slice(client_ip.as_bytes());
+        out.extend_from_slice(xff);
         out.extend_from_slice(if https {
             &b"\r\nx-forwarded-proto: https\r\nx-forwarded-host: "[..]
         } else {
@@ -295,6 +294,8 @@ pub(crate) struct Response<'b> {
     pub(crate) framing: Framing,
     /// The backend will close the connection after it (or spoke HTTP/1.0).
     pub(crate) close: bool,
+    /// It has a Transfer-Encoding: any Content-Length with it is not passed on.
+    transfer_encoded: bool,
 }
 
 /// What the backend's bytes so far make of a response head.
@@ -381,6 +382,7 @@ pub(crate) fn parse_response<'b>(
         headers,
         framing,
         close,
+        transfer_encoded: chunked || te_not_chunked,
     })
 }
 
@@ -397,6 +399,11 @@ impl Response<'_> {
         for h in self.headers {
             let name = h.name;
             if is_hop_by_hop(name) {
+                continue;
+            }
+            // Transfer-Encoding frames the body (RFC 9112 §6.3): a Content-Length beside it is
+            // ignored, and never reaches the client beside the chunked framing we pass on.
+            if self.transfer_encoded && name.eq_ignore_ascii_case("content-length") {
                 continue;
             }
             if name.eq_ignore_ascii_case("transfer-encoding") {
@@ -481,7 +488,7 @@ mod tests {
             panic!("not forwarded: {}", verdict(raw));
         };
         let mut out = Vec::new();
-        r.write_upstream("127.0.0.1", false, &mut out);
+        r.write_upstream(b"127.0.0.1", false, &mut out);
         String::from_utf8(out).unwrap_or_default()
     }
 
@@ -556,7 +563,7 @@ mod tests {
         assert_eq!(
             up,
             "GET /p?q=1 HTTP/1.1\r\nHost: shop.caas.localhost:8080\r\nAccept: */*\r\n\
-             x-forwarded-for: 203.0.113.9, 127.0.0.1\r\nx-forwarded-proto: http\r\n\
+             x-forwarded-for: 127.0.0.1\r\nx-forwarded-proto: http\r\n\
              x-forwarded-host: shop.caas.localhost:8080\r\nvia: 1.1 caas-gateway\r\n\r\n"
         );
         let chunked = upstream(
@@ -610,6 +617,25 @@ mod tests {
             response(b"HTTP/1.1 200 OK\r\n\r\n", false).0,
             Framing::UntilClose
         );
+        // Both framings from a backend: chunked wins, the length never reaches the client.
+        let (f, _, out) = response(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 99\r\nTransfer-Encoding: chunked\r\n\r\n",
+            false,
+        );
+        assert_eq!(f, Framing::Chunked);
+        assert_eq!(
+            out,
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nvia: 1.1 caas-gateway\r\n\r\n"
+        );
+        let (f, _, out) = response(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nContent-Length: 9\r\n\r\n",
+            false,
+        );
+        assert_eq!(f, Framing::UntilClose);
+        assert!(
+            !out.to_ascii_lowercase().contains("content-length"),
+            "{out}"
+        );
         let (f, close, _) = response(b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\n", false);
         assert_eq!((f, close), (Framing::Length(2), true));
         let mut slots = header_slots();
@@ -662,7 +688,7 @@ mod tests {
                 assert!(r.len <= buf.len());
                 assert!(!r.host.is_empty());
                 let mut out = Vec::new();
-                r.write_upstream("127.0.0.1", false, &mut out);
+                r.write_upstream(b"127.0.0.1", false, &mut out);
                 assert!(out.ends_with(b"\r\n\r\n"));
             }
             for head in [false, true] {

@@ -23,6 +23,7 @@ pub(crate) mod head;
 pub(crate) mod upstream;
 
 use crate::answers;
+use crate::headers::Client;
 use crate::metrics::AppStats;
 use crate::proxy::Shared;
 use crate::retry::{Failure, Retry};
@@ -37,7 +38,7 @@ use head::{Framing, Refusal, ResponseVerdict, Verdict};
 use http::StatusCode;
 use std::borrow::Cow;
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::Duration;
@@ -155,9 +156,8 @@ pub(crate) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
 ) -> Ended<S> {
     let accepted = Instant::now();
     let mut c = ClientIo::new(stream, timeouts, token);
-    let ip = peer.addr.ip();
+    let client = Client::new(peer.addr.ip(), &shared.trusted);
     let https = peer.https;
-    let ip_text = ip.to_string();
     let mut out: Vec<u8> = Vec::with_capacity(2048);
     let mut resp: Vec<u8> = Vec::with_capacity(2048);
     let mut first = true;
@@ -173,7 +173,7 @@ pub(crate) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
             let fresh = &c.buf[scanned.min(c.buf.len())..];
             if scanned == 0 || fresh.contains(&b'\n') || c.buf.len() > shared.max_header_bytes {
                 out.clear();
-                match prepare(&c.buf, shared, ip, &ip_text, https, &mut out) {
+                match prepare(&c.buf, shared, &client, https, &mut out) {
                     Step::Partial => {}
                     step => break step,
                 }
@@ -261,14 +261,7 @@ pub(crate) async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
 
 /// Reads the head at the start of `buf` and decides; on [`Step::Forward`] the upstream head is
 /// in `out`.
-fn prepare(
-    buf: &[u8],
-    shared: &Shared,
-    ip: IpAddr,
-    ip_text: &str,
-    https: bool,
-    out: &mut Vec<u8>,
-) -> Step {
+fn prepare(buf: &[u8], shared: &Shared, client: &Client, https: bool, out: &mut Vec<u8>) -> Step {
     let mut slots = head::header_slots();
     let req = match head::parse_request(
         buf,
@@ -300,8 +293,16 @@ fn prepare(
             extra: b"",
         })
     };
+    if let Some(reason) = shared.stale() {
+        return own(StatusCode::SERVICE_UNAVAILABLE, Cow::Owned(reason));
+    }
+    // Behind a trusted proxy, the client its X-Forwarded-For names.
+    let behind = client
+        .peer_trusted
+        .then(|| client.behind(req.forwarded_for(), &shared.trusted));
+    let client = behind.as_ref().unwrap_or(client);
     let table = shared.table.load();
-    if table.is_blacklisted(ip) {
+    if table.is_blacklisted(client.ip) {
         shared.stats.global.blacklisted.fetch_add(1, Relaxed);
         return own(StatusCode::FORBIDDEN, Cow::Borrowed(answers::FORBIDDEN));
     }
@@ -363,7 +364,7 @@ fn prepare(
             }
         }
     };
-    req.write_upstream(ip_text, https, out);
+    req.write_upstream(client.xff(), https, out);
     out.extend_from_slice(&rest[..body]);
     route.stats.bytes_in(body as u64);
     Step::Forward(Forward {
@@ -485,7 +486,10 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
         return false;
     }
     while !ended {
-        match up.fill(None).await {
+        // The body timeout: from the last bytes read. Past it the client connection closes
+        // mid-body and the backend connection is dropped with `up`, never reused.
+        let stall = shared.body_timeout.map(|t| Instant::now() + t);
+        match up.fill(stall).await {
             // Until-close framing: the backend's close ends the body, ours the client's copy.
             // Any other: cut short, the client sees the connection close mid-body.
             Ok(0) => {
@@ -495,6 +499,11 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
                 return false;
             }
             Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+                stats.body_timeout();
+                tracing::debug!(app = %fwd.route.app, "backend stalled mid-body; cutting the response");
+                return false;
+            }
             Err(e) => {
                 tracing::debug!(app = %fwd.route.app, error = %e, "backend read failed mid-body");
                 return false;

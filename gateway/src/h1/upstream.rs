@@ -62,7 +62,7 @@ impl UpConn {
                 Some(d) => self.timer.poll_passed(cx, d).map(|()| {
                     Err(io::Error::new(
                         io::ErrorKind::TimedOut,
-                        "no response head in time",
+                        "the backend sent nothing in time",
                     ))
                 }),
                 None => Poll::Pending,

@@ -8,7 +8,7 @@ pub mod containers;
 
 use bytes::Bytes;
 use caas_gateway::{Config, Gateway, RouteSnapshot};
-use caas_registry::{IpRule, RouteEntry};
+use caas_registry::{IpRule, RouteEntry, WakeState};
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Body, Frame, Incoming};
 use hyper::{Request, Response};
@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{oneshot, watch, Notify};
 use tokio::task::JoinSet;
 
@@ -278,6 +278,15 @@ impl Snap {
         self
     }
 
+    /// Adds `app` as a sleeping app: known, no instance, its wake node present.
+    pub fn sleeping(mut self, app: &str) -> Snap {
+        self.0.apps.insert(app.parse().unwrap(), Vec::new());
+        self.0
+            .wake
+            .insert(app.parse().unwrap(), WakeState::default());
+        self
+    }
+
     pub fn domain(mut self, domain: &str, app: &str) -> Snap {
         self.0
             .domains
@@ -428,4 +437,67 @@ pub async fn raw(addr: SocketAddr, request: &[u8]) -> String {
         }
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+// ---------------------------------------------------------------------------------------------
+// ZooKeeper cut-offs
+
+/// A TCP relay in front of ZooKeeper that a test can cut (every connection closed, nothing
+/// accepted) and restore on the same address.
+pub struct Relay {
+    pub addr: SocketAddr,
+    target: String,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Relay {
+    pub async fn start(target: String) -> Relay {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind relay");
+        let addr = listener.local_addr().unwrap();
+        let mut relay = Relay {
+            addr,
+            target,
+            task: None,
+        };
+        relay.run(listener);
+        relay
+    }
+
+    fn run(&mut self, listener: TcpListener) {
+        let target = self.target.clone();
+        self.task = Some(tokio::spawn(async move {
+            // Dropped with the task: aborting it closes every relayed connection.
+            let mut conns = JoinSet::new();
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let target = target.clone();
+                conns.spawn(async move {
+                    if let Ok(mut out) = TcpStream::connect(&target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut out).await;
+                    }
+                });
+            }
+        }));
+    }
+
+    pub fn cut(&mut self) {
+        if let Some(t) = self.task.take() {
+            t.abort();
+        }
+    }
+
+    pub async fn restore(&mut self) {
+        let addr = self.addr;
+        let listener =
+            caas_testkit::eventually("the relay's address is free again", || async move {
+                TcpListener::bind(addr).await.ok()
+            })
+            .await;
+        self.run(listener);
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.cut();
+    }
 }
