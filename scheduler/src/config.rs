@@ -22,8 +22,9 @@ pub struct Config {
     #[arg(long, env = "CAAS_DB_MAX_CONNECTIONS", default_value_t = 16)]
     pub db_max_connections: u32,
 
-    /// The operator's bearer token: full access, including hosts and tenants.
-    #[arg(long, env = "CAAS_TOKEN", hide_env_values = true)]
+    /// The operator's bearer token: full access, including hosts and tenants. At least
+    /// [`MIN_OPERATOR_TOKEN`] characters (scripts/up and compose generate 24).
+    #[arg(long, env = "CAAS_TOKEN", hide_env_values = true, value_parser = operator_token)]
     pub token: String,
 
     /// Where ZooKeeper is: `--zk`, `--zk-chroot`, `--zk-session-timeout-ms` (shared with the
@@ -93,6 +94,13 @@ pub struct Config {
     #[arg(long, env = "CAAS_JOB_STALE_SECS", default_value_t = 10,
           value_parser = clap::value_parser!(u64).range(2..=3600))]
     pub job_stale_secs: u64,
+
+    /// Seconds a released host port stays out of use, so a gateway cut off from ZooKeeper
+    /// (which serves its cached routes at most `--max-route-staleness-ms`, the same 10 minutes
+    /// by default) never reaches another app's container on a reused port. 0: reuse at once.
+    #[arg(long, env = "CAAS_PORT_QUARANTINE_SECS",
+          default_value_t = crate::store::DEFAULT_PORT_QUARANTINE_S)]
+    pub port_quarantine_secs: u64,
 
     /// The gateway's domain: apps are reached at {app}.{domain}.
     #[arg(long, env = "CAAS_DOMAIN", default_value = "caas.localhost")]
@@ -209,6 +217,23 @@ pub struct RotateSecretsKey {
     pub new_key: Redacted,
 }
 
+/// The shortest operator token the scheduler starts with: a guessable operator token opens
+/// everything.
+pub const MIN_OPERATOR_TOKEN: usize = 16;
+
+/// `--token`'s parser: refuses a token shorter than [`MIN_OPERATOR_TOKEN`] or with white space.
+fn operator_token(raw: &str) -> std::result::Result<String, String> {
+    if raw.chars().count() < MIN_OPERATOR_TOKEN {
+        return Err(format!(
+            "the operator token must be at least {MIN_OPERATOR_TOKEN} characters"
+        ));
+    }
+    if raw.chars().any(char::is_whitespace) || raw.len() > 256 {
+        return Err("the operator token must be at most 256 characters, without spaces".into());
+    }
+    Ok(raw.to_owned())
+}
+
 impl Config {
     /// The public URL of an app through the gateway.
     pub fn app_domain(&self, app: &caas_types::AppId) -> String {
@@ -230,7 +255,7 @@ mod tests {
             "--database-url",
             "mysql://u:p@h/db",
             "--token",
-            "t",
+            "operator-token-long-enough",
         ];
         let config = Config::try_parse_from(base).unwrap();
         assert_eq!(
@@ -260,13 +285,30 @@ mod tests {
     }
 
     #[test]
+    fn a_short_operator_token_is_refused_at_start() {
+        let with = |token: &str| {
+            Config::try_parse_from([
+                "caas-scheduler",
+                "--database-url",
+                "mysql://u:p@h/db",
+                "--token",
+                token,
+            ])
+        };
+        let err = with("short").expect_err("5 characters").to_string();
+        assert!(err.contains("at least 16 characters"), "{err}");
+        assert!(with("sixteen-chars-ok").is_ok());
+        assert!(with("sixteen chars no").is_err(), "spaces");
+    }
+
+    #[test]
     fn zookeeper_flags_parse_as_before_the_shared_zk_args() {
         let config = Config::try_parse_from([
             "caas-scheduler",
             "--database-url",
             "mysql://u:p@127.0.0.1:3306/caas",
             "--token",
-            "t",
+            "operator-token-long-enough",
             "--zk",
             "zk1:2181,zk2:2181",
             "--zk-chroot",

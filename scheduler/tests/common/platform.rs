@@ -63,7 +63,7 @@ impl Platform {
                 "--database-url",
                 "mysql://x/y",
                 "--token",
-                "x",
+                "placeholder-operator-token",
             ])
             .expect("valid flags"),
             server: None,
