@@ -16,6 +16,14 @@ pub enum Error {
     /// use (admin API: 409).
     #[error("{0}")]
     Conflict(String),
+    /// The tenant's quota does not allow it; nothing was taken (admin API: 403
+    /// `quota_exceeded`).
+    #[error("quota exceeded: {0}")]
+    QuotaExceeded(String),
+    /// The caller may not do this to this thing, such as a custom domain outside its tenant's
+    /// suffixes (admin API: 403).
+    #[error("{0}")]
+    NotAllowed(String),
     /// The named thing does not exist (admin API: 404).
     #[error("{0} not found")]
     NotFound(String),

@@ -16,6 +16,7 @@ pub mod blacklist;
 pub mod config;
 pub mod control;
 pub mod deployments;
+pub mod domain_policy;
 pub mod engine;
 pub mod error;
 pub mod events;
@@ -90,7 +91,9 @@ impl Scheduler {
         let config = Arc::new(config);
         // A malformed key stops the start before anything is touched.
         let secrets_key = app_config::secrets_key(&config)?;
-        let store = Store::connect(&config.database_url, config.db_max_connections).await?;
+        let store = Store::connect(&config.database_url, config.db_max_connections)
+            .await?
+            .with_port_quarantine(config.port_quarantine_secs);
         let (zk, acl) = zk_config(&config)?;
         let registry = Registry::connect(&zk, acl).await?;
         registry.ensure_layout().await?;

@@ -208,10 +208,9 @@ async fn failed_deploys_answer_precisely_and_leave_nothing() {
 async fn a_tenant_cannot_see_or_change_another_tenants_app() {
     let p = Platform::new(&[]).await;
     let mut tokens = Vec::new();
-    for name in ["acme", "globex"] {
-        let (s, t) = p
-            .call("POST", "/v1/tenants", Some(json!({"name": name})), TOKEN)
-            .await;
+    for (name, suffix) in [("acme", "example.com"), ("globex", "globex.example")] {
+        let body = json!({"name": name, "domains": [suffix]});
+        let (s, t) = p.call("POST", "/v1/tenants", Some(body), TOKEN).await;
         assert_eq!(s, StatusCode::CREATED, "{t}");
         tokens.push(t["token"].as_str().unwrap().to_owned());
     }

@@ -133,11 +133,13 @@ async fn store_crud_maps_conflicts_and_not_found() {
 
     let acme: TenantName = "acme".parse().expect("valid tenant");
     store
-        .create_tenant(&acme, &"ab".repeat(32))
+        .create_tenant(&acme, &"ab".repeat(32), &[], Default::default())
         .await
         .expect("tenant");
     assert!(matches!(
-        store.create_tenant(&acme, &"cd".repeat(32)).await,
+        store
+            .create_tenant(&acme, &"cd".repeat(32), &[], Default::default())
+            .await,
         Err(Error::Conflict(_))
     ));
     let found = store
@@ -471,6 +473,8 @@ async fn concurrent_schedulers_never_overcommit() {
     const SCHEDULERS: usize = 6;
     const TASKS_PER_SCHEDULER: usize = 3;
     let (db, store) = TestDb::new().await;
+    // Phase 2 reuses released ports at once (the quarantine has its own test).
+    let store = store.with_port_quarantine(0);
     // Capacity in instances of 32 MiB / 100m: h1-h3 are CPU-bound (40 each), h4 port-bound (30).
     for (name, ip, ports) in [
         ("h1", 2, (25700, 25759)),
@@ -495,7 +499,10 @@ async fn concurrent_schedulers_never_overcommit() {
 
     let mut tasks = tokio::task::JoinSet::new();
     for s in 0..SCHEDULERS {
-        let scheduler = db.store(TASKS_PER_SCHEDULER as u32).await;
+        let scheduler = db
+            .store(TASKS_PER_SCHEDULER as u32)
+            .await
+            .with_port_quarantine(0);
         for t in 0..TASKS_PER_SCHEDULER {
             let scheduler = scheduler.clone();
             let d = deployments[(s + t) % deployments.len()].clone();
@@ -574,6 +581,53 @@ async fn concurrent_schedulers_never_overcommit() {
     .map(i64::from)
     .collect();
     assert_eq!(ports, (25700..=25729).collect());
+}
+
+/// A released host port stays out of use for the quarantine: the next claims take other
+/// ports, and with every port in quarantine nothing fits; without a quarantine it is reused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_released_port_is_not_handed_out_again_during_its_quarantine() {
+    let (_db, store) = TestDb::new().await;
+    store
+        .create_host(&new_host("h1", 2, 1024, 2000, (30000, 30001)))
+        .await
+        .expect("host");
+    let d = deployment(
+        &store,
+        "web",
+        "v1",
+        resources(32, 100),
+        PlacementPolicy::default(),
+    )
+    .await;
+    let req = PlacementRequest::for_deployment(&d, 1);
+    let first = placement::place(&store, &req).await.expect("place")[0].clone();
+    assert_eq!(first.host_port, Some(30000));
+    placement::release(&store, &first.instance)
+        .await
+        .expect("release");
+    let second = placement::place(&store, &req).await.expect("place")[0].clone();
+    assert_eq!(second.host_port, Some(30001), "30000 is in quarantine");
+    placement::release(&store, &second.instance)
+        .await
+        .expect("release");
+    match placement::place(&store, &req).await {
+        Err(Error::Unplaceable(m)) => assert!(m.contains("port"), "{m}"),
+        other => panic!("both ports in quarantine: {other:?}"),
+    }
+    let quarantined: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM port_quarantine")
+        .fetch_one(store.pool())
+        .await
+        .expect("count");
+    assert_eq!(quarantined, 2);
+    let reusing = store.clone().with_port_quarantine(0);
+    let again = placement::place(&reusing, &req).await.expect("place")[0].clone();
+    assert_eq!(
+        again.host_port,
+        Some(30000),
+        "no quarantine: the lowest port again"
+    );
+    check_invariant(&store).await;
 }
 
 // The baseline is the benchmark's, not the scheduler's: it lives beside the example.

@@ -698,12 +698,62 @@ pub enum TenantsCmd {
     Create {
         /// Tenant name.
         name: TenantName,
+        /// A domain suffix it may route custom domains under (repeatable).
+        #[arg(long = "domain")]
+        domains: Vec<Domain>,
+        /// Its limits (each one left out is unlimited).
+        #[command(flatten)]
+        quota: QuotaArgs,
+    },
+    /// Show a tenant: its domain suffixes, quota and what it holds now.
+    Show {
+        /// Tenant name.
+        name: TenantName,
+    },
+    /// Change a tenant's domain suffixes (replaced as a whole) and/or quota.
+    Set {
+        /// Tenant name.
+        name: TenantName,
+        /// The domain suffixes it may route custom domains under (repeatable; replaces all).
+        #[arg(long = "domain")]
+        domains: Vec<Domain>,
+        /// Remove every domain suffix.
+        #[arg(long, conflicts_with = "domains")]
+        no_domains: bool,
+        /// New limits (replacing the whole quota; none given: the quota stays).
+        #[command(flatten)]
+        quota: QuotaArgs,
+        /// Remove the quota (unlimited).
+        #[arg(long)]
+        unlimited: bool,
+    },
+    /// Give a tenant a new token (printed once); the old one fails at once.
+    Token {
+        /// Tenant name.
+        name: TenantName,
     },
     /// Delete a tenant.
     Rm {
         /// Tenant name.
         name: TenantName,
     },
+}
+
+/// A tenant's quota flags.
+#[derive(Debug, Clone, Copy, Default, clap::Args)]
+pub struct QuotaArgs {
+    /// Apps it may own.
+    #[arg(long)]
+    pub max_apps: Option<u32>,
+    /// Instances (and running jobs) it may hold.
+    #[arg(long)]
+    pub max_instances: Option<u32>,
+    /// Memory it may hold, MiB.
+    #[arg(long)]
+    pub max_memory_mb: Option<u64>,
+    /// CPUs it may hold.
+    #[arg(long)]
+    pub max_cpus: Option<f64>,
 }
 
 /// `--autoscale MIN:MAX[:TARGET]`.

@@ -3,7 +3,7 @@
 use crate::app_config;
 use crate::cli::{
     AppsCmd, BlacklistCmd, Cli, Command, DeployArgs, DomainsCmd, HostsCmd, OnFailureArg, Output,
-    RankArg, TenantsCmd,
+    QuotaArgs, RankArg, TenantsCmd,
 };
 use crate::client::Client;
 use crate::config;
@@ -14,9 +14,10 @@ use anyhow::{bail, Context, Result};
 use caas_types::api::{
     AddDomain, App, Autoscale, Blacklist, BlacklistRule, CreateApp, CreateDeployment, CreateHost,
     CreateTenant, DeployEvent, Deployment, HealthSpec, Host, HostState, Instance, OnFailure,
-    Placement, Rank, Release, Rollback, Scale, Tag, Tenant, UpdateApp, UpdateHost,
+    Placement, Rank, Release, Rollback, Scale, Tag, Tenant, TenantQuota, TenantToken, UpdateApp,
+    UpdateHost, UpdateTenant,
 };
-use caas_types::AppId;
+use caas_types::{AppId, Domain};
 use futures::StreamExt;
 use reqwest::Method;
 use serde::Serialize;
@@ -696,6 +697,54 @@ async fn blacklist(client: &Client, out: Output, cmd: BlacklistCmd) -> Result<()
     Ok(())
 }
 
+/// The quota the flags give, `None` when no flag was given.
+fn quota_of(q: &QuotaArgs) -> Option<TenantQuota> {
+    let quota = TenantQuota {
+        max_apps: q.max_apps,
+        max_instances: q.max_instances,
+        max_memory_mb: q.max_memory_mb,
+        max_cpus: q.max_cpus,
+    };
+    (quota != TenantQuota::default()).then_some(quota)
+}
+
+fn print_tenant(t: &Tenant) -> Result<()> {
+    outln!("tenant   {}", t.name);
+    let domains: Vec<&str> = t.domains.iter().map(Domain::as_str).collect();
+    outln!(
+        "domains  {}",
+        if domains.is_empty() {
+            "-".to_owned()
+        } else {
+            domains.join(", ")
+        }
+    );
+    let limit = |v: Option<String>| v.unwrap_or_else(|| "unlimited".into());
+    let q = t.quota.unwrap_or_default();
+    let u = t.usage.unwrap_or_default();
+    outln!(
+        "apps     {} of {}",
+        u.apps,
+        limit(q.max_apps.map(|v| v.to_string()))
+    );
+    outln!(
+        "instances {} of {}",
+        u.instances,
+        limit(q.max_instances.map(|v| v.to_string()))
+    );
+    outln!(
+        "memory   {} MiB of {}",
+        u.memory_mb,
+        limit(q.max_memory_mb.map(|v| format!("{v} MiB")))
+    );
+    outln!(
+        "cpus     {} of {}",
+        u.cpus,
+        limit(q.max_cpus.map(|v| v.to_string()))
+    );
+    Ok(())
+}
+
 async fn tenants(client: &Client, out: Output, cmd: TenantsCmd) -> Result<()> {
     match cmd {
         TenantsCmd::Ls => {
@@ -709,13 +758,18 @@ async fn tenants(client: &Client, out: Output, cmd: TenantsCmd) -> Result<()> {
                 }
             }
         }
-        TenantsCmd::Create { name } => {
+        TenantsCmd::Create {
+            name,
+            domains,
+            quota,
+        } => {
+            let req = CreateTenant {
+                name,
+                domains,
+                quota: quota_of(&quota),
+            };
             let resp = client
-                .send(
-                    client
-                        .request(Method::POST, "/v1/tenants")
-                        .json(&CreateTenant { name }),
-                )
+                .send(client.request(Method::POST, "/v1/tenants").json(&req))
                 .await?;
             let tenant: Tenant = resp
                 .json()
@@ -726,6 +780,61 @@ async fn tenants(client: &Client, out: Output, cmd: TenantsCmd) -> Result<()> {
                 Output::Table => {
                     outln!("created tenant {}; its token (shown once):", tenant.name);
                     outln!("{}", tenant.token.unwrap_or_default());
+                }
+            }
+        }
+        TenantsCmd::Show { name } => {
+            let t: Tenant = client.get(&format!("/v1/tenants/{name}")).await?;
+            match out {
+                Output::Json => print_json(&t)?,
+                Output::Table => print_tenant(&t)?,
+            }
+        }
+        TenantsCmd::Set {
+            name,
+            domains,
+            no_domains,
+            quota,
+            unlimited,
+        } => {
+            let req = UpdateTenant {
+                domains: (no_domains || !domains.is_empty()).then_some(domains),
+                quota: if unlimited {
+                    Some(None)
+                } else {
+                    quota_of(&quota).map(Some)
+                },
+            };
+            let t: Tenant = client
+                .send(
+                    client
+                        .request(Method::PATCH, &format!("/v1/tenants/{name}"))
+                        .json(&req),
+                )
+                .await?
+                .json()
+                .await
+                .context("the admin API answered with unexpected JSON")?;
+            match out {
+                Output::Json => print_json(&t)?,
+                Output::Table => print_tenant(&t)?,
+            }
+        }
+        TenantsCmd::Token { name } => {
+            let t: TenantToken = client
+                .send(client.request(Method::POST, &format!("/v1/tenants/{name}/token")))
+                .await?
+                .json()
+                .await
+                .context("the admin API answered with unexpected JSON")?;
+            match out {
+                Output::Json => print_json(&t)?,
+                Output::Table => {
+                    outln!(
+                        "new token for tenant {} (shown once; the old one no longer works):",
+                        t.name
+                    );
+                    outln!("{}", t.token);
                 }
             }
         }

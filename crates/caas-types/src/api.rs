@@ -547,21 +547,102 @@ pub struct Host {
 }
 
 /// `POST /v1/tenants`
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct CreateTenant {
     /// Tenant name.
     pub name: TenantName,
+    /// Domain suffixes under which the tenant may route custom domains (the suffix itself or
+    /// any name below it); none: it may add no custom domain.
+    #[serde(default)]
+    pub domains: Vec<Domain>,
+    /// Limits on what the tenant's apps hold; none: unlimited.
+    #[serde(default)]
+    pub quota: Option<TenantQuota>,
 }
 
-/// A tenant, with its token only in the answer to its creation.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+/// `PATCH /v1/tenants/{name}`: what is given replaces what is stored (`"quota": null` removes
+/// the quota).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateTenant {
+    /// New domain suffixes (replacing the old ones; routed domains stay routed).
+    #[serde(default)]
+    pub domains: Option<Vec<Domain>>,
+    /// New quota; `null`: unlimited.
+    #[serde(default, deserialize_with = "present")]
+    pub quota: Option<Option<TenantQuota>>,
+}
+
+/// Deserializes a field that is present (even as `null`) to `Some`, so `Option<Option<T>>`
+/// tells "absent" from "null".
+fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// A tenant's limits. Each one absent is unlimited. Jobs, workflow steps and autoscaled
+/// replicas count like any instance; a rolling deploy needs room for its new instances
+/// before the old ones go.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TenantQuota {
+    /// Apps it may own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_apps: Option<u32>,
+    /// Instances (and running jobs) its apps may hold at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_instances: Option<u32>,
+    /// Memory its apps' instances may hold together, MiB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_memory_mb: Option<u64>,
+    /// CPUs its apps' instances may hold together (fractions allowed, to the millicore).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_cpus: Option<f64>,
+}
+
+/// What a tenant's apps hold now (`GET /v1/tenants/{name}`).
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq)]
+pub struct TenantUsage {
+    /// Apps it owns.
+    pub apps: u32,
+    /// Instances and running jobs.
+    pub instances: u32,
+    /// Memory they hold, MiB.
+    pub memory_mb: u64,
+    /// CPUs they hold.
+    pub cpus: f64,
+}
+
+/// A tenant, with its token only in the answer to its creation or to a token rotation.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Tenant {
     /// Tenant name.
     pub name: TenantName,
     /// Bearer token; shown once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token: Option<String>,
+    /// Domain suffixes it may route custom domains under.
+    #[serde(default)]
+    pub domains: Vec<Domain>,
+    /// Its limits; absent: unlimited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quota: Option<TenantQuota>,
+    /// What it holds now (single-tenant answers only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<TenantUsage>,
+}
+
+/// `POST /v1/tenants/{name}/token` → 200: the new token; the old one fails from now on.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct TenantToken {
+    /// Tenant name.
+    pub name: TenantName,
+    /// The new bearer token; shown once.
+    pub token: String,
 }
 
 /// `POST /v1/apps/{app}/domains`

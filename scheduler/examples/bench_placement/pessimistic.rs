@@ -106,7 +106,16 @@ async fn attempt_locked(store: &Store, req: &PlacementRequest) -> Result<Attempt
         return attempt_error(WHAT, e);
     }
     let instance = InstanceId::generate(&req.app, random::next_u64());
-    let port = match claim::insert_instance(&mut tx, req, host.id, host.ports, &instance).await {
+    let port = match claim::insert_instance(
+        &mut tx,
+        req,
+        host.id,
+        host.ports,
+        &instance,
+        store.port_quarantine_s(),
+    )
+    .await
+    {
         Ok(Some(port)) => port,
         Ok(None) => {
             rollback(tx).await;

@@ -3,6 +3,7 @@
 use super::auth::Principal;
 use super::error::{ApiError, ApiResult};
 use super::{parse_path, ApiJson, AppState};
+use crate::domain_policy;
 use crate::store::AppRow;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -129,6 +130,17 @@ pub async fn add_domain(
     ApiJson(req): ApiJson<AddDomain>,
 ) -> ApiResult<(StatusCode, Json<AddDomain>)> {
     let app = visible_app(&state, &who, &app).await?;
+    // The rule follows the app's owner, whoever asks: a TLS certificate for a routed domain is
+    // then always served for an app whose tenant may hold the name.
+    let suffixes = match &app.tenant {
+        Some(t) => Some((t, state.store.tenant_domains(t).await?)),
+        None => None,
+    };
+    domain_policy::check_custom_domain(
+        &req.domain,
+        &state.config.domain,
+        suffixes.as_ref().map(|(t, s)| (*t, s.as_slice())),
+    )?;
     state.control.apps.add_domain(&app.id, &req.domain).await?;
     Ok((StatusCode::CREATED, Json(req)))
 }

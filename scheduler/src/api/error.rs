@@ -20,6 +20,9 @@ pub enum ApiError {
     /// The token is valid but may not do this (403).
     #[error("{0}")]
     Forbidden(String),
+    /// A tenant's quota does not allow it (403 `quota_exceeded`).
+    #[error("{0}")]
+    QuotaExceeded(String),
     /// Not found, or not visible to this tenant (404).
     #[error("{0} not found")]
     NotFound(String),
@@ -65,6 +68,7 @@ impl ApiError {
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "invalid"),
             ApiError::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized"),
             ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            ApiError::QuotaExceeded(_) => (StatusCode::FORBIDDEN, "quota_exceeded"),
             ApiError::NotFound(_) | ApiError::NotConfigured(_) => {
                 (StatusCode::NOT_FOUND, "not_found")
             }
@@ -107,6 +111,8 @@ impl From<crate::Error> for ApiError {
         match e {
             E::Conflict(m) => ApiError::Conflict(m),
             E::NotFound(m) => ApiError::NotFound(m),
+            e @ E::QuotaExceeded(_) => ApiError::QuotaExceeded(e.to_string()),
+            E::NotAllowed(m) => ApiError::Forbidden(m),
             E::Unplaceable(m) => ApiError::Unplaceable(m),
             E::Invalid(m) => ApiError::BadRequest(format!("invalid {m}")),
             E::SecretsOff(message) => ApiError::Disabled {

@@ -152,7 +152,13 @@ pub fn router(state: AppState) -> Router {
             get(hosts::show).patch(hosts::update).delete(hosts::remove),
         )
         .route("/v1/tenants", get(tenants::list).post(tenants::create))
-        .route("/v1/tenants/{name}", delete(tenants::remove))
+        .route(
+            "/v1/tenants/{name}",
+            get(tenants::show)
+                .patch(tenants::update)
+                .delete(tenants::remove),
+        )
+        .route("/v1/tenants/{name}/token", post(tenants::rotate_token))
         .route(
             "/v1/blacklist",
             get(ops::blacklist)

@@ -34,6 +34,7 @@ impl Lifecycle {
         let result = self.start_steps(row, inst, progress, &mut started).await;
         if let Err(e) = &result {
             progress.step(Some(&inst.id), "failed", e.to_string());
+            let mut node_gone = true;
             if let Some((engine, cid)) = started {
                 if let Err(z) = self
                     .routes
@@ -41,12 +42,22 @@ impl Lifecycle {
                     .await
                 {
                     tracing::warn!(error = %z, container = %cid, "could not remove a failed instance's node");
+                    node_gone = false;
                 }
                 if let Err(d) = engine.remove(&cid).await {
                     tracing::warn!(error = %d, container = %cid, "could not remove a failed instance's container");
                 }
             }
-            if let Err(r) = self.release(inst).await {
+            if !node_gone {
+                // The port stays claimed until the reconciler has removed the node.
+                if let Err(s) = self
+                    .store
+                    .set_instance_state(&inst.id, caas_types::InstanceState::Stopping)
+                    .await
+                {
+                    tracing::warn!(error = %s, instance = %inst.id, "could not mark a failed instance stopping");
+                }
+            } else if let Err(r) = self.release(inst).await {
                 tracing::warn!(error = %r, instance = %inst.id, "could not release a failed instance's claim");
             }
         }

@@ -36,6 +36,10 @@ impl Lifecycle {
         mode: StopMode,
     ) {
         let mut was_registered = false;
+        // Instances whose address node could not be removed keep their claim (and so their
+        // host port) until the reconciler has removed the node: a port is never handed to
+        // another app while a gateway may still route to it.
+        let mut still_routed = std::collections::HashSet::new();
         for inst in instances {
             if let Err(e) = self
                 .store
@@ -50,16 +54,24 @@ impl Lifecycle {
                 was_registered |= inst.state == InstanceState::Running && !inst.is_worker();
                 if let Err(e) = self.routes.deregister(&inst.app, &inst.version, cid).await {
                     tracing::warn!(error = %e, container = %cid, "could not deregister; the reconciler will");
+                    still_routed.insert(inst.id.clone());
                 }
             }
         }
         if drain && was_registered && self.config.drain_ms > 0 {
             tokio::time::sleep(Duration::from_millis(self.config.drain_ms)).await;
         }
-        futures::future::join_all(instances.iter().map(|i| self.stop_and_release(i, mode))).await;
+        futures::future::join_all(
+            instances
+                .iter()
+                .map(|i| self.stop_and_release(i, mode, !still_routed.contains(&i.id))),
+        )
+        .await;
     }
 
-    async fn stop_and_release(&self, inst: &InstanceRow, mode: StopMode) {
+    /// Stops and removes an instance's container, then releases its claim unless `release` is
+    /// false (its node is still in ZooKeeper: the row stays `stopping` for the reconciler).
+    async fn stop_and_release(&self, inst: &InstanceRow, mode: StopMode, release: bool) {
         if let Some(cid) = &inst.container_id {
             let result = async {
                 let (host, engine) = self.engine_of(inst.host_id).await?;
@@ -81,6 +93,10 @@ impl Lifecycle {
                 tracing::warn!(error = %e, instance = %inst.id, "could not remove a container; the reconciler will retry");
                 return;
             }
+        }
+        if !release {
+            tracing::warn!(instance = %inst.id, "keeping the claim while the address node may remain; the reconciler will release it");
+            return;
         }
         match self.release(inst).await {
             Ok(()) => DeployMetrics::inc(&self.metrics.instances_stopped),

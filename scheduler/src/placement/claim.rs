@@ -12,8 +12,8 @@ use super::plan::Candidate;
 use super::{random, Claim, PlacementMetrics, PlacementRequest, MAX_ATTEMPTS};
 use crate::error::{Error, Result};
 use crate::store::sql::{self, get, Failure};
-use crate::store::Store;
-use caas_types::{InstanceId, PortRange};
+use crate::store::{lock_and_count, Quota, Store};
+use caas_types::{InstanceId, PortRange, TenantName};
 use sqlx::mysql::MySqlQueryResult;
 use sqlx::{MySql, Transaction};
 use std::future::Future;
@@ -98,19 +98,26 @@ pub(crate) fn free_port(range: PortRange, used: &[u16]) -> Option<u16> {
 }
 
 /// Takes a free host port of `host_id` and inserts the instance row, inside `tx` (which must
-/// already hold the host's row lock). `Ok(None)`: every port is taken.
+/// already hold the host's row lock). A port released less than `quarantine_s` seconds ago is
+/// not free: a gateway cut off from ZooKeeper may still route the old app's requests to it.
+/// `Ok(None)`: every port is taken.
 pub async fn insert_instance(
     tx: &mut Transaction<'static, MySql>,
     req: &PlacementRequest,
     host_id: i64,
     ports: PortRange,
     instance: &InstanceId,
+    quarantine_s: u64,
 ) -> std::result::Result<Option<u16>, sqlx::Error> {
     let used: Vec<u16> = sqlx::query_scalar::<_, i32>(
         "SELECT host_port FROM instances WHERE host_id = ? AND host_port IS NOT NULL \
+         UNION SELECT host_port FROM port_quarantine WHERE host_id = ? \
+           AND released_at > NOW(3) - INTERVAL ? SECOND \
          ORDER BY host_port",
     )
     .bind(host_id)
+    .bind(host_id)
+    .bind(quarantine_s)
     .fetch_all(&mut **tx)
     .await?
     .into_iter()
@@ -160,11 +167,14 @@ async fn insert_worker_instance(
     Ok(())
 }
 
-/// One optimistic claim of `host` (as read at `host.version`) in one transaction.
+/// One optimistic claim of `host` (as read at `host.version`) in one transaction. With a
+/// `quota`, the tenant's row is locked after the host's and what its apps hold is counted in
+/// the same transaction: over the quota, nothing is claimed ([`Error::QuotaExceeded`]).
 pub(crate) async fn try_claim(
     store: &Store,
     req: &PlacementRequest,
     host: &Candidate,
+    quota: Option<&(TenantName, Quota)>,
 ) -> Result<Attempt<Claim>> {
     const WHAT: &str = "claiming a host";
     let instance = InstanceId::generate(&req.app, random::next_u64());
@@ -188,10 +198,31 @@ pub(crate) async fn try_claim(
         rollback(tx).await;
         return end;
     }
+    if let Some((tenant, quota)) = quota {
+        let usage = match lock_and_count(&mut tx, tenant).await {
+            Ok(usage) => usage,
+            Err(e) => {
+                rollback(tx).await;
+                return attempt_error(WHAT, e);
+            }
+        };
+        let cpu = u64::from(req.resources.cpus.millis());
+        if let Some(why) = quota.exceeded_by(&usage, req.resources.memory.bytes(), cpu) {
+            rollback(tx).await;
+            return Err(Error::QuotaExceeded(format!("tenant {tenant}: {why}")));
+        }
+    }
     let inserted = if req.port {
-        insert_instance(&mut tx, req, host.id, host.ports, &instance)
-            .await
-            .map(|port| port.map(Some))
+        insert_instance(
+            &mut tx,
+            req,
+            host.id,
+            host.ports,
+            &instance,
+            store.port_quarantine_s(),
+        )
+        .await
+        .map(|port| port.map(Some))
     } else {
         insert_worker_instance(&mut tx, req, host.id, &instance)
             .await
@@ -250,7 +281,7 @@ pub async fn rollback(tx: Transaction<'static, MySql>) {
 pub(crate) async fn try_release(store: &Store, instance: &InstanceId) -> Result<Attempt<()>> {
     const WHAT: &str = "releasing an instance";
     let row = sqlx::query(
-        "SELECT i.host_id, i.memory, i.cpu, h.version FROM instances i \
+        "SELECT i.host_id, i.host_port, i.memory, i.cpu, h.version FROM instances i \
          JOIN hosts h ON h.id = i.host_id WHERE i.id = ?",
     )
     .bind(instance.as_str())
@@ -262,6 +293,7 @@ pub(crate) async fn try_release(store: &Store, instance: &InstanceId) -> Result<
     let memory: i64 = get(&row, "memory")?;
     let cpu: i64 = get(&row, "cpu")?;
     let version: i64 = get(&row, "version")?;
+    let port: Option<i32> = get(&row, "host_port")?;
     let mut tx = match store.pool().begin().await {
         Ok(tx) => tx,
         Err(e) => return attempt_error(WHAT, e),
@@ -288,6 +320,33 @@ pub(crate) async fn try_release(store: &Store, instance: &InstanceId) -> Result<
     if let Some(end) = unless_one_row(WHAT, deleted) {
         rollback(tx).await;
         return end;
+    }
+    if let Some(port) = port.filter(|_| store.port_quarantine_s() > 0) {
+        // Under the host's row lock, like every claim of the host: the port leaves use now and
+        // the host's expired quarantine entries go.
+        let quarantined = async {
+            sqlx::query(
+                "DELETE FROM port_quarantine WHERE host_id = ? \
+                 AND released_at <= NOW(3) - INTERVAL ? SECOND",
+            )
+            .bind(host_id)
+            .bind(store.port_quarantine_s())
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "INSERT INTO port_quarantine (host_id, host_port) VALUES (?, ?) \
+                 ON DUPLICATE KEY UPDATE released_at = CURRENT_TIMESTAMP(3)",
+            )
+            .bind(host_id)
+            .bind(port)
+            .execute(&mut *tx)
+            .await
+        }
+        .await;
+        if let Err(e) = quarantined {
+            rollback(tx).await;
+            return attempt_error(WHAT, e);
+        }
     }
     if let Err(e) = tx.commit().await {
         return attempt_error(WHAT, e);

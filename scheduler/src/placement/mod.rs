@@ -22,9 +22,9 @@ pub mod snapshot;
 pub use metrics::{MetricsSnapshot, PlacementMetrics};
 
 use crate::error::{Error, Result};
-use crate::store::{DeploymentRow, Store};
+use crate::store::{DeploymentRow, Quota, Store};
 use caas_types::PlacementPolicy;
-use caas_types::{AppId, HostName, InstanceId, Resources};
+use caas_types::{AppId, HostName, InstanceId, Resources, TenantName};
 use claim::Attempt;
 use snapshot::Scope;
 use std::net::IpAddr;
@@ -154,9 +154,11 @@ enum Target {
 
 /// Places `req`: all of its instances or none. On a failure part-way, what was claimed is
 /// released before the error returns. Errors: [`Error::Unplaceable`] (nothing fits; the
-/// message says which dimension ran out), [`Error::Contention`] (retry bound reached),
-/// [`Error::Database`].
+/// message says which dimension ran out), [`Error::QuotaExceeded`] (the app's tenant would hold
+/// more than its quota), [`Error::Contention`] (retry bound reached), [`Error::Database`].
 pub async fn place(store: &Store, req: &PlacementRequest) -> Result<Vec<Claim>> {
+    // Read once per request; each claim then locks the tenant's row and counts (`try_claim`).
+    let quota = store.instance_quota_of_app(&req.app).await?;
     let targets: Vec<Target> = if req.placement.global {
         global_targets(store, req).await?
     } else {
@@ -164,7 +166,7 @@ pub async fn place(store: &Store, req: &PlacementRequest) -> Result<Vec<Claim>> 
     };
     let mut claims = Vec::with_capacity(targets.len());
     for target in targets {
-        match place_one(store, req, target).await {
+        match place_one(store, req, target, quota.as_ref()).await {
             Ok(claim) => claims.push(claim),
             Err(e) => {
                 release_all(store, &claims).await;
@@ -209,7 +211,12 @@ async fn global_targets(store: &Store, req: &PlacementRequest) -> Result<Vec<Tar
 }
 
 /// Places one instance, retrying lost races in new transactions.
-async fn place_one(store: &Store, req: &PlacementRequest, target: Target) -> Result<Claim> {
+async fn place_one(
+    store: &Store,
+    req: &PlacementRequest,
+    target: Target,
+    quota: Option<&(TenantName, Quota)>,
+) -> Result<Claim> {
     let ask = req.ask();
     let metrics = store.metrics();
     // Set once a host turned out to have no free port: the window does not count ports.
@@ -239,7 +246,7 @@ async fn place_one(store: &Store, req: &PlacementRequest, target: Target) -> Res
                 )));
             }
         };
-        let attempt = claim::try_claim(store, req, &host).await?;
+        let attempt = claim::try_claim(store, req, &host, quota).await?;
         if matches!(attempt, Attempt::PortsFull) {
             full_view.store(true, Ordering::Relaxed);
         }

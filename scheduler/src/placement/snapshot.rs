@@ -26,15 +26,20 @@ pub(crate) enum Scope {
 const CANDIDATE_COLUMNS: &str = "SELECT h.id, h.name, h.address, h.state, h.labels, h.mem_free, \
      h.cpu_free, h.port_first, h.port_last, h.version";
 
-/// Every column, with the per-host counts that ports (workers' instances hold none), spread and
-/// co-location need.
-const CANDIDATE_SELECT: &str =
-    "(SELECT COUNT(i.host_port) FROM instances i WHERE i.host_id = h.id) \
-        AS used_ports, \
-     (SELECT COUNT(*) FROM instances i \
-        WHERE i.host_id = h.id AND i.deployment_id = ?) AS same_deployment, \
-     EXISTS (SELECT 1 FROM instances i WHERE i.host_id = h.id AND i.app_id = ?) AS colocated \
-     FROM hosts h";
+/// Every column, with the per-host counts that ports (workers' instances hold none; a port
+/// in quarantine counts as used), spread and co-location need. `quarantine_s`: the store's
+/// port quarantine, an integer formatted into the text (never user input).
+fn candidate_select(quarantine_s: u64) -> String {
+    format!(
+        "(SELECT COUNT(i.host_port) FROM instances i WHERE i.host_id = h.id) + \
+         (SELECT COUNT(*) FROM port_quarantine q WHERE q.host_id = h.id \
+            AND q.released_at > NOW(3) - INTERVAL {quarantine_s} SECOND) AS used_ports, \
+         (SELECT COUNT(*) FROM instances i \
+            WHERE i.host_id = h.id AND i.deployment_id = ?) AS same_deployment, \
+         EXISTS (SELECT 1 FROM instances i WHERE i.host_id = h.id AND i.app_id = ?) AS colocated \
+         FROM hosts h"
+    )
+}
 
 /// A window only serves plain requests (no spread, no co-location) and skips the per-host
 /// counts: used ports are checked by the claim itself, which asks for a full read next time
@@ -116,7 +121,8 @@ pub(crate) async fn read(
         .as_ref()
         .map(|a| a.as_str().to_owned())
         .unwrap_or_default();
-    let base = |filter: &str| format!("{CANDIDATE_COLUMNS}, {CANDIDATE_SELECT} {filter}");
+    let select = candidate_select(store.port_quarantine_s());
+    let base = |filter: &str| format!("{CANDIDATE_COLUMNS}, {select} {filter}");
     let window_base = |filter: &str| format!("{CANDIDATE_COLUMNS}, {WINDOW_SELECT} {filter}");
     let rows = match scope {
         Scope::All => sqlx::query(&base("ORDER BY h.id"))

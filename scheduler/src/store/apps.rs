@@ -48,18 +48,45 @@ fn app_from_row(row: &MySqlRow) -> Result<AppRow> {
 }
 
 impl Store {
-    /// Adds an app. A taken id is [`Error::Conflict`]; an unknown tenant is [`Error::NotFound`].
+    /// Adds an app. A taken id is [`Error::Conflict`] (naming no owner); an unknown tenant is
+    /// [`Error::NotFound`]; a tenant at its `max_apps` is [`Error::QuotaExceeded`] (counted under
+    /// the tenant's row lock, so concurrent creations cannot overshoot).
     pub async fn create_app(
         &self,
         id: &AppId,
         tenant: Option<&TenantName>,
         auto_deploy: bool,
     ) -> Result<AppRow> {
+        const WHAT: &str = "adding an app";
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(|e| sql::db_error(WHAT, e))?;
+        if let Some(t) = tenant {
+            let row = sqlx::query(
+                "SELECT max_apps, (SELECT COUNT(*) FROM apps WHERE tenant = ?) AS apps \
+                 FROM tenants WHERE name = ? FOR UPDATE",
+            )
+            .bind(t.as_str())
+            .bind(t.as_str())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(|e| sql::db_error(WHAT, e))?
+            .ok_or_else(|| Error::NotFound(format!("tenant {t}")))?;
+            let max: Option<u64> = sql::opt_unsigned(&row, "max_apps")?;
+            let apps: u64 = sql::unsigned(&row, "apps")?;
+            if let Some(max) = max.filter(|&max| apps >= max) {
+                return Err(Error::QuotaExceeded(format!(
+                    "tenant {t} owns {apps} of its {max} apps"
+                )));
+            }
+        }
         let result = sqlx::query("INSERT INTO apps (id, tenant, auto_deploy) VALUES (?, ?, ?)")
             .bind(id.as_str())
             .bind(tenant.map(TenantName::as_str))
             .bind(auto_deploy)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await;
         if let Err(e) = result {
             if sql::classify(&e) == sql::Failure::Reference {
@@ -67,11 +94,12 @@ impl Store {
                 return Err(Error::NotFound(format!("tenant {t}")));
             }
             return Err(sql::write_error(
-                "adding an app",
+                WHAT,
                 || format!("app {id} already exists"),
                 e,
             ));
         }
+        tx.commit().await.map_err(|e| sql::db_error(WHAT, e))?;
         self.get_app(id).await
     }
 

@@ -43,7 +43,8 @@ pub use releases::{NewRelease, ReleaseRow};
 pub use run_rows::RunTable;
 pub use schedules::{RunOutcome, ScheduleRow};
 pub use tags::{NewTag, TagRow};
-pub use tenants::TenantRow;
+pub(crate) use tenants::lock_and_count;
+pub use tenants::{Quota, TenantRow, Usage};
 pub use workflows::WorkflowRow;
 
 use crate::error::{Error, Result};
@@ -64,7 +65,13 @@ pub struct Store {
     metrics: Arc<PlacementMetrics>,
     /// Smallest and largest host id and when they were read (placement's random windows).
     host_id_bounds: Arc<Mutex<Option<HostIdBounds>>>,
+    /// How long a released host port stays out of use, seconds.
+    port_quarantine_s: u64,
 }
+
+/// A released host port's quarantine unless configured otherwise (`--port-quarantine-secs`):
+/// as long as a gateway cut off from ZooKeeper may still serve its cached routes.
+pub const DEFAULT_PORT_QUARANTINE_S: u64 = 600;
 
 /// `(min id, max id)` of `hosts` as last read, and when.
 type HostIdBounds = ((Option<i64>, Option<i64>), Instant);
@@ -95,7 +102,20 @@ impl Store {
             pool,
             metrics: Arc::new(PlacementMetrics::default()),
             host_id_bounds: Arc::new(Mutex::new(None)),
+            port_quarantine_s: DEFAULT_PORT_QUARANTINE_S,
         }
+    }
+
+    /// This store with released host ports kept out of use for `secs` seconds (0: reused at
+    /// once).
+    pub fn with_port_quarantine(mut self, secs: u64) -> Store {
+        self.port_quarantine_s = secs;
+        self
+    }
+
+    /// How long a released host port stays out of use, seconds.
+    pub fn port_quarantine_s(&self) -> u64 {
+        self.port_quarantine_s
     }
 
     /// Applies the embedded migrations that are not applied yet.
