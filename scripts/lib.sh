@@ -125,3 +125,50 @@ docker_ok() { docker -H "unix://$CAAS_DOCKER_SOCK" info >/dev/null 2>&1; }
 registry_ok() { [[ "$(http_status "http://$CAAS_REGISTRY_ADDR/v2/")" == 401 ]]; }
 mysql_root() { mariadb --protocol=socket --socket="$MYSQL_SOCK" -uroot "$@"; }
 mysql_ok() { mysql_root -e 'select 1' >/dev/null 2>&1; }
+
+# MariaDB's durability: innodb_flush_log_at_trx_commit. scripts/up runs it at 1 (every commit
+# flushed to disk) unless CAAS_MYSQL_FLUSH says otherwise; a benchmark that wants 2 (flushed about
+# once a second: up to a second of commits lost in a power cut) opts out for its own run only.
+
+# mysql_flush: the setting of our MariaDB now ("unknown" when it cannot be read).
+mysql_flush() {
+    local v
+    v="$(mysql_root -N -B -e 'SELECT @@GLOBAL.innodb_flush_log_at_trx_commit' 2>/dev/null)" || v=""
+    echo "${v:-unknown}"
+}
+
+MYSQL_FLUSH_RESTORE=""
+MYSQL_FLUSH_LINE=""
+# bench_mysql_flush: for benchmarks that write to MariaDB. With BENCH_MYSQL_FLUSH=0|1|2, sets
+# innodb_flush_log_at_trx_commit for the run (bench_mysql_restore, on EXIT unless the script
+# calls it from its own EXIT trap, puts the previous value back). Sets MYSQL_FLUSH_LINE, the
+# setting the figures are measured with, for the benchmark to print next to them. Call it in the
+# script itself, not in a pipeline or $(...), so the restore happens.
+bench_mysql_flush() {
+    local want="${BENCH_MYSQL_FLUSH:-}" was
+    was="$(mysql_flush)"
+    if [[ -n "$want" && "$want" != "$was" ]]; then
+        [[ "$want" =~ ^[012]$ ]] || die "BENCH_MYSQL_FLUSH must be 0, 1 or 2, not $want"
+        [[ "$was" =~ ^[012]$ ]] || die "cannot read innodb_flush_log_at_trx_commit of the MariaDB at $MYSQL_SOCK (BENCH_MYSQL_FLUSH needs ours)"
+        mysql_root -e "SET GLOBAL innodb_flush_log_at_trx_commit = $want" \
+            || die "cannot set innodb_flush_log_at_trx_commit"
+        MYSQL_FLUSH_RESTORE="$was"
+        trap bench_mysql_restore EXIT
+    fi
+    local now note
+    now="$(mysql_flush)"
+    case "$now" in
+        1) note="durable: every commit flushed" ;;
+        unknown) note="not readable from $MYSQL_SOCK" ;;
+        *) note="NOT durable: benchmark opt-out (BENCH_MYSQL_FLUSH=$now); the platform runs 1" ;;
+    esac
+    MYSQL_FLUSH_LINE="mysql: innodb_flush_log_at_trx_commit=$now ($note)"
+}
+
+# bench_mysql_restore: put back what bench_mysql_flush changed (nothing if it changed nothing).
+bench_mysql_restore() {
+    [[ -n "$MYSQL_FLUSH_RESTORE" ]] || return 0
+    mysql_root -e "SET GLOBAL innodb_flush_log_at_trx_commit = $MYSQL_FLUSH_RESTORE" \
+        || warn "could not restore innodb_flush_log_at_trx_commit=$MYSQL_FLUSH_RESTORE"
+    MYSQL_FLUSH_RESTORE=""
+}
