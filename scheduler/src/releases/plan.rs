@@ -69,6 +69,8 @@ pub fn request_of(spec: &NewDeployment) -> CreateDeployment {
         stop_timeout_s: spec.stop_timeout_s,
         recycle_after_s: spec.recycle_after_s,
         autoscale: spec.autoscale.map(api::Autoscale::from),
+        user: spec.user.clone(),
+        read_only: spec.read_only,
     }
 }
 
