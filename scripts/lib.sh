@@ -145,6 +145,26 @@ start_dockerd() {
     wait_for dockerd 60 docker_ok
 }
 
+# overprivileged NAME VAR...: our NAME daemon (its PID file) runs with one of VAR in its
+# environment: an older scripts/up started it with more than it may hold.
+overprivileged() {
+    local name="$1" pid v; shift
+    pid_alive "$name" || return 1
+    pid="$(cat "$PID_DIR/$name.pid")"
+    for v in "$@"; do
+        tr '\0' '\n' < "/proc/$pid/environ" 2>/dev/null | grep -q "^$v=" && return 0
+    done
+    return 1
+}
+
+# stop_ours NAME: stop our NAME daemon by its PID file and wait until it is gone.
+stop_ours() {
+    local pid
+    pid="$(cat "$PID_DIR/$1.pid")"
+    kill "$pid" 2>/dev/null || true
+    wait_for "$1 (pid $pid) to stop" 30 bash -c "! kill -0 $pid"
+}
+
 # scheduler_env: the scheduler's environment (for start_daemon), from the sourced .caas/env:
 # its flags and the secrets it uses (operator token, database, ZooKeeper writer and the
 # gateways' reader it grants READ to, registry pull credential, hook and gateway tokens, secrets
