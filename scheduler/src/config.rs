@@ -149,7 +149,8 @@ pub struct Config {
           value_parser = clap::value_parser!(u32).range(1..))]
     pub log_max_files: u32,
 
-    /// The `nofile` ulimit (soft and hard) of every instance's container. At most the engine's
+    /// The `nofile` ulimit (soft and hard) of every container the platform starts (instances,
+    /// jobs, workflow steps). At most the engine's
     /// own hard limit (`/proc/$(pidof dockerd)/limits`), or containers fail to start.
     #[arg(long, env = "CAAS_CONTAINER_NOFILE", default_value_t = caas_deployer::DEFAULT_NOFILE,
           value_parser = clap::value_parser!(u64).range(64..=1_048_576))]
