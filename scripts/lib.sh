@@ -50,12 +50,41 @@ ours_starting() {
 # answers NAME OK_FN: NAME answers now, or ours is still coming up and answers soon.
 answers() { "$2" >/dev/null 2>&1 || ours_starting "$1" "$2"; }
 
-# start_daemon NAME CMD...: start CMD in its own session, output to logs/NAME.log, PID to pids/NAME.pid.
+# private_dirs: RUN_DIR and the directories under it that hold logs, PIDs and secrets exist and
+# are 0700 (owner only): logs may quote requests and errors, and everything secret lives here.
+private_dirs() {
+    mkdir -p "$RUN_DIR" "$PID_DIR" "$LOG_DIR" "$SECRETS_DIR"
+    chmod 700 "$RUN_DIR" "$PID_DIR" "$LOG_DIR" "$SECRETS_DIR"
+}
+
+# start_daemon NAME [VAR=VALUE...] CMD...: start CMD in its own session with an environment of
+# PATH, HOME, LANG and the VAR=VALUE given, nothing else (least privilege: a daemon never sees the
+# secrets of the shell that starts it, e.g. a sourced .caas/env); output to logs/NAME.log (0600),
+# PID to pids/NAME.pid (`setsid` and `env` exec, so it is the daemon's own).
 start_daemon() {
     local name="$1"; shift
-    mkdir -p "$PID_DIR" "$LOG_DIR"
-    setsid "$@" >>"$LOG_DIR/$name.log" 2>&1 < /dev/null &
+    local vars=()
+    while (( $# > 0 )) && [[ "$1" =~ ^[A-Za-z_][A-Za-z0-9_]*= ]]; do vars+=("$1"); shift; done
+    private_dirs
+    (umask 077; : >>"$LOG_DIR/$name.log")
+    setsid env -i PATH="$PATH" HOME="${HOME:-/root}" LANG="${LANG:-C.UTF-8}" "${vars[@]}" "$@" \
+        >>"$LOG_DIR/$name.log" 2>&1 < /dev/null &
     echo $! > "$PID_DIR/$name.pid"
+}
+
+# passed NAME|PREFIX*...: NAME=VALUE for each exported variable named (or, for PREFIX*, each
+# whose name starts with PREFIX), one per line, for start_daemon's explicit environment.
+passed() {
+    local want name
+    for want in "$@"; do
+        if [[ "$want" == *'*' ]]; then
+            while read -r name; do
+                [[ "$name" == "${want%'*'}"* ]] && printf '%s=%s\n' "$name" "${!name}"
+            done < <(compgen -e)
+        elif compgen -e | grep -qx -- "$want"; then
+            printf '%s=%s\n' "$want" "${!want}"
+        fi
+    done
 }
 
 # wait_for WHAT SECONDS CMD...: poll CMD every 0.2 s until it succeeds or SECONDS pass.
@@ -84,7 +113,7 @@ random_key() { head -c 32 /dev/urandom | od -An -v -tx1 | tr -d ' \n'; }
 secret() {
     local f="$SECRETS_DIR/$1" generate="${2:-random_secret}"
     if [[ ! -s "$f" ]]; then
-        mkdir -p "$SECRETS_DIR"; chmod 700 "$SECRETS_DIR"
+        private_dirs
         (umask 077; "$generate" > "$f")
     fi
     cat "$f"
@@ -116,6 +145,53 @@ start_dockerd() {
     wait_for dockerd 60 docker_ok
 }
 
+# overprivileged NAME VAR...: our NAME daemon (its PID file) runs with one of VAR in its
+# environment: an older scripts/up started it with more than it may hold.
+overprivileged() {
+    local name="$1" pid v; shift
+    pid_alive "$name" || return 1
+    pid="$(cat "$PID_DIR/$name.pid")"
+    for v in "$@"; do
+        tr '\0' '\n' < "/proc/$pid/environ" 2>/dev/null | grep -q "^$v=" && return 0
+    done
+    return 1
+}
+
+# stop_ours NAME: stop our NAME daemon by its PID file and wait until it is gone.
+stop_ours() {
+    local pid
+    pid="$(cat "$PID_DIR/$1.pid")"
+    kill "$pid" 2>/dev/null || true
+    wait_for "$1 (pid $pid) to stop" 30 bash -c "! kill -0 $pid"
+}
+
+# scheduler_env: the scheduler's environment (for start_daemon), from the sourced .caas/env:
+# its flags and the secrets it uses (operator token, database, ZooKeeper writer and the
+# gateways' reader it grants READ to, registry pull credential, hook and gateway tokens, secrets
+# keys); not ZooKeeper's super credential nor the MySQL admin URL.
+scheduler_env() {
+    passed 'CAAS_*' RUST_LOG | grep -Ev '^(CAAS_ZK_SUPER_AUTH|CAAS_MYSQL_ADMIN_URL|CAAS_SCHEDULER_LISTEN)=' || true
+    echo "CAAS_SCHEDULER_LISTEN=${CAAS_SCHEDULER_LISTEN:-127.0.0.1:7070}"
+}
+
+# gateway_env: the gateway's environment (for start_daemon). Least privilege: the
+# internet-facing gateway gets its own flags (CAAS_GATEWAY_*: listen addresses, limits, TLS
+# files, its demand token), ZooKeeper's address and read-only credential, the domain and the
+# admin API's address, nothing else of the sourced env (scripts/check-privileges proves it on the
+# running process). Demand reports (scale to zero) go to the admin API with the gateway's own
+# token, and only when there is one.
+gateway_env() {
+    passed 'CAAS_GATEWAY_*' CAAS_ZK CAAS_ZK_CHROOT CAAS_ZK_READ_AUTH CAAS_ZK_SESSION_TIMEOUT_MS \
+        CAAS_DOMAIN CAAS_LOG_FORMAT RUST_LOG \
+        | grep -Ev '^CAAS_GATEWAY_(TOKEN|LISTEN|ADMIN_LISTEN)=' || true
+    echo "CAAS_GATEWAY_LISTEN=${CAAS_GATEWAY_LISTEN:-127.0.0.1:8080}"
+    echo "CAAS_GATEWAY_ADMIN_LISTEN=${CAAS_GATEWAY_ADMIN_LISTEN:-127.0.0.1:9090}"
+    if [[ -n "${CAAS_GATEWAY_TOKEN:-}" ]]; then
+        echo "CAAS_API=http://${CAAS_SCHEDULER_LISTEN:-127.0.0.1:7070}"
+        echo "CAAS_GATEWAY_TOKEN=$CAAS_GATEWAY_TOKEN"
+    fi
+}
+
 # http_status URL: the HTTP status code of a GET (000 if nothing answers).
 http_status() { curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$1" 2>/dev/null || true; }
 
@@ -125,3 +201,50 @@ docker_ok() { docker -H "unix://$CAAS_DOCKER_SOCK" info >/dev/null 2>&1; }
 registry_ok() { [[ "$(http_status "http://$CAAS_REGISTRY_ADDR/v2/")" == 401 ]]; }
 mysql_root() { mariadb --protocol=socket --socket="$MYSQL_SOCK" -uroot "$@"; }
 mysql_ok() { mysql_root -e 'select 1' >/dev/null 2>&1; }
+
+# MariaDB's durability: innodb_flush_log_at_trx_commit. scripts/up runs it at 1 (every commit
+# flushed to disk) unless CAAS_MYSQL_FLUSH says otherwise; a benchmark that wants 2 (flushed about
+# once a second: up to a second of commits lost in a power cut) opts out for its own run only.
+
+# mysql_flush: the setting of our MariaDB now ("unknown" when it cannot be read).
+mysql_flush() {
+    local v
+    v="$(mysql_root -N -B -e 'SELECT @@GLOBAL.innodb_flush_log_at_trx_commit' 2>/dev/null)" || v=""
+    echo "${v:-unknown}"
+}
+
+MYSQL_FLUSH_RESTORE=""
+MYSQL_FLUSH_LINE=""
+# bench_mysql_flush: for benchmarks that write to MariaDB. With BENCH_MYSQL_FLUSH=0|1|2, sets
+# innodb_flush_log_at_trx_commit for the run (bench_mysql_restore, on EXIT unless the script
+# calls it from its own EXIT trap, puts the previous value back). Sets MYSQL_FLUSH_LINE, the
+# setting the figures are measured with, for the benchmark to print next to them. Call it in the
+# script itself, not in a pipeline or $(...), so the restore happens.
+bench_mysql_flush() {
+    local want="${BENCH_MYSQL_FLUSH:-}" was
+    was="$(mysql_flush)"
+    if [[ -n "$want" && "$want" != "$was" ]]; then
+        [[ "$want" =~ ^[012]$ ]] || die "BENCH_MYSQL_FLUSH must be 0, 1 or 2, not $want"
+        [[ "$was" =~ ^[012]$ ]] || die "cannot read innodb_flush_log_at_trx_commit of the MariaDB at $MYSQL_SOCK (BENCH_MYSQL_FLUSH needs ours)"
+        mysql_root -e "SET GLOBAL innodb_flush_log_at_trx_commit = $want" \
+            || die "cannot set innodb_flush_log_at_trx_commit"
+        MYSQL_FLUSH_RESTORE="$was"
+        trap bench_mysql_restore EXIT
+    fi
+    local now note
+    now="$(mysql_flush)"
+    case "$now" in
+        1) note="durable: every commit flushed" ;;
+        unknown) note="not readable from $MYSQL_SOCK" ;;
+        *) note="NOT durable: benchmark opt-out (BENCH_MYSQL_FLUSH=$now); the platform runs 1" ;;
+    esac
+    MYSQL_FLUSH_LINE="mysql: innodb_flush_log_at_trx_commit=$now ($note)"
+}
+
+# bench_mysql_restore: put back what bench_mysql_flush changed (nothing if it changed nothing).
+bench_mysql_restore() {
+    [[ -n "$MYSQL_FLUSH_RESTORE" ]] || return 0
+    mysql_root -e "SET GLOBAL innodb_flush_log_at_trx_commit = $MYSQL_FLUSH_RESTORE" \
+        || warn "could not restore innodb_flush_log_at_trx_commit=$MYSQL_FLUSH_RESTORE"
+    MYSQL_FLUSH_RESTORE=""
+}

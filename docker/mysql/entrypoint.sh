@@ -40,7 +40,8 @@ if [[ "${1:-}" == mariadbd && ! -d "$datadir/mysql" ]]; then
         fi
         echo "FLUSH PRIVILEGES;"
     } | mariadb --socket="$sock" -uroot
-    mariadb-admin --socket="$sock" -uroot -p"$root_pw" shutdown
+    # The password through the environment, never on a command line (`ps` shows those).
+    MYSQL_PWD="$root_pw" mariadb-admin --socket="$sock" -uroot shutdown
     wait "$pid" || true
     echo "initialised"
 fi

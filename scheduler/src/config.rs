@@ -157,6 +157,13 @@ pub struct Config {
           value_parser = clap::value_parser!(u32).range(1..))]
     pub log_max_files: u32,
 
+    /// The `nofile` ulimit (soft and hard) of every container the platform starts (instances,
+    /// jobs, workflow steps). At most the engine's
+    /// own hard limit (`/proc/$(pidof dockerd)/limits`), or containers fail to start.
+    #[arg(long, env = "CAAS_CONTAINER_NOFILE", default_value_t = caas_deployer::DEFAULT_NOFILE,
+          value_parser = clap::value_parser!(u64).range(64..=1_048_576))]
+    pub container_nofile: u64,
+
     /// Directory with TLS client files for `https://` Docker endpoints (ca.pem, cert.pem, key.pem).
     #[arg(long, env = "CAAS_DOCKER_CERT_PATH")]
     pub docker_cert_path: Option<PathBuf>,
@@ -266,11 +273,13 @@ mod tests {
             ),
             (10_000, 20, 5)
         );
+        assert_eq!(config.container_nofile, caas_deployer::DEFAULT_NOFILE);
         let cmd = Config::command();
         for (long, env) in [
             ("logs-keep-lines", "CAAS_LOGS_KEEP_LINES"),
             ("log-max-size-mb", "CAAS_LOG_MAX_SIZE_MB"),
             ("log-max-files", "CAAS_LOG_MAX_FILES"),
+            ("container-nofile", "CAAS_CONTAINER_NOFILE"),
         ] {
             let arg = cmd
                 .get_arguments()

@@ -70,6 +70,8 @@ async fn deployment(
             stop_timeout_s: None,
             recycle_after_s: None,
             autoscale: None,
+            user: None,
+            read_only: false,
         })
         .await
         .expect("create deployment")
@@ -245,6 +247,8 @@ async fn store_crud_maps_conflicts_and_not_found() {
                 stop_timeout_s: None,
                 recycle_after_s: None,
                 autoscale: None,
+                user: None,
+                read_only: false,
             })
             .await,
         Err(Error::Conflict(_))

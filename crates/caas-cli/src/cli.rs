@@ -355,6 +355,13 @@ pub struct DeployArgs {
     /// 30 days).
     #[arg(long, value_name = "SECS")]
     pub recycle_after: Option<u64>,
+    /// Run the containers as this user: a uid, `uid:gid` or a name the image knows (default:
+    /// the image's `USER`).
+    #[arg(long, value_name = "USER")]
+    pub user: Option<caas_types::ContainerUser>,
+    /// Mount the containers' root filesystem read-only (a small tmpfs at /tmp stays writable).
+    #[arg(long)]
+    pub read_only: bool,
     /// Let the platform set the count from the demand: MIN:MAX[:TARGET], TARGET the in-flight
     /// requests per instance it aims for (default 10). MIN 0 lets the app sleep.
     #[arg(long, value_name = "MIN:MAX[:TARGET]", value_parser = parse_autoscale,
@@ -1125,6 +1132,23 @@ mod tests {
             panic!("not a deploy")
         };
         assert_eq!((d.stop_timeout, d.recycle_after), (None, None));
+        assert_eq!((d.user, d.read_only), (None, false));
+        let cli = Cli::try_parse_from([
+            "caas",
+            "deploy",
+            "hello",
+            "v1",
+            "--user",
+            "65534:65534",
+            "--read-only",
+        ])
+        .expect("valid");
+        let Command::Deploy(d) = cli.command else {
+            panic!("not a deploy")
+        };
+        assert_eq!(d.user.map(String::from).as_deref(), Some("65534:65534"));
+        assert!(d.read_only);
+        assert!(Cli::try_parse_from(["caas", "deploy", "hello", "v1", "--user", "a b"]).is_err());
         assert!(
             Cli::try_parse_from(["caas", "deploy", "hello", "v1", "--stop-timeout", "-1"]).is_err()
         );

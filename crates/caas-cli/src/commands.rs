@@ -224,6 +224,8 @@ fn deployment_request(a: &DeployArgs) -> CreateDeployment {
         stop_timeout_s: a.stop_timeout,
         recycle_after_s: a.recycle_after,
         autoscale,
+        user: a.user.clone(),
+        read_only: a.read_only,
     }
 }
 

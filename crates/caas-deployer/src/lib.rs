@@ -42,6 +42,6 @@ pub use observed::{
 };
 pub use spec::{
     container_name, LogRotation, PortMapping, RegistryCredentials, RestartPolicy, RunSpec,
-    DEFAULT_PIDS_LIMIT,
+    DEFAULT_NOFILE, DEFAULT_PIDS_LIMIT, READ_ONLY_TMPFS,
 };
 pub use task::{pipe, Task, TaskEnd, TaskExit, TaskOutput, TaskSpec, TaskStdin, MAX_CHUNK};

@@ -3,7 +3,7 @@
 
 use bollard::container::Config;
 use bollard::models::{
-    HostConfig, HostConfigLogConfig, PortBinding, RestartPolicy as DockerRestart,
+    HostConfig, HostConfigLogConfig, PortBinding, ResourcesUlimits, RestartPolicy as DockerRestart,
     RestartPolicyNameEnum,
 };
 use caas_types::{labels, AppId, Endpoint, InstanceId, Resources, Version};
@@ -11,6 +11,16 @@ use std::collections::{BTreeMap, HashMap};
 
 /// The default pids limit: plenty for a web app, small enough that a fork bomb stays contained.
 pub const DEFAULT_PIDS_LIMIT: i64 = 256;
+
+/// The default `nofile` limit (soft and hard) of a container: enough open files and sockets
+/// for a busy server, bounded so one app cannot take the host's file table. It must not exceed
+/// the engine's own hard limit (a container cannot be given more than its engine has; the start
+/// then fails with "error setting rlimits"), which is 20,000 on some machines, hence not 65,536.
+pub const DEFAULT_NOFILE: u64 = 16_384;
+
+/// The tmpfs a read-only container gets at `/tmp`, so apps can still write temporary files
+/// (counted in the container's memory).
+pub const READ_ONLY_TMPFS: (&str, &str) = ("/tmp", "rw,nosuid,nodev,size=64m");
 
 /// What the engine does when the container's process exits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -136,8 +146,14 @@ pub struct RunSpec {
     pub pids_limit: i64,
     /// Capabilities to keep after dropping all (none needed for a non-root app on a high port).
     pub cap_add: Vec<String>,
-    /// Mount the root filesystem read-only.
+    /// Mount the root filesystem read-only, with a writable tmpfs at `/tmp`
+    /// ([`READ_ONLY_TMPFS`]).
     pub read_only_rootfs: bool,
+    /// The user to run as (Docker's `User`: `uid`, `uid:gid` or names; validated by
+    /// `caas_types::ContainerUser`); `None`: the image's.
+    pub user: Option<String>,
+    /// The `nofile` limit, soft and hard.
+    pub nofile: u64,
     /// Run an init process as PID 1 so SIGTERM reaches the app and zombies are reaped.
     pub init: bool,
     /// The container's own stop timeout, seconds (`StopTimeout`: how long the engine waits
@@ -162,6 +178,8 @@ impl std::fmt::Debug for RunSpec {
             .field("pids_limit", &self.pids_limit)
             .field("cap_add", &self.cap_add)
             .field("read_only_rootfs", &self.read_only_rootfs)
+            .field("user", &self.user)
+            .field("nofile", &self.nofile)
             .field("init", &self.init)
             .field("stop_timeout", &self.stop_timeout)
             .finish()
@@ -223,6 +241,8 @@ impl RunSpec {
             pids_limit: DEFAULT_PIDS_LIMIT,
             cap_add: Vec::new(),
             read_only_rootfs: false,
+            user: None,
+            nofile: DEFAULT_NOFILE,
             init: true,
             stop_timeout: None,
             log_rotation: LogRotation::default(),
@@ -258,13 +278,18 @@ impl RunSpec {
             port_bindings: bindings,
             cap_add: (!self.cap_add.is_empty()).then(|| self.cap_add.clone()),
             readonly_rootfs: Some(self.read_only_rootfs),
+            tmpfs: self.read_only_rootfs.then(|| {
+                HashMap::from([(READ_ONLY_TMPFS.0.to_owned(), READ_ONLY_TMPFS.1.to_owned())])
+            }),
             init: Some(self.init),
             restart_policy: Some(docker_restart(self.restart)),
             log_config: Some(self.log_rotation.to_docker()),
+            ulimits: Some(vec![nofile(self.nofile)]),
             ..hardened(&self.resources, self.pids_limit)
         };
         Config {
             image: Some(self.image.clone()),
+            user: self.user.clone(),
             cmd: (!self.command.is_empty()).then(|| self.command.clone()),
             env: Some(env),
             labels: Some(self.all_labels()),
@@ -276,9 +301,19 @@ impl RunSpec {
     }
 }
 
+/// The `nofile` ulimit, soft and hard at `limit`.
+pub(crate) fn nofile(limit: u64) -> ResourcesUlimits {
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    ResourcesUlimits {
+        name: Some("nofile".to_owned()),
+        soft: Some(limit),
+        hard: Some(limit),
+    }
+}
+
 /// The host config every caas container starts from: its memory (no swap on top) and CPU
-/// limits, a pids limit, unprivileged, on the default bridge, no new privileges, every
-/// capability dropped.
+/// limits, a pids limit, the [`DEFAULT_NOFILE`] ulimit, unprivileged, on the default bridge,
+/// no new privileges, every capability dropped.
 pub(crate) fn hardened(resources: &Resources, pids_limit: i64) -> HostConfig {
     let memory = resources.memory.docker_bytes();
     HostConfig {
@@ -292,6 +327,7 @@ pub(crate) fn hardened(resources: &Resources, pids_limit: i64) -> HostConfig {
         network_mode: Some("bridge".to_owned()),
         security_opt: Some(vec!["no-new-privileges".to_owned()]),
         cap_drop: Some(vec!["ALL".to_owned()]),
+        ulimits: Some(vec![nofile(DEFAULT_NOFILE)]),
         ..Default::default()
     }
 }
@@ -387,6 +423,34 @@ mod tests {
         let opts = logs.config.expect("log options");
         assert_eq!(opts.get("max-size").map(String::as_str), Some("20m"));
         assert_eq!(opts.get("max-file").map(String::as_str), Some("5"));
+        assert_eq!(host.ulimits, Some(vec![nofile(DEFAULT_NOFILE)]));
+        assert_eq!(host.readonly_rootfs, Some(false));
+        assert_eq!(host.tmpfs, None);
+        assert_eq!(config.user, None);
+    }
+
+    #[test]
+    fn read_only_user_and_nofile_reach_the_create_request() {
+        let mut spec = spec();
+        spec.read_only_rootfs = true;
+        spec.user = Some("65534:65534".to_owned());
+        spec.nofile = 1024;
+        let config = spec.to_config();
+        assert_eq!(config.user.as_deref(), Some("65534:65534"));
+        let host = config.host_config.expect("host config");
+        assert_eq!(host.readonly_rootfs, Some(true));
+        assert_eq!(
+            host.tmpfs.and_then(|t| t.get("/tmp").cloned()).as_deref(),
+            Some(READ_ONLY_TMPFS.1)
+        );
+        let limit = host
+            .ulimits
+            .and_then(|u| u.into_iter().next())
+            .expect("ulimit");
+        assert_eq!(
+            (limit.name.as_deref(), limit.soft, limit.hard),
+            (Some("nofile"), Some(1024), Some(1024))
+        );
     }
 
     #[test]

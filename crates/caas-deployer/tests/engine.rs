@@ -503,3 +503,53 @@ async fn registry_auth_failure_is_its_own_error() {
         .unwrap_err();
     assert!(matches!(err, Error::ImageNotFound { .. }), "{err:?}");
 }
+
+/// The container hardening a deployment can ask for, as the engine applied it: log rotation,
+/// the `nofile` ulimit, the user, a read-only root with a tmpfs at `/tmp`. hello (a static
+/// binary in a `FROM scratch` image, `USER 65534:65534`) runs and answers that way as another
+/// user than its image's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_rotation_ulimit_user_and_read_only_root_are_applied() {
+    let d = deployer().await;
+    let image = hello_image(&d, "v1").await;
+    let ns = Namespace::new("harden");
+    let port = free_port();
+
+    let mut spec = hello_spec(&ns, "ro", &image, HOST_A, port);
+    spec.log_rotation = caas_deployer::LogRotation {
+        max_size_mb: 10,
+        max_files: 3,
+    };
+    spec.nofile = 4096;
+    spec.user = Some("1000:1000".to_owned());
+    spec.read_only_rootfs = true;
+    let ro = d.run(&spec).await.unwrap();
+
+    let fields = "{{.HostConfig.LogConfig.Type}} {{index .HostConfig.LogConfig.Config \"max-size\"}} {{index .HostConfig.LogConfig.Config \"max-file\"}} | {{range .HostConfig.Ulimits}}{{.Name}}={{.Soft}}:{{.Hard}}{{end}} | {{.Config.User}} | {{.HostConfig.ReadonlyRootfs}} {{index .HostConfig.Tmpfs \"/tmp\"}}";
+    assert_eq!(
+        cli_inspect(ro.id.as_str(), fields),
+        format!(
+            "json-file 10m 3 | nofile=4096:4096 | 1000:1000 | true {}",
+            caas_deployer::READ_ONLY_TMPFS.1
+        )
+    );
+    wait_ping(HOST_A, port).await;
+    let (status, _) = http_get(HOST_A, port, "/").await.unwrap();
+    assert_eq!(status, 200);
+
+    // Without asking: the image's user (no `User` of ours over it), a writable root, no tmpfs,
+    // the default ulimit.
+    let port_b = free_port();
+    let plain = d
+        .run(&hello_spec(&ns, "plain", &image, HOST_B, port_b))
+        .await
+        .unwrap();
+    assert_eq!(
+        cli_inspect(plain.id.as_str(), "{{range .HostConfig.Ulimits}}{{.Name}}={{.Soft}}:{{.Hard}}{{end}} |{{.Config.User}}| {{.HostConfig.ReadonlyRootfs}} {{len .HostConfig.Tmpfs}}"),
+        format!(
+            "nofile={0}:{0} |65534:65534| false 0",
+            caas_deployer::DEFAULT_NOFILE
+        )
+    );
+    // The namespace removes both containers when dropped.
+}

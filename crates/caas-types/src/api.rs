@@ -23,7 +23,8 @@ pub use jobs::{
 pub use logs::{LogLine, LogStream};
 
 use crate::{
-    AppId, ContainerId, Domain, Endpoint, HostName, InstanceId, PortRange, TenantName, Version,
+    AppId, ContainerId, ContainerUser, Domain, Endpoint, HostName, InstanceId, PortRange,
+    TenantName, Version,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -253,6 +254,18 @@ pub struct CreateDeployment {
     /// (absent: the count is set by hand only). Not for a worker.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub autoscale: Option<Autoscale>,
+    /// The user its containers run as (`"1000"`, `"1000:1000"` or a name the image knows);
+    /// absent: the image's `USER`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<ContainerUser>,
+    /// Mount the containers' root filesystem read-only (a small tmpfs at `/tmp` stays
+    /// writable); absent: false.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub read_only: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// The body of a deployment request as it comes in; see [`CreateDeployment`] for the fields.
@@ -280,6 +293,10 @@ struct CreateDeploymentWire {
     recycle_after_s: Option<u64>,
     #[serde(default)]
     autoscale: Option<Autoscale>,
+    #[serde(default)]
+    user: Option<ContainerUser>,
+    #[serde(default)]
+    read_only: bool,
 }
 
 impl From<CreateDeploymentWire> for CreateDeployment {
@@ -297,6 +314,8 @@ impl From<CreateDeploymentWire> for CreateDeployment {
             stop_timeout_s,
             recycle_after_s,
             autoscale,
+            user,
+            read_only,
         } = w;
         // Absent with autoscale: 0, which the clamp to [min, max] turns into `min`.
         let absent = if autoscale.is_some() { 0 } else { 1 };
@@ -313,6 +332,8 @@ impl From<CreateDeploymentWire> for CreateDeployment {
             stop_timeout_s,
             recycle_after_s,
             autoscale,
+            user,
+            read_only,
         }
     }
 }
@@ -428,6 +449,12 @@ pub struct Deployment {
     /// The instance count the autoscaler wants (only with `autoscale`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub desired: Option<u32>,
+    /// The user its containers run as (absent: the image's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<ContainerUser>,
+    /// Whether its containers' root filesystem is read-only.
+    #[serde(default)]
+    pub read_only: bool,
     /// Its instances.
     #[serde(default)]
     pub instance_list: Vec<Instance>,

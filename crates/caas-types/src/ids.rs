@@ -123,6 +123,18 @@ validated_string!(
     validate_instance_id
 );
 
+validated_string!(
+    /// The user a deployment's containers run as (Docker's `User`): a numeric uid (`"1000"`), a
+    /// uid and gid (`"1000:1000"`), or names the image knows (`"app"`, `"app:app"`). 1 to
+    /// [`MAX_CONTAINER_USER`] of `[A-Za-z0-9_.-]`, at most one `:` with something on both
+    /// sides, not starting with `-` or `.`. No NUL, space or `/` can reach the engine.
+    ContainerUser,
+    validate_container_user
+);
+
+/// Longest [`ContainerUser`], bytes (Linux user names stop at 32; a `user:group` pair of two).
+pub const MAX_CONTAINER_USER: usize = 65;
+
 fn check_len(kind: &'static str, s: &str, max: usize) -> Result<()> {
     if s.is_empty() {
         return Err(Error::Empty { kind });
@@ -254,6 +266,37 @@ fn validate_domain(s: &str) -> Result<()> {
     Ok(())
 }
 
+fn validate_container_user(s: &str) -> Result<()> {
+    const KIND: &str = "user";
+    check_len(KIND, s, MAX_CONTAINER_USER)?;
+    if let Some(c) = s
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-' | ':')))
+    {
+        return Err(Error::invalid(
+            KIND,
+            format!(
+                "{}; use a uid, uid:gid or names of letters, digits, '_', '.' and '-'",
+                describe(c)
+            ),
+        ));
+    }
+    let mut parts = s.split(':');
+    let (user, group, rest) = (parts.next(), parts.next(), parts.next());
+    if rest.is_some() {
+        return Err(Error::invalid(KIND, "at most one ':' (user:group)"));
+    }
+    for part in [user, group].into_iter().flatten() {
+        if part.is_empty() {
+            return Err(Error::invalid(KIND, "empty user or group around ':'"));
+        }
+        if part.starts_with(['-', '.']) {
+            return Err(Error::invalid(KIND, "must not start with '-' or '.'"));
+        }
+    }
+    Ok(())
+}
+
 fn validate_instance_id(s: &str) -> Result<()> {
     // Docker container names allow more, but an instance id also travels in labels and URLs.
     validate_label("instance id", s)
@@ -312,6 +355,37 @@ mod tests {
         "$(x)",
         "a;b",
     ];
+
+    #[test]
+    fn container_user_takes_ids_pairs_and_names_only() {
+        for ok in [
+            "0",
+            "1000",
+            "65534",
+            "1000:1000",
+            "app",
+            "app:app",
+            "www-data",
+            "a_b.c",
+            &"u".repeat(65),
+        ] {
+            assert!(
+                ok.parse::<ContainerUser>().is_ok(),
+                "{ok:?} should be valid"
+            );
+        }
+        let long = "u".repeat(66);
+        let bad_ones = [
+            "", ":", "1000:", ":1000", "1:2:3", "a b", "a\0b", "-u", ".u", "u:-g", "a/b", "ünï",
+            "$(id)", "a;b", "a\n", &long,
+        ];
+        for bad in bad_ones {
+            assert!(
+                bad.parse::<ContainerUser>().is_err(),
+                "{bad:?} should be rejected"
+            );
+        }
+    }
 
     #[test]
     fn app_id_accepts_dns_labels() {

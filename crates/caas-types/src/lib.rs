@@ -22,7 +22,10 @@ pub mod api;
 pub mod zk;
 
 pub use error::{Error, Result};
-pub use ids::{AppId, ContainerId, Domain, GatewayName, HostName, InstanceId, TenantName, Version};
+pub use ids::{
+    AppId, ContainerId, ContainerUser, Domain, GatewayName, HostName, InstanceId, TenantName,
+    Version, MAX_CONTAINER_USER,
+};
 pub use net::{Endpoint, PortRange};
 pub use policy::{AutoscalePolicy, HealthPath, HealthPolicy, OnFailure, PlacementPolicy, Rank};
 pub use resources::{Cpus, Memory, Resources};

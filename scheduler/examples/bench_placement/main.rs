@@ -291,6 +291,8 @@ async fn bench_in(args: &Args, hosts: u32, url: &str) -> Result<()> {
             stop_timeout_s: None,
             recycle_after_s: None,
             autoscale: None,
+            user: None,
+            read_only: false,
         })
         .await?;
     let req = PlacementRequest::for_deployment(&d, 1);

@@ -287,6 +287,44 @@ async fn bad_bodies_are_400_or_413_with_our_error_shape() {
     assert_eq!(code.as_deref(), Some("too_large"));
 }
 
+/// A deployment's `user` reaches the engine as Docker's `User`, so anything but a uid, a
+/// `uid:gid` or plain names is refused at the edge, before any lookup, naming the field.
+#[tokio::test]
+async fn a_bad_container_user_or_read_only_is_400_naming_the_field() {
+    let long = "u".repeat(66);
+    for user in [
+        "", ":", "1000:", ":0", "0:0:0", "a b", "a\0b", "-1", "../root", "a/b", "$(id)", "root;x",
+        "ünï", &long,
+    ] {
+        let body = serde_json::json!({"version": "v1", "memory_mb": 64, "cpus": 0.1, "user": user})
+            .to_string();
+        let (status, code, body) = send(
+            state(None),
+            Method::POST,
+            "/v1/apps/hello/deployments",
+            Some(OPERATOR),
+            Some(("application/json", &body)),
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "user {user:?}: {body}");
+        assert_eq!(code.as_deref(), Some("invalid"), "{body}");
+        assert!(body.to_string().contains("user"), "user {user:?}: {body}");
+    }
+    for bad in [r#""yes""#, "1", "null"] {
+        let body =
+            format!(r#"{{"version": "v1", "memory_mb": 64, "cpus": 0.1, "read_only": {bad}}}"#);
+        let (status, _, body) = send(
+            state(None),
+            Method::POST,
+            "/v1/apps/hello/deployments",
+            Some(OPERATOR),
+            Some(("application/json", &body)),
+        )
+        .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "read_only {bad}: {body}");
+    }
+}
+
 #[tokio::test]
 async fn bad_path_segments_are_400_and_unknown_routes_404() {
     let (status, code, _) = send(

@@ -246,6 +246,8 @@ pub fn plan(registry: &str, app: &AppId, req: &CreateDeployment) -> Result<Deplo
             stop_timeout_s: req.stop_timeout_s,
             recycle_after_s: req.recycle_after_s,
             autoscale,
+            user: req.user.clone(),
+            read_only: req.read_only,
         },
     })
 }

@@ -26,6 +26,8 @@ impl Deployments {
             recycle_after_s: row.spec.recycle_after_s,
             autoscale: row.spec.autoscale.map(api::Autoscale::from),
             desired: row.spec.autoscale.and(row.desired),
+            user: row.spec.user.clone(),
+            read_only: row.spec.read_only,
             instance_list,
         })
     }

@@ -190,6 +190,7 @@ impl Jobs {
         spec.command = l.command.to_vec();
         spec.env = self.lifecycle.app_configs.environment(l.app, l.env).await?;
         spec.stdin = l.stdin;
+        spec.nofile = self.config.container_nofile;
         spec.labels.insert(labels::JOB.to_owned(), job_ref(l.id));
         spec.labels
             .insert(labels::HOST.to_owned(), host.name.to_string());

@@ -259,6 +259,9 @@ impl Lifecycle {
             max_size_mb: self.config.log_max_size_mb,
             max_files: self.config.log_max_files,
         };
+        spec.nofile = self.config.container_nofile;
+        spec.user = row.spec.user.as_ref().map(|u| u.as_str().to_owned());
+        spec.read_only_rootfs = row.spec.read_only;
         spec.labels
             .insert(labels::HOST.to_owned(), host.name.to_string());
         spec.stop_timeout = Some(self.stop_grace_s(row.spec.stop_timeout_s));

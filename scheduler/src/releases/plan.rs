@@ -69,6 +69,8 @@ pub fn request_of(spec: &NewDeployment) -> CreateDeployment {
         stop_timeout_s: spec.stop_timeout_s,
         recycle_after_s: spec.recycle_after_s,
         autoscale: spec.autoscale.map(api::Autoscale::from),
+        user: spec.user.clone(),
+        read_only: spec.read_only,
     }
 }
 
@@ -148,7 +150,8 @@ mod tests {
         let req: CreateDeployment = serde_json::from_value(serde_json::json!({
             "version": "v3", "instances": 2, "memory_mb": 64, "cpus": 0.25, "port": 9000,
             "env": {"A": "1"}, "placement": {"spread": true, "constraints": {"zone": "a"}},
-            "health": {"path": "/healthz", "interval_ms": 500, "on_failure": "replace"}
+            "health": {"path": "/healthz", "interval_ms": 500, "on_failure": "replace"},
+            "user": "1000:1000", "read_only": true
         }))
         .expect("valid request");
         let app = "hello".parse().expect("valid app");

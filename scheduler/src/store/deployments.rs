@@ -1,15 +1,16 @@
 //! The `deployments` table: one row per (app, version) with its image, per-instance resources,
 //! container port (NULL: a worker), command (NULL: the image's), env, placement and health
-//! settings, desired instance count, and autoscaling (bounds, and the count the autoscaler
-//! wants). While a
+//! settings, desired instance count, autoscaling (bounds, and the count the autoscaler
+//! wants), and container hardening (the user its containers run as, a read-only root). While a
 //! rollback rolls the version that runs, the deployment it replaces is *superseded* (moved out
 //! of the (app, version) key) until it is undeployed; lookups by version see the current one.
 
-use super::sql::{self, get, json, opt_json, opt_unsigned, parse, text, unsigned};
+use super::sql::{self, get, json, opt_json, opt_text, opt_unsigned, parse, text, unsigned};
 use super::Store;
 use crate::error::{Error, Result};
 use caas_types::{
-    AppId, AutoscalePolicy, Cpus, HealthPolicy, Memory, PlacementPolicy, Resources, Version,
+    AppId, AutoscalePolicy, ContainerUser, Cpus, HealthPolicy, Memory, PlacementPolicy, Resources,
+    Version,
 };
 use sqlx::mysql::MySqlRow;
 use std::collections::BTreeMap;
@@ -80,6 +81,10 @@ pub struct NewDeployment {
     /// Autoscaling bounds (`None`: scaled by hand only). With it, `instances` is the starting
     /// count, already within `[min, max]`.
     pub autoscale: Option<AutoscalePolicy>,
+    /// The user its containers run as (`None`: the image's).
+    pub user: Option<ContainerUser>,
+    /// Whether its containers' root filesystem is read-only (a tmpfs at `/tmp` stays writable).
+    pub read_only: bool,
 }
 
 impl NewDeployment {
@@ -107,7 +112,7 @@ pub struct DeploymentRow {
 
 const DEPLOYMENT_COLUMNS: &str =
     "id, app_id, version, image, memory, cpu, port, command, env, placement, health, instances, \
-     state, stop_timeout_s, recycle_after_s, autoscale, desired, CAST(UNIX_TIMESTAMP(updated_at) * 1000 AS SIGNED) AS updated_ms";
+     state, stop_timeout_s, recycle_after_s, autoscale, desired, run_as_user, read_only, CAST(UNIX_TIMESTAMP(updated_at) * 1000 AS SIGNED) AS updated_ms";
 
 fn deployment_from_row(row: &MySqlRow) -> Result<DeploymentRow> {
     let memory: u64 = unsigned(row, "memory")?;
@@ -133,6 +138,13 @@ fn deployment_from_row(row: &MySqlRow) -> Result<DeploymentRow> {
             stop_timeout_s: opt_unsigned(row, "stop_timeout_s")?,
             recycle_after_s: opt_unsigned(row, "recycle_after_s")?,
             autoscale: opt_json(row, "autoscale")?,
+            user: opt_text(row, "run_as_user")?
+                .map(|u| {
+                    u.parse()
+                        .map_err(|_| Error::Invalid(format!("stored run_as_user {u:?}")))
+                })
+                .transpose()?,
+            read_only: get(row, "read_only")?,
         },
         state: DeploymentState::parse(&state)?,
         updated_ms: get(row, "updated_ms")?,
@@ -150,7 +162,8 @@ impl Store {
         let result = sqlx::query(
             "INSERT INTO deployments (app_id, version, image, memory, cpu, port, command, env, \
              placement, health, instances, state, stop_timeout_s, recycle_after_s, autoscale, \
-             desired) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'deploying', ?, ?, ?, ?)",
+             desired, run_as_user, read_only) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'deploying', ?, ?, ?, ?, ?, ?)",
         )
         .bind(d.app.as_str())
         .bind(d.version.as_str())
@@ -180,6 +193,8 @@ impl Store {
                 .transpose()?,
         )
         .bind(d.autoscale.map(|_| i64::from(d.instances)))
+        .bind(d.user.as_ref().map(ContainerUser::as_str))
+        .bind(d.read_only)
         .execute(&self.pool)
         .await;
         match result {

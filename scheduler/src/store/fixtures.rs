@@ -31,6 +31,8 @@ pub(crate) fn deployment(id: i64, app: &str, version: &str, instances: u32) -> D
             stop_timeout_s: None,
             recycle_after_s: None,
             autoscale: None,
+            user: None,
+            read_only: false,
         },
         state: DeploymentState::Running,
         updated_ms: 0,

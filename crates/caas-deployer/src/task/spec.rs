@@ -1,7 +1,10 @@
 //! What to run to completion: [`TaskSpec`] and its translation into the engine's create
 //! request. Pure data, unit-tested without an engine.
 
-use crate::spec::{docker_restart, hardened, LogRotation, RestartPolicy, DEFAULT_PIDS_LIMIT};
+use crate::spec::{
+    docker_restart, hardened, nofile, LogRotation, RestartPolicy, DEFAULT_NOFILE,
+    DEFAULT_PIDS_LIMIT,
+};
 use bollard::container::Config;
 use bollard::models::{HostConfig, HostConfigLogConfig};
 use caas_types::{labels, AppId, Resources};
@@ -32,6 +35,8 @@ pub struct TaskSpec {
     pub stdin: bool,
     /// Maximum number of processes in the container.
     pub pids_limit: i64,
+    /// The `nofile` limit, soft and hard.
+    pub nofile: u64,
     /// Run an init process as PID 1 so signals reach the command and zombies are reaped.
     pub init: bool,
     /// The engine's own copy of the output: `None` (the default) keeps none, since the output
@@ -53,6 +58,7 @@ impl std::fmt::Debug for TaskSpec {
             .field("resources", &self.resources)
             .field("stdin", &self.stdin)
             .field("pids_limit", &self.pids_limit)
+            .field("nofile", &self.nofile)
             .field("init", &self.init)
             .field("engine_logs", &self.engine_logs)
             .finish()
@@ -79,6 +85,7 @@ impl TaskSpec {
             resources,
             stdin: false,
             pids_limit: DEFAULT_PIDS_LIMIT,
+            nofile: DEFAULT_NOFILE,
             init: true,
             engine_logs: None,
         }
@@ -107,6 +114,7 @@ impl TaskSpec {
             restart_policy: Some(docker_restart(RestartPolicy::No)),
             auto_remove: Some(false),
             log_config: Some(log_config),
+            ulimits: Some(vec![nofile(self.nofile)]),
             ..hardened(&self.resources, self.pids_limit)
         };
         Config {
@@ -173,6 +181,7 @@ mod tests {
         assert_eq!(host.memory_swap, Some(64 << 20));
         assert_eq!(host.nano_cpus, Some(250_000_000));
         assert_eq!(host.pids_limit, Some(DEFAULT_PIDS_LIMIT));
+        assert_eq!(host.ulimits, Some(vec![nofile(DEFAULT_NOFILE)]));
         assert_eq!(host.cap_drop, Some(vec!["ALL".to_owned()]));
         assert_eq!(host.privileged, Some(false));
         assert_eq!(
