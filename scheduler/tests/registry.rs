@@ -246,6 +246,14 @@ async fn the_hook_authenticates_validates_and_ignores_what_is_not_a_tagged_push(
     let mut ev = push("hello", "v9", &digest(4));
     ev["actor"] = json!({"name": "tenant:acme"});
     assert_eq!(deliver(&p, vec![ev]).await["not_allowed"], 1);
+    assert_eq!(
+        metric(
+            &p,
+            "caas_scheduler_registry_events_total{result=\"not_allowed\"}"
+        )
+        .await,
+        4
+    );
     let report = deliver(&p, vec![by(json!({"name": "tenant:acme"}))]).await;
     assert_eq!(report["recorded"], 1, "{report}");
     assert_eq!(tags(&p, "acme-web").await[0]["pushed_by"], "tenant:acme");

@@ -382,7 +382,15 @@ async fn a_tenant_pushes_only_to_its_own_apps_and_a_deploy_pulls_through_tokens(
     assert!(ok, "the platform credential pushing to other-web: {out}");
 
     // A deploy of acme's app: the digest resolved (HEAD with a token) and the engine's pull
-    // (the platform credential, through the realm) both pass.
+    // (the platform credential, through the realm) both pass. The engine must not have the
+    // pinned reference already, or the deploy would not pull.
+    let (s, tags) = p.call("GET", "/v1/apps/acme-web/tags", None, &acme).await;
+    assert_eq!(s, StatusCode::OK, "{tags}");
+    let digest = tags[0]["digest"].as_str().expect("a digest").to_owned();
+    let pinned = format!("{registry}/acme-web@{digest}");
+    let _ = run(docker(&config).args(["rmi", &pinned]));
+    let (present, out) = run(docker(&config).args(["image", "inspect", &pinned]));
+    assert!(!present, "the engine still has {pinned}: {out}");
     p.add_hosts(1, 512, 2.0).await;
     let (s, d) = p
         .call(
@@ -399,10 +407,14 @@ async fn a_tenant_pushes_only_to_its_own_apps_and_a_deploy_pulls_through_tokens(
     assert_eq!(s, StatusCode::OK, "{instances}");
     assert_eq!(instances.as_array().map(Vec::len), Some(1), "{instances}");
     let image = p.containers().await.first().map(|c| c.image.clone());
-    assert!(
-        image
-            .as_deref()
-            .is_some_and(|i| i.starts_with(&format!("{registry}/acme-web@sha256:"))),
-        "{image:?}"
-    );
+    assert_eq!(image.as_deref(), Some(pinned.as_str()));
+    let (present, out) = run(docker(&config).args(["image", "inspect", &pinned]));
+    assert!(present, "{pinned} was not pulled: {out}");
+
+    // Leave no reference to this test's registry on the shared engine.
+    let (s, d) = p
+        .call("DELETE", "/v1/apps/acme-web/deployments/v1", None, &acme)
+        .await;
+    assert!(s.is_success(), "undeploying acme-web:v1: {d}");
+    let _ = run(docker(&config).args(["rmi", &pinned]));
 }

@@ -96,6 +96,7 @@ pub async fn events(
                     actor = new.pushed_by.as_deref().unwrap_or(""),
                     "push by an actor not allowed to push this repository ignored");
                 report.not_allowed += 1;
+                DeployMetrics::inc(&metrics.registry_not_allowed);
                 continue;
             }
             Ok(app) => state.store.record_tag(&new).await.map(|()| app),
