@@ -97,45 +97,31 @@ fn signing_key(dir: &Path) -> (PathBuf, PathBuf) {
     (key, cert)
 }
 
-/// Starts `docker-registry` on `port` with token auth against the scheduler at `api`.
+/// Starts `docker-registry` on `port` with token auth against the scheduler at `api`, the way
+/// `scripts/up` does with `CAAS_REGISTRY_AUTH=token`: the committed
+/// `registry-config/config.yml` with `REGISTRY_*` variables, `REGISTRY_AUTH` replacing its
+/// htpasswd section.
 fn start_registry(dir: &Path, port: u16, api: &str, cert: &Path) -> RegistryProcess {
-    let config = format!(
-        r#"version: 0.1
-log:
-  level: info
-storage:
-  filesystem:
-    rootdirectory: {root}
-  delete:
-    enabled: true
-http:
-  addr: 127.0.0.1:{port}
-auth:
-  token:
-    realm: {api}/v1/registry/token
-    service: caas-registry
-    issuer: caas-scheduler
-    rootcertbundle: {cert}
-notifications:
-  endpoints:
-    - name: caas-scheduler
-      url: {api}/v1/registry/events
-      headers:
-        Authorization: ["Bearer {HOOK}"]
-      timeout: 5s
-      threshold: 5
-      backoff: 1s
-      ignoredmediatypes: [application/octet-stream]
-"#,
-        root = dir.join("storage").display(),
-        cert = cert.display(),
+    let config = Path::new(env!("CARGO_MANIFEST_DIR")).join("../registry-config/config.yml");
+    let auth = format!(
+        r#"{{token: {{realm: "{api}/v1/registry/token", service: caas-registry, issuer: caas-scheduler, rootcertbundle: "{}"}}}}"#,
+        cert.display()
     );
-    let path = dir.join("registry.yml");
-    std::fs::write(&path, config).expect("write the registry config");
+    let notifications = format!(
+        r#"[{{name: caas-scheduler, url: "{api}/v1/registry/events", headers: {{Authorization: ["Bearer {HOOK}"]}}, timeout: 5s, threshold: 5, backoff: 1s, ignoredmediatypes: [application/octet-stream]}}]"#
+    );
     let log = std::fs::File::create(dir.join("registry.log")).expect("registry log");
     let child = Command::new("docker-registry")
         .arg("serve")
-        .arg(&path)
+        .arg(&config)
+        .env(
+            "REGISTRY_STORAGE_FILESYSTEM_ROOTDIRECTORY",
+            dir.join("storage"),
+        )
+        .env("REGISTRY_HTTP_ADDR", format!("127.0.0.1:{port}"))
+        .env("REGISTRY_HTTP_SECRET", "registry-auth-test-secret")
+        .env("REGISTRY_AUTH", auth)
+        .env("REGISTRY_NOTIFICATIONS_ENDPOINTS", notifications)
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()
@@ -328,6 +314,35 @@ async fn a_tenant_pushes_only_to_its_own_apps_and_a_deploy_pulls_through_tokens(
     let (s, t) = token(&p, "operator", TOKEN, &["repository:other-web:push,pull"]).await;
     assert_eq!(s, StatusCode::OK, "{t}");
     assert_eq!(access(&t)[0]["actions"], json!(["push", "pull"]));
+
+    // The registry checks the signature: acme's token with its grant rewritten to other-web
+    // opens nothing, the genuine one opens acme-web.
+    let (s, t) = token(&p, "acme", &acme, &["repository:acme-web:pull"]).await;
+    assert_eq!(s, StatusCode::OK, "{t}");
+    let jwt = t["token"].as_str().expect("a token").to_owned();
+    let parts: Vec<&str> = jwt.split('.').collect();
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let payload = String::from_utf8(b64.decode(parts[1]).expect("payload")).expect("utf-8");
+    let forged = format!(
+        "{}.{}.{}",
+        parts[0],
+        b64.encode(payload.replace("acme-web", "other-web")),
+        parts[2]
+    );
+    for (repo, bearer, want) in [
+        ("other-web", forged.as_str(), StatusCode::UNAUTHORIZED),
+        ("acme-web", jwt.as_str(), StatusCode::NOT_FOUND),
+    ] {
+        let r = p
+            .http
+            .get(format!("http://{registry}/v2/{repo}/tags/list"))
+            .bearer_auth(bearer)
+            .send()
+            .await
+            .expect("registry reachable");
+        // 404: allowed in, and the repository has nothing yet.
+        assert_eq!(r.status(), want, "{repo}");
+    }
 
     // Real pushes through the engine as the tenant.
     let hello = caas_testkit::docker::hello_image(&p.docker, "v1").await;
