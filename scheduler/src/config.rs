@@ -57,6 +57,34 @@ pub struct Config {
     #[arg(long, env = "CAAS_REGISTRY_HOOK_TOKEN", hide_env_values = true)]
     pub registry_hook_token: Option<String>,
 
+    /// The registry token signer's private key (PEM, PKCS#8, EC P-256): with
+    /// `--registry-token-cert`, `GET /v1/registry/token` issues ES256 tokens for the registry's
+    /// `auth: token`. Unset, that endpoint answers 404 (a registry with htpasswd auth).
+    #[arg(long, env = "CAAS_REGISTRY_TOKEN_KEY")]
+    pub registry_token_key: Option<PathBuf>,
+
+    /// The signer's certificate (PEM; its chain may follow), sent in each token's `x5c` header;
+    /// the registry's `rootcertbundle` holds it or the CA that issued it.
+    #[arg(long, env = "CAAS_REGISTRY_TOKEN_CERT")]
+    pub registry_token_cert: Option<PathBuf>,
+
+    /// The tokens' issuer (`iss`), the registry's `auth.token.issuer`.
+    #[arg(
+        long,
+        env = "CAAS_REGISTRY_TOKEN_ISSUER",
+        default_value = "caas-scheduler"
+    )]
+    pub registry_token_issuer: String,
+
+    /// The registry's service name (`aud`), its `auth.token.service`.
+    #[arg(long, env = "CAAS_REGISTRY_SERVICE", default_value = "caas-registry")]
+    pub registry_service: String,
+
+    /// Seconds a registry token is valid.
+    #[arg(long, env = "CAAS_REGISTRY_TOKEN_TTL_SECS", default_value_t = 300,
+          value_parser = clap::value_parser!(u64).range(10..=3600))]
+    pub registry_token_ttl_secs: u64,
+
     /// Bearer token the gateways send with their demand reports to `POST /v1/gateway/demand`,
     /// the only endpoint it opens (no operator or tenant token opens that one); unset or empty,
     /// that endpoint answers 404.

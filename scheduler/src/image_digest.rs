@@ -3,6 +3,10 @@
 //! credentials), and the pinned reference `{registry}/{app}@sha256:...` that instances run, so
 //! a tag pushed again never changes what a release runs.
 //!
+//! A registry with `auth: token` answers the first HEAD 401 with a Bearer challenge; the token
+//! is then asked from its realm (the scheduler's own `GET /v1/registry/token`) with the same
+//! credentials and the HEAD repeated with it.
+//!
 //! Failures are precise: a tag or digest the registry does not have is
 //! [`Error::ImageNotFound`] (422); a registry that cannot be reached, refuses the credentials or
 //! answers without a digest is [`Error::Registry`] (502).
@@ -112,17 +116,35 @@ impl ImageDigests {
             .http
             .as_ref()
             .ok_or_else(|| Error::Config("the registry client could not be built".into()))?;
-        let mut req = http.head(&url).header(reqwest::header::ACCEPT, ACCEPT);
-        if let Some(user) = &self.user {
-            req = req.basic_auth(user, self.password.as_deref());
-        }
-        let resp = req.send().await.map_err(|e| {
+        let unreachable = |e: reqwest::Error| {
             tracing::warn!(registry = %self.registry, error = %e, "registry unreachable");
             Error::Registry(format!(
                 "registry {} unreachable while resolving {shown}",
                 self.registry
             ))
-        })?;
+        };
+        let mut req = http.head(&url).header(reqwest::header::ACCEPT, ACCEPT);
+        if let Some(user) = &self.user {
+            req = req.basic_auth(user, self.password.as_deref());
+        }
+        let mut resp = req.send().await.map_err(unreachable)?;
+        // A registry with `auth: token` answers 401 with a Bearer challenge: get a token from
+        // its realm with the platform's credentials and ask again.
+        let challenge = resp
+            .headers()
+            .get(reqwest::header::WWW_AUTHENTICATE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_bearer_challenge);
+        if let (401, Some(challenge)) = (resp.status().as_u16(), challenge) {
+            let token = self.token(http, &challenge, shown).await?;
+            resp = http
+                .head(&url)
+                .header(reqwest::header::ACCEPT, ACCEPT)
+                .bearer_auth(token)
+                .send()
+                .await
+                .map_err(unreachable)?;
+        }
         let status = resp.status();
         classify(status.as_u16(), shown, &self.registry)?;
         let header = resp
@@ -135,6 +157,110 @@ impl ImageDigests {
                 self.registry
             ))
         })
+    }
+}
+
+/// A registry's `WWW-Authenticate: Bearer realm=...,service=...,scope=...` challenge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BearerChallenge {
+    /// Where tokens are issued.
+    pub realm: String,
+    /// `service=` as asked.
+    pub service: Option<String>,
+    /// `scope=` as asked.
+    pub scope: Option<String>,
+}
+
+/// Parses a Bearer challenge (quoted parameters, as distribution writes them); `None` for any
+/// other scheme or one without a realm.
+pub fn parse_bearer_challenge(header: &str) -> Option<BearerChallenge> {
+    let (scheme, mut rest) = header.trim().split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return None;
+    }
+    let (mut realm, mut service, mut scope) = (None, None, None);
+    loop {
+        rest = rest.trim_start_matches([' ', ',']);
+        if rest.is_empty() {
+            break;
+        }
+        let (key, after) = rest.split_once('=')?;
+        let (value, tail) = match after.strip_prefix('"') {
+            Some(q) => {
+                let end = q.find('"')?;
+                (&q[..end], &q[end + 1..])
+            }
+            None => after.split_once(',').unwrap_or((after, "")),
+        };
+        match key.trim() {
+            "realm" => realm = Some(value.to_owned()),
+            "service" => service = Some(value.to_owned()),
+            "scope" => scope = Some(value.to_owned()),
+            _ => {}
+        }
+        rest = tail;
+    }
+    Some(BearerChallenge {
+        realm: realm.filter(|r| !r.is_empty())?,
+        service,
+        scope,
+    })
+}
+
+/// The token a realm answers with.
+#[derive(serde::Deserialize)]
+struct RealmAnswer {
+    #[serde(default)]
+    token: Option<String>,
+    #[serde(default)]
+    access_token: Option<String>,
+}
+
+impl ImageDigests {
+    /// A token from the challenge's realm, asked with the platform's credentials.
+    async fn token(
+        &self,
+        http: &reqwest::Client,
+        challenge: &BearerChallenge,
+        shown: &str,
+    ) -> Result<String> {
+        let refused = |why: String| {
+            Error::Registry(format!(
+                "registry {}: no token for {shown}: {why}",
+                self.registry
+            ))
+        };
+        let mut query = Vec::new();
+        if let Some(s) = &challenge.service {
+            query.push(("service", s.as_str()));
+        }
+        if let Some(s) = &challenge.scope {
+            query.push(("scope", s.as_str()));
+        }
+        let mut req = http.get(&challenge.realm).query(&query);
+        if let Some(user) = &self.user {
+            req = req.basic_auth(user, self.password.as_deref());
+        }
+        let resp = req.send().await.map_err(|e| {
+            tracing::warn!(realm = %challenge.realm, error = %e, "registry token realm unreachable");
+            refused(format!("realm {} unreachable", challenge.realm))
+        })?;
+        if !resp.status().is_success() {
+            return Err(refused(format!(
+                "realm {} answered {}",
+                challenge.realm,
+                resp.status().as_u16()
+            )));
+        }
+        let answer: RealmAnswer = resp
+            .json()
+            .await
+            .map_err(|_| refused(format!("realm {} answered no token", challenge.realm)))?;
+        answer
+            .token
+            .or(answer.access_token)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| refused(format!("realm {} answered no token", challenge.realm)))
     }
 }
 
@@ -186,6 +312,31 @@ mod tests {
             pinned_reference("127.0.0.1:5000", &app, &d),
             format!("127.0.0.1:5000/hello@sha256:{HEX}")
         );
+    }
+
+    #[test]
+    fn bearer_challenges_parse_as_distribution_writes_them() {
+        let c = parse_bearer_challenge(
+            r#"Bearer realm="http://127.0.0.1:7070/v1/registry/token",service="caas-registry",scope="repository:hello:pull""#,
+        );
+        assert_eq!(
+            c,
+            Some(BearerChallenge {
+                realm: "http://127.0.0.1:7070/v1/registry/token".into(),
+                service: Some("caas-registry".into()),
+                scope: Some("repository:hello:pull".into()),
+            })
+        );
+        let bare = parse_bearer_challenge("bearer realm=http://r/t").expect("unquoted");
+        assert_eq!((bare.realm.as_str(), bare.scope), ("http://r/t", None));
+        for other in [
+            r#"Basic realm="caas-registry""#,
+            "Bearer service=\"x\"",
+            "",
+            "Bearer",
+        ] {
+            assert_eq!(parse_bearer_challenge(other), None, "{other:?}");
+        }
     }
 
     #[test]

@@ -33,6 +33,7 @@ pub mod placement;
 pub mod progress;
 pub mod reconcile;
 pub mod recycle;
+pub mod registry_token;
 pub mod releases;
 pub mod routes;
 pub mod schedules;
@@ -91,6 +92,7 @@ impl Scheduler {
         let config = Arc::new(config);
         // A malformed key stops the start before anything is touched.
         let secrets_key = app_config::secrets_key(&config)?;
+        let registry_tokens = registry_token::RegistryTokens::load(&config)?.map(Arc::new);
         let store = Store::connect(&config.database_url, config.db_max_connections)
             .await?
             .with_port_quarantine(config.port_quarantine_secs);
@@ -109,7 +111,8 @@ impl Scheduler {
         );
         let id = format!("{}-{}", config.listen, std::process::id());
         let election = LeaderElection::join(&zk, &id).await?;
-        let state = api::AppState::new(control);
+        let mut state = api::AppState::new(control);
+        state.registry_tokens = registry_tokens;
         Ok(Scheduler {
             state,
             election,

@@ -40,6 +40,8 @@ pub struct DeployMetrics {
     pub registry_invalid: AtomicU64,
     /// Tagged pushes to a repository that is no app.
     pub registry_unknown_app: AtomicU64,
+    /// Tagged pushes by an actor not allowed to push that repository (not recorded).
+    pub registry_not_allowed: AtomicU64,
     /// Tagged pushes that could not be recorded (database down); the registry redelivers them.
     pub registry_failed: AtomicU64,
     /// Auto-deploy rolls that finished.
@@ -142,6 +144,7 @@ impl DeployMetrics {
             ("ignored", &self.registry_ignored),
             ("invalid", &self.registry_invalid),
             ("unknown_app", &self.registry_unknown_app),
+            ("not_allowed", &self.registry_not_allowed),
             ("failed", &self.registry_failed),
         ] {
             let _ = writeln!(

@@ -45,7 +45,7 @@ fn event(action: &str, media: &str, repo: &str, tag: Option<&str>, digest: &str)
         "target": target,
         "request": {"id": "req-1", "addr": "127.0.0.1:40000", "host": "127.0.0.1:5000",
                     "method": "PUT", "useragent": "docker/27.5.1"},
-        "actor": {"name": "alice"},
+        "actor": {"name": "operator"},
         "source": {"addr": "registry:5000", "instanceID": "a53db899-3b4b-4a62-a067-8dd013beaca4"},
     })
 }
@@ -175,7 +175,8 @@ async fn the_hook_authenticates_validates_and_ignores_what_is_not_a_tagged_push(
     .await;
     assert_eq!(
         report,
-        json!({"recorded": 0, "ignored": 4, "invalid": 2, "unknown_app": 1, "auto_deploys": 0})
+        json!({"recorded": 0, "ignored": 4, "invalid": 2, "unknown_app": 1, "not_allowed": 0,
+               "auto_deploys": 0})
     );
     assert!(tags(&p, "hello").await.is_empty());
     assert_eq!(
@@ -209,6 +210,53 @@ async fn the_hook_authenticates_validates_and_ignores_what_is_not_a_tagged_push(
         .unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(tags(&p, "hello").await.len(), 1);
+
+    // A push by an actor not allowed to push the repository changes nothing: another tenant,
+    // a bare name, no actor at all. The owning tenant's push (`tenant:{name}`, as registry
+    // tokens name it) is recorded.
+    let (s, t) = p
+        .call("POST", "/v1/tenants", Some(json!({"name": "acme"})), TOKEN)
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{t}");
+    let acme = t["token"].as_str().unwrap().to_owned();
+    let (s, a) = p
+        .call("POST", "/v1/apps", Some(json!({"id": "acme-web"})), &acme)
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{a}");
+    let by = |actor: Value| {
+        let mut ev = push("acme-web", "v1", &digest(3));
+        ev["actor"] = actor;
+        ev
+    };
+    let report = deliver(
+        &p,
+        vec![
+            by(json!({"name": "tenant:other"})),
+            by(json!({"name": "acme"})),
+            by(json!({})),
+        ],
+    )
+    .await;
+    assert_eq!(
+        (report["not_allowed"].as_u64(), report["recorded"].as_u64()),
+        (Some(3), Some(0))
+    );
+    assert!(tags(&p, "acme-web").await.is_empty());
+    // The operator's app is not the tenant's to push either.
+    let mut ev = push("hello", "v9", &digest(4));
+    ev["actor"] = json!({"name": "tenant:acme"});
+    assert_eq!(deliver(&p, vec![ev]).await["not_allowed"], 1);
+    assert_eq!(
+        metric(
+            &p,
+            "caas_scheduler_registry_events_total{result=\"not_allowed\"}"
+        )
+        .await,
+        4
+    );
+    let report = deliver(&p, vec![by(json!({"name": "tenant:acme"}))]).await;
+    assert_eq!(report["recorded"], 1, "{report}");
+    assert_eq!(tags(&p, "acme-web").await[0]["pushed_by"], "tenant:acme");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -226,7 +274,7 @@ async fn pushes_are_recorded_listed_newest_first_and_toggled_per_app() {
     assert_eq!(list[0]["tag"], "v1");
     assert_eq!(list[0]["digest"], digest(1).as_str());
     assert_eq!(list[0]["media_type"], MANIFEST);
-    assert_eq!(list[0]["pushed_by"], "alice");
+    assert_eq!(list[0]["pushed_by"], "operator");
     let v1_at = list[0]["pushed_at"].as_str().unwrap().to_owned();
     assert!(v1_at.ends_with('Z') && v1_at.len() == 24, "{v1_at}");
 

@@ -59,17 +59,56 @@ impl ImageRegistry {
         }
     }
 
-    /// The digest `repo:reference` points to, `None` if the registry does not have it.
-    async fn digest(&self, repo: &str, reference: &str) -> Option<String> {
-        let resp = self
-            .req(
-                reqwest::Method::HEAD,
-                &format!("{}/v2/{repo}/manifests/{reference}", self.base),
-            )
-            .header(reqwest::header::ACCEPT, MANIFEST_TYPES)
+    /// Sends `rb`; a registry with token auth answers 401 with a Bearer challenge, and the
+    /// request goes again with a token from the challenge's realm (the platform's credentials).
+    async fn send(&self, rb: reqwest::RequestBuilder) -> reqwest::Response {
+        let again = rb.try_clone().expect("a request that can be repeated");
+        let resp = rb
             .send()
             .await
             .expect("registry reachable (scripts/up starts it)");
+        let challenge = resp
+            .headers()
+            .get(reqwest::header::WWW_AUTHENTICATE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(caas_scheduler::image_digest::parse_bearer_challenge);
+        let (StatusCode::UNAUTHORIZED, Some(c)) = (resp.status(), challenge) else {
+            return resp;
+        };
+        let mut query = Vec::new();
+        query.extend(c.service.as_deref().map(|s| ("service", s)));
+        query.extend(c.scope.as_deref().map(|s| ("scope", s)));
+        let mut ask = self.http.get(&c.realm).query(&query);
+        if let Some((u, p)) = &self.auth {
+            ask = ask.basic_auth(u, Some(p));
+        }
+        let answer: Value = ask
+            .send()
+            .await
+            .expect("the registry's token realm reachable")
+            .json()
+            .await
+            .expect("a token answer");
+        let token = answer["token"].as_str().expect("a token").to_owned();
+        let mut req = again.build().expect("a request");
+        req.headers_mut().insert(
+            reqwest::header::AUTHORIZATION,
+            format!("Bearer {token}").parse().expect("a header value"),
+        );
+        self.http.execute(req).await.expect("registry reachable")
+    }
+
+    /// The digest `repo:reference` points to, `None` if the registry does not have it.
+    async fn digest(&self, repo: &str, reference: &str) -> Option<String> {
+        let resp = self
+            .send(
+                self.req(
+                    reqwest::Method::HEAD,
+                    &format!("{}/v2/{repo}/manifests/{reference}", self.base),
+                )
+                .header(reqwest::header::ACCEPT, MANIFEST_TYPES),
+            )
+            .await;
         if resp.status() == StatusCode::NOT_FOUND {
             return None;
         }
@@ -90,14 +129,14 @@ impl ImageRegistry {
     /// would: blobs mounted (or uploaded) first, then the manifest.
     async fn copy(&self, from: &str, reference: &str, to: &str, target: &str) {
         let resp = self
-            .req(
-                reqwest::Method::GET,
-                &format!("{}/v2/{from}/manifests/{reference}", self.base),
+            .send(
+                self.req(
+                    reqwest::Method::GET,
+                    &format!("{}/v2/{from}/manifests/{reference}", self.base),
+                )
+                .header(reqwest::header::ACCEPT, MANIFEST_TYPES),
             )
-            .header(reqwest::header::ACCEPT, MANIFEST_TYPES)
-            .send()
-            .await
-            .expect("registry reachable");
+            .await;
         assert!(
             resp.status().is_success(),
             "GET {from}:{reference}: {}",
@@ -124,30 +163,28 @@ impl ImageRegistry {
             self.mount(from, to, blob).await;
         }
         let resp = self
-            .req(
-                reqwest::Method::PUT,
-                &format!("{}/v2/{to}/manifests/{target}", self.base),
+            .send(
+                self.req(
+                    reqwest::Method::PUT,
+                    &format!("{}/v2/{to}/manifests/{target}", self.base),
+                )
+                .header(reqwest::header::CONTENT_TYPE, media)
+                .body(body),
             )
-            .header(reqwest::header::CONTENT_TYPE, media)
-            .body(body)
-            .send()
-            .await
-            .unwrap();
+            .await;
         assert_eq!(resp.status(), StatusCode::CREATED, "PUT {to}:{target}");
     }
 
     async fn mount(&self, from: &str, to: &str, blob: &str) {
         let resp = self
-            .req(
+            .send(self.req(
                 reqwest::Method::POST,
                 &format!(
                     "{}/v2/{to}/blobs/uploads/?mount={blob}&from={from}",
                     self.base
                 ),
-            )
-            .send()
-            .await
-            .unwrap();
+            ))
+            .await;
         if resp.status() == StatusCode::CREATED {
             return;
         }
@@ -163,40 +200,36 @@ impl ImageRegistry {
             location
         };
         let data = self
-            .req(
+            .send(self.req(
                 reqwest::Method::GET,
                 &format!("{}/v2/{from}/blobs/{blob}", self.base),
-            )
-            .send()
+            ))
             .await
-            .unwrap()
             .bytes()
             .await
             .unwrap();
         let sep = if location.contains('?') { '&' } else { '?' };
         let resp = self
-            .req(
-                reqwest::Method::PUT,
-                &format!("{location}{sep}digest={blob}"),
+            .send(
+                self.req(
+                    reqwest::Method::PUT,
+                    &format!("{location}{sep}digest={blob}"),
+                )
+                .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+                .body(data),
             )
-            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
-            .body(data)
-            .send()
-            .await
-            .unwrap();
+            .await;
         assert_eq!(resp.status(), StatusCode::CREATED, "upload {blob}");
     }
 
     /// Deletes the manifest `digest` from `repo` (its tags go with it).
     async fn delete(&self, repo: &str, digest: &str) {
         let resp = self
-            .req(
+            .send(self.req(
                 reqwest::Method::DELETE,
                 &format!("{}/v2/{repo}/manifests/{digest}", self.base),
-            )
-            .send()
-            .await
-            .unwrap();
+            ))
+            .await;
         assert_eq!(
             resp.status(),
             StatusCode::ACCEPTED,

@@ -2,6 +2,10 @@
 //! an app's repository is recorded (`app_tags`); for an app with auto-deploy on, a roll to the
 //! pushed tag starts in the background, so the registry gets its 200 at once.
 //!
+//! A push is taken only from an actor allowed to push that repository (the platform's registry
+//! user, `operator`, or `tenant:{owner}` as registry tokens name them:
+//! `registry_token::may_push`); others are counted as `not_allowed` and change nothing.
+//!
 //! Authenticated by its own bearer token (`--registry-hook-token`), never by the operator's or a
 //! tenant's; without that setting the endpoint does not exist (404).
 
@@ -29,8 +33,20 @@ pub struct EventsReport {
     pub invalid: u32,
     /// Tagged pushes to a repository that is no app.
     pub unknown_app: u32,
+    /// Tagged pushes by an actor that may not push that repository (neither the platform's
+    /// registry user, the operator, nor the tenant owning the app): not recorded, no roll.
+    pub not_allowed: u32,
     /// Rolls started for apps with auto-deploy on.
     pub auto_deploys: u32,
+}
+
+/// Whether `actor` (the registry's `actor.name`) may push to `app`'s repository.
+fn may_push(state: &AppState, actor: Option<&str>, app: &crate::store::AppRow) -> bool {
+    crate::registry_token::may_push(
+        actor,
+        app.tenant.as_ref(),
+        state.config.registry_user.as_deref(),
+    )
 }
 
 /// `POST /v1/registry/events` → 200 with an [`EventsReport`]. Any content type is accepted
@@ -75,6 +91,14 @@ pub async fn events(
             }
         };
         let recorded = match state.store.get_app(&new.app).await {
+            Ok(app) if !may_push(&state, new.pushed_by.as_deref(), &app) => {
+                tracing::warn!(event = id, app = %new.app, tag = %new.tag,
+                    actor = new.pushed_by.as_deref().unwrap_or(""),
+                    "push by an actor not allowed to push this repository ignored");
+                report.not_allowed += 1;
+                DeployMetrics::inc(&metrics.registry_not_allowed);
+                continue;
+            }
             Ok(app) => state.store.record_tag(&new).await.map(|()| app),
             Err(e) => Err(e),
         };

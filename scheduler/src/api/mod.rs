@@ -14,6 +14,7 @@ mod image_push_hook;
 mod jobs;
 mod logs;
 mod ops;
+mod registry_token;
 mod releases;
 mod schedules;
 mod tenants;
@@ -45,6 +46,9 @@ pub struct AppState {
     pub registry_hook_token_hash: Option<Arc<str>>,
     /// SHA-256 (hex) of the gateways' token; `None`: demand reports are off.
     pub gateway_token_hash: Option<Arc<str>>,
+    /// The registry token signer; `None`: `GET /v1/registry/token` is off (set by
+    /// `Scheduler::start` from `--registry-token-key`).
+    pub registry_tokens: Option<Arc<crate::registry_token::RegistryTokens>>,
 }
 
 impl AppState {
@@ -61,6 +65,7 @@ impl AppState {
             operator_token_hash,
             registry_hook_token_hash,
             gateway_token_hash,
+            registry_tokens: None,
         }
     }
 }
@@ -117,6 +122,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/workflows/{id}/steps/{step}/logs", get(jobs::step_logs))
         .route("/v1/workflows/{id}/stdin", put(jobs::workflow_stdin))
         .route("/v1/registry/events", post(image_push_hook::events))
+        .route("/v1/registry/token", get(registry_token::token))
         .route(
             "/v1/gateway/demand",
             post(gateway_demand::report).layer(axum::extract::DefaultBodyLimit::max(

@@ -376,6 +376,22 @@ async fn the_registry_hook_is_404_when_off_and_takes_only_its_own_token() {
     assert_eq!(code.as_deref(), Some("unauthorized"));
 }
 
+#[tokio::test]
+async fn the_registry_token_endpoint_is_404_without_a_signing_key() {
+    for auth in [None, Some(OPERATOR)] {
+        let (status, code, _) = send(
+            state(None),
+            Method::GET,
+            "/v1/registry/token?service=caas-registry&scope=repository:hello:pull",
+            auth,
+            None,
+        )
+        .await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{auth:?}");
+        assert_eq!(code.as_deref(), Some("not_found"));
+    }
+}
+
 const GATEWAY: &str = "gateway-token-for-router-tests";
 const HOOK: &str = "hook-token-for-router-tests";
 const DEMAND: &str = r#"{"gateway":"gw-1","apps":[{"app":"hello","held":3,"in_flight":7}]}"#;
