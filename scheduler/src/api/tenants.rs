@@ -18,6 +18,8 @@ const MAX_COUNT: u32 = 1_000_000;
 const MAX_MEMORY_MB: u64 = 1 << 30;
 /// The largest CPU count a quota takes.
 const MAX_CPUS: f64 = 1_000_000.0;
+/// The name no tenant may take: the registry's token endpoint reads it as the operator.
+const RESERVED_NAME: &str = "operator";
 /// Domain suffixes one tenant may be given.
 const MAX_SUFFIXES: usize = 100;
 
@@ -141,6 +143,11 @@ pub async fn create(
     ApiJson(req): ApiJson<CreateTenant>,
 ) -> ApiResult<(StatusCode, Json<Tenant>)> {
     who.require_operator()?;
+    if req.name.as_str() == RESERVED_NAME {
+        return Err(ApiError::BadRequest(format!(
+            "name: {RESERVED_NAME} is reserved (the operator's registry login)"
+        )));
+    }
     let quota = req
         .quota
         .as_ref()
