@@ -634,6 +634,41 @@ async fn a_released_port_is_not_handed_out_again_during_its_quarantine() {
     check_invariant(&store).await;
 }
 
+/// State changes from health verdicts are compare-and-set: once teardown marked an instance
+/// `stopping`, a late verdict changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_health_verdict_never_turns_stopping_back_into_running() {
+    use caas_types::InstanceState::{Pending, Running, Starting, Stopping, Unhealthy};
+    let (_db, store) = TestDb::new().await;
+    store
+        .create_host(&new_host("h1", 2, 1024, 2000, (30000, 30009)))
+        .await
+        .expect("host");
+    let d = deployment(
+        &store,
+        "web",
+        "v1",
+        resources(32, 100),
+        PlacementPolicy::default(),
+    )
+    .await;
+    let req = PlacementRequest::for_deployment(&d, 1);
+    let id = placement::place(&store, &req).await.expect("place")[0]
+        .instance
+        .clone();
+    let alive = [Pending, Starting, Running, Unhealthy];
+    assert!(store
+        .set_instance_state_if(&id, &alive, Running)
+        .await
+        .expect("cas"));
+    store.set_instance_state(&id, Stopping).await.expect("stop");
+    assert!(!store
+        .set_instance_state_if(&id, &alive, Running)
+        .await
+        .expect("cas"));
+    assert_eq!(store.get_instance(&id).await.expect("row").state, Stopping);
+}
+
 // The baseline is the benchmark's, not the scheduler's: it lives beside the example.
 #[path = "../examples/bench_placement/pessimistic.rs"]
 mod pessimistic;

@@ -28,6 +28,16 @@ use plan::HealthAction;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+/// The states a health verdict may move an instance out of: any but `stopping`, which teardown
+/// owns (the plan ignores a stopping instance; the compare-and-set closes the race between
+/// reading the row and writing it).
+const ALIVE: &[InstanceState] = &[
+    InstanceState::Pending,
+    InstanceState::Starting,
+    InstanceState::Running,
+    InstanceState::Unhealthy,
+];
+
 /// Acts on health transitions and keeps the checker's targets current (leader only).
 #[derive(Debug)]
 pub struct Healer {
@@ -111,22 +121,33 @@ impl Healer {
             HealthAction::Unwatch | HealthAction::Ignore => {}
             HealthAction::MarkHealthy { instance } => {
                 DeployMetrics::inc(&self.metrics.health_healthy);
+                // Compare-and-set: an instance a teardown already marked `stopping` stays so.
+                if !self
+                    .store
+                    .set_instance_state_if(&instance, ALIVE, InstanceState::Running)
+                    .await?
+                {
+                    tracing::debug!(%instance, "healthy verdict for an instance no longer alive; ignored");
+                    return Ok(());
+                }
                 tracing::info!(%instance, cause, "instance healthy again");
                 self.store.set_instance_healthy(&instance, true).await?;
-                self.store
-                    .set_instance_state(&instance, InstanceState::Running)
-                    .await?;
                 let healthy = serde_json::json!({"instance": instance, "version": version});
                 self.events
                     .emit(EventType::InstanceHealthy, Some(app), healthy)
                     .await;
             }
             HealthAction::MarkUnhealthy { instance, then } => {
+                if !self
+                    .store
+                    .set_instance_state_if(&instance, ALIVE, InstanceState::Unhealthy)
+                    .await?
+                {
+                    tracing::debug!(%instance, "unhealthy verdict for an instance no longer alive; ignored");
+                    return Ok(());
+                }
                 DeployMetrics::inc(&self.metrics.health_unhealthy);
                 self.store.set_instance_healthy(&instance, false).await?;
-                self.store
-                    .set_instance_state(&instance, InstanceState::Unhealthy)
-                    .await?;
                 let unhealthy = serde_json::json!({"instance": instance, "version": version});
                 self.events
                     .emit(EventType::InstanceUnhealthy, Some(app), unhealthy)

@@ -220,6 +220,37 @@ impl Store {
         sql::found(&done, || format!("instance {id}"))
     }
 
+    /// Moves an instance to `to` only if it is in one of `from` (compare-and-set): a health
+    /// verdict read before a teardown began never turns `stopping` back into `running`.
+    /// `Ok(false)`: the row is gone or in another state, and nothing changed.
+    pub async fn set_instance_state_if(
+        &self,
+        id: &InstanceId,
+        from: &[InstanceState],
+        to: InstanceState,
+    ) -> Result<bool> {
+        if from.is_empty() {
+            return Ok(false);
+        }
+        let marks = vec!["?"; from.len()].join(", ");
+        let sql = format!(
+            "UPDATE instances SET started_at = IF(? = 'running' AND state <> 'running', \
+             CURRENT_TIMESTAMP(3), started_at), state = ? WHERE id = ? AND state IN ({marks})"
+        );
+        let mut q = sqlx::query(&sql)
+            .bind(state_str(to))
+            .bind(state_str(to))
+            .bind(id.as_str());
+        for f in from {
+            q = q.bind(state_str(*f));
+        }
+        let done = q
+            .execute(&self.pool)
+            .await
+            .map_err(|e| sql::db_error("changing an instance's state", e))?;
+        Ok(done.rows_affected() == 1)
+    }
+
     /// Records (or clears) an instance's container id.
     pub async fn set_instance_container(
         &self,
