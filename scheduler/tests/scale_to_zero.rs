@@ -161,7 +161,13 @@ async fn a_sleeping_app_wakes_on_one_request_and_sleeps_again_with_no_failed_req
     let (status, _, body) = gw.get(&http, "hello", "/").await;
     assert_eq!(status, 200, "the first request is served: {body}");
     eprintln!("cold start through the gateway: {:?}", t.elapsed());
-    assert_eq!(counts(&p, "hello").await, (1, 1));
+    // The request is served as soon as the instance's address is in ZooKeeper; the scale that
+    // started it records its count and its event a moment later.
+    eventually_within("the wake-up recorded", Duration::from_secs(20), || async {
+        (counts(&p, "hello").await == (1, 1) && !scalings(&p, "hello").await.is_empty())
+            .then_some(())
+    })
+    .await;
     let woke = scalings(&p, "hello").await;
     assert_eq!(woke.len(), 1, "{woke:?}");
     assert_eq!(
@@ -248,6 +254,12 @@ async fn two_hundred_concurrent_requests_to_a_sleeping_app_all_succeed() {
         failed.len(),
         &failed[..failed.len().min(5)]
     );
+    // Served means registered; the scale records its count a moment later.
+    eventually_within("the scale recorded", Duration::from_secs(20), || async {
+        let (instances, _) = counts(&p, "hello").await;
+        (instances >= 1).then_some(())
+    })
+    .await;
     let (instances, desired) = counts(&p, "hello").await;
     assert!((1..=4).contains(&instances), "{instances}");
     assert!(desired <= 4, "{desired}");
@@ -264,7 +276,10 @@ async fn two_gateways_holding_one_request_each_start_one_instance() {
     assert_eq!((ra.0, rb.0), (200, 200), "{ra:?} {rb:?}");
     // Both gateways' reports have reached the scheduler; it still wants one.
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert_eq!(counts(&p, "hello").await, (1, 1));
+    eventually_within("the wake-up recorded", Duration::from_secs(20), || async {
+        (counts(&p, "hello").await == (1, 1)).then_some(())
+    })
+    .await;
     let ups: Vec<Value> = scalings(&p, "hello").await;
     assert_eq!(ups.len(), 1, "one wake-up: {ups:?}");
     assert_eq!(ups[0]["to"], 1);
