@@ -387,8 +387,17 @@ async fn timeout_is_504_a_full_queue_503_with_retry_after_and_no_wake_node_503_a
         .await;
 
         let metrics = gw.metrics().await;
+        // At least the one above: a probe of the loop just before may also have been held
+        // until the timeout while the wake node's removal was on its way.
+        let timeouts = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("caas_gateway_activation_timeouts_total "))
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        assert!(
+            timeouts.is_some_and(|n| n >= 1),
+            "{engine:?}: activation timeouts {timeouts:?}"
+        );
         for line in [
-            "caas_gateway_activation_timeouts_total 1",
             "caas_gateway_hold_queue_full_total 1",
             "caas_gateway_held_requests 0",
             "caas_gateway_activated_total 0",
