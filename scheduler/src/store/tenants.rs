@@ -275,10 +275,10 @@ impl Store {
         &self,
         app: &caas_types::AppId,
     ) -> Result<Option<(TenantName, Quota)>> {
-        let row = sqlx::query(&format!(
-            "SELECT {} FROM apps a JOIN tenants t ON t.name = a.tenant WHERE a.id = ?",
-            "t.name, t.token_hash, t.max_apps, t.max_instances, t.max_memory_mb, t.max_cpu_millis"
-        ))
+        let row = sqlx::query(
+            "SELECT t.name, t.token_hash, t.max_apps, t.max_instances, t.max_memory_mb, \
+             t.max_cpu_millis FROM apps a JOIN tenants t ON t.name = a.tenant WHERE a.id = ?",
+        )
         .bind(app.as_str())
         .fetch_optional(&self.pool)
         .await
@@ -297,7 +297,9 @@ impl Store {
             .acquire()
             .await
             .map_err(|e| sql::db_error("reading a tenant's usage", e))?;
-        usage_of(&mut conn, name).await
+        count(&mut conn, name)
+            .await
+            .map_err(|e| sql::db_error("reading a tenant's usage", e))
     }
 
     /// Deletes a tenant. A tenant that still owns apps is [`Error::Conflict`].
@@ -328,12 +330,6 @@ pub(crate) async fn lock_and_count(
         .fetch_optional(&mut **tx)
         .await?;
     count(tx, name).await
-}
-
-async fn usage_of(conn: &mut sqlx::MySqlConnection, name: &TenantName) -> Result<Usage> {
-    count(conn, name)
-        .await
-        .map_err(|e| sql::db_error("reading a tenant's usage", e))
 }
 
 async fn count(
