@@ -131,18 +131,29 @@ apt_install() {
         || die "apt-get install $* failed (see $LOG_DIR/apt.log)"
 }
 
-# start_dockerd: reuse the engine at CAAS_DOCKER_SOCK, or start ours with its data under RUN_DIR.
+# Where the engine takes tenant networks from: /24s, so hundreds of tenants fit (512 here).
+: "${CAAS_DOCKER_ADDRESS_POOL:=base=10.210.0.0/15,size=24}"
+
+# start_dockerd: reuse the engine at CAAS_DOCKER_SOCK, or start ours with its data under RUN_DIR;
+# then the host firewall that keeps tenants' containers off this machine (scripts/firewall).
+# Ours gets /24 tenant networks and no traffic between containers on its default bridge.
 start_dockerd() {
-    if answers dockerd docker_ok; then log "dockerd: reusing the engine at $CAAS_DOCKER_SOCK"; return; fi
-    log "dockerd: starting (data in $RUN_DIR/docker)"
-    mkdir -p "$RUN_DIR/docker"
-    start_daemon dockerd dockerd \
-        --host "unix://$CAAS_DOCKER_SOCK" \
-        --data-root "$RUN_DIR/docker" \
-        --pidfile "$RUN_DIR/dockerd-internal.pid" \
-        --insecure-registry "$CAAS_REGISTRY_ADDR" \
-        --userland-proxy=true
-    wait_for dockerd 60 docker_ok
+    if answers dockerd docker_ok; then
+        log "dockerd: reusing the engine at $CAAS_DOCKER_SOCK"
+    else
+        log "dockerd: starting (data in $RUN_DIR/docker)"
+        mkdir -p "$RUN_DIR/docker"
+        start_daemon dockerd dockerd \
+            --host "unix://$CAAS_DOCKER_SOCK" \
+            --data-root "$RUN_DIR/docker" \
+            --pidfile "$RUN_DIR/dockerd-internal.pid" \
+            --insecure-registry "$CAAS_REGISTRY_ADDR" \
+            --default-address-pool "$CAAS_DOCKER_ADDRESS_POOL" \
+            --icc=false \
+            --userland-proxy=true
+        wait_for dockerd 60 docker_ok
+    fi
+    "$CAAS_ROOT/scripts/firewall" up
 }
 
 # overprivileged NAME VAR...: our NAME daemon (its PID file) runs with one of VAR in its

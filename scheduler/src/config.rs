@@ -192,6 +192,15 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(64..=1_048_576))]
     pub container_nofile: u64,
 
+    /// Put each tenant's containers (instances, jobs, workflow steps) on a bridge network of
+    /// its own per engine (`{namespace}-net-{tenant}`, `operator` for the operator's apps;
+    /// Linux bridge `caast…`, which `scripts/firewall` keeps off the host), made on demand and
+    /// removed with its last container. `false`: the engine's default bridge, where every
+    /// container reaches every other.
+    #[arg(long, env = "CAAS_TENANT_NETWORKS", default_value_t = true,
+          action = clap::ArgAction::Set)]
+    pub tenant_networks: bool,
+
     /// Directory with TLS client files for `https://` Docker endpoints (ca.pem, cert.pem, key.pem).
     #[arg(long, env = "CAAS_DOCKER_CERT_PATH")]
     pub docker_cert_path: Option<PathBuf>,

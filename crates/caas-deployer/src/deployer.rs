@@ -36,6 +36,10 @@ const MAX_API: ClientVersion = ClientVersion {
     minor_version: 41,
 };
 
+/// How many times a create is tried when its tenant network vanishes under it (another
+/// container's removal pruned it between the ensure and the start).
+pub(crate) const NETWORK_ATTEMPTS: u32 = 3;
+
 /// Default bound on one engine request until its response headers (streams run on after).
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -239,6 +243,23 @@ impl Deployer {
     /// if needed) instead of duplicated; a name held by anything else is [`Error::NameConflict`].
     #[tracing::instrument(skip_all, fields(name = %spec.name, image = %spec.image, bind = ?spec.port.map(|p| p.host)))]
     pub async fn run(&self, spec: &RunSpec) -> Result<RunningContainer> {
+        let mut attempt = 1;
+        loop {
+            if let Some(net) = &spec.network {
+                self.ensure_network(net).await?;
+            }
+            match self.create_and_start(spec).await {
+                // Pruned between our ensure and the start: make it again (bounded).
+                Err(Error::NetworkNotFound(m)) if attempt < NETWORK_ATTEMPTS => {
+                    debug!(attempt, error = %m, "network gone; again");
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn create_and_start(&self, spec: &RunSpec) -> Result<RunningContainer> {
         let endpoint = spec.port.map(|p| p.host);
         let docker = self.docker().await?;
         let options = CreateContainerOptions {
@@ -370,7 +391,10 @@ impl Deployer {
             .await?
             .remove_container(id.as_str(), Some(options))
             .await;
-        already_done(id, done, "already in progress")
+        already_done(id, done, "already in progress")?;
+        // The last container of a tenant's network takes the network with it.
+        self.prune_tenant_networks_logged().await;
+        Ok(())
     }
 
     /// Restarts a container (stop with `grace`, then start).

@@ -61,6 +61,9 @@ pub enum Error {
     /// No such container.
     #[error("container not found: {0}")]
     ContainerNotFound(String),
+    /// The container's network is gone (pruned between its creation and the container's).
+    #[error("network not found: {0}")]
+    NetworkNotFound(String),
     /// The host could not give the container memory.
     #[error("host out of memory: {0}")]
     HostOutOfMemory(String),
@@ -201,6 +204,8 @@ pub(crate) fn classify_message(op: Op<'_>, status: u16, message: String) -> Erro
                 Error::PortAllocated(message)
             } else if status == 409 && lower.contains("already in use") {
                 Error::NameConflict(message)
+            } else if lower.contains("network") && lower.contains("not found") {
+                Error::NetworkNotFound(message)
             } else if status == 404 && lower.contains("no such image") {
                 Error::ImageNotFound {
                     image: String::new(),

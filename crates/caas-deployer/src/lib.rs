@@ -1,5 +1,5 @@
 //! The only code in caas that talks to a Docker Engine: pull, run with port mapping and limits,
-//! stop, remove, inspect, list by label, follow a container's logs, the engine's event stream,
+//! stop, remove, inspect, list by label, tenant networks, follow a container's logs, the engine's event stream,
 //! and run-to-completion containers with their standard streams attached ([`Task`]).
 //!
 //! A [`Deployer`] is one host's engine, reached through a [`DockerEndpoint`] (local socket,
@@ -28,6 +28,7 @@ mod deployer;
 mod endpoint;
 mod error;
 mod logs;
+mod network;
 mod observed;
 mod spec;
 mod task;
@@ -36,6 +37,7 @@ pub use deployer::{Deployer, DEFAULT_TIMEOUT};
 pub use endpoint::{DockerEndpoint, TlsFiles};
 pub use error::{Error, Result};
 pub use logs::{LogLine, MAX_LINE_BYTES};
+pub use network::{NetworkAddresses, TenantNetwork, BRIDGE_PREFIX, TENANT_LABEL};
 pub use observed::{
     AppliedLimits, ContainerEvent, ContainerState, ContainerStatus, ContainerSummary, EventKind,
     PullProgress, RunningContainer,

@@ -1,6 +1,7 @@
 //! What to run: [`RunSpec`] and its translation into the engine's create request, with the
 //! platform's hardened defaults. Pure data, so the translation is unit-tested without an engine.
 
+use crate::network::TenantNetwork;
 use bollard::container::Config;
 use bollard::models::{
     HostConfig, HostConfigLogConfig, PortBinding, ResourcesUlimits, RestartPolicy as DockerRestart,
@@ -161,6 +162,9 @@ pub struct RunSpec {
     pub stop_timeout: Option<u32>,
     /// The engine's log rotation for this container.
     pub log_rotation: LogRotation,
+    /// The tenant network the container joins (made on demand by [`crate::Deployer::run`]);
+    /// `None`: the engine's default bridge.
+    pub network: Option<TenantNetwork>,
 }
 
 impl std::fmt::Debug for RunSpec {
@@ -182,6 +186,7 @@ impl std::fmt::Debug for RunSpec {
             .field("nofile", &self.nofile)
             .field("init", &self.init)
             .field("stop_timeout", &self.stop_timeout)
+            .field("network", &self.network.as_ref().map(TenantNetwork::name))
             .finish()
     }
 }
@@ -246,6 +251,7 @@ impl RunSpec {
             init: true,
             stop_timeout: None,
             log_rotation: LogRotation::default(),
+            network: None,
         }
     }
 
@@ -285,7 +291,7 @@ impl RunSpec {
             restart_policy: Some(docker_restart(self.restart)),
             log_config: Some(self.log_rotation.to_docker()),
             ulimits: Some(vec![nofile(self.nofile)]),
-            ..hardened(&self.resources, self.pids_limit)
+            ..hardened(&self.resources, self.pids_limit, self.network.as_ref())
         };
         Config {
             image: Some(self.image.clone()),
@@ -312,9 +318,13 @@ pub(crate) fn nofile(limit: u64) -> ResourcesUlimits {
 }
 
 /// The host config every caas container starts from: its memory (no swap on top) and CPU
-/// limits, a pids limit, the [`DEFAULT_NOFILE`] ulimit, unprivileged, on the default bridge,
-/// no new privileges, every capability dropped.
-pub(crate) fn hardened(resources: &Resources, pids_limit: i64) -> HostConfig {
+/// limits, a pids limit, the [`DEFAULT_NOFILE`] ulimit, unprivileged, on its tenant's network
+/// (else the default bridge), no new privileges, every capability dropped.
+pub(crate) fn hardened(
+    resources: &Resources,
+    pids_limit: i64,
+    network: Option<&TenantNetwork>,
+) -> HostConfig {
     let memory = resources.memory.docker_bytes();
     HostConfig {
         memory: Some(memory),
@@ -324,7 +334,7 @@ pub(crate) fn hardened(resources: &Resources, pids_limit: i64) -> HostConfig {
         cpu_shares: Some(resources.cpus.docker_cpu_shares()),
         pids_limit: Some(pids_limit),
         privileged: Some(false),
-        network_mode: Some("bridge".to_owned()),
+        network_mode: Some(network.map_or("bridge", TenantNetwork::name).to_owned()),
         security_opt: Some(vec!["no-new-privileges".to_owned()]),
         cap_drop: Some(vec!["ALL".to_owned()]),
         ulimits: Some(vec![nofile(DEFAULT_NOFILE)]),

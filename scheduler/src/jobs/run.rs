@@ -191,6 +191,7 @@ impl Jobs {
         spec.env = self.lifecycle.app_configs.environment(l.app, l.env).await?;
         spec.stdin = l.stdin;
         spec.nofile = self.config.container_nofile;
+        spec.network = self.lifecycle.network_of(l.app).await?;
         spec.labels.insert(labels::JOB.to_owned(), job_ref(l.id));
         spec.labels
             .insert(labels::HOST.to_owned(), host.name.to_string());

@@ -9,10 +9,11 @@ use crate::error::{Error, Result};
 use crate::events::EventType;
 use crate::metrics::DeployMetrics;
 use crate::progress::Progress;
+use crate::registry_token::OPERATOR_USER;
 use crate::store::{DeploymentRow, HostRow, InstanceRow};
-use caas_deployer::RunSpec;
+use caas_deployer::{RunSpec, TenantNetwork};
 use caas_registry::HealthTarget;
-use caas_types::{labels, ContainerId, Endpoint, InstanceId, InstanceState, Resources};
+use caas_types::{labels, AppId, ContainerId, Endpoint, InstanceId, InstanceState, Resources};
 use futures::StreamExt;
 use std::collections::HashMap;
 use std::time::Duration;
@@ -265,7 +266,22 @@ impl Lifecycle {
         spec.labels
             .insert(labels::HOST.to_owned(), host.name.to_string());
         spec.stop_timeout = Some(self.stop_grace_s(row.spec.stop_timeout_s));
+        spec.network = self.network_of(app).await?;
         Ok(spec)
+    }
+
+    /// The network an app's containers join: its tenant's (`operator` for an app the operator
+    /// owns), or the engine's default bridge when tenant networks are off.
+    pub(crate) async fn network_of(&self, app: &AppId) -> Result<Option<TenantNetwork>> {
+        if !self.config.tenant_networks {
+            return Ok(None);
+        }
+        let owner = self.store.get_app(app).await?.tenant;
+        let tenant = owner.as_ref().map_or(OPERATOR_USER, |t| t.as_str());
+        Ok(Some(TenantNetwork::for_tenant(
+            &self.config.namespace,
+            tenant,
+        )))
     }
 }
 

@@ -1,6 +1,7 @@
 //! What to run to completion: [`TaskSpec`] and its translation into the engine's create
 //! request. Pure data, unit-tested without an engine.
 
+use crate::network::TenantNetwork;
 use crate::spec::{
     docker_restart, hardened, nofile, LogRotation, RestartPolicy, DEFAULT_NOFILE,
     DEFAULT_PIDS_LIMIT,
@@ -44,6 +45,9 @@ pub struct TaskSpec {
     /// its steps would otherwise write it to disk once per step; `Some` keeps a rotated
     /// `json-file` log (for `docker logs` while it runs).
     pub engine_logs: Option<LogRotation>,
+    /// The tenant network the task joins (made on demand by [`crate::Deployer::start_task`]);
+    /// `None`: the engine's default bridge.
+    pub network: Option<TenantNetwork>,
 }
 
 impl std::fmt::Debug for TaskSpec {
@@ -61,6 +65,7 @@ impl std::fmt::Debug for TaskSpec {
             .field("nofile", &self.nofile)
             .field("init", &self.init)
             .field("engine_logs", &self.engine_logs)
+            .field("network", &self.network.as_ref().map(TenantNetwork::name))
             .finish()
     }
 }
@@ -88,6 +93,7 @@ impl TaskSpec {
             nofile: DEFAULT_NOFILE,
             init: true,
             engine_logs: None,
+            network: None,
         }
     }
 
@@ -115,7 +121,7 @@ impl TaskSpec {
             auto_remove: Some(false),
             log_config: Some(log_config),
             ulimits: Some(vec![nofile(self.nofile)]),
-            ..hardened(&self.resources, self.pids_limit)
+            ..hardened(&self.resources, self.pids_limit, self.network.as_ref())
         };
         Config {
             image: Some(self.image.clone()),
