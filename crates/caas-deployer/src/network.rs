@@ -127,6 +127,18 @@ impl Deployer {
             Err(e) => match classify(Op::Engine, e) {
                 Error::Docker { status: 409, .. } => Ok(()),
                 Error::Docker { message, .. } if message.contains("already exists") => Ok(()),
+                // A concurrent create of the same network won (the engine's duplicate check is
+                // best effort; the bridge name is what it refuses twice). Ours if it has our name,
+                // else a real clash of two names' bridges.
+                Error::Docker { message, .. } if message.contains("same bridge name") => {
+                    match self.network_addresses(net.name()).await {
+                        Ok(_) => Ok(()),
+                        Err(_) => Err(Error::Docker {
+                            status: 409,
+                            message: format!("network {}: {message}", net.name()),
+                        }),
+                    }
+                }
                 other => Err(other),
             },
         }
