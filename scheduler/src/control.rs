@@ -14,6 +14,7 @@ use crate::engine::Engines;
 use crate::error::Result;
 use crate::events::webhooks::Webhooks;
 use crate::events::Events;
+use crate::fence::Fence;
 use crate::healing::Healer;
 use crate::health_targets::HealthRef;
 use crate::jobs::Jobs;
@@ -75,6 +76,8 @@ pub struct ControlPlane {
     /// Sets autoscaled deployments' counts from the demand (the leader runs it).
     pub autoscaler: Arc<Autoscaler>,
     leader: Arc<AtomicBool>,
+    /// Checked before each repair (reconciler, healing): armed with the election at start.
+    pub fence: Arc<Fence>,
     /// True once the scheduler shuts down: answers that stream until the client leaves (log
     /// follows) end, so a graceful shutdown does not wait on them.
     closing: tokio::sync::watch::Sender<bool>,
@@ -115,22 +118,16 @@ impl ControlPlane {
             events.clone(),
         ));
         let apps = Apps::new(store.clone(), routes.clone(), deployments.clone());
+        let fence = Arc::new(Fence::default());
         let healer = Arc::new(Healer::new(
             store.clone(),
             lifecycle.clone(),
             health.clone(),
             metrics.clone(),
             events.clone(),
+            fence.clone(),
         ));
-        let reconciler = Arc::new(Reconciler::new(
-            config.clone(),
-            store.clone(),
-            engines.clone(),
-            routes.clone(),
-            health.clone(),
-            lifecycle.clone(),
-            metrics.clone(),
-        ));
+        let reconciler = Arc::new(Reconciler::new(lifecycle.clone(), fence.clone()));
         let releases = Arc::new(Releases::new(
             config.clone(),
             store.clone(),
@@ -175,6 +172,7 @@ impl ControlPlane {
             demand,
             autoscaler,
             leader: Arc::new(AtomicBool::new(false)),
+            fence,
             closing: tokio::sync::watch::Sender::new(false),
             logs_live: tokio::sync::broadcast::Sender::new(crate::logs::LIVE_BATCHES),
         })

@@ -76,6 +76,10 @@ pub enum Error {
     /// The scheduler's configuration is unusable (a flag or variable is missing or malformed).
     #[error("configuration: {0}")]
     Config(String),
+    /// This process may not repair: ZooKeeper says another scheduler leads, or cannot say
+    /// (admin API: 503).
+    #[error("{0}")]
+    NotLeader(String),
     /// The admin API's listener failed while serving.
     #[error("admin API server: {0}")]
     Serve(#[source] std::io::Error),

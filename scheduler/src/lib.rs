@@ -20,6 +20,7 @@ pub mod domain_policy;
 pub mod engine;
 pub mod error;
 pub mod events;
+pub mod fence;
 pub mod healing;
 pub mod health_targets;
 pub mod image_digest;
@@ -111,6 +112,7 @@ impl Scheduler {
         );
         let id = format!("{}-{}", config.listen, std::process::id());
         let election = LeaderElection::join(&zk, &id).await?;
+        control.fence.arm(election.fence());
         let mut state = api::AppState::new(control);
         state.registry_tokens = registry_tokens;
         Ok(Scheduler {

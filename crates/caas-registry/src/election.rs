@@ -19,6 +19,7 @@ const PREFIX: &str = "n-";
 pub struct LeaderElection {
     leader: watch::Receiver<bool>,
     session: Arc<Mutex<Option<zookeeper_client::SessionInfo>>>,
+    candidacy: Candidacy,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -45,6 +46,8 @@ impl LeaderElection {
         let (tx, leader) = watch::channel(false);
         let (stop_tx, stop_rx) = oneshot::channel();
         let session = Arc::new(Mutex::new(Some(client.session().clone())));
+        let candidacy = Candidacy::default();
+        candidacy.set(Some((client.clone(), node.clone())));
         let task = tokio::spawn(run(
             cfg.clone(),
             id.to_owned(),
@@ -53,10 +56,12 @@ impl LeaderElection {
             tx,
             stop_rx,
             session.clone(),
+            candidacy.clone(),
         ));
         Ok(LeaderElection {
             leader,
             session,
+            candidacy,
             stop: Some(stop_tx),
             task: Some(task),
         })
@@ -81,6 +86,14 @@ impl LeaderElection {
         self.leader.clone()
     }
 
+    /// The fence a leader's duties check before each action: see [`LeaderFence`].
+    pub fn fence(&self) -> LeaderFence {
+        LeaderFence {
+            leader: self.leader.clone(),
+            candidacy: self.candidacy.clone(),
+        }
+    }
+
     /// The candidate's current ZooKeeper session. Only for tests that force a session expiry.
     #[doc(hidden)]
     pub fn session_info(&self) -> Option<zookeeper_client::SessionInfo> {
@@ -95,6 +108,57 @@ impl LeaderElection {
         if let Some(task) = self.task.take() {
             let _ = task.await;
         }
+    }
+}
+
+/// The session and candidate node this candidate campaigns with now (`None` once resigned).
+#[derive(Debug, Clone, Default)]
+struct Candidacy(Arc<Mutex<Option<(Client, String)>>>);
+
+impl Candidacy {
+    fn set(&self, now: Option<(Client, String)>) {
+        if let Ok(mut c) = self.0.lock() {
+            *c = now;
+        }
+    }
+
+    fn get(&self) -> Option<(Client, String)> {
+        self.0.lock().ok().and_then(|c| c.clone())
+    }
+}
+
+/// A leader's check before it acts, asked of ZooKeeper rather than of the local flag alone: a
+/// leader cut off from ZooKeeper, or whose session the ensemble has already expired while its
+/// client has not noticed yet, must not repair anything another leader may be repairing.
+/// Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct LeaderFence {
+    leader: watch::Receiver<bool>,
+    candidacy: Candidacy,
+}
+
+impl LeaderFence {
+    /// Whether this candidate still leads: it believes so, and ZooKeeper, after a `sync` with
+    /// the ensemble's leader, still holds its candidate node as the lowest. An error (the
+    /// session cut off or expired) means it cannot know; callers treat it as not leading.
+    pub async fn still_leads(&self) -> Result<bool> {
+        if !*self.leader.borrow() {
+            return Ok(false);
+        }
+        let Some((client, node)) = self.candidacy.get() else {
+            return Ok(false);
+        };
+        let dir = zk::SCHEDULER_ELECTION;
+        client
+            .sync(dir)
+            .await
+            .map_err(|e| Error::zk("sync", dir, e))?;
+        let children = client
+            .list_children(dir)
+            .await
+            .map_err(|e| Error::zk("list", dir, e))?;
+        let lowest = children.iter().filter_map(|c| sequence(c)).min();
+        Ok(lowest.is_some() && lowest == sequence(&node) && *self.leader.borrow())
     }
 }
 
@@ -140,6 +204,7 @@ enum Outcome {
     Stop,
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn run(
     cfg: ZkConfig,
     id: String,
@@ -148,12 +213,15 @@ async fn run(
     tx: watch::Sender<bool>,
     mut stop: oneshot::Receiver<()>,
     session: Arc<Mutex<Option<zookeeper_client::SessionInfo>>>,
+    candidacy: Candidacy,
 ) {
     loop {
+        candidacy.set(Some((client.clone(), node.clone())));
         let outcome = campaign(&client, &node, &tx, &mut stop).await;
         tx.send_replace(false);
         match outcome {
             Outcome::Stop => {
+                candidacy.set(None);
                 let path = format!("{}/{node}", zk::SCHEDULER_ELECTION);
                 if let Err(e) = client.delete(&path, None).await {
                     tracing::debug!(%path, error = %e, "could not delete candidate node");
@@ -253,12 +321,32 @@ async fn campaign(
             .map(|(_, n)| (*n).clone());
         match predecessor {
             None => {
+                // Watch our own node while leading: if it goes (deleted by an operator, or by
+                // the ensemble while our client has not heard of the expiry yet), step down.
+                let own = format!("{}/{node}", zk::SCHEDULER_ELECTION);
+                let watcher = match client.check_and_watch_stat(&own).await {
+                    Ok((Some(_), watcher)) => Some(watcher),
+                    Ok((None, _)) => return Outcome::NodeLost,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "election watch of our node failed");
+                        None
+                    }
+                };
                 if !*tx.borrow() {
                     tracing::info!(%node, "became leader");
                 }
                 tx.send_replace(true);
+                let own_changed = async move {
+                    match watcher {
+                        Some(w) => {
+                            w.changed().await;
+                        }
+                        None => std::future::pending::<()>().await,
+                    }
+                };
                 tokio::select! {
                     _ = &mut *stop => return Outcome::Stop,
+                    _ = own_changed => {}
                     state = states.changed() => match state {
                         // Cannot be sure we still lead while cut off: step down until back.
                         SessionState::Disconnected => { tx.send_replace(false); }

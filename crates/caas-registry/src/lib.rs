@@ -49,7 +49,7 @@ mod tree;
 
 pub use cache::RouteCache;
 pub use config::{AclPolicy, ZkAuth, ZkConfig};
-pub use election::LeaderElection;
+pub use election::{LeaderElection, LeaderFence};
 pub use error::{Error, Result};
 pub use health::{check_once, HealthChecker, HealthEvent, HealthEventKind, HealthTarget};
 pub use registry::Registry;

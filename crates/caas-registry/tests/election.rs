@@ -1,5 +1,6 @@
 //! Leader election: exactly one leader; leadership passes on when the leader's session ends,
-//! whether it resigns, is dropped, or its session is closed from outside.
+//! whether it resigns, is dropped, or its session is closed from outside; the fence asks
+//! ZooKeeper, so a leader that has lost its node is refused before it hears of it.
 
 use caas_registry::LeaderElection;
 use caas_testkit::zk::{end_session, Chroot};
@@ -94,4 +95,64 @@ async fn leadership_hands_over_when_the_leader_session_ends() {
         left.is_empty(),
         "resigned candidates leave no node: {left:?}"
     );
+}
+
+#[tokio::test]
+async fn the_fence_asks_zookeeper_so_a_leader_that_lost_its_node_is_refused_at_once() {
+    init_tracing("caas_registry=debug");
+    let root = Chroot::new("fence").await;
+    let cfg = root.platform();
+    let a = LeaderElection::join(&cfg, "sched-a").await.expect("join a");
+    a.wait_leader().await.expect("a leads");
+    let b = LeaderElection::join(&cfg, "sched-b").await.expect("join b");
+    let (fence_a, fence_b) = (a.fence(), b.fence());
+    assert!(
+        fence_a.still_leads().await.expect("ask"),
+        "the leader passes"
+    );
+    assert!(
+        !fence_b.still_leads().await.expect("ask"),
+        "a follower does not"
+    );
+
+    // a's node goes behind its back (as when the ensemble expires its session and its client
+    // has not heard yet): the very next check refuses a, whatever its local flag says.
+    let raw = root.raw(Some(&root.env.platform)).await;
+    let mut nodes = raw
+        .list_children("/caas/election/scheduler")
+        .await
+        .expect("list");
+    nodes.sort();
+    raw.delete(&format!("/caas/election/scheduler/{}", nodes[0]), None)
+        .await
+        .expect("delete a's candidate node");
+    assert!(
+        !fence_a.still_leads().await.unwrap_or(false),
+        "a is refused as soon as its node is gone"
+    );
+    tokio::time::timeout(WAIT, b.wait_leader())
+        .await
+        .expect("b leads in time")
+        .expect("b leads");
+    assert!(
+        fence_b.still_leads().await.expect("ask"),
+        "the new leader passes"
+    );
+    // a notices (it watches its own node while leading) and queues up behind b.
+    eventually("a steps down and rejoins behind b", || async {
+        (!a.is_leader()).then_some(())
+    })
+    .await;
+    assert!(!fence_a.still_leads().await.unwrap_or(false));
+
+    // Resigned, the fence refuses: nothing is left to lead with.
+    let fence_after = b.fence();
+    b.resign().await;
+    tokio::time::timeout(WAIT, a.wait_leader())
+        .await
+        .expect("a leads again in time")
+        .expect("a leads again");
+    assert!(!fence_after.still_leads().await.unwrap_or(false));
+    assert!(a.fence().still_leads().await.expect("ask"));
+    a.resign().await;
 }

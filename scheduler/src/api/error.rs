@@ -137,7 +137,9 @@ impl ApiError {
             e @ (E::Engine { .. } | E::Registry(_) | E::Incomplete(_) | E::Timeout(_)) => {
                 ApiError::Upstream(e.to_string())
             }
-            e @ (E::Zookeeper(_) | E::Secrets(_)) => ApiError::Unavailable(e.to_string()),
+            e @ (E::Zookeeper(_) | E::Secrets(_) | E::NotLeader(_)) => {
+                ApiError::Unavailable(e.to_string())
+            }
             _ => ApiError::Internal,
         }
     }

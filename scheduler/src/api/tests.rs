@@ -624,6 +624,11 @@ fn every_scheduler_error_maps_to_its_status_and_code() {
         (E::Registry("x".into()), StatusCode::BAD_GATEWAY, "upstream"),
         (zk, StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
         (
+            E::NotLeader("x".into()),
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+        ),
+        (
             E::SecretsOff("x".into()),
             StatusCode::UNPROCESSABLE_ENTITY,
             "secrets_disabled",

@@ -17,6 +17,7 @@ pub use workers::{WorkerEvent, WorkerWatch};
 
 use crate::error::Result;
 use crate::events::{EventType, Events};
+use crate::fence::Fence;
 use crate::health_targets::HealthRef;
 use crate::lifecycle::Lifecycle;
 use crate::metrics::DeployMetrics;
@@ -47,6 +48,7 @@ pub struct Healer {
     metrics: Arc<DeployMetrics>,
     events: Events,
     backoff: Backoff,
+    fence: Arc<Fence>,
 }
 
 impl Healer {
@@ -57,6 +59,7 @@ impl Healer {
         health: HealthRef,
         metrics: Arc<DeployMetrics>,
         events: Events,
+        fence: Arc<Fence>,
     ) -> Healer {
         Healer {
             store,
@@ -65,6 +68,7 @@ impl Healer {
             metrics,
             events,
             backoff: Backoff::default(),
+            fence,
         }
     }
 
@@ -180,6 +184,7 @@ impl Healer {
         if plan::restart_target(&now).is_none() {
             return Ok(());
         }
+        self.fence.check("a restart in place").await?;
         self.lifecycle.restart_in_place(&now).await
     }
 
@@ -189,6 +194,7 @@ impl Healer {
         if !plan::still_unhealthy(&now) {
             return Ok(());
         }
+        self.fence.check("a replacement").await?;
         let deployment = self.store.get_deployment_by_id(now.deployment_id).await?;
         self.lifecycle.add_replacement(&deployment).await?;
         DeployMetrics::inc(&self.metrics.replacements);

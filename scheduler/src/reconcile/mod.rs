@@ -21,6 +21,7 @@ pub use plan::{Repair, Snapshot};
 use crate::config::Config;
 use crate::engine::Engines;
 use crate::error::Result;
+use crate::fence::Fence;
 use crate::health_targets::HealthRef;
 use crate::lifecycle::{probe, Lifecycle};
 use crate::metrics::DeployMetrics;
@@ -74,27 +75,21 @@ pub struct Reconciler {
     health: HealthRef,
     lifecycle: Arc<Lifecycle>,
     metrics: Arc<DeployMetrics>,
+    fence: Arc<Fence>,
 }
 
 impl Reconciler {
-    /// A reconciler over these handles.
-    pub fn new(
-        config: Arc<Config>,
-        store: Store,
-        engines: Arc<Engines>,
-        routes: RoutesRef,
-        health: HealthRef,
-        lifecycle: Arc<Lifecycle>,
-        metrics: Arc<DeployMetrics>,
-    ) -> Reconciler {
+    /// A reconciler over the lifecycle's handles, checking `fence` before each repair.
+    pub fn new(lifecycle: Arc<Lifecycle>, fence: Arc<Fence>) -> Reconciler {
         Reconciler {
-            config,
-            store,
-            engines,
-            routes,
-            health,
+            config: lifecycle.config.clone(),
+            store: lifecycle.store.clone(),
+            engines: lifecycle.engines.clone(),
+            routes: lifecycle.routes.clone(),
+            health: lifecycle.health.clone(),
+            metrics: lifecycle.metrics.clone(),
             lifecycle,
-            metrics,
+            fence,
         }
     }
 
@@ -106,7 +101,9 @@ impl Reconciler {
     }
 
     /// One reconciliation pass: snapshot, plan, apply. A failed instance repair is logged and
-    /// left to the next pass; a failed node, app or domain repair ends the pass with its error.
+    /// left to the next pass; a failed node, app or domain repair ends the pass with its error,
+    /// and so does the fence before any repair when this process no longer leads
+    /// ([`crate::Error::NotLeader`]).
     pub async fn reconcile(&self) -> Result<Report> {
         let snapshot = self.snapshot().await?;
         let repairs = plan::plan(&snapshot);
@@ -124,6 +121,8 @@ impl Reconciler {
     }
 
     async fn apply(&self, s: &Snapshot, repair: Repair, report: &mut Report) -> Result<()> {
+        // A leader that lost the leadership since the snapshot ends its pass here.
+        self.fence.check("a reconciler repair").await?;
         if let Some(id) = repair.instance() {
             // An instance repair acts on the row the plan saw.
             return match s.instances.iter().find(|r| &r.id == id) {

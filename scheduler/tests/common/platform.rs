@@ -156,6 +156,11 @@ impl Platform {
         self.zk.reader()
     }
 
+    /// The platform's ZooKeeper config of this test's chroot, as a scheduler uses it.
+    pub fn zk_platform(&self) -> caas_registry::ZkConfig {
+        self.zk.platform()
+    }
+
     /// The running scheduler's control plane (to run a reconciliation pass on demand).
     pub fn control(&self) -> &caas_scheduler::ControlPlane {
         self.control.as_deref().expect("scheduler started")
