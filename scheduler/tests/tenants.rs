@@ -285,6 +285,11 @@ async fn another_tenants_token_opens_nothing_and_changes_nothing() {
         ("DELETE", "/v1/tenants/acme", None),
         ("GET", "/v1/blacklist", None),
         ("POST", "/v1/blacklist", Some(json!({"rule": "10.0.0.1"}))),
+        // Refused before the body is read: a malformed one is 403 too, never a 400 that
+        // would tell a tenant about the endpoint's fields.
+        ("POST", "/v1/hosts", Some(json!({"name": 7}))),
+        ("POST", "/v1/tenants", Some(json!(["not", "an", "object"]))),
+        ("PATCH", "/v1/hosts/h1", Some(json!({"state": "sideways"}))),
     ];
     for (method, path, body) in forbidden {
         let (s, v) = p.call(method, path, body, &globex).await;

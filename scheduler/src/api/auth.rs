@@ -86,6 +86,23 @@ pub(super) fn bearer_hash(headers: &axum::http::HeaderMap) -> Result<String, Api
     Ok(token_hash(token))
 }
 
+/// An extractor that lets only the operator through (403 for a tenant, 401 without a valid
+/// token). As a parts extractor it runs before the body is read, so a tenant is refused before
+/// its body is parsed, whatever it holds.
+#[derive(Debug, Clone, Copy)]
+pub struct Operator;
+
+impl FromRequestParts<AppState> for Operator {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Operator, ApiError> {
+        Principal::from_request_parts(parts, state)
+            .await?
+            .require_operator()
+            .map(|()| Operator)
+    }
+}
+
 impl FromRequestParts<AppState> for Principal {
     type Rejection = ApiError;
 

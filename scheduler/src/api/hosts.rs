@@ -1,6 +1,6 @@
 //! `/v1/hosts` (operator only): register, list, drain and remove hosts.
 
-use super::auth::Principal;
+use super::auth::Operator;
 use super::error::{ApiError, ApiResult};
 use super::{parse_path, ApiJson, AppState};
 use crate::store::NewHost;
@@ -11,11 +11,7 @@ use caas_types::api::{self, CreateHost, UpdateHost};
 use caas_types::HostName;
 
 /// `GET /v1/hosts`
-pub async fn list(
-    State(state): State<AppState>,
-    who: Principal,
-) -> ApiResult<Json<Vec<api::Host>>> {
-    who.require_operator()?;
+pub async fn list(State(state): State<AppState>, _op: Operator) -> ApiResult<Json<Vec<api::Host>>> {
     let hosts = state.store.list_hosts().await?;
     Ok(Json(hosts.iter().map(|h| h.to_api()).collect()))
 }
@@ -23,10 +19,9 @@ pub async fn list(
 /// `POST /v1/hosts` → 201. The host's Docker endpoint must answer before it is accepted.
 pub async fn create(
     State(state): State<AppState>,
-    who: Principal,
+    _op: Operator,
     ApiJson(req): ApiJson<CreateHost>,
 ) -> ApiResult<(StatusCode, Json<api::Host>)> {
-    who.require_operator()?;
     let new = NewHost::from_api(&req)?;
     state.control.check_engine(&new.docker).await?;
     let host = state.store.create_host(&new).await?;
@@ -37,10 +32,9 @@ pub async fn create(
 /// `GET /v1/hosts/{name}`
 pub async fn show(
     State(state): State<AppState>,
-    who: Principal,
+    _op: Operator,
     Path(name): Path<String>,
 ) -> ApiResult<Json<api::Host>> {
-    who.require_operator()?;
     let name: HostName = parse_path("host name", &name)?;
     Ok(Json(state.store.get_host(&name).await?.to_api()))
 }
@@ -48,11 +42,10 @@ pub async fn show(
 /// `PATCH /v1/hosts/{name}`: state (ready/draining/down) and labels.
 pub async fn update(
     State(state): State<AppState>,
-    who: Principal,
+    _op: Operator,
     Path(name): Path<String>,
     ApiJson(req): ApiJson<UpdateHost>,
 ) -> ApiResult<Json<api::Host>> {
-    who.require_operator()?;
     let name: HostName = parse_path("host name", &name)?;
     if req.state.is_none() && req.labels.is_none() {
         return Err(ApiError::BadRequest(
@@ -73,10 +66,9 @@ pub async fn update(
 /// `DELETE /v1/hosts/{name}` → 204; refused (409) while instances remain on it.
 pub async fn remove(
     State(state): State<AppState>,
-    who: Principal,
+    _op: Operator,
     Path(name): Path<String>,
 ) -> ApiResult<StatusCode> {
-    who.require_operator()?;
     let name: HostName = parse_path("host name", &name)?;
     state.store.delete_host(&name).await?;
     state.control.forget_engine(&name);

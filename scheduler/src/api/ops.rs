@@ -1,7 +1,7 @@
 //! Operations endpoints: `/healthz` (the scheduler and its dependencies), `/metrics`
 //! (Prometheus text), and the gateway blacklist (operator only).
 
-use super::auth::Principal;
+use super::auth::Operator;
 use super::error::{ApiError, ApiResult};
 use super::{ApiJson, AppState};
 use axum::extract::{Query, State};
@@ -58,11 +58,7 @@ fn parse_rules(rules: &[String]) -> ApiResult<Vec<caas_registry::IpRule>> {
 }
 
 /// `GET /v1/blacklist`
-pub async fn blacklist(
-    State(state): State<AppState>,
-    who: Principal,
-) -> ApiResult<Json<Blacklist>> {
-    who.require_operator()?;
+pub async fn blacklist(State(state): State<AppState>, _op: Operator) -> ApiResult<Json<Blacklist>> {
     let rules = state.control.blacklist.get().await?;
     Ok(Json(Blacklist {
         rules: rules.iter().map(ToString::to_string).collect(),
@@ -72,10 +68,9 @@ pub async fn blacklist(
 /// `PUT /v1/blacklist`: replace every rule.
 pub async fn blacklist_set(
     State(state): State<AppState>,
-    who: Principal,
+    _op: Operator,
     ApiJson(req): ApiJson<Blacklist>,
 ) -> ApiResult<Json<Blacklist>> {
-    who.require_operator()?;
     let rules = parse_rules(&req.rules)?;
     state.control.blacklist.set(rules.clone()).await?;
     Ok(Json(Blacklist {
@@ -86,10 +81,9 @@ pub async fn blacklist_set(
 /// `POST /v1/blacklist`: add one rule (idempotent).
 pub async fn blacklist_add(
     State(state): State<AppState>,
-    who: Principal,
+    _op: Operator,
     ApiJson(req): ApiJson<BlacklistRule>,
 ) -> ApiResult<(StatusCode, Json<Blacklist>)> {
-    who.require_operator()?;
     let rule = parse_rules(std::slice::from_ref(&req.rule))?.remove(0);
     let rules = state
         .control
@@ -117,10 +111,9 @@ pub struct RuleQuery {
 /// `DELETE /v1/blacklist?rule=10.0.0.0/8` → 204 (404 if it was not listed).
 pub async fn blacklist_remove(
     State(state): State<AppState>,
-    who: Principal,
+    _op: Operator,
     query: Result<Query<RuleQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult<StatusCode> {
-    who.require_operator()?;
     let Query(q) = query.map_err(|_| ApiError::BadRequest("expected ?rule=IP-or-CIDR".into()))?;
     let rule = parse_rules(std::slice::from_ref(&q.rule))?.remove(0);
     let mut found = false;

@@ -1,7 +1,7 @@
 //! `/v1/tenants` (operator only): a tenant owns the apps its token creates, may route custom
 //! domains under the suffixes given here, and holds no more than its quota.
 
-use super::auth::{new_token, token_hash, Principal};
+use super::auth::{new_token, token_hash, Operator};
 use super::error::{ApiError, ApiResult};
 use super::{parse_path, ApiJson, AppState};
 use crate::domain_policy;
@@ -107,8 +107,7 @@ async fn check_suffixes(
 }
 
 /// `GET /v1/tenants`
-pub async fn list(State(state): State<AppState>, who: Principal) -> ApiResult<Json<Vec<Tenant>>> {
-    who.require_operator()?;
+pub async fn list(State(state): State<AppState>, _op: Operator) -> ApiResult<Json<Vec<Tenant>>> {
     let rows = state.store.list_tenants().await?;
     let mut domains = state.store.all_tenant_domains().await?;
     Ok(Json(
@@ -125,10 +124,9 @@ pub async fn list(State(state): State<AppState>, who: Principal) -> ApiResult<Js
 /// `GET /v1/tenants/{name}`: the tenant with what it holds now.
 pub async fn show(
     State(state): State<AppState>,
-    who: Principal,
+    _op: Operator,
     Path(name): Path<String>,
 ) -> ApiResult<Json<Tenant>> {
-    who.require_operator()?;
     let name: TenantName = parse_path("tenant name", &name)?;
     let row = state.store.get_tenant(&name).await?;
     let mut out = tenant_out(&row, state.store.tenant_domains(&name).await?);
@@ -139,10 +137,9 @@ pub async fn show(
 /// `POST /v1/tenants` → 201 with the token, shown this once (only its hash is stored).
 pub async fn create(
     State(state): State<AppState>,
-    who: Principal,
+    _op: Operator,
     ApiJson(req): ApiJson<CreateTenant>,
 ) -> ApiResult<(StatusCode, Json<Tenant>)> {
-    who.require_operator()?;
     if req.name.as_str() == RESERVED_NAME {
         return Err(ApiError::BadRequest(format!(
             "name: {RESERVED_NAME} is reserved (the operator's registry login)"
@@ -170,11 +167,10 @@ pub async fn create(
 /// quota below what the tenant holds stops nothing; it only refuses new claims.
 pub async fn update(
     State(state): State<AppState>,
-    who: Principal,
+    _op: Operator,
     Path(name): Path<String>,
     ApiJson(req): ApiJson<UpdateTenant>,
 ) -> ApiResult<Json<Tenant>> {
-    who.require_operator()?;
     let name: TenantName = parse_path("tenant name", &name)?;
     if req.domains.is_none() && req.quota.is_none() {
         return Err(ApiError::BadRequest(
@@ -205,10 +201,9 @@ pub async fn update(
 /// one fails from the next request on (tokens are looked up per request, never cached).
 pub async fn rotate_token(
     State(state): State<AppState>,
-    who: Principal,
+    _op: Operator,
     Path(name): Path<String>,
 ) -> ApiResult<Json<TenantToken>> {
-    who.require_operator()?;
     let name: TenantName = parse_path("tenant name", &name)?;
     let token = new_token();
     state
@@ -222,10 +217,9 @@ pub async fn rotate_token(
 /// `DELETE /v1/tenants/{name}` → 204; refused (409) while it owns apps.
 pub async fn remove(
     State(state): State<AppState>,
-    who: Principal,
+    _op: Operator,
     Path(name): Path<String>,
 ) -> ApiResult<StatusCode> {
-    who.require_operator()?;
     let name: TenantName = parse_path("tenant name", &name)?;
     state.store.delete_tenant(&name).await?;
     Ok(StatusCode::NO_CONTENT)
