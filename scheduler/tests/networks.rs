@@ -17,24 +17,10 @@ use caas_deployer::{RunSpec, TenantNetwork};
 use caas_testkit::{eventually, eventually_within, var};
 use platform::{Platform, TOKEN};
 use reqwest::StatusCode;
-use serde_json::{json, Value};
+use serde_json::json;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::time::Duration;
-
-/// `call` that expects `want`; the body.
-async fn expect(
-    p: &Platform,
-    want: StatusCode,
-    method: &str,
-    path: &str,
-    body: Option<Value>,
-    token: &str,
-) -> Value {
-    let (s, v) = p.call(method, path, body, token).await;
-    assert_eq!(s, want, "{method} {path}: {v}");
-    v
-}
 
 /// This machine's own non-loopback IPv4 addresses (eth0's, docker0's, every bridge's).
 fn host_addresses() -> Vec<IpAddr> {
@@ -80,15 +66,15 @@ async fn probe_from_inside(
         script.push_str(&format!("probe '{label}' '{host}' {port}\n"));
     }
     let job = json!({"version": "v1", "command": ["sh", "-c", script], "memory_mb": 32});
-    let job = expect(
-        p,
-        StatusCode::CREATED,
-        "POST",
-        "/v1/apps/busybox/jobs",
-        Some(job),
-        token,
-    )
-    .await;
+    let job = p
+        .expect(
+            StatusCode::CREATED,
+            "POST",
+            "/v1/apps/busybox/jobs",
+            Some(job),
+            token,
+        )
+        .await;
     let jid = job["id"].as_str().expect("job id").to_owned();
     let path = format!("/v1/apps/busybox/jobs/{jid}");
     let done = eventually_within("the probe job to end", Duration::from_secs(120), || async {
@@ -127,11 +113,14 @@ async fn a_tenants_container_reaches_its_own_tenant_and_nothing_else() {
     let acme = acme["token"].as_str().expect("token").to_owned();
     for app in ["hello", "busybox"] {
         let body = Some(json!({"id": app}));
-        expect(&p, StatusCode::CREATED, "POST", "/v1/apps", body, &acme).await;
+        p.expect(StatusCode::CREATED, "POST", "/v1/apps", body, &acme)
+            .await;
     }
     let deploy = json!({"version": "v1", "instances": 1, "memory_mb": 64, "cpus": 0.1});
     let path = "/v1/apps/hello/deployments";
-    let deployment = expect(&p, StatusCode::CREATED, "POST", path, Some(deploy), &acme).await;
+    let deployment = p
+        .expect(StatusCode::CREATED, "POST", path, Some(deploy), &acme)
+        .await;
     let own_port = platform::instances(&deployment)[0]["address"]
         .as_str()
         .map(port_of)
@@ -233,7 +222,8 @@ async fn a_tenants_container_reaches_its_own_tenant_and_nothing_else() {
         .expect("remove globex's container");
     for app in ["hello", "busybox"] {
         let path = format!("/v1/apps/{app}");
-        expect(&p, StatusCode::NO_CONTENT, "DELETE", &path, None, &acme).await;
+        p.expect(StatusCode::NO_CONTENT, "DELETE", &path, None, &acme)
+            .await;
     }
     eventually("both tenant networks to be removed", || async {
         let left = p.docker.tenant_networks().await.expect("list networks");

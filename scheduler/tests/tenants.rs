@@ -22,20 +22,6 @@ async fn tenant(p: &Platform, body: Value) -> String {
     t["token"].as_str().expect("token").to_owned()
 }
 
-/// `call` that expects `want`; the body.
-async fn expect(
-    p: &Platform,
-    want: StatusCode,
-    method: &str,
-    path: &str,
-    body: Option<Value>,
-    token: &str,
-) -> Value {
-    let (s, v) = p.call(method, path, body, token).await;
-    assert_eq!(s, want, "{method} {path}: {v}");
-    v
-}
-
 /// Waits until a job or workflow is final.
 async fn finished(p: &Platform, path: &str) {
     eventually("final", || async {
@@ -89,8 +75,7 @@ async fn another_tenants_token_opens_nothing_and_changes_nothing() {
 
     // acme owns one of every kind of object.
     for app in ["hello", "busybox"] {
-        expect(
-            &p,
+        p.expect(
             StatusCode::CREATED,
             "POST",
             "/v1/apps",
@@ -100,8 +85,7 @@ async fn another_tenants_token_opens_nothing_and_changes_nothing() {
         .await;
     }
     let deploy = json!({"version": "v1", "instances": 1, "memory_mb": 64, "cpus": 0.1});
-    expect(
-        &p,
+    p.expect(
         StatusCode::CREATED,
         "POST",
         "/v1/apps/hello/deployments",
@@ -110,8 +94,7 @@ async fn another_tenants_token_opens_nothing_and_changes_nothing() {
     )
     .await;
     let domain = json!({"domain": "www.acme.example"});
-    expect(
-        &p,
+    p.expect(
         StatusCode::CREATED,
         "POST",
         "/v1/apps/hello/domains",
@@ -120,8 +103,7 @@ async fn another_tenants_token_opens_nothing_and_changes_nothing() {
     )
     .await;
     let config = json!({"vars": {"A": "1"}, "secrets": {"S": "hidden"}});
-    expect(
-        &p,
+    p.expect(
         StatusCode::OK,
         "PATCH",
         "/v1/apps/hello/config",
@@ -131,8 +113,7 @@ async fn another_tenants_token_opens_nothing_and_changes_nothing() {
     .await;
     let schedule = json!({"name": "yearly", "cron": "0 0 1 1 *",
                           "job": {"version": "v1", "command": ["true"], "memory_mb": 32}});
-    expect(
-        &p,
+    p.expect(
         StatusCode::CREATED,
         "POST",
         "/v1/apps/busybox/schedules",
@@ -141,41 +122,41 @@ async fn another_tenants_token_opens_nothing_and_changes_nothing() {
     )
     .await;
     let job = json!({"version": "v1", "command": ["echo", "acme"], "memory_mb": 32});
-    let job = expect(
-        &p,
-        StatusCode::CREATED,
-        "POST",
-        "/v1/apps/busybox/jobs",
-        Some(job),
-        &acme,
-    )
-    .await;
+    let job = p
+        .expect(
+            StatusCode::CREATED,
+            "POST",
+            "/v1/apps/busybox/jobs",
+            Some(job),
+            &acme,
+        )
+        .await;
     let jid = job["id"].as_str().unwrap().to_owned();
     finished(&p, &format!("/v1/apps/busybox/jobs/{jid}")).await;
     let step = |name: &str, cmd: &[&str]| json!({"name": name, "app": "busybox", "version": "v1", "command": cmd, "memory_mb": 32});
     let wf = json!({"name": "pipe", "steps": [step("gen", &["echo", "x"]), step("cat", &["cat"])]});
-    let wf = expect(
-        &p,
-        StatusCode::CREATED,
-        "POST",
-        "/v1/workflows",
-        Some(wf),
-        &acme,
-    )
-    .await;
+    let wf = p
+        .expect(
+            StatusCode::CREATED,
+            "POST",
+            "/v1/workflows",
+            Some(wf),
+            &acme,
+        )
+        .await;
     let wid = wf["id"].as_str().unwrap().to_owned();
     finished(&p, &format!("/v1/workflows/{wid}")).await;
     let hook = json!({"url": "http://127.0.0.1:9/hook", "events": ["deploy.succeeded"],
                       "secret": "a-webhook-secret-of-acme"});
-    let hook = expect(
-        &p,
-        StatusCode::CREATED,
-        "POST",
-        "/v1/webhooks",
-        Some(hook),
-        &acme,
-    )
-    .await;
+    let hook = p
+        .expect(
+            StatusCode::CREATED,
+            "POST",
+            "/v1/webhooks",
+            Some(hook),
+            &acme,
+        )
+        .await;
     let hid = hook["id"].to_string();
     let (_, instances) = p.call("GET", "/v1/apps/hello/instances", None, &acme).await;
     let iid = instances[0]["id"].as_str().expect("an instance").to_owned();
@@ -364,8 +345,7 @@ async fn quotas_hold_under_concurrent_claims() {
     if !apps.to_string().contains("busybox") {
         // The busybox app lost the race: free a slot for it.
         let other = apps[0]["id"].as_str().unwrap().to_owned();
-        expect(
-            &p,
+        p.expect(
             StatusCode::NO_CONTENT,
             "DELETE",
             &format!("/v1/apps/{other}"),
@@ -373,8 +353,7 @@ async fn quotas_hold_under_concurrent_claims() {
             &acme,
         )
         .await;
-        expect(
-            &p,
+        p.expect(
             StatusCode::CREATED,
             "POST",
             "/v1/apps",
@@ -415,8 +394,7 @@ async fn quotas_hold_under_concurrent_claims() {
     assert_eq!(t["quota"]["max_instances"], 3, "{t}");
     for id in &started {
         // A running job is cancelled: 200 with the job as it ended.
-        expect(
-            &p,
+        p.expect(
             StatusCode::OK,
             "DELETE",
             &format!("/v1/apps/busybox/jobs/{id}"),
@@ -433,15 +411,15 @@ async fn quotas_hold_under_concurrent_claims() {
 
     // Memory: one job over what is left is refused and leaves nothing behind.
     let body = json!({"version": "v1", "command": ["true"], "memory_mb": 600});
-    let v = expect(
-        &p,
-        StatusCode::FORBIDDEN,
-        "POST",
-        "/v1/apps/busybox/jobs",
-        Some(body),
-        &acme,
-    )
-    .await;
+    let v = p
+        .expect(
+            StatusCode::FORBIDDEN,
+            "POST",
+            "/v1/apps/busybox/jobs",
+            Some(body),
+            &acme,
+        )
+        .await;
     assert_eq!(v["error"]["code"], "quota_exceeded", "{v}");
     assert!(
         v["error"]["message"].as_str().unwrap().contains("memory"),
@@ -449,18 +427,17 @@ async fn quotas_hold_under_concurrent_claims() {
     );
 
     // Raising the quota lets it through; removing it makes the tenant unlimited.
-    let v = expect(
-        &p,
-        StatusCode::OK,
-        "PATCH",
-        "/v1/tenants/acme",
-        Some(json!({"quota": null})),
-        TOKEN,
-    )
-    .await;
+    let v = p
+        .expect(
+            StatusCode::OK,
+            "PATCH",
+            "/v1/tenants/acme",
+            Some(json!({"quota": null})),
+            TOKEN,
+        )
+        .await;
     assert!(v.get("quota").is_none(), "{v}");
-    expect(
-        &p,
+    p.expect(
         StatusCode::CREATED,
         "POST",
         "/v1/apps",
@@ -475,15 +452,15 @@ async fn quotas_hold_under_concurrent_claims() {
         (json!({"max_apps": 2_000_000}), "max_apps"),
         (json!({"max_memory": 1}), "max_memory"),
     ] {
-        let v = expect(
-            &p,
-            StatusCode::BAD_REQUEST,
-            "POST",
-            "/v1/tenants",
-            Some(json!({"name": "bad", "quota": bad})),
-            TOKEN,
-        )
-        .await;
+        let v = p
+            .expect(
+                StatusCode::BAD_REQUEST,
+                "POST",
+                "/v1/tenants",
+                Some(json!({"name": "bad", "quota": bad})),
+                TOKEN,
+            )
+            .await;
         assert!(
             v["error"]["message"].as_str().unwrap().contains(field),
             "{field}: {v}"
@@ -496,9 +473,9 @@ async fn quotas_hold_under_concurrent_claims() {
 async fn a_rotated_token_fails_at_once() {
     let p = Platform::new(&[]).await;
     let old = tenant(&p, json!({"name": "acme"})).await;
-    expect(&p, StatusCode::OK, "GET", "/v1/apps", None, &old).await;
-    expect(
-        &p,
+    p.expect(StatusCode::OK, "GET", "/v1/apps", None, &old)
+        .await;
+    p.expect(
         StatusCode::FORBIDDEN,
         "POST",
         "/v1/tenants/acme/token",
@@ -506,22 +483,23 @@ async fn a_rotated_token_fails_at_once() {
         &old,
     )
     .await;
-    let v = expect(
-        &p,
-        StatusCode::OK,
-        "POST",
-        "/v1/tenants/acme/token",
-        None,
-        TOKEN,
-    )
-    .await;
+    let v = p
+        .expect(
+            StatusCode::OK,
+            "POST",
+            "/v1/tenants/acme/token",
+            None,
+            TOKEN,
+        )
+        .await;
     assert_eq!(v["name"], "acme");
     let new = v["token"].as_str().unwrap().to_owned();
     assert_ne!(new, old);
-    expect(&p, StatusCode::UNAUTHORIZED, "GET", "/v1/apps", None, &old).await;
-    expect(&p, StatusCode::OK, "GET", "/v1/apps", None, &new).await;
-    expect(
-        &p,
+    p.expect(StatusCode::UNAUTHORIZED, "GET", "/v1/apps", None, &old)
+        .await;
+    p.expect(StatusCode::OK, "GET", "/v1/apps", None, &new)
+        .await;
+    p.expect(
         StatusCode::NOT_FOUND,
         "POST",
         "/v1/tenants/nobody/token",
@@ -536,8 +514,7 @@ async fn custom_domains_follow_the_suffixes_the_operator_gave() {
     let p = Platform::new(&[]).await;
     let acme = tenant(&p, json!({"name": "acme", "domains": ["acme.example"]})).await;
     let globex = tenant(&p, json!({"name": "globex"})).await;
-    expect(
-        &p,
+    p.expect(
         StatusCode::CREATED,
         "POST",
         "/v1/apps",
@@ -545,8 +522,7 @@ async fn custom_domains_follow_the_suffixes_the_operator_gave() {
         &acme,
     )
     .await;
-    expect(
-        &p,
+    p.expect(
         StatusCode::CREATED,
         "POST",
         "/v1/apps",
@@ -562,7 +538,8 @@ async fn custom_domains_follow_the_suffixes_the_operator_gave() {
     };
     // Under its suffix: yes. Elsewhere, under the platform's domain: 403.
     let (path, body) = add("shop", "www.acme.example");
-    expect(&p, StatusCode::CREATED, "POST", &path, body, &acme).await;
+    p.expect(StatusCode::CREATED, "POST", &path, body, &acme)
+        .await;
     for bad in [
         "www.globex.example",
         "notacme.example",
@@ -570,12 +547,15 @@ async fn custom_domains_follow_the_suffixes_the_operator_gave() {
         "caas.localhost",
     ] {
         let (path, body) = add("shop", bad);
-        let v = expect(&p, StatusCode::FORBIDDEN, "POST", &path, body, &acme).await;
+        let v = p
+            .expect(StatusCode::FORBIDDEN, "POST", &path, body, &acme)
+            .await;
         assert_eq!(v["error"]["code"], "forbidden", "{bad}: {v}");
     }
     // globex has no suffix: no custom domain at all, even one nobody holds.
     let (path, body) = add("mall", "mall.example");
-    expect(&p, StatusCode::FORBIDDEN, "POST", &path, body, &globex).await;
+    p.expect(StatusCode::FORBIDDEN, "POST", &path, body, &globex)
+        .await;
     // The operator gives globex a suffix; one overlapping acme's or the platform's is refused.
     for (bad, status) in [
         ("shop.acme.example", StatusCode::CONFLICT),
@@ -600,21 +580,21 @@ async fn custom_domains_follow_the_suffixes_the_operator_gave() {
         );
     }
     let body = json!({"domains": ["globex.example"]});
-    let v = expect(
-        &p,
-        StatusCode::OK,
-        "PATCH",
-        "/v1/tenants/globex",
-        Some(body),
-        TOKEN,
-    )
-    .await;
+    let v = p
+        .expect(
+            StatusCode::OK,
+            "PATCH",
+            "/v1/tenants/globex",
+            Some(body),
+            TOKEN,
+        )
+        .await;
     assert_eq!(v["domains"], json!(["globex.example"]));
     let (path, body) = add("mall", "www.globex.example");
-    expect(&p, StatusCode::CREATED, "POST", &path, body, &globex).await;
+    p.expect(StatusCode::CREATED, "POST", &path, body, &globex)
+        .await;
     // A domain another app holds: 409, whoever asks, without saying who holds it.
-    expect(
-        &p,
+    p.expect(
         StatusCode::CREATED,
         "POST",
         "/v1/apps",
@@ -623,14 +603,18 @@ async fn custom_domains_follow_the_suffixes_the_operator_gave() {
     )
     .await;
     let (path, body) = add("ops", "www.globex.example");
-    let v = expect(&p, StatusCode::CONFLICT, "POST", &path, body, TOKEN).await;
+    let v = p
+        .expect(StatusCode::CONFLICT, "POST", &path, body, TOKEN)
+        .await;
     assert!(
         !v.to_string().contains("mall") && !v.to_string().contains("globex\""),
         "{v}"
     );
     // The operator's own app takes any name outside the platform's domain.
     let (path, body) = add("ops", "status.example.org");
-    expect(&p, StatusCode::CREATED, "POST", &path, body, TOKEN).await;
+    p.expect(StatusCode::CREATED, "POST", &path, body, TOKEN)
+        .await;
     let (path, body) = add("ops", "ops.caas.localhost");
-    expect(&p, StatusCode::FORBIDDEN, "POST", &path, body, TOKEN).await;
+    p.expect(StatusCode::FORBIDDEN, "POST", &path, body, TOKEN)
+        .await;
 }

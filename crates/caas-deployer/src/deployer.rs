@@ -243,20 +243,8 @@ impl Deployer {
     /// if needed) instead of duplicated; a name held by anything else is [`Error::NameConflict`].
     #[tracing::instrument(skip_all, fields(name = %spec.name, image = %spec.image, bind = ?spec.port.map(|p| p.host)))]
     pub async fn run(&self, spec: &RunSpec) -> Result<RunningContainer> {
-        let mut attempt = 1;
-        loop {
-            if let Some(net) = &spec.network {
-                self.ensure_network(net).await?;
-            }
-            match self.create_and_start(spec).await {
-                // Pruned between our ensure and the start: make it again (bounded).
-                Err(Error::NetworkNotFound(m)) if attempt < NETWORK_ATTEMPTS => {
-                    debug!(attempt, error = %m, "network gone; again");
-                    attempt += 1;
-                }
-                other => return other,
-            }
-        }
+        self.on_network(spec.network.as_ref(), || self.create_and_start(spec))
+            .await
     }
 
     async fn create_and_start(&self, spec: &RunSpec) -> Result<RunningContainer> {

@@ -6,7 +6,7 @@
 //! `DOCKER-USER` rule per prefix (made by `scripts/firewall`) keep containers away from the host
 //! they run on and from the platform's own networks, however many tenants there are.
 
-use crate::deployer::Deployer;
+use crate::deployer::{Deployer, NETWORK_ATTEMPTS};
 use crate::error::{classify, Error, Op, Result};
 use bollard::network::{CreateNetworkOptions, PruneNetworksOptions};
 use caas_types::labels;
@@ -141,6 +141,34 @@ impl Deployer {
                 }
                 other => Err(other),
             },
+        }
+    }
+
+    /// Runs `create` (a container's create and start) on `net`: the network made first, and
+    /// made again when a concurrent removal pruned it before the start
+    /// ([`Error::NetworkNotFound`], at most [`NETWORK_ATTEMPTS`] tries). Without a network,
+    /// `create` runs once.
+    pub(crate) async fn on_network<T, F, Fut>(
+        &self,
+        net: Option<&TenantNetwork>,
+        mut create: F,
+    ) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T>>,
+    {
+        let mut attempt = 1;
+        loop {
+            if let Some(net) = net {
+                self.ensure_network(net).await?;
+            }
+            match create().await {
+                Err(Error::NetworkNotFound(m)) if attempt < NETWORK_ATTEMPTS => {
+                    debug!(attempt, error = %m, "network gone under a create; again");
+                    attempt += 1;
+                }
+                other => return other,
+            }
         }
     }
 

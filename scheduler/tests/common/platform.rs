@@ -268,6 +268,20 @@ impl Platform {
         (status, v)
     }
 
+    /// `call` that expects `want`; the body.
+    pub async fn expect(
+        &self,
+        want: StatusCode,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+        token: &str,
+    ) -> Value {
+        let (s, v) = self.call(method, path, body, token).await;
+        assert_eq!(s, want, "{method} {path}: {v}");
+        v
+    }
+
     /// A `GET` whose answer is text (job output, step logs): the status and the body.
     pub async fn text(&self, path: &str) -> (StatusCode, String) {
         let resp = self

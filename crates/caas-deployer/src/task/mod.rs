@@ -30,7 +30,7 @@ mod spec;
 pub use io::{pipe, TaskOutput, TaskStdin, MAX_CHUNK};
 pub use spec::TaskSpec;
 
-use crate::deployer::{parse_id, Deployer, NETWORK_ATTEMPTS};
+use crate::deployer::{parse_id, Deployer};
 use crate::error::{classify, Error, Op, Result};
 use bollard::container::{AttachContainerOptions, CreateContainerOptions, WaitContainerOptions};
 use caas_types::ContainerId;
@@ -115,20 +115,8 @@ impl Deployer {
     /// attach or start failed is removed. A name in use is [`Error::NameConflict`].
     #[tracing::instrument(skip_all, fields(name = %spec.name, image = %spec.image))]
     pub async fn start_task(&self, spec: &TaskSpec) -> Result<Task> {
-        let mut attempt = 1;
-        loop {
-            if let Some(net) = &spec.network {
-                self.ensure_network(net).await?;
-            }
-            match self.create_and_start_task(spec).await {
-                // Pruned between our ensure and the start: make it again (bounded).
-                Err(Error::NetworkNotFound(m)) if attempt < NETWORK_ATTEMPTS => {
-                    debug!(name = %spec.name, attempt, error = %m, "network gone; again");
-                    attempt += 1;
-                }
-                other => return other,
-            }
-        }
+        self.on_network(spec.network.as_ref(), || self.create_and_start_task(spec))
+            .await
     }
 
     async fn create_and_start_task(&self, spec: &TaskSpec) -> Result<Task> {
