@@ -79,6 +79,24 @@ pub fn check_suffix(
     Ok(())
 }
 
+/// The routed custom domains (`routed`, the tenant's) that would be under none of `suffixes`
+/// any more: a suffix is not taken away while names below it are routed.
+pub fn check_suffixes_keep_routed(routed: &[Domain], suffixes: &[Domain]) -> Result<()> {
+    let stranded: Vec<&str> = routed
+        .iter()
+        .filter(|r| !suffixes.iter().any(|s| at_or_below(r.as_str(), s.as_str())))
+        .map(Domain::as_str)
+        .collect();
+    if stranded.is_empty() {
+        return Ok(());
+    }
+    Err(Error::Conflict(format!(
+        "domains: the tenant's apps still route {}, which the new suffixes do not cover; \
+         remove those domains first",
+        stranded.join(", ")
+    )))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -89,6 +107,22 @@ mod tests {
 
     fn t(s: &str) -> TenantName {
         s.parse().expect("valid tenant")
+    }
+
+    #[test]
+    fn a_suffix_with_routed_names_below_it_stays() {
+        let routed = [d("www.acme.example"), d("shop.acme.example")];
+        assert!(check_suffixes_keep_routed(&routed, &[d("acme.example")]).is_ok());
+        assert!(check_suffixes_keep_routed(&[], &[]).is_ok());
+        match check_suffixes_keep_routed(&routed, &[d("www.acme.example")]) {
+            Err(Error::Conflict(m)) => {
+                assert!(
+                    m.contains("shop.acme.example") && !m.contains("www."),
+                    "{m}"
+                )
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

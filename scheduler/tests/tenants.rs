@@ -593,6 +593,24 @@ async fn custom_domains_follow_the_suffixes_the_operator_gave() {
     let (path, body) = add("mall", "www.globex.example");
     p.expect(StatusCode::CREATED, "POST", &path, body, &globex)
         .await;
+    // A suffix is not taken away while a name below it is routed: the route would outlive
+    // the right to it.
+    let body = Some(json!({"domains": []}));
+    let v = p
+        .expect(
+            StatusCode::CONFLICT,
+            "PATCH",
+            "/v1/tenants/globex",
+            body,
+            TOKEN,
+        )
+        .await;
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("www.globex.example")),
+        "{v}"
+    );
     // A domain another app holds: 409, whoever asks, without saying who holds it.
     p.expect(
         StatusCode::CREATED,

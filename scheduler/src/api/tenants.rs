@@ -184,6 +184,18 @@ pub async fn update(
     };
     if let Some(domains) = &req.domains {
         check_suffixes(&state, &name, domains).await?;
+        let mut routed = Vec::new();
+        for app in state.store.list_apps(Some(&name)).await? {
+            routed.extend(
+                state
+                    .store
+                    .list_domains(&app.id)
+                    .await?
+                    .into_iter()
+                    .map(|d| d.domain),
+            );
+        }
+        domain_policy::check_suffixes_keep_routed(&routed, domains)?;
     }
     state
         .store
