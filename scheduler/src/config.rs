@@ -192,6 +192,12 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(64..=1_048_576))]
     pub container_nofile: u64,
 
+    /// Failed logins (unknown bearer tokens, wrong registry credentials) allowed per client
+    /// address per minute, also the burst; beyond, 429 with `Retry-After` before any lookup.
+    /// 0: no limit.
+    #[arg(long, env = "CAAS_AUTH_FAILURES_PER_MINUTE", default_value_t = 30)]
+    pub auth_failures_per_minute: u32,
+
     /// Put each tenant's containers (instances, jobs, workflow steps) on a bridge network of
     /// its own per engine (`{namespace}-net-{tenant}`, `operator` for the operator's apps;
     /// Linux bridge `caast…`, which `scripts/firewall` keeps off the host), made on demand and

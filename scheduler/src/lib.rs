@@ -135,13 +135,16 @@ impl Scheduler {
         let control = self.state.control.clone();
         let app = api::router(self.state);
         tracing::info!(addr = ?listener.local_addr().ok(), "admin API listening");
-        let served = axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                shutdown.await;
-                let _ = stop_tx.send(true);
-                control.close_streams();
-            })
-            .await;
+        let served = axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            let _ = stop_tx.send(true);
+            control.close_streams();
+        })
+        .await;
         let _ = leader_task.await;
         self.election.resign().await;
         served.map_err(Error::Serve)

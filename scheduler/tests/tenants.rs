@@ -636,3 +636,37 @@ async fn custom_domains_follow_the_suffixes_the_operator_gave() {
     p.expect(StatusCode::FORBIDDEN, "POST", &path, body, TOKEN)
         .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_address_that_keeps_guessing_tokens_is_stopped_before_any_lookup() {
+    let p = Platform::new(&["--auth-failures-per-minute", "5"]).await;
+    let acme = tenant(&p, json!({"name": "acme"})).await;
+    for i in 0..5 {
+        let (s, v) = p
+            .call("GET", "/v1/apps", None, &format!("guess-number-{i}"))
+            .await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED, "guess {i}: {v}");
+    }
+    let resp = p
+        .http
+        .get(format!("{}/v1/apps", p.api))
+        .bearer_auth("guess-number-5")
+        .send()
+        .await
+        .expect("admin API reachable");
+    assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+    let wait: u64 = resp.headers()["retry-after"]
+        .to_str()
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .expect("Retry-After in seconds");
+    assert!((1..=12).contains(&wait), "{wait}");
+    let body: Value = resp.json().await.expect("error body");
+    assert_eq!(body["error"]["code"], "rate_limited", "{body}");
+    // The address is held for tenants' tokens too (they need the same lookup); the operator's
+    // token, compared in memory, still works.
+    let (s, _) = p.call("GET", "/v1/apps", None, &acme).await;
+    assert_eq!(s, StatusCode::TOO_MANY_REQUESTS);
+    let (s, _) = p.call("GET", "/v1/hosts", None, TOKEN).await;
+    assert_eq!(s, StatusCode::OK);
+}

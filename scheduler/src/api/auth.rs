@@ -3,6 +3,7 @@
 //! registry's hook token and the gateways' token are no [`Principal`]: each opens its one
 //! endpoint only, and the gateway token is refused here by name (403) before any lookup.
 
+use super::auth_limit::ClientAddr;
 use super::error::ApiError;
 use super::AppState;
 use axum::extract::FromRequestParts;
@@ -111,6 +112,7 @@ impl FromRequestParts<AppState> for Principal {
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
         let hash = bearer_hash(&parts.headers)?;
+        let client = ClientAddr::of(parts).0;
         if same_hash(&hash, &state.operator_token_hash) {
             return Ok(Principal::Operator);
         }
@@ -121,9 +123,14 @@ impl FromRequestParts<AppState> for Principal {
                 ));
             }
         }
+        // An address that keeps guessing is stopped before the lookup.
+        state.auth_failures.gate(client)?;
         match state.store.tenant_by_token_hash(&hash).await? {
             Some(t) => Ok(Principal::Tenant(t.name)),
-            None => Err(ApiError::Unauthorized),
+            None => {
+                state.auth_failures.count(client);
+                Err(ApiError::Unauthorized)
+            }
         }
     }
 }

@@ -35,6 +35,12 @@ pub enum ApiError {
     /// The body is over the size limit (413).
     #[error("request body too large")]
     TooLarge,
+    /// Too many failed logins from this address (429, with `Retry-After`).
+    #[error("too many failed logins from this address; retry in {retry_after}s")]
+    TooManyFailures {
+        /// Seconds until the next attempt is read.
+        retry_after: u64,
+    },
     /// No host can take it (422).
     #[error("cannot place: {0}")]
     Unplaceable(String),
@@ -74,6 +80,7 @@ impl ApiError {
             }
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ApiError::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
+            ApiError::TooManyFailures { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             ApiError::Unplaceable(_) => (StatusCode::UNPROCESSABLE_ENTITY, "unplaceable"),
             ApiError::ImageNotFound(_) => (StatusCode::UNPROCESSABLE_ENTITY, "image_not_found"),
             ApiError::Disabled { code, .. } => (StatusCode::UNPROCESSABLE_ENTITY, code),
@@ -101,7 +108,17 @@ impl IntoResponse for ApiError {
         if status.is_server_error() {
             tracing::warn!(%status, error = %self, "admin API request failed");
         }
-        (status, Json(self.body())).into_response()
+        let retry_after = match &self {
+            ApiError::TooManyFailures { retry_after } => Some(retry_after.to_string()),
+            _ => None,
+        };
+        let mut response = (status, Json(self.body())).into_response();
+        if let Some(v) = retry_after.and_then(|v| v.parse().ok()) {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, v);
+        }
+        response
     }
 }
 

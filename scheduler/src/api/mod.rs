@@ -4,6 +4,7 @@
 
 mod apps;
 pub mod auth;
+pub mod auth_limit;
 mod config;
 mod deployments;
 pub mod error;
@@ -49,6 +50,8 @@ pub struct AppState {
     /// The registry token signer; `None`: `GET /v1/registry/token` is off (set by
     /// `Scheduler::start` from `--registry-token-key`).
     pub registry_tokens: Option<Arc<crate::registry_token::RegistryTokens>>,
+    /// Failed logins per client address (`--auth-failures-per-minute`).
+    pub auth_failures: Arc<auth_limit::AuthFailures>,
 }
 
 impl AppState {
@@ -58,6 +61,9 @@ impl AppState {
         let operator_token_hash = auth::token_hash(&config.token).into();
         let registry_hook_token_hash = optional_token_hash(config.registry_hook_token.as_deref());
         let gateway_token_hash = optional_token_hash(config.gateway_token.as_deref());
+        let auth_failures = Arc::new(auth_limit::AuthFailures::new(
+            config.auth_failures_per_minute,
+        ));
         AppState {
             store: control.store.clone(),
             config,
@@ -66,6 +72,7 @@ impl AppState {
             registry_hook_token_hash,
             gateway_token_hash,
             registry_tokens: None,
+            auth_failures,
         }
     }
 }

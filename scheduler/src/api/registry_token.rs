@@ -8,6 +8,7 @@
 //! endpoint does not exist (404).
 
 use super::auth::{same_hash, token_hash};
+use super::auth_limit::ClientAddr;
 use super::error::{ApiError, ApiResult};
 use super::AppState;
 use crate::registry_token::{self, Access, Who, OPERATOR_USER};
@@ -39,6 +40,7 @@ pub struct TokenAnswer {
 /// scope, 401 for wrong credentials, 404 when tokens are not configured.
 pub async fn token(
     State(state): State<AppState>,
+    ClientAddr(client): ClientAddr,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> ApiResult<Json<TokenAnswer>> {
@@ -47,7 +49,14 @@ pub async fn token(
             "registry tokens are not configured".into(),
         ));
     };
-    let who = authenticate(&state, &headers).await?;
+    state.auth_failures.gate(client)?;
+    let who = match authenticate(&state, &headers).await {
+        Err(ApiError::Unauthorized) => {
+            state.auth_failures.count(client);
+            return Err(ApiError::Unauthorized);
+        }
+        other => other?,
+    };
     let mut requested = Vec::new();
     for (k, v) in form_urlencoded::parse(query.as_deref().unwrap_or("").as_bytes()) {
         match k.as_ref() {
