@@ -114,7 +114,14 @@ impl ControlPlane {
             metrics.clone(),
             events.clone(),
         ));
-        let apps = Apps::new(store.clone(), routes.clone(), deployments.clone());
+        let apps = Apps::new(
+            store.clone(),
+            routes.clone(),
+            deployments.clone(),
+            config
+                .purge_images
+                .then(|| crate::image_digest::ImageDigests::new(&config)),
+        );
         let healer = Arc::new(Healer::new(
             store.clone(),
             lifecycle.clone(),
