@@ -36,7 +36,8 @@ const REPLAY_BUFFER: u64 = 64 * 1024;
 /// What every request handler shares.
 #[derive(Debug)]
 pub(crate) struct Shared {
-    pub(crate) table: ArcSwap<Table>,
+    /// The routing table (shared with the TLS certificate resolver).
+    pub(crate) table: Arc<ArcSwap<Table>>,
     pub(crate) pool: PoolPolicy,
     pub(crate) policy: HealthPolicy,
     pub(crate) stats: Arc<Stats>,

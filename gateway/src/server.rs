@@ -42,6 +42,9 @@ pub struct Gateway {
     tls: Option<(TcpListener, TlsAcceptor)>,
     admin: TcpListener,
     status: Option<watch::Receiver<RouteStatus>>,
+    /// The routing table, swapped whole on each snapshot; the TLS certificate resolver reads it
+    /// too, so it exists from bind on (empty until [`Gateway::serve`]).
+    table: Arc<ArcSwap<Table>>,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -76,7 +79,8 @@ impl Gateway {
             key: config.tls_key.as_deref(),
             dir: config.tls_dir.as_deref(),
         };
-        let tls = match tls::acceptor(sources)? {
+        let table = Arc::new(ArcSwap::from_pointee(Table::empty(&config.domain)));
+        let tls = match tls::acceptor(sources, &config.domain, Arc::clone(&table))? {
             Some(acceptor) => Some((bind(config.tls_listen).await?, acceptor)),
             None => None,
         };
@@ -86,6 +90,7 @@ impl Gateway {
             tls,
             config,
             status: None,
+            table,
         })
     }
 
@@ -125,13 +130,15 @@ impl Gateway {
             tls,
             admin,
             status,
+            table: routing,
         } = self;
         let stats = Arc::new(Stats::default());
         let first = routes.borrow_and_update().clone();
         let table = Table::build(&first, &Table::empty(&config.domain), &stats);
         publish_gauges(&stats, &table);
+        routing.store(Arc::new(table));
         let shared = Arc::new(Shared {
-            table: ArcSwap::from_pointee(table),
+            table: routing,
             pool: PoolPolicy {
                 max_idle: config.pool_idle_per_backend,
                 idle_timeout: POOL_IDLE_TIMEOUT,

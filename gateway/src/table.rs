@@ -328,6 +328,12 @@ impl Table {
         !self.blacklist.is_empty() && self.blacklist.iter().any(|r| r.contains(ip))
     }
 
+    /// Whether `host` routes to an app (a platform name of a routed app, or a custom domain in
+    /// the table): what a certificate of `--tls-dir` is offered by.
+    pub(crate) fn routes(&self, host: &str) -> bool {
+        matches!(self.lookup(host), Route::App(_))
+    }
+
     /// Resolves a Host header (or `:authority`): the port is ignored, case does not matter.
     pub(crate) fn lookup(&self, host: &str) -> Route<'_> {
         let host = strip_port(host);

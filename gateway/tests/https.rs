@@ -249,3 +249,155 @@ async fn h2_over_tls_is_served_by_the_general_path() {
     let body = resp.into_body().collect().await.unwrap().to_bytes();
     assert_eq!(&body[..], b"b");
 }
+
+/// Accepts any server certificate: the test looks at which one was served, not whether it is
+/// trusted.
+#[derive(Debug)]
+struct AnyCert(std::sync::Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AnyCert {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &rustls::pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// The leaf certificate (DER) the gateway at `tls` serves for the SNI name `name`.
+async fn served_cert(tls: std::net::SocketAddr, name: &str) -> Vec<u8> {
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let client = rustls::ClientConfig::builder_with_provider(std::sync::Arc::clone(&provider))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .dangerous()
+        .with_custom_certificate_verifier(std::sync::Arc::new(AnyCert(provider)))
+        .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(tls).await.unwrap();
+    let server = rustls::pki_types::ServerName::try_from(name.to_owned()).unwrap();
+    let stream = tokio_rustls::TlsConnector::from(std::sync::Arc::new(client))
+        .connect(server, tcp)
+        .await
+        .unwrap_or_else(|e| panic!("handshake for {name}: {e}"));
+    stream.get_ref().1.peer_certificates().unwrap()[0].to_vec()
+}
+
+/// The DER of the first certificate of a PEM file.
+fn der(pem: &Path) -> Vec<u8> {
+    rustls_pemfile::certs(&mut std::fs::read(pem).unwrap().as_slice())
+        .next()
+        .unwrap()
+        .unwrap()
+        .to_vec()
+}
+
+#[tokio::test]
+async fn a_directory_certificate_is_served_only_while_zookeeper_routes_its_domain() {
+    use caas_testkit::eventually;
+    use caas_types::{AppId, Domain};
+    let dir = cert_dir();
+    let certs = dir.0.join("certs");
+    std::fs::create_dir_all(&certs).unwrap();
+    let (default_crt, default_key) = (dir.0.join("default.pem"), dir.0.join("default.key"));
+    self_signed("*.caas.localhost", &default_crt, &default_key);
+    let (shop_crt, shop_key) = (
+        certs.join("shop.example.org.crt"),
+        certs.join("shop.example.org.key"),
+    );
+    self_signed("shop.example.org", &shop_crt, &shop_key);
+    let (default, shop) = (der(&default_crt), der(&shop_crt));
+    assert_ne!(default, shop);
+
+    let root = caas_testkit::zk::Chroot::new("tls-routed").await;
+    let registry = root.registry().await;
+    let app: AppId = "shop".parse().unwrap();
+    registry.add_app(&app).await.expect("app node");
+    let feed = caas_gateway::RoutesFeed::start(root.reader());
+    let mut config = test_config();
+    config.tls_cert = Some(default_crt.clone());
+    config.tls_key = Some(default_key);
+    config.tls_dir = Some(certs);
+    let gw =
+        TestGateway::start_with_status(config, feed.routes.borrow().clone(), feed.status).await;
+    let forward = {
+        let mut rx = feed.routes;
+        let tx = gw.routes.clone();
+        tokio::spawn(async move {
+            while rx.changed().await.is_ok() {
+                let snap = rx.borrow_and_update().clone();
+                tx.send_replace(snap);
+            }
+        })
+    };
+    let tls = gw.tls.expect("https listener");
+    let c = client();
+    eventually("the gateway routes the app", || async {
+        (get(&c, &gw, "shop.caas.localhost", "/").await.0 == 503).then_some(())
+    })
+    .await;
+
+    // Not routed: the certificate lying in --tls-dir is not handed out; the default one is.
+    assert!(
+        served_cert(tls, "shop.example.org").await == default,
+        "an unrouted domain got its directory certificate"
+    );
+    assert!(served_cert(tls, "shop.caas.localhost").await == default);
+
+    // Routed to an app in ZooKeeper: its certificate.
+    let domain: Domain = "shop.example.org".parse().unwrap();
+    registry.set_domain(&domain, &app).await.expect("domain");
+    eventually("the routed domain gets its certificate", || async {
+        (served_cert(tls, "shop.example.org").await == shop).then_some(())
+    })
+    .await;
+    assert!(served_cert(tls, "Shop.Example.Org").await == shop);
+    assert!(served_cert(tls, "shop.caas.localhost").await == default);
+
+    // Removed: no longer.
+    registry
+        .remove_domain(&domain)
+        .await
+        .expect("remove domain");
+    eventually(
+        "the removed domain no longer gets its certificate",
+        || async { (served_cert(tls, "shop.example.org").await == default).then_some(()) },
+    )
+    .await;
+    forward.abort();
+}

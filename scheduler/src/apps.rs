@@ -3,6 +3,7 @@
 
 use crate::deployments::Deployments;
 use crate::error::{Error, Result};
+use crate::image_digest::{Digest, ImageDigests};
 use crate::routes::RoutesRef;
 use crate::store::{AppRow, Store};
 use caas_types::{AppId, Domain, TenantName};
@@ -14,15 +15,24 @@ pub struct Apps {
     store: Store,
     routes: RoutesRef,
     deployments: Arc<Deployments>,
+    /// The registry a deleted app's repository is purged in (`None`: `--purge-images false`).
+    purge: Option<ImageDigests>,
 }
 
 impl Apps {
-    /// Apps over these handles; deleting an app undeploys through `deployments`.
-    pub fn new(store: Store, routes: RoutesRef, deployments: Arc<Deployments>) -> Apps {
+    /// Apps over these handles; deleting an app undeploys through `deployments` and purges its
+    /// repository through `purge`, if given.
+    pub fn new(
+        store: Store,
+        routes: RoutesRef,
+        deployments: Arc<Deployments>,
+        purge: Option<ImageDigests>,
+    ) -> Apps {
         Apps {
             store,
             routes,
             deployments,
+            purge,
         }
     }
 
@@ -42,16 +52,30 @@ impl Apps {
         Ok(app)
     }
 
-    /// Undeploys every version of an app, removes its domains from ZooKeeper, deletes it (its
-    /// config versions and tags go with the row; its ended jobs and its schedules go first). An
-    /// app with a job or workflow step still running is [`crate::Error::Conflict`], before
-    /// anything is undeployed. Waits for an operation on the app to end.
+    /// Undeploys every version of an app, purges the manifests its registry repository holds
+    /// (its tags' and its releases' digests, `crate::image_purge`), removes its domains from
+    /// ZooKeeper, deletes it (its config versions and tags go with the row; its ended jobs and
+    /// its schedules go first). An app with a job or workflow step still running is
+    /// [`crate::Error::Conflict`], before anything is undeployed. A purge that fails (registry
+    /// down, deletes not allowed) fails the delete before the row goes: the app is undeployed
+    /// but still exists, and deleting it again retries. Waits for an operation on the app to
+    /// end.
     pub async fn delete(&self, app: &AppId) -> Result<()> {
         let _app = self.deployments.lock_app(app).await;
         self.store.delete_app_jobs(app).await?;
         for d in self.store.list_deployments(app).await? {
             // By id: a rollback in flight may hold two deployments of one version.
             self.deployments.undeploy_id(d.id).await?;
+        }
+        if let Some(registry) = &self.purge {
+            let pinned: Vec<Digest> = self
+                .store
+                .list_releases(app, u32::MAX, None)
+                .await?
+                .iter()
+                .filter_map(|r| Digest::parse(&r.digest))
+                .collect();
+            registry.purge(app, &pinned).await?;
         }
         for d in self.store.list_domains(app).await? {
             self.routes.remove_domain(&d.domain).await?;

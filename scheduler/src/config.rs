@@ -85,6 +85,14 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(10..=3600))]
     pub registry_token_ttl_secs: u64,
 
+    /// Whether `DELETE /v1/apps/{app}` deletes every manifest of the app's repository (so a
+    /// new owner of the id never runs the old owner's images). The registry must allow
+    /// deletes. Off only for a registry shared with something else that uses the same
+    /// repository names (the test suite's shared `hello` and `busybox` images).
+    #[arg(long, env = "CAAS_PURGE_IMAGES", default_value_t = true,
+          action = clap::ArgAction::Set)]
+    pub purge_images: bool,
+
     /// Bearer token the gateways send with their demand reports to `POST /v1/gateway/demand`,
     /// the only endpoint it opens (no operator or tenant token opens that one); unset or empty,
     /// that endpoint answers 404.

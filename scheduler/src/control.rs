@@ -117,7 +117,14 @@ impl ControlPlane {
             metrics.clone(),
             events.clone(),
         ));
-        let apps = Apps::new(store.clone(), routes.clone(), deployments.clone());
+        let apps = Apps::new(
+            store.clone(),
+            routes.clone(),
+            deployments.clone(),
+            config
+                .purge_images
+                .then(|| crate::image_digest::ImageDigests::new(&config)),
+        );
         let fence = Arc::new(Fence::default());
         let healer = Arc::new(Healer::new(
             store.clone(),

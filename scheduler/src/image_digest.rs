@@ -10,6 +10,8 @@
 //! Failures are precise: a tag or digest the registry does not have is
 //! [`Error::ImageNotFound`] (422); a registry that cannot be reached, refuses the credentials or
 //! answers without a digest is [`Error::Registry`] (502).
+//!
+//! The same client purges a deleted app's repository (`crate::image_purge`).
 
 use crate::config::Config;
 use crate::error::{Error, Result};
@@ -19,7 +21,7 @@ use std::time::Duration;
 /// The manifest media types a HEAD accepts: Docker v2 manifests and manifest lists, OCI
 /// manifests and indexes. Without them a registry answers with a converted schema-1 manifest
 /// whose digest pulls nothing.
-const ACCEPT: &str = "application/vnd.docker.distribution.manifest.v2+json, \
+pub(crate) const ACCEPT: &str = "application/vnd.docker.distribution.manifest.v2+json, \
      application/vnd.docker.distribution.manifest.list.v2+json, \
      application/vnd.oci.image.manifest.v1+json, \
      application/vnd.oci.image.index.v1+json";
@@ -59,7 +61,8 @@ pub fn pinned_reference(registry: &str, app: &AppId, digest: &Digest) -> String 
     format!("{registry}/{app}@{digest}")
 }
 
-/// Asks the registry what tags point to.
+/// The platform's client of the registry's HTTP API: what tags point to, and (`image_purge`)
+/// deleting a repository's manifests.
 #[derive(Debug, Clone)]
 pub struct ImageDigests {
     /// `None` if the HTTP client could not be built (every request then fails as a
@@ -110,43 +113,28 @@ impl ImageDigests {
     }
 
     async fn head(&self, app: &AppId, reference: &str, shown: &str) -> Result<Digest> {
-        // `app` and `reference` are validated ids (or a parsed digest): nothing to escape.
+        let mut session = Session::new("resolving", shown, None);
+        self.head_digest(app, reference, shown, &mut session).await
+    }
+
+    /// The digest the manifest `reference` of `app` (`shown` in errors) has: `HEAD` with
+    /// [`ACCEPT`], within `session`.
+    pub(crate) async fn head_digest(
+        &self,
+        app: &AppId,
+        reference: &str,
+        shown: &str,
+        session: &mut Session<'_>,
+    ) -> Result<Digest> {
+        // `app` and `reference` are validated ids (or a parsed digest or tag): nothing to
+        // escape.
         let url = format!("http://{}/v2/{app}/manifests/{reference}", self.registry);
-        let http = self
-            .http
-            .as_ref()
-            .ok_or_else(|| Error::Config("the registry client could not be built".into()))?;
-        let unreachable = |e: reqwest::Error| {
-            tracing::warn!(registry = %self.registry, error = %e, "registry unreachable");
-            Error::Registry(format!(
-                "registry {} unreachable while resolving {shown}",
-                self.registry
-            ))
-        };
-        let mut req = http.head(&url).header(reqwest::header::ACCEPT, ACCEPT);
-        if let Some(user) = &self.user {
-            req = req.basic_auth(user, self.password.as_deref());
-        }
-        let mut resp = req.send().await.map_err(unreachable)?;
-        // A registry with `auth: token` answers 401 with a Bearer challenge: get a token from
-        // its realm with the platform's credentials and ask again.
-        let challenge = resp
-            .headers()
-            .get(reqwest::header::WWW_AUTHENTICATE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(parse_bearer_challenge);
-        if let (401, Some(challenge)) = (resp.status().as_u16(), challenge) {
-            let token = self.token(http, &challenge, shown).await?;
-            resp = http
-                .head(&url)
-                .header(reqwest::header::ACCEPT, ACCEPT)
-                .bearer_auth(token)
-                .send()
-                .await
-                .map_err(unreachable)?;
-        }
-        let status = resp.status();
-        classify(status.as_u16(), shown, &self.registry)?;
+        let resp = self
+            .send(session, |http| {
+                http.head(&url).header(reqwest::header::ACCEPT, ACCEPT)
+            })
+            .await?;
+        classify(resp.status().as_u16(), shown, &self.registry)?;
         let header = resp
             .headers()
             .get("docker-content-digest")
@@ -157,6 +145,85 @@ impl ImageDigests {
                 self.registry
             ))
         })
+    }
+
+    /// `http://{registry}`.
+    pub(crate) fn base(&self) -> String {
+        format!("http://{}", self.registry)
+    }
+
+    /// Sends the request `build` makes, with the platform's credentials (basic auth). A registry
+    /// with `auth: token` answers 401 with a Bearer challenge: a token is then asked from its
+    /// realm with the same credentials (for the session's scope, else the challenge's) and the
+    /// request sent again with it. The token is kept in `session` for its next requests.
+    pub(crate) async fn send(
+        &self,
+        session: &mut Session<'_>,
+        build: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response> {
+        let http = self
+            .http
+            .as_ref()
+            .ok_or_else(|| Error::Config("the registry client could not be built".into()))?;
+        let unreachable = |e: reqwest::Error| {
+            tracing::warn!(registry = %self.registry, error = %e, "registry unreachable");
+            Error::Registry(format!(
+                "registry {} unreachable while {} {}",
+                self.registry, session.doing, session.shown
+            ))
+        };
+        let mut req = build(http);
+        match (&session.bearer, &self.user) {
+            (Some(token), _) => req = req.bearer_auth(token),
+            (None, Some(user)) => req = req.basic_auth(user, self.password.as_deref()),
+            (None, None) => {}
+        }
+        let resp = req.send().await.map_err(unreachable)?;
+        let challenge = resp
+            .headers()
+            .get(reqwest::header::WWW_AUTHENTICATE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_bearer_challenge);
+        let (401, Some(mut challenge)) = (resp.status().as_u16(), challenge) else {
+            return Ok(resp);
+        };
+        if let Some(scope) = session.scope {
+            challenge.scope = Some(scope.to_owned());
+        }
+        let token = self.token(http, &challenge, session.shown).await?;
+        let resp = build(http)
+            .bearer_auth(&token)
+            .send()
+            .await
+            .map_err(unreachable)?;
+        session.bearer = Some(token);
+        Ok(resp)
+    }
+}
+
+/// One operation's requests to the registry: what it is doing (for errors), the token it
+/// holds once a registry with `auth: token` has asked for one, and the scope to ask for.
+#[derive(Debug)]
+pub(crate) struct Session<'a> {
+    /// `resolving`, `purging`: completes "registry ... unreachable while {doing} {shown}".
+    doing: &'a str,
+    /// The image or repository the operation is about, as errors name it.
+    pub(crate) shown: &'a str,
+    /// `repository:{app}:pull,delete`: one token for every request of the operation. `None`:
+    /// the scope each challenge asks for.
+    scope: Option<&'a str>,
+    bearer: Option<String>,
+}
+
+impl<'a> Session<'a> {
+    /// A session doing `doing` to `shown`, with tokens for `scope` if given.
+    pub(crate) fn new(doing: &'a str, shown: &'a str, scope: Option<&'a str>) -> Session<'a> {
+        Session {
+            doing,
+            shown,
+            scope,
+            bearer: None,
+        }
     }
 }
 

@@ -24,6 +24,7 @@ pub mod fence;
 pub mod healing;
 pub mod health_targets;
 pub mod image_digest;
+pub mod image_purge;
 pub mod image_push;
 pub mod jobs;
 pub mod leader;

@@ -265,6 +265,9 @@ async fn a_tenant_pushes_only_to_its_own_apps_and_a_deploy_pulls_through_tokens(
         key.to_str().expect("utf-8 path"),
         "--registry-token-cert",
         cert.to_str().expect("utf-8 path"),
+        // This registry is the test's own: deleting an app purges its repository here.
+        "--purge-images",
+        "true",
     ])
     .await;
     let _registry = start_registry(&scratch.0, port, &p.api, &cert);
@@ -426,10 +429,12 @@ async fn a_tenant_pushes_only_to_its_own_apps_and_a_deploy_pulls_through_tokens(
     let (present, out) = run(docker(&config).args(["image", "inspect", &pinned]));
     assert!(present, "{pinned} was not pulled: {out}");
 
+    // Deleting the app undeploys it and purges its repository through a token of the
+    // platform credential (`pull,delete`); the next owner of the id finds nothing.
+    let (s, d) = p.call("DELETE", "/v1/apps/acme-web", None, &acme).await;
+    assert_eq!(s, StatusCode::NO_CONTENT, "deleting acme-web: {d}");
+    assert!(registry_tags(&p, &registry, "acme-web").await.is_empty());
+    assert_eq!(registry_tags(&p, &registry, "other-web").await, vec!["v1"]);
     // Leave no reference to this test's registry on the shared engine.
-    let (s, d) = p
-        .call("DELETE", "/v1/apps/acme-web/deployments/v1", None, &acme)
-        .await;
-    assert!(s.is_success(), "undeploying acme-web:v1: {d}");
     let _ = run(docker(&config).args(["rmi", &pinned]));
 }

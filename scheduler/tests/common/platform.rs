@@ -103,6 +103,10 @@ impl Platform {
             ("--stop-grace-secs", "2"),
             ("--start-timeout-secs", "20"),
             ("--reconcile-secs", "2"),
+            // Every test's platform shares one registry and its `hello` and `busybox`
+            // repositories: deleting an app named `hello` must not purge them. The purge's own
+            // test (tests/image_purge.rs) turns it on, for per-test repositories.
+            ("--purge-images", "false"),
         ]
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
