@@ -133,14 +133,29 @@ impl Chroot {
     /// The platform's `Registry` on the chroot (writer config, platform ACLs) with its layout
     /// made, as the scheduler has it once started.
     pub async fn registry(&self) -> Registry {
-        let registry = Registry::connect(&self.platform(), self.policy())
-            .await
-            .unwrap_or_else(|e| panic!("connecting the registry in {}: {e}", self.path));
-        registry
-            .ensure_layout()
-            .await
-            .unwrap_or_else(|e| panic!("making the layout in {}: {e}", self.path));
-        registry
+        let mut attempt = 1;
+        loop {
+            let made = async {
+                let registry = Registry::connect(&self.platform(), self.policy())
+                    .await
+                    .map_err(|e| format!("connecting the registry in {}: {e}", self.path))?;
+                registry
+                    .ensure_layout()
+                    .await
+                    .map_err(|e| format!("making the layout in {}: {e}", self.path))?;
+                Ok::<_, String>(registry)
+            }
+            .await;
+            match made {
+                Ok(registry) => return registry,
+                Err(e) if attempt < TRANSIENT_ATTEMPTS => {
+                    eprintln!("zookeeper set-up failed ({e}); again");
+                    attempt += 1;
+                    tokio::time::sleep(TRANSIENT_PAUSE).await;
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
     }
 
     /// A raw client rooted at the chroot, authenticated as `auth` if given.
@@ -200,16 +215,52 @@ fn none_if_no_node<T>(result: Result<T, Error>) -> Result<Option<T>, Error> {
 /// The data of the node at `path` as text, or `None` if there is no such node; any other error
 /// fails the test (an unreadable node is not an absent one).
 pub async fn read(client: &Client, path: &str) -> Option<String> {
-    let (data, _) = none_if_no_node(client.get_data(path).await)
-        .unwrap_or_else(|e| panic!("reading zookeeper node {path}: {e}"))?;
+    let (data, _) = patiently(&format!("reading zookeeper node {path}"), || {
+        client.get_data(path)
+    })
+    .await?;
     Some(String::from_utf8(data).unwrap_or_else(|e| panic!("node {path} is not UTF-8: {e}")))
 }
 
 /// The children of the node at `path`, or `None` if there is no such node; any other error
 /// fails the test (a node that cannot be listed is not an empty one).
 pub async fn children(client: &Client, path: &str) -> Option<Vec<String>> {
-    none_if_no_node(client.list_children(path).await)
-        .unwrap_or_else(|e| panic!("listing zookeeper node {path}: {e}"))
+    patiently(&format!("listing zookeeper node {path}"), || {
+        client.list_children(path)
+    })
+    .await
+}
+
+/// How many times a test's own ZooKeeper read or set-up is tried when the server does not
+/// answer in time (a shared server on a loaded 2-core machine can stall past the short request
+/// timeout of the tests' 4 s sessions), and the pause between tries. Only transport failures
+/// ("no response from connection", connection lost, timed out) are tried again; an answer
+/// (even an error) is final.
+const TRANSIENT_ATTEMPTS: u32 = 3;
+const TRANSIENT_PAUSE: Duration = Duration::from_millis(300);
+
+/// `op`'s result, `None` for no such node; a transport failure (no response, connection lost)
+/// tried again up to [`TRANSIENT_ATTEMPTS`] times; any other error fails the test (an
+/// unreadable node is not an absent one).
+async fn patiently<T, F, Fut>(what: &str, mut op: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, Error>>,
+{
+    let mut attempt = 1;
+    loop {
+        match none_if_no_node(op().await) {
+            Ok(v) => return v,
+            Err(e @ (Error::ConnectionLoss | Error::Timeout | Error::Custom(_)))
+                if attempt < TRANSIENT_ATTEMPTS =>
+            {
+                eprintln!("{what}: {e}; again");
+                attempt += 1;
+                tokio::time::sleep(TRANSIENT_PAUSE).await;
+            }
+            Err(e) => panic!("{what}: {e}"),
+        }
+    }
 }
 
 /// Ends `session` from outside, as an expiry would: a second client takes the session over
