@@ -369,6 +369,8 @@ impl Deployer {
     /// already being removed) is fine.
     #[tracing::instrument(level = "debug", skip(self), fields(engine = %self.inner.endpoint))]
     pub async fn remove(&self, id: &ContainerId) -> Result<()> {
+        // Which network it is on, asked first: once removed, nobody can say.
+        let network = self.user_network_of(id).await;
         let options = RemoveContainerOptions {
             force: true,
             v: true,
@@ -380,8 +382,12 @@ impl Deployer {
             .remove_container(id.as_str(), Some(options))
             .await;
         already_done(id, done, "already in progress")?;
-        // The last container of a tenant's network takes the network with it.
-        self.prune_tenant_networks_logged().await;
+        // The last container of a tenant's network takes the network with it (that network
+        // only: a prune would also take other tenants' networks made a moment ago for a
+        // container not started yet).
+        if let Some(network) = network {
+            self.remove_network_if_unused(&network).await;
+        }
         Ok(())
     }
 

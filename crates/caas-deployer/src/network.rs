@@ -9,7 +9,7 @@
 use crate::deployer::{Deployer, NETWORK_ATTEMPTS};
 use crate::error::{classify, Error, Op, Result};
 use bollard::network::{CreateNetworkOptions, PruneNetworksOptions};
-use caas_types::labels;
+use caas_types::{labels, ContainerId};
 use std::collections::HashMap;
 use std::net::IpAddr;
 use tracing::{debug, info, warn};
@@ -19,6 +19,11 @@ pub const BRIDGE_PREFIX: &str = "caast";
 
 /// The network label naming the tenant a network belongs to.
 pub const TENANT_LABEL: &str = "caas.tenant";
+
+/// How many times a create refused for a bridge name in use is tried again, and the pause
+/// (growing with each try: 50, 100, ... ms, about 2.7 s in all) before each.
+const BRIDGE_CLASH_ATTEMPTS: u32 = 10;
+const BRIDGE_CLASH_PAUSE: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// A tenant's bridge network on an engine: its engine name and its Linux bridge name.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -113,35 +118,49 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 
 impl Deployer {
     /// Creates the tenant's network unless the engine has it already.
+    ///
+    /// The engine refuses a second network on a bridge name ("same bridge name") while a
+    /// concurrent create of the same network is still under way (not yet found by name), or
+    /// while a prune is still deleting it: both pass, so that answer is tried again, briefly,
+    /// until the network is found by our name or made. Only a clash that outlasts that is an
+    /// error (two names hashed to one bridge).
     pub async fn ensure_network(&self, net: &TenantNetwork) -> Result<()> {
         let docker = self.docker().await?;
-        match docker.create_network(net.create_options()).await {
-            Ok(_) => {
-                info!(
-                    network = net.name(),
-                    bridge = net.bridge(),
-                    "tenant network created"
-                );
-                Ok(())
-            }
-            Err(e) => match classify(Op::Engine, e) {
-                Error::Docker { status: 409, .. } => Ok(()),
-                Error::Docker { message, .. } if message.contains("already exists") => Ok(()),
-                // A concurrent create of the same network won (the engine's duplicate check is
-                // best effort; the bridge name is what it refuses twice). Ours if it has our name,
-                // else a real clash of two names' bridges.
-                Error::Docker { message, .. } if message.contains("same bridge name") => {
-                    match self.network_addresses(net.name()).await {
-                        Ok(_) => Ok(()),
-                        Err(_) => Err(Error::Docker {
-                            status: 409,
-                            message: format!("network {}: {message}", net.name()),
-                        }),
-                    }
+        let mut clash = String::new();
+        for attempt in 0..BRIDGE_CLASH_ATTEMPTS {
+            match docker.create_network(net.create_options()).await {
+                Ok(_) => {
+                    info!(
+                        network = net.name(),
+                        bridge = net.bridge(),
+                        "tenant network created"
+                    );
+                    return Ok(());
                 }
-                other => Err(other),
-            },
+                Err(e) => match classify(Op::Engine, e) {
+                    Error::Docker { status: 409, .. } => return Ok(()),
+                    Error::Docker { message, .. } if message.contains("already exists") => {
+                        return Ok(())
+                    }
+                    Error::Docker { message, .. } if message.contains("same bridge name") => {
+                        if self.network_addresses(net.name()).await.is_ok() {
+                            return Ok(());
+                        }
+                        debug!(
+                            network = net.name(),
+                            attempt, "bridge name taken for now; again"
+                        );
+                        clash = message;
+                        tokio::time::sleep(BRIDGE_CLASH_PAUSE * (attempt + 1)).await;
+                    }
+                    other => return Err(other),
+                },
+            }
         }
+        Err(Error::Docker {
+            status: 409,
+            message: format!("network {}: {clash}", net.name()),
+        })
     }
 
     /// Runs `create` (a container's create and start) on `net`: the network made first, and
@@ -193,11 +212,42 @@ impl Deployer {
         Ok(gone)
     }
 
-    /// Prunes unused tenant networks, logging a failure (the next removal or the reconciler
-    /// tries again).
-    pub(crate) async fn prune_tenant_networks_logged(&self) {
-        if let Err(e) = self.prune_tenant_networks().await {
-            warn!(error = %e, "could not prune unused tenant networks");
+    /// The user-defined network container `id` is on (its `NetworkMode`), if any: `None` for
+    /// the engine's own networks, another container's, or a container that is gone.
+    pub(crate) async fn user_network_of(&self, id: &ContainerId) -> Option<String> {
+        let docker = self.docker().await.ok()?;
+        let inspected = docker
+            .inspect_container(
+                id.as_str(),
+                None::<bollard::container::InspectContainerOptions>,
+            )
+            .await
+            .ok()?;
+        let mode = inspected.host_config?.network_mode?;
+        let builtin = ["", "default", "bridge", "host", "none"].contains(&mode.as_str());
+        (!builtin && !mode.starts_with("container:")).then_some(mode)
+    }
+
+    /// Removes the network `name` if no container uses it any more; one in use (the engine
+    /// refuses), gone already, or failing is left (logged), for the next removal.
+    pub(crate) async fn remove_network_if_unused(&self, name: &str) {
+        let Ok(docker) = self.docker().await else {
+            return;
+        };
+        match docker.remove_network(name).await {
+            Ok(()) => debug!(
+                network = name,
+                "tenant network removed with its last container"
+            ),
+            Err(e) => match classify(Op::Engine, e) {
+                // In use (403 "has active endpoints"), or gone (404).
+                Error::Docker {
+                    status: 403 | 409, ..
+                }
+                | Error::NetworkNotFound(_) => {}
+                Error::Docker { message, .. } if message.contains("active endpoints") => {}
+                other => warn!(network = name, error = %other, "could not remove a tenant network"),
+            },
         }
     }
 

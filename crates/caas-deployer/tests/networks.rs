@@ -75,3 +75,22 @@ async fn concurrent_starts_and_removals_on_one_tenant_network_all_succeed() {
     );
     assert!(cli_containers(&ns).is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn eight_concurrent_ensures_of_a_new_network_all_succeed() {
+    let d = deployer().await;
+    let ns = Namespace::new("netrace");
+    for round in 0..3 {
+        let net = TenantNetwork::for_tenant(ns.as_str(), &format!("race{round}"));
+        let ensured = join_all((0..8).map(|_| {
+            let (d, net) = (d.clone(), net.clone());
+            async move { d.ensure_network(&net).await }
+        }))
+        .await;
+        for r in ensured {
+            r.unwrap_or_else(|e| panic!("round {round}: {e}"));
+        }
+        assert!(d.network_addresses(net.name()).await.is_ok());
+        d.prune_tenant_networks().await.expect("prune");
+    }
+}
