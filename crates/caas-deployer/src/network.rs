@@ -1,5 +1,6 @@
 //! Tenant networks: each tenant's containers on a bridge network of their own per engine,
-//! created on demand before a container needs it and pruned when its last container goes.
+//! created on demand before a container needs it and removed with its last container (or
+//! when the start that made it fails).
 //!
 //! Between two tenants' bridges the engine itself drops traffic (its isolation chains), and
 //! because every tenant bridge is named `caast…` ([`BRIDGE_PREFIX`]), one `INPUT` rule and one
@@ -8,7 +9,7 @@
 
 use crate::deployer::{Deployer, NETWORK_ATTEMPTS};
 use crate::error::{classify, Error, Op, Result};
-use bollard::network::{CreateNetworkOptions, PruneNetworksOptions};
+use bollard::network::CreateNetworkOptions;
 use caas_types::{labels, ContainerId};
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -186,30 +187,16 @@ impl Deployer {
                     debug!(attempt, error = %m, "network gone under a create; again");
                     attempt += 1;
                 }
-                other => return other,
+                Err(e) => {
+                    // A failed start leaves no network behind that nothing uses.
+                    if let Some(net) = net {
+                        self.remove_network_if_unused(net.name()).await;
+                    }
+                    return Err(e);
+                }
+                ok => return ok,
             }
         }
-    }
-
-    /// Removes every tenant network of this engine that no container uses any more (every
-    /// namespace's: the engine checks use, so a network in use is never touched). A container
-    /// being created in a network at that moment sees [`Error::NetworkNotFound`] and
-    /// [`Deployer::run`] makes the network again.
-    pub async fn prune_tenant_networks(&self) -> Result<Vec<String>> {
-        let options = PruneNetworksOptions {
-            filters: HashMap::from([("label", vec![TENANT_LABEL])]),
-        };
-        let pruned = self
-            .docker()
-            .await?
-            .prune_networks(Some(options))
-            .await
-            .map_err(|e| classify(Op::Engine, e))?;
-        let gone = pruned.networks_deleted.unwrap_or_default();
-        if !gone.is_empty() {
-            debug!(networks = ?gone, "unused tenant networks removed");
-        }
-        Ok(gone)
     }
 
     /// The user-defined network container `id` is on (its `NetworkMode`), if any: `None` for
@@ -230,7 +217,7 @@ impl Deployer {
 
     /// Removes the network `name` if no container uses it any more; one in use (the engine
     /// refuses), gone already, or failing is left (logged), for the next removal.
-    pub(crate) async fn remove_network_if_unused(&self, name: &str) {
+    pub async fn remove_network_if_unused(&self, name: &str) {
         let Ok(docker) = self.docker().await else {
             return;
         };

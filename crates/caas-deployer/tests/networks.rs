@@ -91,6 +91,27 @@ async fn eight_concurrent_ensures_of_a_new_network_all_succeed() {
             r.unwrap_or_else(|e| panic!("round {round}: {e}"));
         }
         assert!(d.network_addresses(net.name()).await.is_ok());
-        d.prune_tenant_networks().await.expect("prune");
+        d.remove_network_if_unused(net.name()).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_start_leaves_no_network_behind() {
+    let d = deployer().await;
+    let ns = Namespace::new("netfail");
+    let net = TenantNetwork::for_tenant(ns.as_str(), "failing");
+    let mut spec = hello_spec(
+        &ns,
+        "f1",
+        "127.0.0.1:5000/no-such-app:v1",
+        HOST_A,
+        free_port(),
+    );
+    spec.network = Some(net.clone());
+    assert!(
+        d.run(&spec).await.is_err(),
+        "an image that is not there fails"
+    );
+    let left = d.tenant_networks().await.expect("list networks");
+    assert!(!left.iter().any(|n| n == net.name()), "{left:?}");
 }
