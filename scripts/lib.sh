@@ -37,7 +37,9 @@ ours_starting() {
     local pid deadline=$((SECONDS + 60))
     pid="$(cat "$PID_DIR/$1.pid")"
     log "$1: ours (pid $pid) is running; waiting for it to answer"
-    until "$2" >/dev/null 2>&1; do
+    # OK_FN may carry arguments ("engine_ok 2"): split on purpose.
+    # shellcheck disable=SC2086
+    until $2 >/dev/null 2>&1; do
         if ! kill -0 "$pid" 2>/dev/null; then
             log "$1: pid $pid exited (it was stopping); starting a new one"
             return 1
@@ -48,7 +50,8 @@ ours_starting() {
 }
 
 # answers NAME OK_FN: NAME answers now, or ours is still coming up and answers soon.
-answers() { "$2" >/dev/null 2>&1 || ours_starting "$1" "$2"; }
+# shellcheck disable=SC2086
+answers() { $2 >/dev/null 2>&1 || ours_starting "$1" "$2"; }
 
 # private_dirs: RUN_DIR and the directories under it that hold logs, PIDs and secrets exist and
 # are 0700 (owner only): logs may quote requests and errors, and everything secret lives here.
