@@ -11,6 +11,12 @@
 //!   engine that answers once in a while does not flip the host back and forth; going down
 //!   needs more, since it moves instances.
 //!
+//! No host is marked down in a round where no watched engine answered: when every engine is
+//! silent at once, the likelier fault is this scheduler's (cut off from the hosts' network, its
+//! TLS client files unusable), and marking every host down would deregister every instance
+//! with nowhere to put a replacement. Once any engine answers again, a host still failing is
+//! marked down at once.
+//!
 //! A host an operator set to `draining` or `down` is never pinged nor changed, and an operator's
 //! state change clears `auto_down` (`Store::set_host_state`), so the watch never overrides an
 //! operator. `auto_down` is stored, not remembered, so a new leader brings back the hosts its
@@ -111,6 +117,8 @@ struct Count {
 #[derive(Debug, Default, Clone)]
 pub struct Counts {
     by_host: HashMap<i64, Count>,
+    /// The last round held back a host's change to `down`: no engine answered in it.
+    held_back: bool,
 }
 
 impl Counts {
@@ -118,10 +126,12 @@ impl Counts {
     /// whether its engine answered. A host not in the round (not watched any more, deleted)
     /// is forgotten, and so are its counts when the watch sees it otherwise than before (a
     /// change made by the watch or by an operator starts the count again). Returns the
-    /// changes to make, in the round's order.
+    /// changes to make, in the round's order; none to `down` when no engine answered.
     pub fn observe(&mut self, round: &[(i64, Watched, bool)], rules: Rules) -> Vec<(i64, Change)> {
         let present: HashSet<i64> = round.iter().map(|(id, _, _)| *id).collect();
         self.by_host.retain(|id, _| present.contains(id));
+        let any_answered = round.iter().any(|(_, _, answered)| *answered);
+        self.held_back = false;
         let mut changes = Vec::new();
         for &(id, seen, answered) in round {
             let count = self.by_host.entry(id).or_insert(Count {
@@ -145,6 +155,10 @@ impl Counts {
             }
             match seen {
                 Watched::Ready if rules.down_after > 0 && count.failures >= rules.down_after => {
+                    if !any_answered {
+                        self.held_back = true;
+                        continue;
+                    }
                     changes.push((
                         id,
                         Change::Down {
@@ -169,6 +183,12 @@ impl Counts {
     /// Failed pings in a row of host `id` (0 when not watched).
     pub fn failures(&self, id: i64) -> u32 {
         self.by_host.get(&id).map_or(0, |c| c.failures)
+    }
+
+    /// Whether the last round kept a host that failed enough `ready` because no engine
+    /// answered in it.
+    pub fn held_back(&self) -> bool {
+        self.held_back
     }
 }
 
@@ -279,7 +299,11 @@ impl HostWatch {
             .zip(&results)
             .map(|((h, w), r)| (h.id, *w, r.is_ok()))
             .collect();
+        let was_held_back = counts.held_back();
         let changes = counts.observe(&round, self.rules);
+        if counts.held_back() && !was_held_back {
+            tracing::warn!(hosts = round.len(), "host watch: no host's engine answers; marking none down (is this scheduler cut off from the hosts?)");
+        }
         for ((h, w), r) in watched.iter().zip(&results) {
             if let Err(e) = r {
                 self.metrics.failed_pings.fetch_add(1, Ordering::Relaxed);
@@ -372,13 +396,18 @@ mod tests {
         up_after: 2,
     };
 
-    /// Feeds rounds of one host (`seen`, answered) and collects the changes of each.
+    /// A host whose engine always answers, beside the one a test follows.
+    const WELL: i64 = 99;
+
+    /// Feeds rounds of one host (`seen`, answered), next to a host that always answers, and
+    /// collects the changes of the followed one in each.
     fn rounds(counts: &mut Counts, id: i64, seq: &[(Watched, bool)]) -> Vec<Vec<Change>> {
         seq.iter()
             .map(|&(w, ok)| {
                 counts
-                    .observe(&[(id, w, ok)], RULES)
+                    .observe(&[(id, w, ok), (WELL, Watched::Ready, true)], RULES)
                     .into_iter()
+                    .filter(|(host, _)| *host == id)
                     .map(|(_, c)| c)
                     .collect()
             })
@@ -523,6 +552,37 @@ mod tests {
         assert_eq!(
             c.observe(&[(3, d, true)], RULES),
             vec![(3, Change::Up { answers: 2 })]
+        );
+    }
+
+    #[test]
+    fn no_host_is_marked_down_in_a_round_where_no_engine_answers() {
+        let mut c = Counts::default();
+        let r = Watched::Ready;
+        for _ in 0..5 {
+            assert!(c.observe(&[(1, r, false), (2, r, false)], RULES).is_empty());
+        }
+        assert!(c.held_back());
+        // One engine answers again: the other, still silent, goes down at once.
+        assert_eq!(
+            c.observe(&[(1, r, true), (2, r, false)], RULES),
+            vec![(2, Change::Down { failures: 6 })]
+        );
+        assert!(!c.held_back());
+        // A single host is never marked down: there is nowhere to move its instances.
+        let mut c = Counts::default();
+        for _ in 0..5 {
+            assert!(c.observe(&[(1, r, false)], RULES).is_empty());
+        }
+        // A host marked down automatically that answers counts as an answer.
+        let mut c = Counts::default();
+        let d = Watched::AutoDown;
+        for _ in 0..2 {
+            c.observe(&[(1, r, false), (2, d, false)], RULES);
+        }
+        assert_eq!(
+            c.observe(&[(1, r, false), (2, d, true)], RULES),
+            vec![(1, Change::Down { failures: 3 })]
         );
     }
 
