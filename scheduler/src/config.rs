@@ -168,6 +168,25 @@ pub struct Config {
     #[arg(long, env = "CAAS_RECONCILE_SECS", default_value_t = 30)]
     pub reconcile_secs: u64,
 
+    /// Time between the leader's pings of every host's engine, milliseconds. A `ready` host
+    /// whose engine misses `--host-down-after` pings in a row is marked `down` (its instances
+    /// are then replaced elsewhere); a host marked down so is `ready` again once its engine
+    /// answers 2 pings in a row. A state an operator set is never changed.
+    #[arg(long, env = "CAAS_HOST_CHECK_MS", default_value_t = 1000,
+          value_parser = clap::value_parser!(u64).range(50..=600_000))]
+    pub host_check_ms: u64,
+
+    /// How long one ping of a host's engine may take before it counts as failed, milliseconds.
+    #[arg(long, env = "CAAS_HOST_PING_TIMEOUT_MS", default_value_t = 1000,
+          value_parser = clap::value_parser!(u64).range(50..=60_000))]
+    pub host_ping_timeout_ms: u64,
+
+    /// Failed pings in a row after which the leader marks a `ready` host `down`. 0: the leader
+    /// never marks a host down (it still brings back the hosts it marked down before).
+    #[arg(long, env = "CAAS_HOST_DOWN_AFTER", default_value_t = 3,
+          value_parser = clap::value_parser!(u32).range(0..=10_000))]
+    pub host_down_after: u32,
+
     /// Largest request body the admin API accepts, bytes.
     #[arg(long, env = "CAAS_MAX_BODY_BYTES", default_value_t = 256 * 1024)]
     pub max_body_bytes: usize,
@@ -341,6 +360,43 @@ mod tests {
             let mut zero = base.to_vec();
             zero.extend([flag.as_str(), "0"]);
             assert!(Config::try_parse_from(zero).is_err(), "--{long} 0");
+        }
+    }
+
+    #[test]
+    fn host_watch_flags_default_to_one_second_and_three_failures() {
+        let base = [
+            "caas-scheduler",
+            "--database-url",
+            "mysql://u:p@h/db",
+            "--token",
+            "operator-token-long-enough",
+        ];
+        let config = Config::try_parse_from(base).unwrap();
+        assert_eq!(
+            (
+                config.host_check_ms,
+                config.host_ping_timeout_ms,
+                config.host_down_after
+            ),
+            (1000, 1000, 3)
+        );
+        let cmd = Config::command();
+        for (long, env) in [
+            ("host-check-ms", "CAAS_HOST_CHECK_MS"),
+            ("host-ping-timeout-ms", "CAAS_HOST_PING_TIMEOUT_MS"),
+            ("host-down-after", "CAAS_HOST_DOWN_AFTER"),
+        ] {
+            let arg = cmd
+                .get_arguments()
+                .find(|a| a.get_long() == Some(long))
+                .unwrap();
+            assert_eq!(arg.get_env().unwrap(), env);
+        }
+        for (flag, bad) in [("--host-check-ms", "0"), ("--host-ping-timeout-ms", "10")] {
+            let mut args = base.to_vec();
+            args.extend([flag, bad]);
+            assert!(Config::try_parse_from(args).is_err(), "{flag} {bad}");
         }
     }
 

@@ -17,6 +17,7 @@ use crate::events::Events;
 use crate::fence::Fence;
 use crate::healing::Healer;
 use crate::health_targets::HealthRef;
+use crate::host_watch::HostWatch;
 use crate::jobs::Jobs;
 use crate::lifecycle::Lifecycle;
 use crate::metrics::DeployMetrics;
@@ -75,6 +76,8 @@ pub struct ControlPlane {
     pub demand: DemandReports,
     /// Sets autoscaled deployments' counts from the demand (the leader runs it).
     pub autoscaler: Arc<Autoscaler>,
+    /// Marks hosts whose engine stops answering down, and ready again (the leader runs it).
+    pub host_watch: Arc<HostWatch>,
     leader: Arc<AtomicBool>,
     /// Checked before each repair (reconciler, healing): armed with the election at start.
     pub fence: Arc<Fence>,
@@ -156,6 +159,13 @@ impl ControlPlane {
             events.clone(),
             DEFAULT_STALE_AFTER,
         ));
+        let host_watch = Arc::new(HostWatch::new(
+            &config,
+            store.clone(),
+            engines.clone(),
+            events.clone(),
+            fence.clone(),
+        ));
         Arc::new(ControlPlane {
             blacklist: Blacklist::new(routes.clone()),
             config,
@@ -178,6 +188,7 @@ impl ControlPlane {
             schedules,
             demand,
             autoscaler,
+            host_watch,
             leader: Arc::new(AtomicBool::new(false)),
             fence,
             closing: tokio::sync::watch::Sender::new(false),
@@ -217,6 +228,7 @@ impl ControlPlane {
         let mut text = self.metrics.render(self.store.metrics());
         text.push_str(&self.jobs.metrics.render(self.jobs.live.len()));
         text.push_str(&self.autoscaler.metrics.render());
+        text.push_str(&self.host_watch.metrics.render());
         text
     }
 

@@ -3,13 +3,16 @@
 //! with the database, reconcile at start and periodically, and after
 //! each reconciliation recycle instances past their age ([`Recycler`]), collect the apps' logs,
 //! deliver webhooks, sweep jobs (adopt those whose scheduler died, release leftovers),
-//! start schedules' runs and scale autoscaled deployments with the demand. They stop when
+//! start schedules' runs, scale autoscaled deployments with the demand, and watch the hosts'
+//! engines (`host_watch.rs`: a host whose engine stops answering is marked down, and ready
+//! again when it answers; each such change runs a reconciliation at once). They stop when
 //! leadership is lost or on shutdown.
 
 use crate::autoscale::Autoscaler;
 use crate::control::ControlPlane;
 use crate::events::webhooks::Webhooks;
 use crate::healing::{Healer, WorkerEvent, WorkerWatch};
+use crate::host_watch::HostWatch;
 use crate::jobs::Jobs;
 use crate::logs::LogCollector;
 use crate::reconcile::Reconciler;
@@ -43,6 +46,8 @@ pub struct LeaderDuties {
     schedules: Arc<Schedules>,
     /// Scales autoscaled deployments with the gateways' demand.
     autoscaler: Arc<Autoscaler>,
+    /// Pings the hosts' engines, marks hosts down and ready again.
+    host_watch: Arc<HostWatch>,
     reconcile_every: Duration,
     /// Shared with the control plane, whose `/healthz` reports it.
     leading: Arc<AtomicBool>,
@@ -70,6 +75,7 @@ impl LeaderDuties {
             jobs: control.jobs.clone(),
             schedules: control.schedules.clone(),
             autoscaler: control.autoscaler.clone(),
+            host_watch: control.host_watch.clone(),
             reconcile_every: Duration::from_secs(control.config.reconcile_secs.max(1)),
             leading: control.leader_flag(),
         }
@@ -104,6 +110,7 @@ impl LeaderDuties {
             let jobs_task = tokio::spawn(self.jobs.clone().run_sweeps(ended(&leader, &stop)));
             let schedules_task = tokio::spawn(self.schedules.clone().run(ended(&leader, &stop)));
             let autoscaler_task = tokio::spawn(self.autoscaler.clone().run(ended(&leader, &stop)));
+            let host_watch_task = tokio::spawn(self.host_watch.clone().run(ended(&leader, &stop)));
             // Workers' exits and starts, from watchers that `sync_workers` keeps one per engine
             // and that stop with `workers` when this leadership ends.
             let (worker_tx, mut worker_events) = mpsc::channel::<WorkerEvent>(256);
@@ -133,18 +140,13 @@ impl LeaderDuties {
                             tracing::warn!(error = %e, "could not sync the workers' state");
                         }
                     }
-                    _ = reconcile.tick() => {
-                        if let Err(e) = self.reconciler.reconcile().await {
-                            tracing::warn!(error = %e, "reconciliation pass failed");
-                        }
-                        if recycling.as_ref().is_none_or(|t| t.is_finished()) {
-                            let pass = self.recycler.clone().pass();
-                            recycling = Some(tokio::spawn(async move {
-                                if let Err(e) = pass.await {
-                                    tracing::warn!(error = %e, "recycling pass failed");
-                                }
-                            }));
-                        }
+                    _ = reconcile.tick() => self.reconcile(&mut recycling).await,
+                    // A host went down (its instances are to be replaced) or came back (what it
+                    // still runs of them is to be removed): now, not at the next tick.
+                    () = self.host_watch.changed() => {
+                        tracing::info!("a host's state changed: reconciling now");
+                        self.reconcile(&mut recycling).await;
+                        reconcile.reset();
                     }
                 }
             }
@@ -161,10 +163,26 @@ impl LeaderDuties {
             let _ = jobs_task.await;
             let _ = schedules_task.await;
             let _ = autoscaler_task.await;
+            let _ = host_watch_task.await;
             if *stop.borrow() {
                 return;
             }
             tracing::warn!("this scheduler lost the leadership");
+        }
+    }
+
+    /// One reconciliation pass, then a recycling pass in its own task unless one still runs.
+    async fn reconcile(&self, recycling: &mut Option<tokio::task::JoinHandle<()>>) {
+        if let Err(e) = self.reconciler.reconcile().await {
+            tracing::warn!(error = %e, "reconciliation pass failed");
+        }
+        if recycling.as_ref().is_none_or(|t| t.is_finished()) {
+            let pass = self.recycler.clone().pass();
+            *recycling = Some(tokio::spawn(async move {
+                if let Err(e) = pass.await {
+                    tracing::warn!(error = %e, "recycling pass failed");
+                }
+            }));
         }
     }
 }

@@ -23,6 +23,7 @@ pub mod events;
 pub mod fence;
 pub mod healing;
 pub mod health_targets;
+pub mod host_watch;
 pub mod image_digest;
 pub mod image_purge;
 pub mod image_push;

@@ -69,11 +69,15 @@ pub enum EventType {
     WorkflowFinished,
     /// The autoscaler changed a deployment's desired count, or could not reach it (with why).
     AutoscaleChanged,
+    /// The leader marked a host `down`: its engine stopped answering (no app: operator only).
+    HostDown,
+    /// The leader marked a host it had marked `down` `ready` again: its engine answers.
+    HostUp,
 }
 
 impl EventType {
     /// Every type.
-    pub const ALL: [EventType; 17] = [
+    pub const ALL: [EventType; 19] = [
         EventType::DeployStarted,
         EventType::DeploySucceeded,
         EventType::DeployFailed,
@@ -91,6 +95,8 @@ impl EventType {
         EventType::JobFinished,
         EventType::WorkflowFinished,
         EventType::AutoscaleChanged,
+        EventType::HostDown,
+        EventType::HostUp,
     ];
 
     /// The wire name, e.g. `deploy.started`.
@@ -113,6 +119,8 @@ impl EventType {
             EventType::JobFinished => "job.finished",
             EventType::WorkflowFinished => "workflow.finished",
             EventType::AutoscaleChanged => "autoscale.changed",
+            EventType::HostDown => "host.down",
+            EventType::HostUp => "host.up",
         }
     }
 
@@ -356,6 +364,8 @@ mod tests {
         }
         assert_eq!(EventType::DeployFailed.as_str(), "deploy.failed");
         assert_eq!(EventType::InstanceOomKilled.as_str(), "instance.oom_killed");
+        assert_eq!(EventType::HostDown.as_str(), "host.down");
+        assert_eq!(EventType::HostUp.as_str(), "host.up");
         assert_eq!(EventType::parse("deploy.exploded"), None);
         assert_eq!(EventType::parse("Deploy.Failed"), None);
     }

@@ -611,6 +611,7 @@ mod tests {
             ports: PortRange::default(),
             state,
             version: 0,
+            auto_down: false,
         }
     }
 

@@ -72,6 +72,9 @@ pub struct HostRow {
     pub state: HostState,
     /// Optimistic-locking version: bumped by every claim and release.
     pub version: i64,
+    /// `down` because the leader's host watch found its engine not answering (not an
+    /// operator): the watch brings it back to `ready` once the engine answers again.
+    pub auto_down: bool,
 }
 
 impl HostRow {
@@ -111,7 +114,7 @@ pub(crate) fn parse_state(raw: &str) -> Result<HostState> {
 }
 
 pub(crate) const HOST_COLUMNS: &str = "h.id, h.name, h.address, h.docker, h.labels, h.mem_total, \
-     h.mem_free, h.cpu_total, h.cpu_free, h.port_first, h.port_last, h.state, h.version";
+     h.mem_free, h.cpu_total, h.cpu_free, h.port_first, h.port_last, h.state, h.version, h.auto_down";
 
 pub(crate) fn host_from_row(row: &MySqlRow) -> Result<HostRow> {
     let first: u16 = unsigned(row, "port_first")?;
@@ -131,6 +134,7 @@ pub(crate) fn host_from_row(row: &MySqlRow) -> Result<HostRow> {
             .map_err(|_| Error::Invalid(format!("stored port range {first}-{last}")))?,
         state: parse_state(&state)?,
         version: get(row, "version")?,
+        auto_down: get(row, "auto_down")?,
     })
 }
 
@@ -207,17 +211,51 @@ impl Store {
         host_from_row(&row)
     }
 
-    /// Sets a host's scheduling state (drain, down, ready). Bumps `version` so a claim planned
-    /// on the old state fails its optimistic check.
+    /// Sets a host's scheduling state (drain, down, ready): an operator's. Bumps `version` so a
+    /// claim planned on the old state fails its optimistic check, and clears `auto_down`, so
+    /// the host watch never changes a state an operator set.
     pub async fn set_host_state(&self, name: &HostName, state: HostState) -> Result<HostRow> {
-        let done = sqlx::query("UPDATE hosts SET state = ?, version = version + 1 WHERE name = ?")
-            .bind(state_str(state))
-            .bind(name.as_str())
-            .execute(&self.pool)
-            .await
-            .map_err(|e| sql::db_error("changing a host's state", e))?;
+        let done = sqlx::query(
+            "UPDATE hosts SET state = ?, auto_down = FALSE, version = version + 1 WHERE name = ?",
+        )
+        .bind(state_str(state))
+        .bind(name.as_str())
+        .execute(&self.pool)
+        .await
+        .map_err(|e| sql::db_error("changing a host's state", e))?;
         sql::found(&done, || format!("host {name}"))?;
         self.get_host(name).await
+    }
+
+    /// Marks a `ready` host `down` because its engine stopped answering (the leader's host
+    /// watch), remembering that the watch did (`auto_down`). Bumps `version` like any state
+    /// change. False when the host is not `ready` any more (an operator changed it meanwhile,
+    /// or it is gone): nothing changed.
+    pub async fn mark_host_down_auto(&self, id: i64) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE hosts SET state = 'down', auto_down = TRUE, version = version + 1 \
+             WHERE id = ? AND state = 'ready'",
+        )
+        .bind(id)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| sql::db_error("marking a host down", e))?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Marks a host the watch marked `down` `ready` again (its engine answers). False when it is
+    /// not down by the watch any more (an operator set its state meanwhile, or it is gone):
+    /// nothing changed.
+    pub async fn mark_host_ready_auto(&self, id: i64) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE hosts SET state = 'ready', auto_down = FALSE, version = version + 1 \
+             WHERE id = ? AND state = 'down' AND auto_down",
+        )
+        .bind(id)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| sql::db_error("marking a host ready", e))?;
+        Ok(done.rows_affected() == 1)
     }
 
     /// Replaces a host's labels (bumps `version`, like a state change).
