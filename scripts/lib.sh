@@ -22,11 +22,16 @@ log() { printf '\033[1m==>\033[0m %s\n' "$*" >&2; }
 warn() { printf 'warning: %s\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
-# pid_alive NAME: true if our PID file for NAME names a running process.
+# pid_alive NAME: true if our PID file for NAME names a running process (a zombie, killed and
+# waiting for its reaper, is not running).
 pid_alive() {
     local f="$PID_DIR/$1.pid"
-    [[ -s "$f" ]] && kill -0 "$(cat "$f")" 2>/dev/null
+    [[ -s "$f" ]] || return 1
+    [[ "$(proc_state "$(cat "$f")")" =~ ^[^ZX]$ ]]
 }
+
+# proc_state PID: the process's state letter (R, S, D, Z, ...), empty when there is none.
+proc_state() { sed -n 's/^.*) \([A-Za-z]\).*/\1/p' "/proc/$1/stat" 2>/dev/null || true; }
 
 # ours_starting NAME OK_FN: if our NAME daemon (its PID file) is alive but does not answer yet
 # (starting, or slow on a loaded machine), wait for OK_FN rather than start a second copy, which
@@ -40,7 +45,7 @@ ours_starting() {
     # OK_FN may carry arguments ("engine_ok 2"): split on purpose.
     # shellcheck disable=SC2086
     until $2 >/dev/null 2>&1; do
-        if ! kill -0 "$pid" 2>/dev/null; then
+        if ! pid_alive "$1"; then
             log "$1: pid $pid exited (it was stopping); starting a new one"
             return 1
         fi
