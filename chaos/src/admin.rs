@@ -49,6 +49,11 @@ impl Admin {
         None
     }
 
+    /// The operator token.
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+
     /// The base URL of scheduler `i`.
     pub fn api(&self, i: usize) -> &str {
         &self.apis[i]

@@ -52,7 +52,83 @@ pub async fn run(
         format!("{}: one deployment, every instance healthy", chaos.app),
         whole,
     ));
+    out.push((
+        "a workflow's steps on different hosts, piped stdout to stdin".to_owned(),
+        workflow_across_hosts(chaos).await?,
+    ));
     Ok(out)
+}
+
+/// `seq 1 200000 | tr 0-9 a-j | wc -l` as a workflow of Debian's busybox (the `busybox` app,
+/// pushed by scripts/up): it succeeds, prints 200000, and its steps ran on at least two hosts.
+async fn workflow_across_hosts(chaos: &Chaos<'_>) -> Result<Vec<String>> {
+    use reqwest::Method;
+    let api = chaos.admin.api(0).to_owned();
+    let alive = chaos
+        .admin
+        .leader()
+        .await
+        .map_or(api, |l| chaos.admin.api(l).to_owned());
+    // Created once; a second run finds it (409).
+    let _ = chaos
+        .admin
+        .call::<serde_json::Value>(
+            &alive,
+            Method::POST,
+            "/v1/apps",
+            Some(&serde_json::json!({"id": "busybox"})),
+        )
+        .await;
+    let body = serde_json::json!({"name": "chaos-pipe", "steps": [
+        {"name": "gen", "app": "busybox", "version": "v1", "command": ["seq", "1", "200000"]},
+        {"name": "map", "app": "busybox", "version": "v1", "command": ["tr", "0-9", "a-j"], "memory_mb": 64},
+        {"name": "count", "app": "busybox", "version": "v1", "command": ["wc", "-l"]},
+    ]});
+    let created: serde_json::Value = chaos
+        .admin
+        .call(&alive, Method::POST, "/v1/workflows", Some(&body))
+        .await?;
+    let id = created["id"].as_str().unwrap_or_default().to_owned();
+    let mut last = serde_json::Value::Null;
+    for _ in 0..600 {
+        last = chaos
+            .admin
+            .call(&alive, Method::GET, &format!("/v1/workflows/{id}"), None)
+            .await?;
+        if !matches!(
+            last["state"].as_str(),
+            Some("running" | "pending" | "starting")
+        ) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let mut wrong = Vec::new();
+    if last["state"] != "succeeded" {
+        wrong.push(format!("workflow {id}: {last}"));
+        return Ok(wrong);
+    }
+    let output = reqwest::Client::new()
+        .get(format!("{alive}/v1/workflows/{id}/output"))
+        .bearer_auth(chaos.admin.token())
+        .send()
+        .await?
+        .text()
+        .await?;
+    if output.trim() != "200000" {
+        wrong.push(format!(
+            "workflow {id} printed {:?}, not 200000",
+            output.trim()
+        ));
+    }
+    let hosts: HashSet<&str> = last["steps"]
+        .as_array()
+        .map(|s| s.iter().filter_map(|st| st["host"].as_str()).collect())
+        .unwrap_or_default();
+    if hosts.len() < 2 {
+        wrong.push(format!("workflow {id}: every step on {hosts:?}"));
+    }
+    Ok(wrong)
 }
 
 async fn placement(chaos: &Chaos<'_>) -> Result<Vec<String>> {
