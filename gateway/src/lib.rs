@@ -34,6 +34,7 @@ pub mod routes_feed;
 mod server;
 mod table;
 mod tls;
+mod traffic;
 mod wake;
 
 pub use body::ProxyBody;

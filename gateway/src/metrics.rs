@@ -1,16 +1,16 @@
 //! Traffic statistics: per-app counters and a latency histogram made of plain atomics, so the
 //! request path never takes a lock; rendered in the Prometheus text format on scrape.
 
+use caas_types::api::{TrafficCounts, LATENCY_BUCKETS_S};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// Upper bounds of the latency histogram buckets, in seconds.
-const BUCKETS: [f64; 14] = [
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-];
+/// Upper bounds of the latency histogram buckets, in seconds: the ones demand reports carry
+/// (the scheduler's percentiles read them).
+const BUCKETS: [f64; 14] = LATENCY_BUCKETS_S;
 
 /// One app's counters. The routing table holds an `Arc` to it, so recording is atomics only.
 #[derive(Debug, Default)]
@@ -95,6 +95,18 @@ impl AppStats {
     pub(crate) fn body_timeout(&self) {
         self.body_timeouts.fetch_add(1, Relaxed);
     }
+
+    /// The traffic counters now (each one read once; an answer being recorded meanwhile may
+    /// show in one counter before the others, and in all of them by the next read).
+    pub(crate) fn counts(&self) -> TrafficCounts {
+        TrafficCounts {
+            status: std::array::from_fn(|i| self.status[i].load(Relaxed)),
+            bytes_in: self.bytes_in.load(Relaxed),
+            bytes_out: self.bytes_out.load(Relaxed),
+            latency: std::array::from_fn(|i| self.latency[i].load(Relaxed)),
+            latency_sum_us: self.latency_sum_us.load(Relaxed),
+        }
+    }
 }
 
 /// Counters that belong to no app.
@@ -150,6 +162,17 @@ impl Stats {
             .map(|(app, s)| (app.clone(), s.take_peak()))
             .filter(|(_, n)| *n > 0)
             .collect()
+    }
+
+    /// Every app's traffic counters since the gateway started (for the demand reporter).
+    pub(crate) fn traffic(&self) -> Vec<(String, TrafficCounts)> {
+        let apps: Vec<(String, Arc<AppStats>)> = {
+            let apps = self.apps.lock().unwrap_or_else(|e| e.into_inner());
+            apps.iter()
+                .map(|(k, v)| (k.clone(), Arc::clone(v)))
+                .collect()
+        };
+        apps.into_iter().map(|(app, s)| (app, s.counts())).collect()
     }
 
     /// Renders everything in the Prometheus text exposition format.
@@ -375,6 +398,30 @@ mod tests {
             text.contains("caas_gateway_response_bytes_total{app=\"shop\"} 10"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn traffic_counters_are_read_per_app() {
+        let stats = Stats::default();
+        let a = stats.app("shop");
+        a.response(200, Duration::from_micros(400));
+        a.response(204, Duration::from_millis(3));
+        a.response(503, Duration::from_secs(20));
+        a.bytes_in(7);
+        a.bytes_out(10);
+        let _ = stats.app("idle");
+        let mut all = stats.traffic();
+        all.sort_by(|x, y| x.0.cmp(&y.0));
+        assert_eq!(all[0], ("idle".into(), TrafficCounts::default()));
+        let c = all[1].1;
+        assert_eq!(all[1].0, "shop");
+        assert_eq!(c.status, [0, 2, 0, 0, 1]);
+        assert_eq!((c.bytes_in, c.bytes_out, c.requests()), (7, 10, 3));
+        // 0.4 ms in the first bucket, 3 ms in the 5 ms one, 20 s past the last bound.
+        let mut latency = [0; 15];
+        (latency[0], latency[3], latency[14]) = (1, 1, 1);
+        assert_eq!(c.latency, latency);
+        assert_eq!(c.latency_sum_us, 20_003_400);
     }
 
     #[test]

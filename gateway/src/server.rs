@@ -218,12 +218,14 @@ impl Gateway {
             _ => None,
         };
 
-        // Demand reports to the admin API, if one is configured.
+        // Demand and traffic reports to the admin API, if one is configured. They stop after
+        // the connections are closed, with one last report of the traffic counted meanwhile.
+        let report_stop = CancellationToken::new();
         let reporter = config.demand_target().map(|target| {
             let shared = Arc::clone(&shared);
-            let token = token.clone();
+            let stop = report_stop.clone();
             tokio::spawn(async move {
-                demand::run(target, &shared.wake, &shared.stats, token).await;
+                demand::run(target, &shared.wake, &shared.stats, stop).await;
             })
         });
 
@@ -286,15 +288,16 @@ impl Gateway {
         if let Some(s) = staleness {
             let _ = s.await;
         }
-        if let Some(r) = reporter {
-            let _ = r.await;
-        }
         tracker.close();
         if tokio::time::timeout(config.shutdown_grace(), tracker.wait())
             .await
             .is_err()
         {
             tracing::warn!("grace period over; dropping the remaining connections");
+        }
+        report_stop.cancel();
+        if let Some(r) = reporter {
+            let _ = r.await;
         }
         Ok(())
     }

@@ -26,6 +26,7 @@ use crate::releases::Releases;
 use crate::routes::RoutesRef;
 use crate::schedules::Schedules;
 use crate::store::Store;
+use crate::traffic::Traffic;
 use caas_types::HostName;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -74,6 +75,8 @@ pub struct ControlPlane {
     pub schedules: Arc<Schedules>,
     /// The gateways' demand reports (the autoscaler's input).
     pub demand: DemandReports,
+    /// The traffic the gateways counted, per app (stored with their demand reports).
+    pub traffic: Traffic,
     /// Sets autoscaled deployments' counts from the demand (the leader runs it).
     pub autoscaler: Arc<Autoscaler>,
     /// Marks hosts whose engine stops answering down, and ready again (the leader runs it).
@@ -152,6 +155,7 @@ impl ControlPlane {
         );
         let schedules = Arc::new(Schedules::new(store.clone(), jobs.clone()));
         let demand = DemandReports::new(store.clone());
+        let traffic = Traffic::new(store.clone());
         let autoscaler = Arc::new(Autoscaler::new(
             store.clone(),
             deployments.clone(),
@@ -187,6 +191,7 @@ impl ControlPlane {
             jobs,
             schedules,
             demand,
+            traffic,
             autoscaler,
             host_watch,
             leader: Arc::new(AtomicBool::new(false)),

@@ -41,6 +41,7 @@ pub mod releases;
 pub mod routes;
 pub mod schedules;
 pub mod store;
+pub mod traffic;
 pub mod workflows;
 
 pub use config::Config;

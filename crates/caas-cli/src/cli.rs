@@ -121,6 +121,17 @@ pub enum Command {
     },
     /// An app's log lines, every instance merged in time order.
     Logs(LogsArgs),
+    /// Your apps by traffic over the last window, as the gateways counted it (requests per
+    /// second, status classes, p50 and p99 latency, bytes out per second), refreshed every 2 s
+    /// until Ctrl-C.
+    Top {
+        /// How far back to add up, 1m to 1h (90s, 5m, 1h).
+        #[arg(long, default_value = "1m")]
+        window: String,
+        /// Print the table once and exit.
+        #[arg(long)]
+        once: bool,
+    },
     /// Events of your apps (deploys, scaling, health, releases, restarts, config changes),
     /// oldest first; `-f` keeps following new ones.
     Events {

@@ -82,6 +82,7 @@ async fn command(client: &Client, out: Output, command: Command) -> Result<()> {
             quiet,
         } => app_config::kill(client, out, app, instance, quiet).await,
         Command::Logs(args) => crate::logs::logs(client, out, args).await,
+        Command::Top { window, once } => crate::top::top(client, out, &window, once).await,
         Command::Events {
             follow,
             app,

@@ -17,6 +17,7 @@ mod output;
 mod schedules;
 mod stream;
 mod table;
+mod top;
 mod workflows;
 
 use clap::Parser;

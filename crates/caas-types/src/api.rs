@@ -13,14 +13,21 @@ mod convert;
 mod gateway;
 mod jobs;
 mod logs;
+mod traffic;
 
-pub use gateway::{AppDemand, DemandReport, MAX_DEMAND_APPS};
+pub use gateway::{
+    AppDemand, AppTraffic, DemandReport, TrafficCounts, LATENCY_BUCKETS_S, LATENCY_SLOTS,
+    MAX_DEMAND_APPS,
+};
 pub use jobs::{
     Concurrency, CreateJob, CreateSchedule, CreateWorkflow, Job, JobState, Schedule, Workflow,
     WorkflowStep, WorkflowStepRequest, DEFAULT_JOB_CPUS, DEFAULT_JOB_MEMORY_MB,
     DEFAULT_JOB_TIMEOUT_S,
 };
 pub use logs::{LogLine, LogStream};
+pub use traffic::{
+    AppTrafficSeries, AppTrafficTotal, StatusClasses, TrafficOverview, TrafficPoint, TrafficStats,
+};
 
 use crate::{
     AppId, ContainerId, ContainerUser, Domain, Endpoint, HostName, InstanceId, PortRange,

@@ -51,6 +51,8 @@ pub(crate) struct Chunked {
     left: u64,
     /// Data bytes announced so far (the decoded body size), for the body limit.
     total: u64,
+    /// Data bytes scanned so far (the decoded body bytes passed on), for the traffic counters.
+    data: u64,
 }
 
 impl Default for Chunked {
@@ -62,6 +64,7 @@ impl Default for Chunked {
             line: 0,
             left: 0,
             total: 0,
+            data: 0,
         }
     }
 }
@@ -75,6 +78,11 @@ impl Chunked {
     /// Decoded body bytes announced so far by chunk sizes.
     pub(crate) fn total(&self) -> u64 {
         self.total
+    }
+
+    /// Decoded body bytes scanned so far (chunk data, without the framing).
+    pub(crate) fn data(&self) -> u64 {
+        self.data
     }
 
     /// Reads `input`, the next bytes of the body; returns how many of them belong to it (all of
@@ -91,6 +99,7 @@ impl Chunked {
                     .min(input.len() - i);
                 i += take;
                 self.left -= take as u64;
+                self.data += take as u64;
                 if self.left == 0 {
                     self.state = State::DataCr;
                 }
@@ -204,6 +213,17 @@ mod tests {
         assert!(c.is_done());
         assert_eq!(&body[n..], b"GET / HTTP/1.1\r\n");
         assert_eq!(c.total(), 11);
+        assert_eq!(c.data(), 11, "the data, not the framing");
+    }
+
+    #[test]
+    fn data_counts_the_chunk_bytes_scanned_so_far() {
+        let mut c = Chunked::default();
+        c.scan(b"a\r\n0123").expect("valid framing");
+        assert_eq!((c.total(), c.data()), (10, 4), "announced, then passed on");
+        c.scan(b"456789\r\n0\r\n\r\n").expect("valid framing");
+        assert_eq!(c.data(), 10);
+        assert!(c.is_done());
     }
 
     #[test]

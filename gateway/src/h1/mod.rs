@@ -347,9 +347,10 @@ fn prepare(buf: &[u8], shared: &Shared, client: &Client, https: bool, out: &mut 
     // full-duplex streaming. A body still on its way goes to the general path, which streams it
     // both ways at once.
     let rest = &buf[req.len..];
-    let body = match req.framing {
-        Framing::Empty | Framing::UntilClose => 0,
-        Framing::Length(n) if n <= rest.len() as u64 => n as usize,
+    // (bytes of the body as framed, decoded body bytes for the traffic counters)
+    let (body, decoded) = match req.framing {
+        Framing::Empty | Framing::UntilClose => (0, 0),
+        Framing::Length(n) if n <= rest.len() as u64 => (n as usize, n),
         Framing::Length(_) => return Step::Handover,
         Framing::Chunked => {
             let mut scan = Chunked::default();
@@ -359,14 +360,14 @@ fn prepare(buf: &[u8], shared: &Shared, client: &Client, https: bool, out: &mut 
                     route.stats.response(413, Duration::ZERO);
                     return refuse((StatusCode::PAYLOAD_TOO_LARGE, answers::BODY_TOO_LARGE));
                 }
-                Ok(n) if scan.is_done() => n,
+                Ok(n) if scan.is_done() => (n, scan.data()),
                 Ok(_) => return Step::Handover,
             }
         }
     };
     req.write_upstream(client.xff(), https, out);
     out.extend_from_slice(&rest[..body]);
-    route.stats.bytes_in(body as u64);
+    route.stats.bytes_in(decoded);
     Step::Forward(Forward {
         len: req.len + body,
         route,
@@ -458,19 +459,25 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
     let mut ended = matches!(framing, Framing::Empty);
     // The body bytes the backend sent with the head.
     let mut pass = |up: &mut UpConn, resp: &mut Vec<u8>| -> Result<bool, ()> {
-        let take = match framing {
-            Framing::Empty => 0,
+        // (bytes passed on as framed, decoded body bytes among them)
+        let (take, decoded) = match framing {
+            Framing::Empty => (0, 0),
             Framing::Length(_) => {
                 let t = body_left.min(up.buf.len() as u64) as usize;
                 body_left -= t as u64;
-                t
+                (t, t as u64)
             }
-            Framing::Chunked => scan.scan(&up.buf).map_err(|_| ())?,
-            Framing::UntilClose => up.buf.len(),
+            Framing::Chunked => {
+                let before = scan.data();
+                let t = scan.scan(&up.buf).map_err(|_| ())?;
+                (t, scan.data() - before)
+            }
+            Framing::UntilClose => (up.buf.len(), up.buf.len() as u64),
         };
         resp.extend_from_slice(&up.buf[..take]);
         up.buf.advance(take);
-        stats.bytes_out(take as u64);
+        // Body bytes as the general path counts them: chunk framing left out.
+        stats.bytes_out(decoded);
         Ok(match framing {
             Framing::Empty => true,
             Framing::Length(_) => body_left == 0,

@@ -21,6 +21,7 @@ mod schedules;
 mod tenants;
 #[cfg(test)]
 mod tests;
+mod traffic;
 
 use crate::config::Config;
 use crate::control::ControlPlane;
@@ -105,6 +106,8 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/apps/{app}/restart", post(config::restart))
         .route("/v1/apps/{app}/logs", get(logs::logs))
+        .route("/v1/apps/{app}/traffic", get(traffic::series))
+        .route("/v1/traffic", get(traffic::overview))
         .route("/v1/apps/{app}/jobs", get(jobs::list).post(jobs::create))
         .route(
             "/v1/apps/{app}/jobs/{id}",

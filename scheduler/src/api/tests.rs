@@ -411,6 +411,8 @@ const AUTHENTICATED_ROUTES: &[(&str, &str)] = &[
     ("PATCH", "/v1/apps/hello/config"),
     ("POST", "/v1/apps/hello/restart"),
     ("GET", "/v1/apps/hello/logs"),
+    ("GET", "/v1/apps/hello/traffic"),
+    ("GET", "/v1/traffic"),
     ("GET", "/v1/apps/hello/jobs"),
     ("POST", "/v1/apps/hello/jobs"),
     ("GET", "/v1/apps/hello/jobs/j-1"),

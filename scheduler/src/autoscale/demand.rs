@@ -4,7 +4,9 @@
 //! app; the demand of an app is the sum over the gateways whose report is fresh, so several
 //! gateways add up and a gateway that stopped reporting stops counting after
 //! [`DEFAULT_STALE_AFTER`]. Stored in the database, so every scheduler (the leader's autoscaler
-//! among them) sees every report whichever scheduler took it.
+//! among them) sees every report whichever scheduler took it. A report's traffic counts are
+//! stored with it, for [`crate::traffic`]; an app named for its traffic alone (no held or
+//! in-flight request) has no demand, exactly as an app not named.
 
 use crate::error::{Error, Result};
 use crate::store::{Demand, Store};
@@ -39,13 +41,12 @@ impl DemandReports {
         DemandReports { store }
     }
 
-    /// Stores a gateway's report (apps that do not exist are skipped, not refused: a gateway's
-    /// route cache may lag behind an app's deletion).
+    /// Stores a gateway's report, its traffic included (apps that do not exist are skipped,
+    /// not refused: a gateway's route cache may lag behind an app's deletion).
     pub async fn record(&self, report: &DemandReport) -> Result<()> {
         check(report)?;
-        self.store
-            .record_demand(&report.gateway, &report.apps)
-            .await
+        crate::traffic::check(report)?;
+        self.store.record_demand(report).await
     }
 
     /// Every app's demand, summed over the gateways that reported within `stale_after`.

@@ -33,7 +33,8 @@ use tokio::time::Instant;
 /// How often the autoscaler looks at the demand (a held request also kicks it at once).
 pub const TICK: Duration = Duration::from_millis(200);
 
-/// How often demand reports of gateways gone for good are deleted, and how old they are then.
+/// How often demand reports of gateways gone for good (and traffic samples past
+/// `traffic::plan::KEEP_MS`) are deleted, and how old the reports are then.
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
 const PRUNE_OLDER_THAN: Duration = Duration::from_secs(3600);
 
@@ -163,6 +164,16 @@ impl Autoscaler {
                     Ok(0) => {}
                     Ok(n) => tracing::info!(reports = n, "pruned old demand reports"),
                     Err(e) => tracing::warn!(error = %e, "could not prune demand reports"),
+                }
+                // The traffic the gateways counted is kept for the longest window served.
+                match self
+                    .store
+                    .prune_traffic(crate::traffic::plan::KEEP_MS)
+                    .await
+                {
+                    Ok(0) => {}
+                    Ok(n) => tracing::debug!(samples = n, "pruned old traffic samples"),
+                    Err(e) => tracing::warn!(error = %e, "could not prune traffic samples"),
                 }
             }
         }

@@ -147,7 +147,7 @@ impl Store {
         app_from_row(&row)
     }
 
-    /// Deletes an app, its domains and its events. An app that still has deployments is
+    /// Deletes an app, its domains, its events, demand reports and traffic. An app that still has deployments is
     /// [`Error::Conflict`]: undeploy first.
     pub async fn delete_app(&self, id: &AppId) -> Result<()> {
         let mut tx = self
@@ -179,6 +179,13 @@ impl Store {
             .execute(&mut *tx)
             .await
             .map_err(|e| sql::db_error("deleting an app's demand reports", e))?;
+        // And the traffic the gateways counted (migration 0015): a new owner of the id starts
+        // from nothing.
+        sqlx::query("DELETE FROM app_traffic WHERE app_id = ?")
+            .bind(id.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| sql::db_error("deleting an app's traffic", e))?;
         tx.commit()
             .await
             .map_err(|e| sql::db_error("deleting an app", e))

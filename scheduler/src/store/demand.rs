@@ -1,12 +1,13 @@
 //! The `gateway_demand` table: each gateway's latest demand report per app (held and in-flight
 //! requests, with the database's time of the report), and the sum over the gateways that
 //! reported lately. Rows of apps that do not exist are never written; an app's rows go with it.
+//! A report's traffic goes into `app_traffic` in the same transaction (`store/traffic.rs`).
 
 use super::sql::{self, get, parse, text};
 use super::Store;
 use crate::error::Result;
-use caas_types::api::AppDemand;
-use caas_types::{AppId, GatewayName};
+use caas_types::api::{AppDemand, AppTraffic, DemandReport};
+use caas_types::AppId;
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
@@ -27,12 +28,15 @@ fn micros(d: Duration) -> i64 {
 }
 
 impl Store {
-    /// Stores `gateway`'s report, which is its whole demand: it replaces everything the same
-    /// gateway reported before (an app it no longer names has no demand from it; an empty
-    /// report clears it), in one transaction, stamped with the database's time. Apps that do
-    /// not exist are skipped (a gateway's cache may still name a deleted app). An app named
+    /// Stores a gateway's report, which is its whole demand: it replaces everything the same
+    /// gateway reported before (an app it no longer names, or names with no held or in-flight
+    /// request, has no demand from it; an empty report clears it), in one transaction, stamped
+    /// with the database's time; the apps' traffic (with the report's `boot`, which the caller
+    /// checked is there when any app has traffic) is added in the same transaction. Apps that
+    /// do not exist are skipped (a gateway's cache may still name a deleted app). An app named
     /// twice keeps its last counts.
-    pub async fn record_demand(&self, gateway: &GatewayName, apps: &[AppDemand]) -> Result<()> {
+    pub async fn record_demand(&self, report: &DemandReport) -> Result<()> {
+        let (gateway, apps) = (&report.gateway, report.apps.as_slice());
         let mut tx = self
             .pool
             .begin()
@@ -65,6 +69,15 @@ impl Store {
             for d in chunk.iter().filter(|d| known.contains(d.app.as_str())) {
                 last.insert(d.app.as_str(), d);
             }
+            if let Some(boot) = report.boot {
+                let traffic: Vec<(&str, &AppTraffic)> = last
+                    .iter()
+                    .filter_map(|(app, d)| d.traffic.as_ref().map(|t| (*app, t)))
+                    .collect();
+                super::traffic::insert(&mut tx, gateway, boot, &traffic).await?;
+            }
+            // An app named for its traffic alone has no demand here: no row, as before.
+            last.retain(|_, d| d.held > 0 || d.in_flight > 0);
             if last.is_empty() {
                 continue;
             }

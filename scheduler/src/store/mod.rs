@@ -24,6 +24,7 @@ mod schedules;
 pub(crate) mod sql;
 mod tags;
 mod tenants;
+mod traffic;
 mod workflows;
 
 pub use app_config::AppConfigRow;
