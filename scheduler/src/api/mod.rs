@@ -22,6 +22,7 @@ mod tenants;
 #[cfg(test)]
 mod tests;
 mod traffic;
+mod ui;
 
 use crate::config::Config;
 use crate::control::ControlPlane;
@@ -182,6 +183,8 @@ pub fn router(state: AppState) -> Router {
                 .put(ops::blacklist_set)
                 .delete(ops::blacklist_remove),
         )
+        // The web console: embedded static files, no token (the page asks for one).
+        .merge(ui::routes())
         .fallback(|| async { ApiError::NotFound("route".into()) })
         .layer(axum::extract::DefaultBodyLimit::max(max_body))
         .with_state(state)
