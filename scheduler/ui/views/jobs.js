@@ -121,6 +121,39 @@ export async function streamOutput(path, pre, follow, signal) {
   if (!text) pre.textContent = '(no output)';
 }
 
+/**
+ * Follows a job's or workflow's output at `path` into `pre` while it is live, `status` saying
+ * so. When a follow ends, `reload` reads the object again for its final state; if it still runs
+ * (another scheduler served a stored copy), after a pause that grows each time. `busy()` is true
+ * while a follow runs.
+ */
+export function outputFollower(path, pre, status, what, reload, signal) {
+  let following = false;
+  let retries = 0;
+  return {
+    busy: () => following,
+    async follow(live) {
+      if (following) return;
+      following = live;
+      status.textContent = live ? 'Following the output…' : '';
+      try {
+        await streamOutput(path, pre, live, signal);
+        if (live) status.textContent = `The ${what} ended.`;
+      } catch (e) {
+        if (!signal.aborted) status.textContent = `Could not read the output: ${e.message}`;
+      }
+      following = false;
+      if (live && !signal.aborted) {
+        const delay = Math.min(10000, 500 * 2 ** retries);
+        retries += 1;
+        setTimeout(() => {
+          if (!signal.aborted) reload();
+        }, delay);
+      }
+    },
+  };
+}
+
 async function renderJob(root, app, id, signal) {
   const base = `/v1/apps/${seg(app)}/jobs/${seg(id)}`;
   const facts = h('div', { 'data-testid': 'job-detail' }, 'Loading…');
@@ -135,8 +168,6 @@ async function renderJob(root, app, id, signal) {
     section('job-sec', 'Job', facts),
     section('output-sec', 'Output (stdout and stderr)', status, pre),
   );
-  let following = false;
-  let retries = 0;
   const load = async () => {
     let job;
     try {
@@ -155,29 +186,11 @@ async function renderJob(root, app, id, signal) {
       h('dt', null, 'Created'), h('dd', null, time(job.created_at)),
       h('dt', null, 'Started'), h('dd', null, time(job.started_at)),
       h('dt', null, 'Finished'), h('dd', null, time(job.finished_at))));
-    if (following) return;
-    const live = job.state === 'running' || job.state === 'pending';
-    following = live;
-    status.textContent = live ? 'Following the output…' : '';
-    try {
-      await streamOutput(`${base}/logs`, pre, live, signal);
-      if (live) status.textContent = 'The job ended.';
-    } catch (e) {
-      if (!signal.aborted) status.textContent = `Could not read the output: ${e.message}`;
-    }
-    following = false;
-    // The follow ended: read the job again for its final state. If it still runs (another
-    // scheduler served a stored copy), wait a little longer each time before following again.
-    if (live && !signal.aborted) {
-      const delay = Math.min(10000, 500 * 2 ** retries);
-      retries += 1;
-      setTimeout(() => {
-        if (!signal.aborted) load();
-      }, delay);
-    }
+    await output.follow(job.state === 'running' || job.state === 'pending');
   };
+  const output = outputFollower(`${base}/logs`, pre, status, 'job', load, signal);
   onEvent((ev) => {
-    if (ev.type === 'job.finished' && ev.app === app && ev.job === id && !following) load();
+    if (ev.type === 'job.finished' && ev.app === app && ev.job === id && !output.busy()) load();
   }, signal);
   await load();
 }

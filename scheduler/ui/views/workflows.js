@@ -8,7 +8,7 @@
 import { json, seg } from '../api.js';
 import { onEvent } from '../events.js';
 import { h, fill, table, section, badge, stateKind, time, pageTitle, errorLine, debounce } from '../dom.js';
-import { streamOutput } from './jobs.js';
+import { streamOutput, outputFollower } from './jobs.js';
 
 const PAGE = 50;
 
@@ -76,8 +76,6 @@ async function renderWorkflow(root, id, signal) {
     section('wf-output-sec', 'Output (the last step\'s stdout)', status, pre),
   );
   const stepPanes = new Map();
-  let following = false;
-  let retries = 0;
 
   const load = async () => {
     let wf;
@@ -93,27 +91,11 @@ async function renderWorkflow(root, id, signal) {
       h('dt', null, 'Created'), h('dd', null, time(wf.created_at)),
       h('dt', null, 'Finished'), h('dd', null, time(wf.finished_at))));
     renderSteps(steps, base, wf.steps || [], stepPanes, signal);
-    if (following) return;
-    const live = wf.state === 'running' || wf.state === 'pending';
-    following = live;
-    status.textContent = live ? 'Following the output…' : '';
-    try {
-      await streamOutput(`${base}/output`, pre, live, signal);
-      if (live) status.textContent = 'The workflow ended.';
-    } catch (e) {
-      if (!signal.aborted) status.textContent = `Could not read the output: ${e.message}`;
-    }
-    following = false;
-    if (live && !signal.aborted) {
-      const delay = Math.min(10000, 500 * 2 ** retries);
-      retries += 1;
-      setTimeout(() => {
-        if (!signal.aborted) load();
-      }, delay);
-    }
+    await output.follow(wf.state === 'running' || wf.state === 'pending');
   };
+  const output = outputFollower(`${base}/output`, pre, status, 'workflow', load, signal);
   onEvent((ev) => {
-    if (ev.type === 'workflow.finished' && ev.workflow === id && !following) load();
+    if (ev.type === 'workflow.finished' && ev.workflow === id && !output.busy()) load();
   }, signal);
   await load();
 }
