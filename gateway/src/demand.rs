@@ -422,20 +422,8 @@ mod tests {
 
     #[tokio::test]
     async fn requests_in_flight_between_two_reports_are_reported_then_one_empty_report() {
-        use std::sync::Arc;
         let (url, mut rx) = endpoint().await;
-        let stats = Arc::new(Stats::default());
-        let wake = Arc::new(Wake::new(10, Duration::from_secs(30), Arc::clone(&stats)));
-        let stop = CancellationToken::new();
-        let target = DemandTarget {
-            url,
-            token: "t0ken".parse().unwrap(),
-            gateway: "gw".into(),
-        };
-        let task = {
-            let (wake, stats, stop) = (Arc::clone(&wake), Arc::clone(&stats), stop.clone());
-            tokio::spawn(async move { run(target, &wake, &stats, stop).await })
-        };
+        let (stats, stop, task) = reporter(url);
         let app = stats.app("brief");
 
         // Two requests at once that are over long before the next report: still demand.
