@@ -112,6 +112,17 @@ struct Count {
     answers: u32,
 }
 
+impl Count {
+    /// Nothing counted yet for a host seen as `seen`.
+    fn new(seen: Watched) -> Count {
+        Count {
+            seen,
+            failures: 0,
+            answers: 0,
+        }
+    }
+}
+
 /// The results in a row of every watched host, kept in memory by the leader (a new leader
 /// starts from nothing: a host is marked down only after failures it saw itself).
 #[derive(Debug, Default, Clone)]
@@ -134,17 +145,9 @@ impl Counts {
         self.held_back = false;
         let mut changes = Vec::new();
         for &(id, seen, answered) in round {
-            let count = self.by_host.entry(id).or_insert(Count {
-                seen,
-                failures: 0,
-                answers: 0,
-            });
+            let count = self.by_host.entry(id).or_insert(Count::new(seen));
             if count.seen != seen {
-                *count = Count {
-                    seen,
-                    failures: 0,
-                    answers: 0,
-                };
+                *count = Count::new(seen);
             }
             if answered {
                 count.failures = 0;
@@ -288,23 +291,23 @@ impl HostWatch {
     /// One round: ping the watched hosts at once, count, apply the changes.
     async fn round(&self, counts: &mut Counts) -> Result<()> {
         let hosts = self.store.list_hosts().await?;
-        let watched: Vec<(&HostRow, Watched)> = hosts
+        // Every watched host with its kind and the result of its ping, pinged at once.
+        let pinged: Vec<(&HostRow, Watched, std::result::Result<(), String>)> =
+            futures::future::join_all(hosts.iter().filter_map(|h| {
+                let watched = Watched::of_row(h)?;
+                Some(async move { (h, watched, self.ping(&h.name, &h.docker).await) })
+            }))
+            .await;
+        let round: Vec<(i64, Watched, bool)> = pinged
             .iter()
-            .filter_map(|h| Watched::of_row(h).map(|w| (h, w)))
-            .collect();
-        let pings = watched.iter().map(|(h, _)| self.ping(&h.name, &h.docker));
-        let results: Vec<std::result::Result<(), String>> = futures::future::join_all(pings).await;
-        let round: Vec<(i64, Watched, bool)> = watched
-            .iter()
-            .zip(&results)
-            .map(|((h, w), r)| (h.id, *w, r.is_ok()))
+            .map(|(h, w, r)| (h.id, *w, r.is_ok()))
             .collect();
         let was_held_back = counts.held_back();
         let changes = counts.observe(&round, self.rules);
         if counts.held_back() && !was_held_back {
             tracing::warn!(hosts = round.len(), "host watch: no host's engine answers; marking none down (is this scheduler cut off from the hosts?)");
         }
-        for ((h, w), r) in watched.iter().zip(&results) {
+        for (h, w, r) in &pinged {
             if let Err(e) = r {
                 self.metrics.failed_pings.fetch_add(1, Ordering::Relaxed);
                 if *w == Watched::Ready {
@@ -313,9 +316,7 @@ impl HostWatch {
             }
         }
         for (id, change) in changes {
-            let Some(((host, _), result)) =
-                watched.iter().zip(&results).find(|((h, _), _)| h.id == id)
-            else {
+            let Some((host, _, result)) = pinged.iter().find(|(h, _, _)| h.id == id) else {
                 continue;
             };
             match self.apply(host, change, result.as_ref().err()).await {
